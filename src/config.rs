@@ -1,0 +1,135 @@
+//! Validated configuration: what the CLI flags turn into, in one step, before
+//! anything starts.
+
+use std::time::Duration;
+
+/// Limits applied to every command and connection. Each has a flag.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory per wasm instance, in bytes.
+    pub max_memory: usize,
+    /// Wall-clock time per command; past it the command is stopped (137).
+    pub max_wall: Duration,
+    /// Output kept per process for `process/read` (the newest bytes).
+    pub retained_output: usize,
+    /// Total output one command may produce before it is stopped (137).
+    pub max_output: u64,
+    /// Processes running at once per session.
+    pub max_processes: usize,
+    /// Largest file `fs/readFile` returns and `fs/writeFile` accepts.
+    pub max_file: u64,
+    /// Bytes written with `process/write` that the command has not read yet.
+    pub max_stdin_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_memory: 1 << 30,
+            max_wall: Duration::from_secs(30 * 60),
+            retained_output: 1 << 20,
+            max_output: 1 << 30,
+            max_processes: 64,
+            max_file: 64 << 20,
+            max_stdin_buffer: 1 << 20,
+        }
+    }
+}
+
+impl Limits {
+    /// The largest WebSocket message we accept: a maximal `fs/writeFile`
+    /// (base64 grows data by 4/3) plus room for the envelope.
+    pub fn max_message(&self) -> usize {
+        (self.max_file as usize / 3 + 1) * 4 + 64 * 1024
+    }
+}
+
+/// `DIR` or `HOST_DIR:VISIBLE_PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceSpec {
+    pub host: std::path::PathBuf,
+    pub visible: Option<String>,
+}
+
+impl std::str::FromStr for WorkspaceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("the workspace path is empty".into());
+        }
+        match s.rsplit_once(':') {
+            Some((host, visible)) if visible.starts_with('/') && !host.is_empty() => {
+                Ok(Self { host: host.into(), visible: Some(visible.to_owned()) })
+            }
+            Some((_, visible)) if !visible.is_empty() && !visible.starts_with('/') && s.contains(":/") => {
+                Err(format!("the visible path `{visible}` must be absolute"))
+            }
+            _ => Ok(Self { host: s.into(), visible: None }),
+        }
+    }
+}
+
+/// Parses sizes such as `512M`, `1G`, `64k` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => {
+            let unit = s[i..].to_ascii_lowercase();
+            let mult: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+                "" => 1,
+                "k" => 1 << 10,
+                "m" => 1 << 20,
+                "g" => 1 << 30,
+                _ => return Err(format!("unknown size unit in `{s}` (use K, M or G)")),
+            };
+            (&s[..i], mult)
+        }
+        None => (s, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 512M, 1G, 65536)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+/// Parses durations such as `30s`, `15m`, `2h`, `500ms` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (examples: 30s, 15m, 500ms)"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("unknown duration unit in `{s}` (use ms, s, m or h)")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workspace_specs() {
+        let p = |s: &str| s.parse::<WorkspaceSpec>();
+        assert_eq!(p("/srv/ws"), Ok(WorkspaceSpec { host: "/srv/ws".into(), visible: None }));
+        assert_eq!(
+            p("/srv/t1:/workspace"),
+            Ok(WorkspaceSpec { host: "/srv/t1".into(), visible: Some("/workspace".into()) })
+        );
+        assert_eq!(p("./ws"), Ok(WorkspaceSpec { host: "./ws".into(), visible: None }));
+        assert!(p("").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12X").is_err());
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! The one shared wasmtime `Engine`, the linker set up once, the on-disk
+//! cache of compiled modules, and the registry that maps command names to
+//! ready-to-instantiate tools.
+//!
+//! A module is compiled at most once per build of the server: the compiled
+//! artifact is written to the cache directory (keyed by the wasm's sha256 and
+//! the engine's compatibility hash) and loaded memory-mapped from there, so a
+//! restart does not recompile. Each tool keeps an `InstancePre`, so starting a
+//! command is only instantiation.
+
+use super::guest::GuestState;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstancePre, Linker, Module};
+
+/// How often the epoch advances. A running guest yields to the scheduler at
+/// every tick, and interruption (terminate, time limits) takes at most this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Errors while setting up the engine or loading tools.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("wasmtime: {0}")]
+    Wasmtime(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<wasmtime::Error> for EngineError {
+    fn from(e: wasmtime::Error) -> Self {
+        EngineError::Wasmtime(format!("{e:#}"))
+    }
+}
+
+/// Where a tool came from, for `wasm-exec-server tools` and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolSource {
+    /// Built from `guest-examples/` and embedded in the server.
+    Example,
+    /// A `*.wasm` file in a `--tools` directory.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for ToolSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolSource::Example => f.write_str("guest-examples (embedded)"),
+            ToolSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A command name bound to a compiled module.
+pub struct Tool {
+    pub name: String,
+    pub source: ToolSource,
+    /// Imports resolved once; instantiating this is all a command costs.
+    pub pre: InstancePre<GuestState>,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool").field("name", &self.name).field("source", &self.source).finish()
+    }
+}
+
+/// The engine, its linker and the tool registry, shared by every session.
+pub struct Runtime {
+    pub engine: Engine,
+    linker: Linker<GuestState>,
+    tools: BTreeMap<String, Arc<Tool>>,
+    cache_dir: Option<PathBuf>,
+    /// Stops the epoch ticker thread when the runtime is dropped.
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("tools", &self.tools.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine (async, epoch interruption) and the WASI linker.
+    /// `cache_dir` keeps compiled modules across restarts.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;
+        // wasmtime-wasi turns `proc_exit(n)` with n >= 126 into a trap; shells
+        // use 126..=255, so every status must reach the client unchanged.
+        linker.allow_shadowing(true);
+        linker.func_wrap(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            |_caller: wasmtime::Caller<'_, GuestState>, status: i32| -> wasmtime::Result<()> {
+                Err(wasmtime_wasi::I32Exit(status & 0xff).into())
+            },
+        )?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let weak = engine.weak();
+        let stop = ticker_stop.clone();
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|source| EngineError::Io { path: PathBuf::from("epoch-ticker"), source })?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
+        }
+        Ok(Self { engine, linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
+    }
+
+    /// Registers the embedded example guests.
+    pub fn add_examples(&mut self) -> Result<(), EngineError> {
+        for (name, wasm) in crate::GUEST_EXAMPLES {
+            self.add_tool(name, wasm, ToolSource::Example)?;
+        }
+        Ok(())
+    }
+
+    /// Registers every `*.wasm` file in `dir` under its file stem, replacing
+    /// a bundled tool of the same name.
+    pub fn add_dir(&mut self, dir: &Path) -> Result<usize, EngineError> {
+        let io_err = |source| EngineError::Io { path: dir.to_path_buf(), source };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io_err)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        paths.sort();
+        for path in &paths {
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let wasm = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+            self.add_tool(name, &wasm, ToolSource::File(path.clone()))?;
+        }
+        Ok(paths.len())
+    }
+
+    /// Compiles (or loads from the cache) and registers one tool.
+    pub fn add_tool(&mut self, name: &str, wasm: &[u8], source: ToolSource) -> Result<(), EngineError> {
+        let module = self.load_module(wasm)?;
+        let pre = self.linker.instantiate_pre(&module)?;
+        tracing::debug!(tool = name, %source, "registered tool");
+        self.tools.insert(name.to_owned(), Arc::new(Tool { name: name.to_owned(), source, pre }));
+        Ok(())
+    }
+
+    /// Also registers an existing tool under another name (`egrep` → grep).
+    pub fn alias(&mut self, alias: &str, target: &str) -> bool {
+        match self.tools.get(target).cloned() {
+            Some(t) => {
+                self.tools.insert(alias.to_owned(), t);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn load_module(&self, wasm: &[u8]) -> Result<Module, EngineError> {
+        let Some(dir) = &self.cache_dir else {
+            return Ok(Module::new(&self.engine, wasm)?);
+        };
+        let mut h = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), h.finish());
+        let path = dir.join(key);
+        if path.exists() {
+            // SAFETY: the file was written by `precompile_module` of an engine
+            // with the same compatibility hash, into a cache directory only
+            // this server writes; wasmtime still checks its header.
+            #[allow(unsafe_code)]
+            match unsafe { Module::deserialize_file(&self.engine, &path) } {
+                Ok(m) => return Ok(m),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale module cache entry; recompiling"),
+            }
+        }
+        let compiled = self.engine.precompile_module(wasm)?;
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        let write = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = write {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::warn!(path = %path.display(), error = %e, "could not write the module cache");
+            #[allow(unsafe_code)]
+            // SAFETY: `compiled` was produced just now by this engine.
+            return Ok(unsafe { Module::deserialize(&self.engine, &compiled) }?);
+        }
+        #[allow(unsafe_code)]
+        // SAFETY: as above; the file holds what this engine just compiled.
+        Ok(unsafe { Module::deserialize_file(&self.engine, &path) }?)
+    }
+
+    /// The tool registered under `name`.
+    pub fn tool(&self, name: &str) -> Option<Arc<Tool>> {
+        self.tools.get(name).cloned()
+    }
+
+    /// Every registered tool, by name.
+    pub fn tools(&self) -> impl Iterator<Item = (&str, &Arc<Tool>)> {
+        self.tools.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}

@@ -1,0 +1,157 @@
+//! One run of one guest: a fresh store and instance from a tool's
+//! `InstancePre`, WASI set up deny-by-default, `_start` called, the outcome
+//! sorted as wasmtime's `run` command does (`I32Exit` → status, trap → failure).
+//!
+//! The WASI context grants exactly: the argv and environment given, the
+//! workspace preopened at its visible path (nothing else on the host), the
+//! streams given, and no network. Memory is capped by a `ResourceLimiter`;
+//! time is bounded by the caller, who may drop the future at any epoch tick
+//! (that is how terminate, interrupt and deadlines stop a spinning guest).
+
+use super::engine::{Runtime, Tool};
+use super::stdio::{Sink, Stdin};
+use std::path::PathBuf;
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream, IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// Per-store data of a running guest.
+pub struct GuestState {
+    pub wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Caps linear memory and tables, and remembers that the cap was hit so the
+/// outcome can name the limit instead of reporting the guest's own abort.
+struct MemoryLimiter {
+    max_memory: usize,
+    hit: bool,
+}
+
+/// Table elements a guest may have; generous for real programs.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Everything one guest run needs.
+pub struct GuestRequest {
+    /// argv, with argv[0] as the program should see it.
+    pub argv: Vec<String>,
+    /// The complete environment; nothing of the server's own is added.
+    pub env: Vec<(String, String)>,
+    /// The host directory of the workspace root, preopened for the guest.
+    pub host_root: PathBuf,
+    /// Where the guest sees the root (the client's path).
+    pub visible_root: String,
+    pub stdin: Stdin,
+    pub stdout: Sink,
+    pub stderr: Sink,
+    /// Report stdio as a terminal (`tty: true`).
+    pub tty: bool,
+    /// Linear memory cap in bytes.
+    pub max_memory: usize,
+}
+
+/// How a guest run ended, before it is turned into an exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// `proc_exit(n)` or a return from `_start` (0).
+    Exited(i32),
+    /// A trap (unreachable, out-of-bounds, stack overflow) or a failed setup.
+    Trapped(String),
+    /// The guest tried to grow memory past the cap.
+    MemoryLimit(usize),
+}
+
+/// Wraps a stream to report it as a terminal (or not).
+struct Terminal<S> {
+    inner: S,
+    tty: bool,
+}
+
+impl<S> IsTerminal for Terminal<S> {
+    fn is_terminal(&self) -> bool {
+        self.tty
+    }
+}
+
+impl<S: StdoutStream> StdoutStream for Terminal<S> {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        self.inner.async_stream()
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        self.inner.p2_stream()
+    }
+}
+
+impl<S: StdinStream> StdinStream for Terminal<S> {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        self.inner.async_stream()
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
+        self.inner.p2_stream()
+    }
+}
+
+/// Output buffered by wasmtime-wasi's adapter before it applies backpressure.
+const STDOUT_BUDGET: usize = 64 * 1024;
+
+/// Runs `tool` to completion. Cancel by dropping the future.
+pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
+    let max_memory = req.max_memory;
+    let mut store = match build_store(rt, req) {
+        Ok(s) => s,
+        Err(e) => return GuestOutcome::Trapped(format!("could not set up the sandbox: {e:#}")),
+    };
+    let result = async {
+        let instance = tool.pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        start.call_async(&mut store, ()).await
+    }
+    .await;
+    let hit = store.data().limiter.hit;
+    match result {
+        Ok(()) => GuestOutcome::Exited(0),
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                GuestOutcome::Exited(exit.0)
+            } else if hit {
+                GuestOutcome::MemoryLimit(max_memory)
+            } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+                GuestOutcome::Trapped(format!("{trap}"))
+            } else {
+                GuestOutcome::Trapped(format!("{e:#}").lines().next().unwrap_or("trap").to_owned())
+            }
+        }
+    }
+}
+
+fn build_store(rt: &Runtime, req: GuestRequest) -> wasmtime::Result<Store<GuestState>> {
+    let mut b = WasiCtxBuilder::new();
+    b.args(&req.argv);
+    b.envs(&req.env);
+    b.allow_blocking_current_thread(true);
+    b.preopened_dir(&req.host_root, &req.visible_root, FsPerms::ReadWrite)?;
+    b.stdin(Terminal { inner: AsyncStdinStream::new(req.stdin.into_async_read()), tty: req.tty });
+    b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
+    b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });
+    let wasi = b.build_p1();
+    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false } });
+    store.limiter(|s| &mut s.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    Ok(store)
+}

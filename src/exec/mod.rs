@@ -1,0 +1,112 @@
+//! Running commands as WebAssembly: the shared engine and tool registry
+//! ([`engine`]), in-memory standard streams ([`stdio`]) and one guest run
+//! ([`guest`]). [`Executor::run_command`] is the entry point the session
+//! uses: it resolves `argv[0]` to a tool (or the shell) and turns the outcome
+//! into an exit status as a native server would report it.
+//!
+//! This layer knows nothing of JSON-RPC: it takes argv, environment, a
+//! working directory and streams, and returns a status.
+
+pub mod engine;
+pub mod guest;
+pub mod stdio;
+
+pub use engine::{EngineError, Runtime, Tool, ToolSource};
+pub use guest::{GuestOutcome, GuestRequest};
+pub use stdio::{OutputChunk, PipeReader, Sink, Stdin, StreamKind, pipe};
+
+use crate::config::Limits;
+use crate::fs::Workspace;
+use std::sync::Arc;
+
+/// Exit status of a guest that trapped (as for SIGABRT).
+pub const STATUS_TRAP: i32 = 134;
+/// Exit status of a command stopped by a limit or killed (as for SIGKILL).
+pub const STATUS_KILLED: i32 = 137;
+/// Exit status of an interrupted command (as for SIGINT).
+pub const STATUS_INTERRUPTED: i32 = 130;
+/// Exit status of a command that does not exist.
+pub const STATUS_NOT_FOUND: i32 = 127;
+
+/// What every command of one workspace runs with.
+#[derive(Clone)]
+pub struct Executor {
+    pub runtime: Arc<Runtime>,
+    pub workspace: Workspace,
+    pub limits: Limits,
+}
+
+/// One command to run, with its streams already wired.
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    /// Replaces argv[0] as the program sees it.
+    pub arg0: Option<String>,
+    pub env: Vec<(String, String)>,
+    /// The visible absolute working directory (already checked).
+    pub cwd: String,
+    pub stdin: Stdin,
+    pub stdout: Sink,
+    pub stderr: Sink,
+    pub tty: bool,
+}
+
+/// `/usr/bin/cat` → `cat`.
+pub fn command_name(argv0: &str) -> &str {
+    argv0.rsplit('/').next().unwrap_or(argv0)
+}
+
+impl Executor {
+    /// Runs one argv-form command to completion and returns its exit status.
+    pub async fn run_command(&self, spec: CommandSpec) -> i32 {
+        let Some(argv0) = spec.argv.first() else {
+            return STATUS_NOT_FOUND;
+        };
+        let name = command_name(argv0).to_owned();
+        let Some(tool) = self.runtime.tool(&name) else {
+            let _ = spec.stderr.write_all(format!("{name}: command not found\n").as_bytes()).await;
+            return STATUS_NOT_FOUND;
+        };
+        self.run_tool(&tool, spec).await
+    }
+
+    /// Runs a resolved tool with the given streams.
+    pub async fn run_tool(&self, tool: &Tool, spec: CommandSpec) -> i32 {
+        let mut argv = spec.argv;
+        if let Some(arg0) = spec.arg0 {
+            if let Some(first) = argv.first_mut() {
+                *first = arg0;
+            }
+        }
+        let name = argv.first().map(|a| command_name(a).to_owned()).unwrap_or_default();
+        let mut env = spec.env;
+        env.retain(|(k, _)| k != "PWD");
+        env.push(("PWD".into(), spec.cwd.clone()));
+        let stderr = spec.stderr.clone();
+        let req = GuestRequest {
+            argv,
+            env,
+            host_root: self.workspace.host_root().to_path_buf(),
+            visible_root: self.workspace.visible_root().to_owned(),
+            stdin: spec.stdin,
+            stdout: spec.stdout,
+            stderr: spec.stderr,
+            tty: spec.tty,
+            max_memory: self.limits.max_memory,
+        };
+        match guest::run(&self.runtime, tool, req).await {
+            GuestOutcome::Exited(code) => code,
+            GuestOutcome::Trapped(msg) => {
+                let _ = stderr.write_all(format!("{name}: wasm trap: {msg}\n").as_bytes()).await;
+                STATUS_TRAP
+            }
+            GuestOutcome::MemoryLimit(limit) => {
+                let _ = stderr
+                    .write_all(
+                        format!("{name}: memory limit exceeded (max-memory is {} MiB)\n", limit >> 20).as_bytes(),
+                    )
+                    .await;
+                STATUS_KILLED
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Standard streams for guests and host builtins: where bytes go ([`Sink`])
+//! and where they come from ([`Stdin`], [`pipe`]).
+//!
+//! Everything is in memory and bounded: a pipe is a channel of byte chunks
+//! with a fixed number of slots, so a fast writer waits for a slow reader
+//! (backpressure), and a writer whose reader is gone gets `BrokenPipe`
+//! (`yes | head -1` ends at once). Guests see these through wasmtime-wasi's
+//! async stdio adapters; builtins call [`Sink::write_all`] directly, so both
+//! write to the same pipes.
+
+use bytes::Bytes;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc;
+use tokio_util::sync::PollSender;
+
+/// Largest chunk handed on in one piece (the reference uses 8 KiB for pipes).
+pub const CHUNK: usize = 8 * 1024;
+
+/// Slots in a pipe between two commands: 16 × 8 KiB of buffering.
+const PIPE_SLOTS: usize = 16;
+
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+    /// Merged stdout and stderr of a terminal-mode process.
+    Pty,
+}
+
+/// Output of a process on its way to the client: the stream and the bytes.
+pub type OutputChunk = (StreamKind, Bytes);
+
+/// Where a stream's bytes go. Cloning shares the destination (`2>&1`).
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// `/dev/null`.
+    Null,
+    /// The process's own output, which the session numbers and sends.
+    Output { tx: mpsc::Sender<OutputChunk>, stream: StreamKind },
+    /// The write end of a pipe to another command.
+    Pipe(mpsc::Sender<Bytes>),
+    /// A file inside the workspace, opened through the capability.
+    File(Arc<Mutex<std::fs::File>>),
+}
+
+impl Sink {
+    /// Writes everything, waiting for room in a pipe. `BrokenPipe` when the
+    /// reader is gone.
+    pub async fn write_all(&self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Null => Ok(()),
+            Sink::Output { tx, stream } => {
+                for part in data.chunks(CHUNK) {
+                    tx.send((*stream, Bytes::copy_from_slice(part)))
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                }
+                Ok(())
+            }
+            Sink::Pipe(tx) => {
+                for part in data.chunks(CHUNK) {
+                    tx.send(Bytes::copy_from_slice(part))
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                }
+                Ok(())
+            }
+            Sink::File(f) => write_file(f, data),
+        }
+    }
+
+    /// An `AsyncWrite` over this sink, for wasmtime-wasi.
+    pub fn writer(&self) -> SinkWriter {
+        match self {
+            Sink::Null => SinkWriter::Null,
+            Sink::Output { tx, stream } => SinkWriter::Output(PollSender::new(tx.clone()), *stream),
+            Sink::Pipe(tx) => SinkWriter::Pipe(PollSender::new(tx.clone())),
+            Sink::File(f) => SinkWriter::File(f.clone()),
+        }
+    }
+}
+
+fn broken<E>(_: E) -> io::Error {
+    io::Error::from(io::ErrorKind::BrokenPipe)
+}
+
+fn write_file(f: &Mutex<std::fs::File>, data: &[u8]) -> io::Result<()> {
+    let mut file = f.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
+    io::Write::write_all(&mut *file, data)
+}
+
+/// The `AsyncWrite` side of a [`Sink`].
+pub enum SinkWriter {
+    Null,
+    Output(PollSender<OutputChunk>, StreamKind),
+    Pipe(PollSender<Bytes>),
+    File(Arc<Mutex<std::fs::File>>),
+}
+
+impl AsyncWrite for SinkWriter {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(CHUNK);
+        match self.get_mut() {
+            SinkWriter::Null => Poll::Ready(Ok(buf.len())),
+            SinkWriter::Output(tx, stream) => {
+                ready!(tx.poll_reserve(cx)).map_err(broken)?;
+                tx.send_item((*stream, Bytes::copy_from_slice(&buf[..n]))).map_err(broken)?;
+                Poll::Ready(Ok(n))
+            }
+            SinkWriter::Pipe(tx) => {
+                ready!(tx.poll_reserve(cx)).map_err(broken)?;
+                tx.send_item(Bytes::copy_from_slice(&buf[..n])).map_err(broken)?;
+                Poll::Ready(Ok(n))
+            }
+            SinkWriter::File(f) => Poll::Ready(write_file(f, buf).map(|()| buf.len())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            SinkWriter::Output(tx, _) => tx.close(),
+            SinkWriter::Pipe(tx) => tx.close(),
+            _ => {}
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A new in-memory pipe with backpressure.
+pub fn pipe() -> (Sink, PipeReader) {
+    let (tx, rx) = mpsc::channel(PIPE_SLOTS);
+    (Sink::Pipe(tx), PipeReader { rx, buf: Bytes::new() })
+}
+
+/// The read end of a [`pipe`]: end-of-file once every writer is gone.
+#[derive(Debug)]
+pub struct PipeReader {
+    rx: mpsc::Receiver<Bytes>,
+    /// The rest of a chunk the last read did not take.
+    buf: Bytes,
+}
+
+impl PipeReader {
+    /// A reader fed by an existing channel (the session's stdin writer).
+    pub fn from_channel(rx: mpsc::Receiver<Bytes>) -> Self {
+        Self { rx, buf: Bytes::new() }
+    }
+
+    /// The next chunk, or `None` at end of input (for host builtins).
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        if !self.buf.is_empty() {
+            return Some(std::mem::take(&mut self.buf));
+        }
+        self.rx.recv().await
+    }
+}
+
+impl AsyncRead for PipeReader {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        while this.buf.is_empty() {
+            match ready!(this.rx.poll_recv(cx)) {
+                Some(chunk) => this.buf = chunk,
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = this.buf.len().min(out.remaining());
+        out.put_slice(&this.buf.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Where a command's standard input comes from.
+pub enum Stdin {
+    /// Closed: reads see end-of-file at once.
+    Closed,
+    /// A pipe, the client's `process/write`, or a here-document.
+    Pipe(PipeReader),
+    /// A file inside the workspace (`< file`).
+    File(std::fs::File),
+}
+
+impl std::fmt::Debug for Stdin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stdin::Closed => f.write_str("Stdin::Closed"),
+            Stdin::Pipe(_) => f.write_str("Stdin::Pipe"),
+            Stdin::File(_) => f.write_str("Stdin::File"),
+        }
+    }
+}
+
+impl Stdin {
+    /// Bytes already known, as a stdin (here-documents and here-strings).
+    pub fn from_bytes(data: Bytes) -> Self {
+        let (tx, rx) = mpsc::channel(1);
+        // A fresh channel with one slot always has room for one message.
+        let _ = tx.try_send(data);
+        Stdin::Pipe(PipeReader::from_channel(rx))
+    }
+
+    /// An `AsyncRead` for wasmtime-wasi.
+    pub fn into_async_read(self) -> Box<dyn AsyncRead + Send + Sync + Unpin> {
+        match self {
+            Stdin::Closed => Box::new(tokio::io::empty()),
+            Stdin::Pipe(p) => Box::new(p),
+            Stdin::File(f) => Box::new(tokio::fs::File::from_std(f)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn pipe_carries_bytes_and_ends_when_writer_drops() {
+        let (sink, mut reader) = pipe();
+        let w = tokio::spawn(async move {
+            let mut w = sink.writer();
+            w.write_all(&vec![7u8; 100_000]).await.expect("write");
+        });
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.expect("read");
+        w.await.expect("writer");
+        assert_eq!(got.len(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn writer_gets_broken_pipe_when_reader_is_gone() {
+        let (sink, reader) = pipe();
+        drop(reader);
+        let e = sink.write_all(b"x").await.expect_err("reader gone");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn here_document_stdin_reads_back() {
+        let mut r = Stdin::from_bytes(Bytes::from_static(b"abc\n")).into_async_read();
+        let mut s = String::new();
+        r.read_to_string(&mut s).await.expect("read");
+        assert_eq!(s, "abc\n");
+    }
+}
