@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`client`]: a protocol client (tests, benchmark, embedding).
 //! - [`config`]: validated configuration (limits, workspace specs).
 //! - [`protocol`]: wire types of the exec-server protocol, nothing else.
 //! - [`rpc`]: the JSON-RPC envelope and the one mapping of errors to codes.
@@ -22,6 +23,7 @@
 //! and sends it as `process/output`, then `process/exited` and
 //! `process/closed`.
 
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod exec;

@@ -319,34 +319,37 @@ impl Process {
             });
         }
         // Terminal line discipline, emulated: echo, Ctrl-C, Ctrl-D.
+        let flush = |st: &mut StdinState, pending: &mut Vec<u8>| -> Result<(), String> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let data = Bytes::from(std::mem::take(pending));
+            if let Some(echo) = &st.echo {
+                let _ = echo.try_send((StreamKind::Pty, data.clone()));
+            }
+            if let Some(tx) = &st.tx {
+                send_stdin(tx, data, max_buffer)?;
+            }
+            Ok(())
+        };
         let mut pending = Vec::with_capacity(data.len());
         for &b in data.iter() {
             match b {
                 0x03 => {
+                    flush(&mut st, &mut pending)?;
                     drop(st);
                     self.request_stop(Stop::Interrupt);
                     return Ok(WriteStatus::Accepted);
                 }
                 0x04 => {
-                    if let Some(tx) = &st.tx {
-                        if !pending.is_empty() {
-                            send_stdin(tx, Bytes::from(std::mem::take(&mut pending)), max_buffer)?;
-                        }
-                    }
+                    flush(&mut st, &mut pending)?;
                     st.tx = None;
                 }
                 b'\r' => pending.push(b'\n'),
                 b => pending.push(b),
             }
         }
-        if !pending.is_empty() {
-            if let Some(echo) = &st.echo {
-                let _ = echo.try_send((StreamKind::Pty, Bytes::from(pending.clone())));
-            }
-            if let Some(tx) = &st.tx {
-                send_stdin(tx, Bytes::from(pending), max_buffer)?;
-            }
-        }
+        flush(&mut st, &mut pending)?;
         Ok(WriteStatus::Accepted)
     }
 

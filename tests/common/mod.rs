@@ -1,0 +1,125 @@
+//! Test helpers: a real server on 127.0.0.1:0 over a temporary workspace,
+//! and a client for it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use wasm_exec_server::client::Client;
+use wasm_exec_server::config::Limits;
+use wasm_exec_server::exec::{Executor, Runtime};
+use wasm_exec_server::fs::Workspace;
+use wasm_exec_server::session::ServerContext;
+
+#[allow(unused_imports)]
+pub use wasm_exec_server::client::{ClientError, Finished};
+
+/// One engine and tool registry for the whole test binary: modules are
+/// compiled once (and cached on disk under the target directory).
+pub fn runtime() -> Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache");
+        let mut rt = Runtime::new(Some(cache)).expect("engine");
+        rt.add_examples().expect("example guests");
+        Arc::new(rt)
+    })
+    .clone()
+}
+
+/// A running server and its workspace.
+pub struct TestServer {
+    pub url: String,
+    /// Holds the workspace (`root/`) and room beside it for escape targets.
+    pub dir: tempfile::TempDir,
+    /// The visible root clients use.
+    pub visible: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Limits::default(), None).await
+    }
+
+    /// `visible`: show the root at this path instead of its real path.
+    pub async fn start_with(limits: Limits, visible: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("mkdir root");
+        let workspace = Workspace::open(&root, visible).expect("workspace");
+        let visible = workspace.visible_root().to_owned();
+        let executor = Executor { runtime: runtime(), workspace, limits };
+        let ctx = Arc::new(ServerContext::new(executor));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = wasm_exec_server::server::run(listener, ctx, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        Self { url, dir, visible, stop: Some(stop), task }
+    }
+
+    /// The host path of the workspace root.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// `file://` URI of a path relative to the visible root.
+    pub fn uri(&self, rel: &str) -> String {
+        if rel.is_empty() {
+            format!("file://{}", self.visible)
+        } else {
+            format!("file://{}/{}", self.visible, rel)
+        }
+    }
+
+    pub fn write(&self, rel: &str, data: &str) {
+        let p = self.root().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(p, data).expect("write fixture");
+    }
+
+    pub async fn client(&self) -> Client {
+        let mut c = Client::connect(&self.url).await.expect("connect + initialize");
+        c.timeout = std::time::Duration::from_secs(20);
+        c
+    }
+}
+
+/// Everything under `dir` (outside the root), for "nothing outside changed".
+pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == "root") && d == dir {
+                continue;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
