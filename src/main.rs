@@ -32,6 +32,11 @@ enum Command {
 
 #[derive(Args)]
 struct ToolArgs {
+    /// The bundled toolset (coreutils, grep, sed, …) built by `tools/build.sh`.
+    /// Skipped with a warning when the directory does not exist.
+    #[arg(long, value_name = "DIR", env = "WES_TOOLS_DIR")]
+    bundled: Option<PathBuf>,
+
     /// Directory of extra `*.wasm` tools; each file's stem is its command
     /// name. Overrides bundled tools of the same name. Repeatable.
     #[arg(long = "tools", value_name = "DIR")]
@@ -114,6 +119,17 @@ fn load_runtime(args: &ToolArgs) -> Result<Runtime> {
     let cache = args.cache_dir.clone().or_else(default_cache_dir);
     let mut rt = Runtime::new(cache).context("could not set up the wasm engine")?;
     rt.add_examples().context("could not load the example guests")?;
+    match &args.bundled {
+        Some(dir) if dir.is_dir() => {
+            let n = rt.add_bundled(dir).with_context(|| format!("could not load the toolset in {}", dir.display()))?;
+            tracing::info!(dir = %dir.display(), modules = n, "loaded the bundled toolset");
+        }
+        Some(dir) => tracing::warn!(
+            dir = %dir.display(),
+            "the bundled toolset is not built; run `tools/build.sh` (or `./dev serve`, which does it)"
+        ),
+        None => {}
+    }
     for dir in &args.tools {
         rt.add_dir(dir).with_context(|| format!("could not load tools from {}", dir.display()))?;
     }
@@ -134,7 +150,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let workspace = Workspace::open(&args.workspace.host, args.workspace.visible.as_deref())
         .with_context(|| format!("--workspace: cannot open {}", args.workspace.host.display()))?;
     let runtime = tokio::task::spawn_blocking({
-        let tools = ToolArgs { tools: args.tools.tools.clone(), cache_dir: args.tools.cache_dir.clone() };
+        let tools = ToolArgs { bundled: args.tools.bundled.clone(), tools: args.tools.tools.clone(), cache_dir: args.tools.cache_dir.clone() };
         move || load_runtime(&tools)
     })
     .await??;

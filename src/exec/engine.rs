@@ -42,6 +42,8 @@ impl From<wasmtime::Error> for EngineError {
 pub enum ToolSource {
     /// Built from `guest-examples/` and embedded in the server.
     Example,
+    /// The bundled toolset built by `tools/build.sh`.
+    Bundled(PathBuf),
     /// A `*.wasm` file in a `--tools` directory.
     File(PathBuf),
 }
@@ -50,6 +52,7 @@ impl std::fmt::Display for ToolSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ToolSource::Example => f.write_str("guest-examples (embedded)"),
+            ToolSource::Bundled(p) => write!(f, "bundled ({})", p.display()),
             ToolSource::File(p) => write!(f, "{}", p.display()),
         }
     }
@@ -140,9 +143,32 @@ impl Runtime {
         Ok(())
     }
 
+    /// Registers the bundled toolset in `dir`: every `*.wasm` under its file
+    /// stem, then the names in `aliases.txt` (`name tool.wasm` per line, as
+    /// `tools/build.sh` writes it: `cat coreutils.wasm`, `egrep grep.wasm`).
+    pub fn add_bundled(&mut self, dir: &Path) -> Result<usize, EngineError> {
+        let n = self.add_wasm_files(dir, |p| ToolSource::Bundled(p.to_path_buf()))?;
+        let aliases = dir.join("aliases.txt");
+        if let Ok(text) = std::fs::read_to_string(&aliases) {
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+                let mut parts = line.split_whitespace();
+                let (Some(name), Some(file)) = (parts.next(), parts.next()) else { continue };
+                let target = file.trim_end_matches(".wasm");
+                if name != target && !self.alias(name, target) {
+                    tracing::warn!(alias = name, target, "alias names a tool that is not there");
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Registers every `*.wasm` file in `dir` under its file stem, replacing
     /// a bundled tool of the same name.
     pub fn add_dir(&mut self, dir: &Path) -> Result<usize, EngineError> {
+        self.add_wasm_files(dir, |p| ToolSource::File(p.to_path_buf()))
+    }
+
+    fn add_wasm_files(&mut self, dir: &Path, source: impl Fn(&Path) -> ToolSource) -> Result<usize, EngineError> {
         let io_err = |source| EngineError::Io { path: dir.to_path_buf(), source };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err)?
@@ -153,7 +179,7 @@ impl Runtime {
         for path in &paths {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
             let wasm = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
-            self.add_tool(name, &wasm, ToolSource::File(path.clone()))?;
+            self.add_tool(name, &wasm, source(path))?;
         }
         Ok(paths.len())
     }

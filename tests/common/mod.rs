@@ -22,9 +22,20 @@ pub fn runtime() -> Arc<Runtime> {
         let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache");
         let mut rt = Runtime::new(Some(cache)).expect("engine");
         rt.add_examples().expect("example guests");
+        if let Some(dir) = bundled_tools() {
+            rt.add_bundled(&dir).expect("bundled toolset");
+        }
         Arc::new(rt)
     })
     .clone()
+}
+
+/// The bundled toolset, when built (`WES_TOOLS_DIR`, or the default cache).
+pub fn bundled_tools() -> Option<PathBuf> {
+    let dir = std::env::var_os("WES_TOOLS_DIR").map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wasm-exec-server/tools"))
+    })?;
+    dir.join("aliases.txt").exists().then_some(dir)
 }
 
 /// A running server and its workspace.
