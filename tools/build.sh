@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# Builds the bundled toolset (coreutils, grep, rg, sed, find, diff, jq,
+# python3) for wasm32-wasip1 from pinned crates.io releases and our committed
+# lock files, and writes `<name>.wasm` plus `aliases.txt` into the output dir.
+#
+#   tools/build.sh                 build everything that is missing or stale
+#   tools/build.sh rg sed          build only these (names from the recipe below)
+#
+# Output:  ${WES_TOOLS_DIR:-$HOME/.cache/wasm-exec-server/tools}
+# Scratch: ${WES_TOOL_BUILD_DIR:-$HOME/.cache/wasm-exec-server/tool-build}/<name>
+#          (unpacked crate, cargo target dir, build log, stamp)
+#
+# Each tool is the published `.crate` of an exact version, unpacked, with our
+# Cargo.lock from tools/locks/ dropped in, built with `cargo build --locked`.
+# A tool is skipped when its .wasm exists and its stamp (a hash of its recipe
+# line, its lock, the PWD shim and the build settings) matches, so a rebuild
+# with nothing changed takes seconds. See tools/README.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/wasm-exec-server
+OUT=${WES_TOOLS_DIR:-$CACHE/tools}
+BUILD=${WES_TOOL_BUILD_DIR:-$CACHE/tool-build}
+JOBS=${WES_TOOL_JOBS:-2}
+TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$REPO/rust-toolchain.toml")
+TARGET=wasm32-wasip1
+
+# The recipe: output name | crate | exact version | cargo bin | feature args.
+# The output is <name>.wasm; its lock file is tools/locks/<name>.Cargo.lock.
+RECIPE=(
+  "coreutils|coreutils|0.12.0|coreutils|--no-default-features --features feat_wasm,env,tac"
+  "grep|uu_grep|0.2.0|grep|"
+  "rg|ripgrep|15.2.0|rg|"
+  "sed|sed|0.3.0|sed|"
+  "find|findutils|0.11.0|find|"
+  "diff|diffutils|0.6.0|diffutils|"
+  "jq|jaq|1.5.1|jaq|--no-default-features"
+  "python3|rustpython|0.5.0|rustpython|--no-default-features --features stdlib,stdio,importlib,freeze-stdlib,host_env"
+)
+
+# Release settings for every tool, overriding the crates' own (fat LTO and one
+# codegen unit would make a first build take hours on two cores). Part of the
+# stamp: changing them rebuilds everything.
+PROFILE=(
+  CARGO_PROFILE_RELEASE_LTO=false
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=s
+  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+  CARGO_PROFILE_RELEASE_DEBUG=false
+  CARGO_PROFILE_RELEASE_STRIP=true
+  CARGO_PROFILE_RELEASE_PANIC=abort
+  CARGO_PROFILE_RELEASE_INCREMENTAL=false
+)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+secs() { date +%s; }
+fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# --- prerequisites -----------------------------------------------------------
+
+# clang + Debian's wasi-libc compile the C parts (oniguruma for grep/find, our
+# PWD shim); lld and llvm-ar come with them.
+ensure_c_toolchain() {
+  if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ]; then
+    return
+  fi
+  command -v apt-get >/dev/null || die "need clang, llvm-ar and a wasm32-wasi libc (Debian: clang lld llvm wasi-libc)"
+  log "installing clang, lld, llvm and wasi-libc with apt-get…"
+  local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc libclang-rt-dev-wasm32 >/dev/null
+}
+
+ensure_rust_target() {
+  command -v rustup >/dev/null || die "rustup is needed (to install the $TOOLCHAIN toolchain and $TARGET)"
+  if ! rustup +"$TOOLCHAIN" target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+    log "installing Rust $TOOLCHAIN with $TARGET…"
+    rustup toolchain install "$TOOLCHAIN" --profile minimal --target "$TARGET"
+  fi
+}
+
+# A clang for cc-rs. cc-rs passes --target=wasm32-wasip1, which clang 14 reads
+# as WASI but then looks for headers in /usr/include/wasm32-wasip1; Debian's
+# wasi-libc lives under the multiarch name wasm32-wasi. The last --target wins.
+write_cc_wrapper() {
+  mkdir -p "$BUILD/shim"
+  cat >"$BUILD/shim/wasi-clang" <<'EOF'
+#!/bin/sh
+exec clang "$@" --target=wasm32-wasi
+EOF
+  chmod +x "$BUILD/shim/wasi-clang"
+}
+
+# The shims, C objects linked into the tools with `-C link-arg` (no source
+# change upstream). Their file names carry a hash of their inputs, so a changed
+# shim changes RUSTFLAGS and cargo rebuilds the tools that link it.
+#   chdir_pwd.o   every tool: WASI programs start in `/` and Rust's std ignores
+#                 PWD, so a constructor changes into $PWD before main.
+#   exact_name.o  coreutils only: refuses argv[0] names that are not exactly one
+#                 of tools/coreutils.names (the multicall matches by suffix).
+build_shims() {
+  local h
+  h=$(cat "$HERE/shim/chdir_pwd.c" | sha256sum | cut -c1-12)
+  PWD_SHIM=$BUILD/shim/chdir_pwd-$h.o
+  [ -f "$PWD_SHIM" ] || clang --target=wasm32-wasi -O2 -c "$HERE/shim/chdir_pwd.c" -o "$PWD_SHIM"
+
+  h=$(cat "$HERE/shim/exact_name.c" "$HERE/coreutils.names" | sha256sum | cut -c1-12)
+  EXACT_SHIM=$BUILD/shim/exact_name-$h.o
+  if [ ! -f "$EXACT_SHIM" ]; then
+    grep -v '^#' "$HERE/coreutils.names" | grep . | sed 's/.*/"&",/' >"$BUILD/shim/coreutils_names-$h.h"
+    clang --target=wasm32-wasi -O2 -c "$HERE/shim/exact_name.c" -o "$EXACT_SHIM" \
+      -DWES_NAMES_HEADER="\"$BUILD/shim/coreutils_names-$h.h\""
+  fi
+}
+
+# Link arguments for one tool's RUSTFLAGS.
+link_args() { # name
+  printf -- '-C link-arg=%s' "$PWD_SHIM"
+  [ "$1" != coreutils ] || printf -- ' -C link-arg=%s' "$EXACT_SHIM"
+}
+
+# --- one tool ----------------------------------------------------------------
+
+stamp_of() { # recipe-line lockfile link-args
+  {
+    printf '%s\n' "$1" "$TOOLCHAIN" "${PROFILE[@]}" "$3"
+    cat "$2"
+  } | sha256sum | cut -c1-16
+}
+
+# Unpacks the published .crate of crate@version into $dir/src. `cargo fetch`
+# on a throwaway manifest downloads it (checksum-verified) into cargo's cache.
+unpack_crate() { # crate version dir
+  local crate=$1 version=$2 dir=$3
+  [ -f "$dir/src/.unpacked" ] && return
+  local f=$dir/fetch
+  mkdir -p "$f/src"
+  printf '[package]\nname = "wes-fetch-%s"\nversion = "0.0.0"\nedition = "2021"\n[dependencies]\n%s = { version = "=%s", default-features = false }\n' \
+    "$crate" "$crate" "$version" >"$f/Cargo.toml"
+  : >"$f/src/lib.rs"
+  # Only the top crate's tarball is wanted, but cargo fetch takes the graph.
+  (cd "$f" && cargo fetch -q)
+  local cache=${CARGO_HOME:-$HOME/.cargo}/registry/cache
+  local tarball
+  tarball=$(ls "$cache"/*/"$crate-$version.crate" 2>/dev/null | head -1)
+  [ -n "$tarball" ] || die "cargo fetch did not leave $crate-$version.crate in $cache"
+  rm -rf "$dir/src"
+  mkdir -p "$dir/src"
+  tar -xzf "$tarball" -C "$dir/src" --strip-components=1
+  touch "$dir/src/.unpacked"
+}
+
+build_tool() { # index total recipe-line
+  local i=$1 n=$2 line=$3
+  local name crate version bin features
+  IFS='|' read -r name crate version bin features <<<"$line"
+  local lock=$HERE/locks/$name.Cargo.lock
+  local dir=$BUILD/$name
+  local out=$OUT/$name.wasm
+  [ -f "$lock" ] || die "$name: no lock file $lock (see tools/README.md: updating a tool)"
+  local stamp
+  local rustflags
+  rustflags=$(link_args "$name")
+  stamp=$(stamp_of "$line" "$lock" "$rustflags")
+  if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
+    log "[$i/$n] $name ($crate $version) up to date"
+    return 0
+  fi
+  log "[$i/$n] building $name ($crate $version)… log: $dir/build.log"
+  local t0
+  t0=$(secs)
+  mkdir -p "$dir"
+  unpack_crate "$crate" "$version" "$dir"
+  cp "$lock" "$dir/src/Cargo.lock"
+  # shellcheck disable=SC2086 # $features is a word list by design
+  if ! (
+    cd "$dir/src"
+    env "${PROFILE[@]}" \
+      RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
+      CARGO_TARGET_DIR="$dir/target" \
+      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$rustflags" \
+      CC_wasm32_wasip1="$BUILD/shim/wasi-clang" \
+      AR_wasm32_wasip1=llvm-ar \
+      cargo build --release --locked -j "$JOBS" --target "$TARGET" --bin "$bin" $features
+  ) >"$dir/build.log" 2>&1; then
+    log "[$i/$n] FAILED $name after $(fmt_time $(($(secs) - t0))); last lines of $dir/build.log:"
+    tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2
+    return 1
+  fi
+  mkdir -p "$OUT"
+  cp "$dir/target/$TARGET/release/$bin.wasm" "$out.tmp"
+  mv "$out.tmp" "$out"
+  printf '%s\n' "$stamp" >"$dir/stamp"
+  log "[$i/$n] built $name in $(fmt_time $(($(secs) - t0))): $(du -h "$out" | cut -f1)"
+}
+
+# --- aliases -----------------------------------------------------------------
+
+# aliases.txt: `name tool.wasm [arg…]` per line; the args go right after
+# argv[0] (egrep is `grep -E`). Lines only for tools that were built.
+write_aliases() {
+  local a=$OUT/aliases.txt.tmp
+  {
+    echo "# name tool.wasm [args inserted after argv[0]] -- written by tools/build.sh"
+    if [ -f "$OUT/coreutils.wasm" ]; then
+      grep -v '^#' "$HERE/coreutils.names" | grep . | sed 's/$/ coreutils.wasm/'
+    fi
+    [ -f "$OUT/grep.wasm" ] && printf '%s\n' "grep grep.wasm" "egrep grep.wasm -E" "fgrep grep.wasm -F"
+    [ -f "$OUT/rg.wasm" ] && echo "rg rg.wasm"
+    [ -f "$OUT/sed.wasm" ] && echo "sed sed.wasm"
+    [ -f "$OUT/find.wasm" ] && echo "find find.wasm"
+    [ -f "$OUT/diff.wasm" ] && printf '%s\n' "diff diff.wasm" "cmp diff.wasm"
+    [ -f "$OUT/jq.wasm" ] && printf '%s\n' "jq jq.wasm" "jaq jq.wasm"
+    [ -f "$OUT/python3.wasm" ] && printf '%s\n' "python3 python3.wasm" "python python3.wasm"
+    true
+  } >"$a"
+  mv "$a" "$OUT/aliases.txt"
+}
+
+# The names coreutils.wasm answers to come from the map its build script
+# generated; warn when they drift from the committed tools/coreutils.names.
+check_coreutils_names() {
+  local map
+  map=$(ls "$BUILD"/coreutils/target/"$TARGET"/release/build/coreutils-*/out/uutils_map.rs 2>/dev/null | head -1)
+  [ -n "$map" ] || return 0
+  local built
+  built=$(grep -o '("[^"]*", (' "$map" | sed 's/^("\(.*\)", ($/\1/' | sort)
+  if [ "$built" != "$(grep -v '^#' "$HERE/coreutils.names" | grep . | sort)" ]; then
+    log "warning: tools/coreutils.names differs from what coreutils.wasm was built with ($map)"
+  fi
+}
+
+# `build.sh lock NAME`: put the crate's published Cargo.lock into tools/locks/
+# (the starting point when adding a tool or bumping a version).
+lock_tool() {
+  local line name crate version
+  for line in "${RECIPE[@]}"; do
+    IFS='|' read -r name crate version _ <<<"$line"
+    [ "$name" = "$1" ] || continue
+    rm -rf "$BUILD/$name/src"
+    unpack_crate "$crate" "$version" "$BUILD/$name"
+    [ -f "$BUILD/$name/src/Cargo.lock" ] || die "$crate $version was published without a Cargo.lock"
+    mkdir -p "$HERE/locks"
+    cp "$BUILD/$name/src/Cargo.lock" "$HERE/locks/$name.Cargo.lock"
+    log "wrote tools/locks/$name.Cargo.lock from $crate $version; the crate is unpacked in $BUILD/$name/src"
+    return
+  done
+  die "no such tool: $1"
+}
+
+main() {
+  if [ "${1:-}" = lock ]; then
+    shift
+    for name in "$@"; do lock_tool "$name"; done
+    return
+  fi
+  local t0 only=("$@")
+  t0=$(secs)
+  ensure_c_toolchain
+  ensure_rust_target
+  mkdir -p "$BUILD" "$OUT"
+  write_cc_wrapper
+  build_shims
+
+  local selected=() line name
+  for line in "${RECIPE[@]}"; do
+    name=${line%%|*}
+    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+      selected+=("$line")
+    fi
+  done
+  [ ${#selected[@]} -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}"))"
+
+  local i=0 failed=()
+  for line in "${selected[@]}"; do
+    i=$((i + 1))
+    build_tool "$i" "${#selected[@]}" "$line" || failed+=("${line%%|*}")
+  done
+  check_coreutils_names
+  write_aliases
+  log "done in $(fmt_time $(($(secs) - t0))); $(du -ch "$OUT"/*.wasm 2>/dev/null | tail -1 | cut -f1) of tools in $OUT"
+  if [ ${#failed[@]} -gt 0 ]; then
+    die "failed: ${failed[*]}"
+  fi
+}
+
+main "$@"
