@@ -217,6 +217,16 @@ impl Client {
     /// Notifications of other processes are an error here: use one process
     /// at a time per client when calling this.
     pub async fn collect(&self, process_id: &str) -> Result<Finished, ClientError> {
+        self.collect_streaming(process_id, &mut |_, _| {}).await
+    }
+
+    /// Like [`Client::collect`], calling `on_output(stream, bytes)` for each
+    /// chunk as it arrives (`stream` is `stdout`, `stderr` or `pty`).
+    pub async fn collect_streaming(
+        &self,
+        process_id: &str,
+        on_output: &mut (dyn FnMut(&str, &[u8]) + Send),
+    ) -> Result<Finished, ClientError> {
         let mut out = Finished::default();
         let mut expect_seq = 1u64;
         let mut exited = false;
@@ -238,7 +248,9 @@ impl Client {
                     let data = B64
                         .decode(params.get("chunk").and_then(Value::as_str).unwrap_or(""))
                         .map_err(|e| ClientError::Protocol(format!("bad base64: {e}")))?;
-                    match params.get("stream").and_then(Value::as_str) {
+                    let stream = params.get("stream").and_then(Value::as_str).unwrap_or("");
+                    on_output(stream, &data);
+                    match Some(stream) {
                         Some("stdout") => out.stdout.extend(data),
                         Some("stderr") => out.stderr.extend(data),
                         Some("pty") => out.pty.extend(data),

@@ -20,6 +20,9 @@ pub struct Limits {
     pub max_file: u64,
     /// Bytes written with `process/write` that the command has not read yet.
     pub max_stdin_buffer: usize,
+    /// How long a session outlives its connection, waiting for a resume.
+    /// Zero ends it (and its processes) when the connection closes.
+    pub detach_grace: Duration,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             max_processes: 64,
             max_file: 64 << 20,
             max_stdin_buffer: 1 << 20,
+            detach_grace: Duration::from_secs(80),
         }
     }
 }

@@ -1,15 +1,16 @@
-//! One WebSocket connection: frames in, messages out, keepalive.
+//! One client connection: frames in, messages out, keepalive.
 //!
-//! A reader loop decodes each frame and hands it to the session layer; one
-//! writer task owns the socket's sending half and is fed by a bounded queue,
-//! so responses and notifications leave in the order they were queued. The
-//! writer also sends a Ping every 30 s. When either side ends, both stop and
-//! the session's processes are stopped.
+//! The transport is anything that yields text frames and accepts them: a
+//! WebSocket (the normal case) or stdin/stdout with one JSON message per line
+//! (`--listen stdio`). A reader loop decodes each frame and hands it to the
+//! session layer; one writer task owns the sending half and is fed by a
+//! bounded queue, so responses and notifications leave in the order they were
+//! queued. On a WebSocket the writer also sends a Ping every 30 s. When either
+//! side ends, both stop and the session is detached.
 
 use crate::rpc::{self, Incoming};
 use crate::session::{Connection, NotificationOutcome, Reply, ServerContext};
-use axum::extract::ws::{Message, WebSocket};
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -25,21 +26,92 @@ const OUTBOUND_QUEUE: usize = 256;
 /// Requests answered later (`process/read` waits) in flight per connection.
 const MAX_DEFERRED: usize = 64;
 
-/// Serves one upgraded socket until it closes or `shutdown` fires.
-pub async fn serve(socket: WebSocket, ctx: Arc<ServerContext>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// A frame from the client, transport-neutral.
+#[derive(Debug)]
+pub enum Inbound {
+    Text(String),
+    Binary(Vec<u8>),
+    /// Control frames (Ping, Pong): nothing to do.
+    Control,
+    Close,
+}
+
+/// A frame to the client.
+#[derive(Debug)]
+pub enum Outbound {
+    Text(String),
+    Ping,
+}
+
+/// Serves an upgraded WebSocket.
+pub async fn serve_websocket(
+    socket: axum::extract::ws::WebSocket,
+    ctx: Arc<ServerContext>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    use axum::extract::ws::Message;
+    let (sink, stream) = socket.split();
+    let sink = sink.with(|o: Outbound| async move {
+        Ok::<_, axum::Error>(match o {
+            Outbound::Text(t) => Message::Text(t.into()),
+            Outbound::Ping => Message::Ping(Default::default()),
+        })
+    });
+    let stream = stream.map(|m| {
+        m.map(|m| match m {
+            Message::Text(t) => Inbound::Text(t.to_string()),
+            Message::Binary(b) => Inbound::Binary(b.to_vec()),
+            Message::Ping(_) | Message::Pong(_) => Inbound::Control,
+            Message::Close(_) => Inbound::Close,
+        })
+    });
+    serve(Box::pin(stream), Box::pin(sink), ctx, shutdown, true).await
+}
+
+/// Serves newline-delimited JSON on stdin/stdout (`--listen stdio`).
+pub async fn serve_stdio(ctx: Arc<ServerContext>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+    let max = ctx.executor.limits.max_message();
+    let stream = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
+        .map(|line| line.map(Inbound::Text));
+    let sink = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|o: Outbound| async move {
+        Ok::<_, tokio_util::codec::LinesCodecError>(match o {
+            Outbound::Text(t) => t,
+            Outbound::Ping => String::new(),
+        })
+    });
+    serve(Box::pin(stream), Box::pin(sink), ctx, shutdown, false).await
+}
+
+/// Serves one connection until it closes or `shutdown` turns true.
+pub async fn serve<S, K, E, F>(
+    mut stream: S,
+    mut sink: K,
+    ctx: Arc<ServerContext>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    keepalive: bool,
+) where
+    S: Stream<Item = Result<Inbound, E>> + Unpin + Send,
+    K: Sink<Outbound, Error = F> + Unpin + Send + 'static,
+    E: std::fmt::Display,
+    F: std::fmt::Display,
+{
     let span = tracing::info_span!("connection", session_id = tracing::field::Empty);
     async move {
-        let (mut sink, mut stream) = socket.split();
         let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
         let writer = tokio::spawn(async move {
             let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
             loop {
-                tokio::select! {
+                let out = tokio::select! {
                     msg = out_rx.recv() => match msg {
-                        Some(text) => if sink.send(Message::Text(text.into())).await.is_err() { break },
+                        Some(text) => Outbound::Text(text),
                         None => break,
                     },
-                    _ = ping.tick() => if sink.send(Message::Ping(Default::default())).await.is_err() { break },
+                    _ = ping.tick(), if keepalive => Outbound::Ping,
+                };
+                if let Err(e) = sink.send(out).await {
+                    tracing::debug!(error = %e, "write failed");
+                    break;
                 }
             }
             let _ = sink.close().await;
@@ -47,6 +119,9 @@ pub async fn serve(socket: WebSocket, ctx: Arc<ServerContext>, mut shutdown: tok
         let mut conn = Connection::new(ctx, out_tx.clone());
         let mut deferred: JoinSet<()> = JoinSet::new();
         tracing::info!("connection opened");
+        if *shutdown.borrow() {
+            return;
+        }
         loop {
             let frame = tokio::select! {
                 f = stream.next() => f,
@@ -54,25 +129,29 @@ pub async fn serve(socket: WebSocket, ctx: Arc<ServerContext>, mut shutdown: tok
                 Some(_) = deferred.join_next(), if !deferred.is_empty() => continue,
             };
             let text = match frame {
-                Some(Ok(Message::Text(t))) => t.to_string(),
-                Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
+                Some(Ok(Inbound::Text(t))) => t,
+                Some(Ok(Inbound::Binary(b))) => match String::from_utf8(b) {
                     Ok(t) => t,
                     Err(_) => {
                         let msg = rpc::parse_error_text("failed to parse JSON-RPC message: binary frame is not UTF-8".into());
-                        if out_tx.send(msg).await.is_err() { break }
+                        if out_tx.send(msg).await.is_err() {
+                            break;
+                        }
                         continue;
                     }
                 },
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(Inbound::Control)) => continue,
+                Some(Ok(Inbound::Close)) | None => break,
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "websocket read failed");
+                    tracing::info!(error = %e, "read failed; closing");
                     break;
                 }
             };
             match rpc::decode(&text) {
                 Incoming::Malformed(message) => {
-                    if out_tx.send(rpc::parse_error_text(message)).await.is_err() { break }
+                    if out_tx.send(rpc::parse_error_text(message)).await.is_err() {
+                        break;
+                    }
                 }
                 Incoming::StrayResponse => {
                     tracing::info!("closing: response frame matches no request");
@@ -91,8 +170,12 @@ pub async fn serve(socket: WebSocket, ctx: Arc<ServerContext>, mut shutdown: tok
                             if let Some(sid) = conn.session_id() {
                                 tracing::Span::current().record("session_id", sid);
                             }
-                            if out_tx.send(rpc::response_text(id, result)).await.is_err() { break }
-                            if let Some(after) = after { after(); }
+                            if out_tx.send(rpc::response_text(id, result)).await.is_err() {
+                                break;
+                            }
+                            if let Some(after) = after {
+                                after();
+                            }
                         }
                         Reply::Later(fut) => {
                             while deferred.len() >= MAX_DEFERRED {

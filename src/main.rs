@@ -28,6 +28,47 @@ enum Command {
     Serve(ServeArgs),
     /// List the tools commands can run, and where each comes from.
     Tools(ToolArgs),
+    /// Run one command line on a running server and stream its output here
+    /// (exits with the command's status).
+    Exec(ExecArgs),
+    /// Run one command line locally against a workspace, with no server:
+    /// output goes to this terminal and the exit status is the command's.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The workspace root, as for `serve`: `DIR` or `DIR:VISIBLE_PATH`.
+    #[arg(long, value_name = "DIR[:VISIBLE]")]
+    workspace: WorkspaceSpec,
+    /// Working directory: a visible absolute path, or a path relative to the
+    /// workspace root [default: the root].
+    #[arg(long, value_name = "PATH")]
+    cwd: Option<String>,
+    #[command(flatten)]
+    tools: ToolArgs,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// The command line, interpreted as `bash -c '<line>'` would.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND LINE")]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// The server, e.g. ws://127.0.0.1:8765.
+    #[arg(long, value_name = "URL", env = "CODEX_EXEC_SERVER_URL")]
+    url: String,
+    /// Working directory as an absolute path on the server [default: the
+    /// server's workspace root].
+    #[arg(long, value_name = "PATH")]
+    cwd: Option<String>,
+    /// Bearer token, if the server requires one.
+    #[arg(long, value_name = "TOKEN", env = "WES_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The command line, run as `bash -lc '<line>'`.
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND LINE")]
+    command: Vec<String>,
 }
 
 #[derive(Args)]
@@ -51,9 +92,21 @@ struct ToolArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Address to listen on, as `ws://IP:PORT`. Port 0 picks a free port; the
-    /// bound URL is printed as the first line on stdout.
-    #[arg(long, default_value = "ws://127.0.0.1:0", value_name = "URL")]
+    /// bound URL is printed as the first line on stdout. `stdio` serves one
+    /// client on stdin/stdout, one JSON message per line.
+    #[arg(long, default_value = "ws://127.0.0.1:0", value_name = "URL|stdio")]
     listen: String,
+
+    /// How long a session outlives a dropped connection, so the client can
+    /// resume it (`resumeSessionId`) and its commands keep running. 0 ends
+    /// a session's commands as soon as its connection closes.
+    #[arg(long, default_value = "80s", value_parser = parse_duration, value_name = "DURATION")]
+    detach_grace: std::time::Duration,
+
+    /// On SIGTERM or Ctrl-C, how long running commands may take to finish
+    /// before they are stopped.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    shutdown_grace: std::time::Duration,
 
     /// The workspace root: `DIR`, or `DIR:VISIBLE_PATH` to show it to clients
     /// and commands at another absolute path. By default clients see DIR's
@@ -95,8 +148,9 @@ struct LimitArgs {
 }
 
 impl LimitArgs {
-    fn to_limits(&self) -> Limits {
+    fn to_limits(&self, detach_grace: std::time::Duration) -> Limits {
         Limits {
+            detach_grace,
             max_memory: self.max_memory as usize,
             max_wall: self.max_wall,
             retained_output: self.retained_output as usize,
@@ -145,26 +199,179 @@ fn parse_listen(url: &str) -> Result<std::net::SocketAddr> {
         .with_context(|| format!("--listen: `{addr}` is not an IP:PORT address (e.g. 127.0.0.1:8765)"))
 }
 
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
-    let addr = parse_listen(&args.listen)?;
+    let stdio = args.listen == "stdio";
+    let addr = if stdio { None } else { Some(parse_listen(&args.listen)?) };
     let workspace = Workspace::open(&args.workspace.host, args.workspace.visible.as_deref())
         .with_context(|| format!("--workspace: cannot open {}", args.workspace.host.display()))?;
     let runtime = tokio::task::spawn_blocking({
-        let tools = ToolArgs { bundled: args.tools.bundled.clone(), tools: args.tools.tools.clone(), cache_dir: args.tools.cache_dir.clone() };
+        let tools = ToolArgs {
+            bundled: args.tools.bundled.clone(),
+            tools: args.tools.tools.clone(),
+            cache_dir: args.tools.cache_dir.clone(),
+        };
         move || load_runtime(&tools)
     })
     .await??;
-    let executor = Executor { runtime: Arc::new(runtime), workspace, limits: args.limits.to_limits() };
+    let limits = args.limits.to_limits(args.detach_grace);
+    let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
     let ctx = Arc::new(ServerContext::new(executor));
+    let Some(addr) = addr else {
+        tracing::info!(workspace = %ctx.executor.workspace.visible_root(), "serving on stdio");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let conn = wasm_exec_server::connection::serve_stdio(ctx.clone(), stop_rx);
+        tokio::select! {
+            () = conn => {}
+            () = shutdown_signal() => {
+                wasm_exec_server::server::drain_sessions(&ctx, args.shutdown_grace).await;
+                let _ = stop_tx.send(true);
+            }
+        }
+        for s in ctx.all_sessions() {
+            s.close();
+        }
+        return Ok(());
+    };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("ws://{bound}");
     tracing::info!(url = %format!("ws://{bound}"), workspace = %ctx.executor.workspace.visible_root(), "listening");
-    wasm_exec_server::server::run(listener, ctx, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    wasm_exec_server::server::run(listener, ctx, shutdown_signal(), args.shutdown_grace).await?;
     Ok(())
+}
+
+async fn exec(args: ExecArgs) -> Result<i32> {
+    use std::io::Write;
+    use wasm_exec_server::client::Client;
+    let mut client = Client::connect_with(&args.url, args.token.as_deref())
+        .await
+        .with_context(|| format!("cannot connect to {}", args.url))?;
+    let init = client.initialize().await.context("the server refused the handshake")?;
+    let cwd = match &args.cwd {
+        Some(p) if p.starts_with("file:") => p.clone(),
+        Some(p) => wasm_exec_server::fs::to_file_uri(p),
+        None => init["environmentInfo"]["cwd"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the server did not say where its workspace is; pass --cwd")?,
+    };
+    let shell = init["environmentInfo"]["shell"]["path"].as_str().unwrap_or("/bin/bash").to_owned();
+    let line = args.command.join(" ");
+    let id = format!("exec-{}", uuid::Uuid::new_v4().simple());
+    client.start(&id, &[shell.as_str(), "-lc", &line], &cwd, serde_json::json!({})).await?;
+    client.timeout = std::time::Duration::from_secs(24 * 3600);
+    let finished = client
+        .collect_streaming(&id, &mut |stream, data| {
+            let _ = if stream == "stderr" {
+                std::io::stderr().write_all(data)
+            } else {
+                let mut out = std::io::stdout();
+                out.write_all(data).and_then(|()| out.flush())
+            };
+        })
+        .await?;
+    let _ = client.request("process/terminate", serde_json::json!({"processId": id})).await;
+    Ok(finished.exit_code)
+}
+
+/// `run`: one command line through the shell, output to this terminal.
+async fn run(args: RunArgs) -> Result<i32> {
+    use wasm_exec_server::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
+    let workspace = Workspace::open(&args.workspace.host, args.workspace.visible.as_deref())
+        .with_context(|| format!("--workspace: cannot open {}", args.workspace.host.display()))?;
+    let root = workspace.visible_root().to_owned();
+    let cwd = match args.cwd {
+        None => root.clone(),
+        Some(c) if c.starts_with('/') => c,
+        Some(c) => format!("{}/{c}", root.trim_end_matches('/')),
+    };
+    let cwd = workspace
+        .resolve_cwd(&wasm_exec_server::fs::to_file_uri(&cwd))
+        .map_err(|e| anyhow::anyhow!("--cwd {cwd}: {e}"))?;
+    let tools = args.tools;
+    let runtime = tokio::task::spawn_blocking(move || load_runtime(&tools)).await??;
+    let limits = args.limits.to_limits(std::time::Duration::ZERO);
+    let max_wall = limits.max_wall;
+    let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
+
+    // The host's stdin, when it is not a terminal, becomes the command's.
+    let (stdin, pump) = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        (Stdin::Closed, None)
+    } else {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let pump = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut input = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = input.read(&mut buf).await {
+                if n == 0 || tx.send(bytes::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                    break;
+                }
+            }
+        });
+        (Stdin::Pipe(PipeReader::from_channel(rx)), Some(pump))
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let env = [("HOME", root.as_str()), ("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("USER", "sandbox")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let spec = CommandSpec {
+        argv: vec!["bash".into(), "-c".into(), args.command.join(" ")],
+        arg0: None,
+        env,
+        cwd,
+        stdin,
+        stdout: Sink::Output { tx: tx.clone(), stream: StreamKind::Stdout },
+        stderr: Sink::Output { tx, stream: StreamKind::Stderr },
+        tty: false,
+    };
+    let command = async {
+        match tokio::time::timeout(max_wall, executor.run_command(spec)).await {
+            Ok(status) => status,
+            Err(_) => {
+                eprintln!("wasm-exec-server: the command ran longer than --max-wall and was stopped");
+                wasm_exec_server::exec::STATUS_KILLED
+            }
+        }
+    };
+    let drain = async {
+        use std::io::Write;
+        while let Some((stream, data)) = rx.recv().await {
+            let _ = match stream {
+                StreamKind::Stderr => std::io::stderr().write_all(&data),
+                _ => std::io::stdout().write_all(&data).and_then(|()| std::io::stdout().flush()),
+            };
+        }
+    };
+    let (status, ()) = tokio::join!(command, drain);
+    if let Some(p) = pump {
+        p.abort();
+    }
+    Ok(status)
 }
 
 fn tools(args: ToolArgs) -> Result<()> {
@@ -183,15 +390,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
     let result = match cli.command {
-        Command::Serve(args) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(serve(args)),
-            Err(e) => Err(e.into()),
-        },
-        Command::Tools(args) => tools(args),
+        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))).map(|()| 0),
+        Command::Tools(args) => tools(args).map(|()| 0),
+        Command::Exec(args) => runtime().and_then(|rt| rt.block_on(exec(args))),
+        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("wasm-exec-server: error: {e:#}");
             ExitCode::FAILURE

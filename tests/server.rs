@@ -449,7 +449,8 @@ async fn process_limit_per_session() {
 
 #[tokio::test]
 async fn disconnect_stops_the_sessions_processes() {
-    let s = TestServer::start().await;
+    let limits = Limits { detach_grace: Duration::ZERO, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
     let c = s.client().await;
     c.start("t", &["ticker", "ticks.txt"], &s.uri(""), json!({})).await.expect("start");
     c.next_notification().await.expect("first tick");
@@ -480,6 +481,90 @@ async fn many_processes_in_parallel_have_their_own_seq() {
     for h in handles {
         h.await.expect("task");
     }
+}
+
+// ------------------------------------------------------------------ resume
+
+fn ticks(s: &TestServer) -> u64 {
+    std::fs::metadata(s.root().join("ticks.txt")).map(|m| m.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_dropped_connection_resumes_with_its_output() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let init = c.request("environment/info", json!({})).await.expect("info");
+    assert!(init["cwd"].is_string());
+    let session_id = {
+        // The handshake result is not kept by `client()`: ask again on a raw client.
+        let c2 = Client::connect_with(&s.url, None).await.expect("connect");
+        let r = c2.initialize().await.expect("init");
+        c2.start("t", &["ticker", "ticks.txt"], &s.uri(""), json!({})).await.expect("start");
+        let mut last = 0;
+        for _ in 0..2 {
+            let n = c2.next_notification().await.expect("tick");
+            last = n["params"]["seq"].as_u64().expect("seq");
+        }
+        drop(c2);
+        (r["sessionId"].as_str().expect("id").to_owned(), last)
+    };
+    let (id, last_seen) = session_id;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The command kept running while detached.
+    let before = ticks(&s);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(ticks(&s) > before, "the command stopped while its session was detached");
+    let c3 = Client::connect_with(&s.url, None).await.expect("reconnect");
+    let r = c3
+        .request("initialize", json!({"clientName": "codex-environment", "resumeSessionId": id}))
+        .await
+        .expect("resume");
+    assert_eq!(r["sessionId"], json!(id));
+    c3.send_raw(json!({"method": "initialized", "params": {}}).to_string()).await.expect("initialized");
+    let read = c3
+        .request("process/read", json!({"processId": "t", "afterSeq": last_seen, "maxBytes": null, "waitMs": 0}))
+        .await
+        .expect("read");
+    let chunks = read["chunks"].as_array().expect("chunks");
+    assert!(!chunks.is_empty(), "output produced while detached is retained: {read}");
+    assert_eq!(chunks[0]["seq"].as_u64(), Some(last_seen + 1), "no gap: {read}");
+    assert_eq!(read["exited"], json!(false));
+    // Notifications flow to the new connection.
+    let n = c3.next_notification().await.expect("live tick");
+    assert_eq!(n["method"], "process/output");
+    let t = c3.request("process/terminate", json!({"processId": "t"})).await.expect("terminate");
+    assert_eq!(t, json!({"running": true}));
+    // A second connection cannot take the attached session.
+    let c4 = Client::connect_with(&s.url, None).await.expect("connect");
+    let e = c4
+        .request("initialize", json!({"clientName": "x", "resumeSessionId": id}))
+        .await
+        .expect_err("attached elsewhere");
+    assert_eq!(e.code(), Some(-32010));
+    assert!(e.to_string().contains("is already attached to another connection"), "{e}");
+    let e = c4
+        .request("initialize", json!({"clientName": "x", "resumeSessionId": "no-such-session"}))
+        .await
+        .expect_err("unknown");
+    assert_eq!(e.to_string(), "server error -32600: unknown session id no-such-session");
+}
+
+#[tokio::test]
+async fn a_detached_session_expires_and_its_commands_stop() {
+    let limits = Limits { detach_grace: Duration::from_millis(300), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = Client::connect_with(&s.url, None).await.expect("connect");
+    let id = c.initialize().await.expect("init")["sessionId"].as_str().expect("id").to_owned();
+    c.start("t", &["ticker", "ticks.txt"], &s.uri(""), json!({})).await.expect("start");
+    c.next_notification().await.expect("tick");
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = ticks(&s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(ticks(&s), before, "commands of an expired session kept running");
+    let c = Client::connect_with(&s.url, None).await.expect("connect");
+    let e = c.request("initialize", json!({"clientName": "x", "resumeSessionId": id})).await.expect_err("expired");
+    assert_eq!(e.code(), Some(-32600));
 }
 
 // ------------------------------------------------------------------ filesystem
@@ -690,6 +775,74 @@ async fn binary_prints_its_url_first_and_serves() {
     let f = c.run("h", &["hello"], &cwd).await.expect("run");
     assert_eq!(f.stdout_str(), "hello from wasm\n");
     child.kill().await.expect("kill");
+}
+
+/// Spawns the binary; returns the child and its workspace.
+fn spawn_server(args: &[&str], dir: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .arg("serve")
+        .args(args)
+        .arg("--workspace")
+        .arg(dir)
+        .arg("--cache-dir")
+        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server")
+}
+
+#[tokio::test]
+async fn stdio_transport_speaks_newline_delimited_json() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
+    let mut child = spawn_server(&["--listen", "stdio"], dir.path());
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next = async || -> Value {
+        let line = tokio::time::timeout(T, lines.next_line()).await.expect("in time").expect("read").expect("line");
+        serde_json::from_str(&line).expect("json line")
+    };
+    let send = |v: Value| format!("{v}\n");
+    stdin.write_all(send(json!({"id": 1, "method": "initialize", "params": {"clientName": "stdio"}})).as_bytes()).await.expect("w");
+    assert!(next().await["result"]["sessionId"].is_string());
+    stdin.write_all(send(json!({"method": "initialized"})).as_bytes()).await.expect("w");
+    let start = json!({"id": 2, "method": "process/start", "params": {"processId": "h", "argv": ["hello"], "cwd": cwd, "env": {}, "tty": false}});
+    stdin.write_all(send(start).as_bytes()).await.expect("w");
+    assert_eq!(next().await, json!({"id": 2, "result": {"processId": "h", "sandboxType": "none"}}));
+    let out = next().await;
+    assert_eq!(out["params"]["chunk"], json!("aGVsbG8gZnJvbSB3YXNtCg==")); // "hello from wasm\n"
+    assert_eq!(next().await["method"], "process/exited");
+    assert_eq!(next().await["method"], "process/closed");
+    drop(stdin);
+    let status = tokio::time::timeout(T, child.wait()).await.expect("exits on EOF").expect("wait");
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_then_stops_commands_and_exits_zero() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
+    let mut child = spawn_server(&["--shutdown-grace", "300ms"], dir.path());
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(T, lines.next_line()).await.expect("url").expect("read").expect("line");
+    let c = Client::connect(&url).await.expect("connect");
+    // One command that finishes within the grace period, one that never does.
+    c.start("spin", &["spin"], &cwd, json!({})).await.expect("start");
+    c.next_notification().await.expect("spinning");
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(kill.success());
+    let exited = c.next_notification().await.expect("exited");
+    assert_eq!((exited["method"].as_str(), exited["params"]["exitCode"].as_i64()), (Some("process/exited"), Some(137)));
+    assert_eq!(c.next_notification().await.expect("closed")["method"], "process/closed");
+    let status = tokio::time::timeout(T, child.wait()).await.expect("server exits").expect("wait");
+    assert_eq!(status.code(), Some(0));
 }
 
 #[test]

@@ -143,8 +143,14 @@ fn build_store(rt: &Runtime, req: GuestRequest) -> wasmtime::Result<Store<GuestS
     let mut b = WasiCtxBuilder::new();
     b.args(&req.argv);
     b.envs(&req.env);
+    // Filesystem calls on the preopened root may block this thread (much
+    // faster than a hop to the blocking pool), but the flag must be off for
+    // the rest of the context: with it, wasmtime-wasi implements a guest's
+    // `sleep` as `std::thread::sleep`, which would stall a runtime worker
+    // and could not be interrupted. The preopen captures the flag when made.
     b.allow_blocking_current_thread(true);
     b.preopened_dir(&req.host_root, &req.visible_root, FsPerms::ReadWrite)?;
+    b.allow_blocking_current_thread(false);
     b.stdin(Terminal { inner: AsyncStdinStream::new(req.stdin.into_async_read()), tty: req.tty });
     b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
     b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });

@@ -64,6 +64,7 @@ impl TestServer {
 
     /// `visible`: show the root at this path instead of its real path.
     pub async fn start_with(limits: Limits, visible: Option<&str>) -> Self {
+        init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
@@ -75,9 +76,14 @@ impl TestServer {
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let _ = wasm_exec_server::server::run(listener, ctx, async {
-                let _ = stopped.await;
-            })
+            let _ = wasm_exec_server::server::run(
+                listener,
+                ctx,
+                async {
+                    let _ = stopped.await;
+                },
+                std::time::Duration::from_secs(1),
+            )
             .await;
         });
         Self { url, dir, visible, stop: Some(stop), task }
@@ -133,4 +139,11 @@ pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// Logs to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
 }
