@@ -12,6 +12,8 @@
 //! - [`session`]: handshake, the process table, one handler per method.
 //! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
 //! - [`fs`]: the workspace capability and path mapping.
+//! - [`shell`]: the host-side bash interpreter that runs command lines as
+//!   wasm instances.
 //!
 //! # One command, end to end
 //!
@@ -32,5 +34,6 @@ pub mod protocol;
 pub mod rpc;
 pub mod server;
 pub mod session;
+pub mod shell;
 
 include!(concat!(env!("OUT_DIR"), "/guest_examples.rs"));

@@ -62,6 +62,9 @@ impl Executor {
             return STATUS_NOT_FOUND;
         };
         let name = command_name(argv0).to_owned();
+        if let Some(inv) = crate::shell::Invocation::from_argv(&spec.argv) {
+            return crate::shell::run(self, inv, spec).await;
+        }
         let Some(tool) = self.runtime.tool(&name) else {
             let _ = spec.stderr.write_all(format!("{name}: command not found\n").as_bytes()).await;
             return STATUS_NOT_FOUND;

@@ -216,6 +216,7 @@ pub fn pieces_into<'a>(
                         TildeExpr::UserHome(u) => format!("~{u}"),
                         TildeExpr::WorkingDir => sh.cwd.clone(),
                         TildeExpr::OldWorkingDir => sh.get("OLDPWD").unwrap_or("~-").to_owned(),
+                        _ => "~".to_owned(),
                     };
                     b.quoted(&v);
                 }
@@ -308,7 +309,7 @@ fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
 /// trailing newlines.
 async fn substitute(sh: &mut Shell, io: &Io, cmd: &str) -> Result<String, Unwind> {
     let (out, status) = super::exec::capture(sh, io, cmd).await?;
-    sh.status = status;
+    sh.last_subst = Some(status);
     let mut s = String::from_utf8_lossy(&out).into_owned();
     while s.ends_with('\n') {
         s.pop();

@@ -93,6 +93,9 @@ pub struct Shell {
     pub line: usize,
     /// Running a function body (for `return` and `local`).
     pub in_function: usize,
+    /// Status of the last command substitution in the current command
+    /// (the status of `x=$(false)`).
+    pub last_subst: Option<i32>,
 }
 
 impl Shell {
@@ -118,6 +121,7 @@ impl Shell {
             in_condition: 0,
             line: 1,
             in_function: 0,
+            last_subst: None,
         };
         sh.set_exported("PWD", &cwd);
         sh.vars.entry("IFS".into()).or_insert(Var { value: " \t\n".into(), ..Default::default() });

@@ -1,0 +1,452 @@
+//! Builtins that must live in the shell because they change its state or
+//! its control flow: `cd`, variables, `set`, `exit`/`return`/`break`,
+//! `eval`/`source`, `command -v`/`type`/`which`. Output builtins are in
+//! [`super::printf`], tests in [`super::cond`], and the builtins that run
+//! other commands (`xargs`, `timeout`, `env`, `read`) in [`super::compose`].
+
+use super::exec;
+use super::io::Io;
+use super::state::{Outcome, Shell, Unwind};
+
+const BUILTINS: &[&str] = &[
+    ":", ".", "[", "alias", "break", "cd", "command", "continue", "declare", "echo", "env", "eval", "exec", "exit",
+    "export", "false", "getopts", "hash", "let", "local", "mapfile", "printf", "pwd", "read", "readarray", "readonly",
+    "return", "set", "shift", "shopt", "sleep", "source", "test", "timeout", "trap", "true", "type", "typeset",
+    "ulimit", "umask", "unalias", "unset", "wait", "which", "xargs",
+];
+
+pub fn is_builtin(name: &str) -> bool {
+    BUILTINS.contains(&name)
+}
+
+/// Prints `bash: line N: NAME: MSG` and returns `status`.
+pub async fn complain(sh: &Shell, io: &Io, name: &str, msg: &str, status: i32) -> Outcome {
+    io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
+    Ok(status)
+}
+
+pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
+    let name = argv[0].as_str();
+    let args = &argv[1..];
+    match name {
+        ":" | "true" | "alias" | "unalias" | "hash" | "trap" | "ulimit" | "umask" | "wait" => Ok(0),
+        "false" => Ok(1),
+        "echo" => super::printf::echo(io, args).await,
+        "printf" => super::printf::printf(sh, io, args).await,
+        "test" => super::cond::test(sh, io, args, None).await,
+        "[" => super::cond::test(sh, io, args, Some("]")).await,
+        "cd" => cd(sh, io, args).await,
+        "pwd" => {
+            io.out(format!("{}\n", sh.cwd).as_bytes()).await?;
+            Ok(0)
+        }
+        "export" | "readonly" | "declare" | "typeset" | "local" => declare(sh, io, name, args).await,
+        "unset" => {
+            let mut status = 0;
+            let funcs = args.first().is_some_and(|a| a == "-f");
+            for a in args.iter().filter(|a| !a.starts_with('-')) {
+                if funcs {
+                    sh.funcs.remove(a);
+                } else if let Err(msg) = sh.unset(a) {
+                    status = complain(sh, io, "unset", &msg, 1).await?;
+                }
+            }
+            Ok(status)
+        }
+        "shift" => {
+            let n = match args.first().map(|a| a.parse::<usize>()) {
+                None => 1,
+                Some(Ok(n)) => n,
+                Some(Err(_)) => return complain(sh, io, "shift", &format!("{}: numeric argument required", args[0]), 1).await,
+            };
+            if n > sh.positional.len() {
+                return Ok(1);
+            }
+            sh.positional.drain(..n);
+            Ok(0)
+        }
+        "exit" => {
+            let code = match args.first() {
+                None => sh.status,
+                Some(a) => match a.parse::<i64>() {
+                    Ok(n) => (n & 0xff) as i32,
+                    Err(_) => {
+                        complain(sh, io, "exit", &format!("{a}: numeric argument required"), 2).await?;
+                        2
+                    }
+                },
+            };
+            Err(Unwind::Exit(code))
+        }
+        "return" => {
+            let code = args.first().and_then(|a| a.parse::<i64>().ok()).map_or(sh.status, |n| (n & 0xff) as i32);
+            if sh.in_function == 0 && sh.depth <= 1 {
+                return complain(sh, io, "return", "can only `return' from a function or sourced script", 1).await;
+            }
+            Err(Unwind::Return(code))
+        }
+        "break" | "continue" => {
+            let n = args.first().and_then(|a| a.parse::<usize>().ok()).unwrap_or(1).max(1);
+            if sh.loops == 0 {
+                return Ok(0);
+            }
+            Err(if name == "break" { Unwind::Break(n) } else { Unwind::Continue(n) })
+        }
+        "set" => set(sh, io, args).await,
+        "shopt" => Ok(0),
+        "eval" => {
+            let text = args.join(" ");
+            exec::run_text(sh, io, &text, "-c").await
+        }
+        "source" | "." => source(sh, io, args).await,
+        "exec" => {
+            if args.is_empty() {
+                return Ok(0);
+            }
+            let status = super::simple::run_argv(sh, io, args.to_vec(), Vec::new()).await?;
+            Err(Unwind::Exit(status))
+        }
+        "command" => command(sh, io, args).await,
+        "type" | "which" => describe(sh, io, name, args).await,
+        "let" => {
+            let mut last = 0;
+            for a in args {
+                match super::arith::eval(sh, a) {
+                    Ok(v) => last = v,
+                    Err(msg) => return complain(sh, io, "let", &msg, 1).await,
+                }
+            }
+            Ok((last == 0) as i32)
+        }
+        "sleep" => {
+            let secs: f64 = args.iter().filter_map(|a| parse_seconds(a)).sum();
+            tokio::time::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9))).await;
+            Ok(0)
+        }
+        "getopts" => complain(sh, io, "getopts", "not supported", 2).await,
+        _ => super::compose::run(sh, io, name, args).await,
+    }
+}
+
+/// `30`, `1.5`, `2m`, `1h`.
+pub fn parse_seconds(s: &str) -> Option<f64> {
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1.0),
+        'm' => (&s[..s.len() - 1], 60.0),
+        'h' => (&s[..s.len() - 1], 3600.0),
+        'd' => (&s[..s.len() - 1], 86400.0),
+        _ => (s, 1.0),
+    };
+    num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * mult)
+}
+
+async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let args: Vec<&String> = args.iter().filter(|a| !matches!(a.as_str(), "-L" | "-P" | "--")).collect();
+    let (target, print) = match args.first().map(|s| s.as_str()) {
+        None => match sh.get("HOME") {
+            Some(h) => (h.to_owned(), false),
+            None => return complain(sh, io, "cd", "HOME not set", 1).await,
+        },
+        Some("-") => match sh.get("OLDPWD") {
+            Some(o) => (o.to_owned(), true),
+            None => return complain(sh, io, "cd", "OLDPWD not set", 1).await,
+        },
+        Some(t) => (t.to_owned(), false),
+    };
+    if args.len() > 1 {
+        return complain(sh, io, "cd", "too many arguments", 1).await;
+    }
+    let abs = crate::fs::path::normalize_absolute(&sh.absolute(&target));
+    let Some(rel) = sh.exec.workspace.relative(&abs) else {
+        return complain(sh, io, "cd", &format!("{target}: Permission denied"), 1).await;
+    };
+    match sh.exec.workspace.dir().metadata(&rel) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return complain(sh, io, "cd", &format!("{target}: Not a directory"), 1).await,
+        Err(e) => return complain(sh, io, "cd", &format!("{target}: {}", super::redirect::describe(&e)), 1).await,
+    }
+    let old = std::mem::replace(&mut sh.cwd, abs.clone());
+    sh.set_exported("OLDPWD", &old);
+    sh.set_exported("PWD", &abs);
+    if print {
+        io.out(format!("{abs}\n").as_bytes()).await?;
+    }
+    Ok(0)
+}
+
+fn quote_value(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('`', "\\`"))
+}
+
+async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
+    let mut export = name == "export";
+    let mut readonly = name == "readonly";
+    let mut unexport = false;
+    let mut print = false;
+    let mut names = Vec::new();
+    for a in args {
+        if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty() && !a.contains('=')) {
+            for c in flags.chars() {
+                match c {
+                    'x' => export = true,
+                    'r' => readonly = true,
+                    'n' if name == "export" => unexport = true,
+                    'p' => print = true,
+                    _ => {}
+                }
+            }
+        } else {
+            names.push(a.clone());
+        }
+    }
+    if name == "local" && sh.in_function == 0 {
+        return complain(sh, io, "local", "can only be used in a function", 1).await;
+    }
+    if names.is_empty() && (print || name != "local") {
+        let mut list: Vec<(&String, &super::state::Var)> =
+            sh.vars.iter().filter(|(_, v)| (!export || v.exported) && (!readonly || v.readonly)).collect();
+        list.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = String::new();
+        for (k, v) in list {
+            let flag = match (v.exported, v.readonly) {
+                (true, true) => "-rx",
+                (true, false) => "-x",
+                (false, true) => "-r",
+                _ => "--",
+            };
+            out.push_str(&format!("declare {flag} {k}={}\n", quote_value(&v.value)));
+        }
+        io.out(out.as_bytes()).await?;
+        return Ok(0);
+    }
+    let mut status = 0;
+    for n in names {
+        let (var, value) = match n.split_once('=') {
+            Some((k, v)) => (k.trim_end_matches('+').to_owned(), Some((v.to_owned(), k.ends_with('+')))),
+            None => (n.clone(), None),
+        };
+        if var.is_empty() || !var.chars().all(|c| c.is_alphanumeric() || c == '_') || var.starts_with(|c: char| c.is_ascii_digit()) {
+            status = complain(sh, io, name, &format!("`{n}': not a valid identifier"), 1).await?;
+            continue;
+        }
+        if print {
+            match sh.vars.get(&var) {
+                Some(v) => io.out(format!("declare -- {var}={}\n", quote_value(&v.value)).as_bytes()).await?,
+                None => status = complain(sh, io, name, &format!("{var}: not found"), 1).await?,
+            }
+            continue;
+        }
+        if name == "local" {
+            sh.make_local(&var);
+        }
+        if let Some((v, append)) = value {
+            let v = if append { format!("{}{v}", sh.get(&var).unwrap_or("")) } else { v };
+            if let Err(msg) = sh.set(&var, &v) {
+                status = complain(sh, io, name, &msg, 1).await?;
+                continue;
+            }
+        } else if name == "local" || !sh.vars.contains_key(&var) && (export || readonly) {
+            sh.vars.entry(var.clone()).or_default();
+        }
+        if let Some(v) = sh.vars.get_mut(&var) {
+            if export {
+                v.exported = true;
+            }
+            if unexport {
+                v.exported = false;
+            }
+            if readonly {
+                v.readonly = true;
+            }
+        }
+    }
+    Ok(status)
+}
+
+async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    if args.is_empty() {
+        let mut list: Vec<(&String, &super::state::Var)> = sh.vars.iter().collect();
+        list.sort_by(|a, b| a.0.cmp(b.0));
+        let out: String = list.iter().map(|(k, v)| format!("{k}={}\n", quote_set(&v.value))).collect();
+        io.out(out.as_bytes()).await?;
+        return Ok(0);
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            sh.positional = args[i + 1..].to_vec();
+            return Ok(0);
+        }
+        let on = a.starts_with('-');
+        if !(on || a.starts_with('+')) || a.len() < 2 {
+            sh.positional = args[i..].to_vec();
+            return Ok(0);
+        }
+        if &a[1..] == "o" {
+            let Some(opt) = args.get(i + 1) else { return Ok(0) };
+            if !set_option(sh, opt, on) {
+                return complain(sh, io, "set", &format!("{opt}: invalid option name"), 2).await;
+            }
+            i += 2;
+            continue;
+        }
+        for c in a[1..].chars() {
+            match c {
+                'e' => sh.opts.errexit = on,
+                'u' => sh.opts.nounset = on,
+                'x' => sh.opts.xtrace = on,
+                'f' => sh.opts.noglob = on,
+                'v' | 'h' | 'B' | 'H' | 'm' | 'b' | 'C' | 'T' | 'E' => {}
+                _ => return complain(sh, io, "set", &format!("-{c}: invalid option"), 2).await,
+            }
+        }
+        i += 1;
+    }
+    Ok(0)
+}
+
+fn quote_set(v: &str) -> String {
+    if v.chars().all(|c| c.is_alphanumeric() || "-_./:,+@%".contains(c)) && !v.is_empty() {
+        v.to_owned()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+pub fn set_option(sh: &mut Shell, name: &str, on: bool) -> bool {
+    match name {
+        "errexit" => sh.opts.errexit = on,
+        "nounset" => sh.opts.nounset = on,
+        "xtrace" => sh.opts.xtrace = on,
+        "pipefail" => sh.opts.pipefail = on,
+        "noglob" => sh.opts.noglob = on,
+        "verbose" | "posix" | "noclobber" | "monitor" | "braceexpand" | "hashall" | "histexpand" | "history" => {}
+        _ => return false,
+    }
+    true
+}
+
+async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let Some(file) = args.first() else {
+        return complain(sh, io, "source", "filename argument required", 2).await;
+    };
+    let text = match super::invoke::read_script(sh, file) {
+        Ok(t) => t,
+        Err(msg) => return complain(sh, io, "source", &msg, 1).await,
+    };
+    let saved = (args.len() > 1).then(|| std::mem::replace(&mut sh.positional, args[1..].to_vec()));
+    let r = exec::run_text(sh, io, &text, file).await;
+    if let Some(p) = saved {
+        sh.positional = p;
+    }
+    match r {
+        Err(Unwind::Return(s)) => Ok(s),
+        other => other,
+    }
+}
+
+/// How `name` would run: `builtin`, `function`, a tool path, or nothing.
+pub fn lookup(sh: &Shell, name: &str) -> Option<String> {
+    if sh.funcs.contains_key(name) {
+        Some("function".into())
+    } else if is_builtin(name) {
+        Some("builtin".into())
+    } else if matches!(name, "bash" | "sh") {
+        Some(format!("/usr/bin/{name}"))
+    } else if sh.exec.runtime.tool(crate::exec::command_name(name)).is_some() {
+        Some(if name.contains('/') { name.to_owned() } else { format!("/usr/bin/{name}") })
+    } else {
+        None
+    }
+}
+
+const KEYWORDS: &[&str] = &["if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "function", "in", "[[", "]]", "{", "}", "!"];
+
+async fn command(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let mut verbose = None;
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-v" => verbose = Some(false),
+            "-V" => verbose = Some(true),
+            "-p" => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    let rest = &args[i..];
+    match verbose {
+        None if rest.is_empty() => Ok(0),
+        None => {
+            // Skip functions: run a builtin or a tool.
+            let saved = sh.funcs.remove(&rest[0]);
+            let r = super::simple::run_argv(sh, io, rest.to_vec(), Vec::new()).await;
+            if let Some(f) = saved {
+                sh.funcs.insert(rest[0].clone(), f);
+            }
+            r
+        }
+        Some(long) => {
+            let mut status = 0;
+            for name in rest {
+                match lookup(sh, name) {
+                    Some(kind) if kind == "builtin" || kind == "function" => {
+                        let line = if long { format!("{name} is a shell {kind}\n") } else { format!("{name}\n") };
+                        io.out(line.as_bytes()).await?;
+                    }
+                    Some(path) => {
+                        let line = if long { format!("{name} is {path}\n") } else { format!("{path}\n") };
+                        io.out(line.as_bytes()).await?;
+                    }
+                    None if KEYWORDS.contains(&name.as_str()) => io.out(format!("{name}\n").as_bytes()).await?,
+                    None => status = 1,
+                }
+            }
+            Ok(status)
+        }
+    }
+}
+
+async fn describe(sh: &mut Shell, io: &Io, which: &str, args: &[String]) -> Outcome {
+    let mut status = 0;
+    let path_only = which == "which" || args.iter().any(|a| a == "-p" || a == "-P");
+    let type_only = args.iter().any(|a| a == "-t");
+    for name in args.iter().filter(|a| !a.starts_with('-')) {
+        let found = lookup(sh, name);
+        let line = match (&found, which) {
+            (None, "type") if KEYWORDS.contains(&name.as_str()) => {
+                Some(if type_only { "keyword\n".to_owned() } else { format!("{name} is a shell keyword\n") })
+            }
+            (None, "type") => {
+                status = 1;
+                if !type_only && !path_only {
+                    complain(sh, io, "type", &format!("{name}: not found"), 1).await?;
+                }
+                None
+            }
+            (None, _) => {
+                status = 1;
+                None
+            }
+            (Some(k), "which") if k == "builtin" || k == "function" => {
+                // `which` is an external program in bash: it only knows paths.
+                if matches!(name.as_str(), "echo" | "printf" | "test" | "[" | "pwd" | "true" | "false" | "sleep" | "env" | "xargs" | "timeout" | "which") {
+                    Some(format!("/usr/bin/{name}\n"))
+                } else {
+                    status = 1;
+                    None
+                }
+            }
+            (Some(k), _) if type_only => Some(format!("{}\n", if k == "builtin" || k == "function" { k.as_str() } else { "file" })),
+            (Some(k), _) if k == "builtin" => Some(format!("{name} is a shell builtin\n")),
+            (Some(k), _) if k == "function" => Some(format!("{name} is a function\n")),
+            (Some(p), _) if path_only => Some(format!("{p}\n")),
+            (Some(p), _) => Some(format!("{name} is {p}\n")),
+        };
+        if let Some(l) = line {
+            io.out(l.as_bytes()).await?;
+        }
+    }
+    Ok(status)
+}

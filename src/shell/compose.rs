@@ -1,0 +1,358 @@
+//! Builtins that read input or run other commands: `read`, `mapfile`,
+//! `env`, `xargs`, `timeout`. Commands they run go through the same lookup
+//! as any simple command ([`super::simple::run_argv`]), so `xargs grep`
+//! runs the grep tool on the same pipes.
+
+use super::builtins::complain;
+use super::io::Io;
+use super::simple::run_argv;
+use super::state::{MAX_VALUE, Outcome, Shell, Unwind};
+
+pub async fn run(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
+    match name {
+        "read" => read(sh, io, args).await,
+        "mapfile" | "readarray" => mapfile(sh, io, args).await,
+        "env" => env(sh, io, args).await,
+        "xargs" => xargs(sh, io, args).await,
+        "timeout" => timeout(sh, io, args).await,
+        _ => complain(sh, io, name, "not implemented", 2).await,
+    }
+}
+
+async fn read(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let mut raw = false;
+    let mut array = None;
+    let mut names = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "-r" => raw = true,
+            "-s" | "-e" => {}
+            "-p" | "-t" | "-n" | "-N" | "-u" | "-i" => i += 1,
+            "-a" => {
+                array = args.get(i + 1).cloned();
+                i += 1;
+            }
+            "-d" => i += 1,
+            a if a.starts_with('-') && a.len() > 1 && names.is_empty() => {
+                if a.contains('r') {
+                    raw = true;
+                }
+            }
+            a => names.push(a.to_owned()),
+        }
+        i += 1;
+    }
+    let mut line = String::new();
+    let mut complete = false;
+    loop {
+        let Some((part, nl)) = io.stdin.read_line().await else { break };
+        complete = nl;
+        if !raw && part.ends_with('\\') && nl {
+            line.push_str(&part[..part.len() - 1]);
+            continue;
+        }
+        line.push_str(&part);
+        break;
+    }
+    if !complete && line.is_empty() {
+        for n in names.iter().chain(array.iter()) {
+            let _ = sh.set(n, "");
+        }
+        return Ok(1);
+    }
+    if !raw {
+        line = unescape_read(&line);
+    }
+    let ifs = sh.get("IFS").unwrap_or(" \t\n").to_owned();
+    if let Some(a) = array {
+        let items = split_ifs(&line, &ifs, usize::MAX);
+        if let Err(msg) = sh.set_array(&a, items) {
+            return complain(sh, io, "read", &msg, 1).await;
+        }
+        return Ok((!complete) as i32);
+    }
+    if names.is_empty() {
+        names.push("REPLY".into());
+        if let Err(msg) = sh.set("REPLY", &line) {
+            return complain(sh, io, "read", &msg, 1).await;
+        }
+        return Ok((!complete) as i32);
+    }
+    let fields = split_ifs(&line, &ifs, names.len());
+    for (k, n) in names.iter().enumerate() {
+        let v = fields.get(k).map(String::as_str).unwrap_or("");
+        if let Err(msg) = sh.set(n, v) {
+            return complain(sh, io, "read", &msg, 1).await;
+        }
+    }
+    Ok((!complete) as i32)
+}
+
+fn unescape_read(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            out.extend(chars.next());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Splits for `read`: at most `n` fields, the last one taking the rest
+/// (with trailing IFS whitespace trimmed).
+pub fn split_ifs(line: &str, ifs: &str, n: usize) -> Vec<String> {
+    let is_ws = |c: char| ifs.contains(c) && c.is_whitespace();
+    let mut out = Vec::new();
+    let mut rest = line.trim_start_matches(is_ws);
+    while !rest.is_empty() {
+        if out.len() + 1 == n {
+            out.push(rest.trim_end_matches(is_ws).to_owned());
+            return out;
+        }
+        match rest.find(|c: char| ifs.contains(c)) {
+            Some(pos) => {
+                out.push(rest[..pos].to_owned());
+                let mut r = &rest[pos..];
+                // One delimiter plus surrounding IFS whitespace.
+                r = r.trim_start_matches(is_ws);
+                if let Some(c) = r.chars().next().filter(|c| ifs.contains(*c) && !c.is_whitespace()) {
+                    if rest[pos..].starts_with(|x: char| x.is_whitespace()) || rest[pos..].starts_with(c) {
+                        r = r[c.len_utf8()..].trim_start_matches(is_ws);
+                    }
+                }
+                rest = r;
+            }
+            None => {
+                out.push(rest.to_owned());
+                break;
+            }
+        }
+    }
+    out
+}
+
+async fn mapfile(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let strip = args.iter().any(|a| a == "-t");
+    let name = args.iter().rfind(|a| !a.starts_with('-')).cloned().unwrap_or_else(|| "MAPFILE".into());
+    let mut items = Vec::new();
+    while let Some((line, nl)) = io.stdin.read_line().await {
+        items.push(if strip || !nl { line } else { line + "\n" });
+    }
+    match sh.set_array(&name, items) {
+        Ok(()) => Ok(0),
+        Err(msg) => complain(sh, io, "mapfile", &msg, 1).await,
+    }
+}
+
+async fn env(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let mut assigns = Vec::new();
+    let mut clear = false;
+    let mut unset = Vec::new();
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        if a == "-i" || a == "-" {
+            clear = true;
+        } else if a == "-u" {
+            unset.extend(args.get(i + 1).cloned());
+            i += 1;
+        } else if a == "--" {
+            i += 1;
+            break;
+        } else if let Some((k, v)) = a.split_once('=').filter(|(k, _)| !k.is_empty() && !k.starts_with('-')) {
+            assigns.push((k.to_owned(), v.to_owned()));
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    let mut sub = sh.clone();
+    if clear {
+        for v in sub.vars.values_mut() {
+            v.exported = false;
+        }
+    }
+    for u in &unset {
+        sub.vars.remove(u);
+    }
+    if i >= args.len() {
+        let out: String = sub.env_for_guest(&assigns).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        io.out(out.as_bytes()).await?;
+        return Ok(0);
+    }
+    // `env` runs a program, never a function.
+    sub.funcs.clear();
+    run_argv(&mut sub, io, args[i..].to_vec(), assigns).await.or_else(|u| match u {
+        Unwind::Exit(s) => Ok(s),
+        other => Err(other),
+    })
+}
+
+async fn timeout(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-s" | "--signal" | "-k" | "--kill-after" => i += 2,
+            "--preserve-status" | "--foreground" | "-v" | "--verbose" => i += 1,
+            s if s.starts_with("--signal=") || s.starts_with("--kill-after=") || (s.starts_with('-') && s.len() > 1 && s.parse::<f64>().is_err()) => i += 1,
+            _ => break,
+        }
+    }
+    let Some(dur) = args.get(i).and_then(|d| super::builtins::parse_seconds(d)) else {
+        return complain(sh, io, "timeout", "invalid time interval", 125).await;
+    };
+    let cmd = args[i + 1..].to_vec();
+    if cmd.is_empty() {
+        return complain(sh, io, "timeout", "missing operand", 125).await;
+    }
+    let mut sub = sh.clone();
+    let run = run_argv(&mut sub, io, cmd, Vec::new());
+    if dur == 0.0 {
+        return run.await;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs_f64(dur.min(1e9)), run).await {
+        Ok(r) => r.or_else(|u| match u {
+            Unwind::Exit(s) => Ok(s),
+            other => Err(other),
+        }),
+        Err(_) => Ok(124),
+    }
+}
+
+/// Splits xargs input: whitespace-separated, with quotes and backslashes.
+fn xargs_items(input: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut has = false;
+    let mut quote: Option<char> = None;
+    let mut chars = input.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                has = true;
+            }
+            (None, '\\') => {
+                cur.extend(chars.next());
+                has = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if has || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                    has = false;
+                }
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    if has || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let mut max_args: Option<usize> = None;
+    let mut replace: Option<String> = None;
+    let mut delim: Option<char> = None;
+    let mut no_empty = false;
+    let mut trace = false;
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        let next = args.get(i + 1).cloned();
+        match a.as_str() {
+            "-0" | "--null" => delim = Some('\0'),
+            "-r" | "--no-run-if-empty" => no_empty = true,
+            "-t" | "--verbose" => trace = true,
+            "-n" | "-L" | "-l" => {
+                max_args = next.and_then(|n| n.parse().ok());
+                i += 1;
+            }
+            "-I" | "-i" => {
+                replace = Some(next.unwrap_or_else(|| "{}".into()));
+                i += 1;
+            }
+            "-d" => {
+                delim = next.as_deref().map(|d| if d == "\\n" { '\n' } else { d.chars().next().unwrap_or('\n') });
+                i += 1;
+            }
+            "-P" | "-s" | "-E" | "-a" => i += 1,
+            "-x" | "-p" => {}
+            s if s.starts_with("-n") && s.len() > 2 => max_args = s[2..].parse().ok(),
+            s if s.starts_with("-L") && s.len() > 2 => max_args = s[2..].parse().ok(),
+            s if s.starts_with("-P") || s.starts_with("-s") => {}
+            s if s.starts_with("-I") && s.len() > 2 => replace = Some(s[2..].to_owned()),
+            s if s.starts_with("--max-args=") => max_args = s[11..].parse().ok(),
+            s if s.starts_with("--replace") => replace = Some(s.split_once('=').map_or("{}", |x| x.1).to_owned()),
+            _ => break,
+        }
+        i += 1;
+    }
+    let mut cmd: Vec<String> = args[i..].to_vec();
+    if cmd.is_empty() {
+        cmd.push("echo".into());
+    }
+    let input = io.stdin.read_all(MAX_VALUE).await;
+    let input = String::from_utf8_lossy(&input);
+    let items: Vec<String> = match (delim, &replace) {
+        (Some(d), _) => input.split(d).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        (None, Some(_)) => input.lines().map(|l| l.trim_start().to_owned()).filter(|l| !l.is_empty()).collect(),
+        (None, None) => xargs_items(&input),
+    };
+    if items.is_empty() && (no_empty || replace.is_some()) {
+        return Ok(0);
+    }
+    let batches: Vec<Vec<String>> = if let Some(r) = &replace {
+        items.iter().map(|it| cmd.iter().map(|c| c.replace(r.as_str(), it)).collect()).collect()
+    } else {
+        let n = max_args.unwrap_or(5000).max(1);
+        let mut b: Vec<Vec<String>> = items.chunks(n).map(|chunk| cmd.iter().cloned().chain(chunk.iter().cloned()).collect()).collect();
+        if b.is_empty() {
+            b.push(cmd.clone());
+        }
+        b
+    };
+    let mut status = 0;
+    for argv in batches {
+        if trace {
+            io.err(&format!("{}\n", argv.join(" "))).await;
+        }
+        let mut sub = sh.clone();
+        sub.funcs.clear();
+        let sub_io = Io { stdin: super::io::Input::closed(), ..io.clone() };
+        let s = match run_argv(&mut sub, &sub_io, argv, Vec::new()).await {
+            Ok(s) | Err(Unwind::Exit(s)) => s,
+            Err(_) => 1,
+        };
+        match s {
+            0 => {}
+            127 => return Ok(127),
+            126 => return Ok(126),
+            255 => return Ok(124),
+            _ => status = 123,
+        }
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_splitting() {
+        assert_eq!(split_ifs("  a b  c  ", " \t\n", 2), vec!["a", "b  c"]);
+        assert_eq!(split_ifs("a:b:c", ":", 5), vec!["a", "b", "c"]);
+        assert_eq!(split_ifs("x", " \t\n", 3), vec!["x"]);
+    }
+
+    #[test]
+    fn xargs_quoting() {
+        assert_eq!(xargs_items("a 'b c'\n\"d\" e\\ f"), vec!["a", "b c", "d", "e f"]);
+    }
+}

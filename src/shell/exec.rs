@@ -1,0 +1,393 @@
+//! Running the syntax tree: lists, and-or lists, pipelines and compound
+//! commands. Simple commands are in [`super::simple`].
+//!
+//! Pipeline stages run concurrently as futures joined in the caller's task
+//! (each in its own subshell state, as in bash); dropping the future stops
+//! every stage and every guest. Nothing here spawns a task.
+
+use super::expand;
+use super::io::{Input, Io};
+use super::parse;
+use super::pattern;
+use super::state::{MAX_DEPTH, MAX_VALUE, Outcome, Shell, Unwind};
+use brush_parser::ast::{self, CompoundCommand, SourceLocation};
+use futures::future::BoxFuture;
+
+/// Parses and runs `text` in this shell (`eval`, `source`, `bash -c`).
+pub async fn run_text(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
+    let program = match parse::program(text) {
+        Ok(p) => p,
+        Err(e) => {
+            io.err(&e.message(&sh.arg0, origin)).await;
+            sh.status = 2;
+            return Ok(2);
+        }
+    };
+    if sh.depth >= MAX_DEPTH {
+        io.err(&format!("{}maximum nesting depth exceeded ({MAX_DEPTH})\n", sh.err_prefix())).await;
+        return Err(Unwind::Exit(2));
+    }
+    sh.depth += 1;
+    let mut r = Ok(0);
+    for list in &program.complete_commands {
+        r = run_list(sh, list, io).await;
+        if r.is_err() {
+            break;
+        }
+    }
+    sh.depth -= 1;
+    r
+}
+
+/// `$(…)`: runs `text` in a subshell with stdout captured.
+pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i32), Unwind> {
+    let (sink, mut reader) = crate::exec::pipe();
+    let mut sub = sh.clone();
+    let mut sub_io = io.clone();
+    sub_io.stdout = sink;
+    let run = async move {
+        let r = run_text(&mut sub, &sub_io, text, "-c").await;
+        drop(sub_io);
+        exit_status(&sub, r)
+    };
+    let collect = async {
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await {
+            if out.len() + chunk.len() > MAX_VALUE {
+                return (out, true);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        (out, false)
+    };
+    let (status, (out, overflow)) = futures::join!(run, collect);
+    if overflow {
+        io.err(&format!("{}command substitution: output larger than {} MiB\n", sh.err_prefix(), MAX_VALUE >> 20)).await;
+        return Err(Unwind::Exit(1));
+    }
+    Ok((out, status))
+}
+
+/// The status a subshell ends with.
+pub fn exit_status(sub: &Shell, r: Outcome) -> i32 {
+    match r {
+        Ok(s) => s,
+        Err(Unwind::Exit(s)) | Err(Unwind::Return(s)) => s,
+        Err(_) => sub.status,
+    }
+}
+
+pub fn run_list<'a>(sh: &'a mut Shell, list: &'a ast::CompoundList, io: &'a Io) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        let mut status = sh.status;
+        for ast::CompoundListItem(and_or, _sep) in &list.0 {
+            status = run_and_or(sh, and_or, io).await?;
+        }
+        Ok(status)
+    })
+}
+
+async fn run_and_or(sh: &mut Shell, list: &ast::AndOrList, io: &Io) -> Outcome {
+    let last = list.additional.len();
+    let mut status = run_pipeline(sh, &list.first, io, last > 0).await?;
+    for (i, item) in list.additional.iter().enumerate() {
+        let (run, p) = match item {
+            ast::AndOr::And(p) => (status == 0, p),
+            ast::AndOr::Or(p) => (status != 0, p),
+        };
+        if run {
+            status = run_pipeline(sh, p, io, i + 1 < last).await?;
+        }
+    }
+    Ok(status)
+}
+
+async fn run_pipeline(sh: &mut Shell, p: &ast::Pipeline, io: &Io, in_condition: bool) -> Outcome {
+    let quiet = p.bang || in_condition;
+    if quiet {
+        sh.in_condition += 1;
+    }
+    let r = if p.seq.len() == 1 { run_command(sh, &p.seq[0], io).await } else { Ok(run_stages(sh, p, io).await) };
+    if quiet {
+        sh.in_condition -= 1;
+    }
+    let status = r?;
+    let status = if p.bang { (status == 0) as i32 } else { status };
+    sh.status = status;
+    if !quiet && status != 0 && sh.opts.errexit && sh.in_condition == 0 {
+        return Err(Unwind::Exit(status));
+    }
+    Ok(status)
+}
+
+/// Runs a pipeline of two or more commands concurrently.
+async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
+    let n = p.seq.len();
+    let mut stage_ios = Vec::with_capacity(n);
+    let mut next_in = io.stdin.clone();
+    for i in 0..n {
+        let mut sio = io.clone();
+        sio.stdin = next_in.clone();
+        if i + 1 < n {
+            let (w, r) = crate::exec::pipe();
+            sio.stdout = w;
+            next_in = Input::pipe(r);
+        }
+        stage_ios.push(sio);
+    }
+    drop(next_in);
+    let stages = p.seq.iter().zip(stage_ios).map(|(cmd, sio)| {
+        let mut sub = sh.clone();
+        async move {
+            let r = run_command(&mut sub, cmd, &sio).await;
+            drop(sio);
+            exit_status(&sub, r)
+        }
+    });
+    let statuses = futures::future::join_all(stages).await;
+    let _ = sh.set_array("PIPESTATUS", statuses.iter().map(|s| s.to_string()).collect());
+    let last = statuses.last().copied().unwrap_or(0);
+    if sh.opts.pipefail {
+        statuses.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
+    } else {
+        last
+    }
+}
+
+pub fn run_command<'a>(sh: &'a mut Shell, cmd: &'a ast::Command, io: &'a Io) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        match cmd {
+            ast::Command::Simple(s) => super::simple::run(sh, s, io).await,
+            ast::Command::Compound(c, redirects) => {
+                let io = match redirects {
+                    Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
+                        Some(io) => io,
+                        None => return Ok(1),
+                    },
+                    None => io.clone(),
+                };
+                run_compound(sh, c, &io).await
+            }
+            ast::Command::Function(f) => {
+                sh.funcs.insert(f.fname.value.clone(), std::sync::Arc::new(f.body.clone()));
+                Ok(0)
+            }
+            ast::Command::ExtendedTest(t, redirects) => {
+                if let Some(loc) = t.location() {
+                    sh.line = loc.start.line;
+                }
+                let io = match redirects {
+                    Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
+                        Some(io) => io,
+                        None => return Ok(1),
+                    },
+                    None => io.clone(),
+                };
+                if sh.opts.xtrace {
+                    io.err(&format!("+ [[ {} ]]\n", t.expr)).await;
+                }
+                let ok = super::cond::extended(sh, &io, &t.expr).await?;
+                Ok(ok)
+            }
+        }
+    })
+}
+
+/// Runs a function body with its redirections.
+pub async fn run_body(sh: &mut Shell, body: &ast::FunctionBody, io: &Io) -> Outcome {
+    let ast::FunctionBody(cmd, redirects) = body;
+    let io = match redirects {
+        Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
+            Some(io) => io,
+            None => return Ok(1),
+        },
+        None => io.clone(),
+    };
+    run_compound(sh, cmd, &io).await
+}
+
+fn run_compound<'a>(sh: &'a mut Shell, c: &'a CompoundCommand, io: &'a Io) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        match c {
+            CompoundCommand::BraceGroup(g) => run_list(sh, &g.list, io).await,
+            CompoundCommand::Subshell(s) => {
+                let mut sub = sh.clone();
+                let r = run_list(&mut sub, &s.list, io).await;
+                Ok(exit_status(&sub, r))
+            }
+            CompoundCommand::Arithmetic(a) => {
+                let text = expand::string(sh, io, &a.expr.value).await?;
+                match super::arith::eval(sh, &text) {
+                    Ok(v) => Ok((v == 0) as i32),
+                    Err(msg) => {
+                        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                        Ok(1)
+                    }
+                }
+            }
+            CompoundCommand::IfClause(c) => {
+                if condition(sh, &c.condition, io).await? {
+                    return run_list(sh, &c.then, io).await;
+                }
+                for e in c.elses.iter().flatten() {
+                    match &e.condition {
+                        Some(cond) => {
+                            if condition(sh, cond, io).await? {
+                                return run_list(sh, &e.body, io).await;
+                            }
+                        }
+                        None => return run_list(sh, &e.body, io).await,
+                    }
+                }
+                Ok(0)
+            }
+            CompoundCommand::WhileClause(w) | CompoundCommand::UntilClause(w) => {
+                let until = matches!(c, CompoundCommand::UntilClause(_));
+                let mut status = 0;
+                sh.loops += 1;
+                let r = loop {
+                    match condition(sh, &w.0, io).await {
+                        Ok(ok) if ok == until => break Ok(status),
+                        Ok(_) => {}
+                        Err(u) => break Err(u),
+                    }
+                    match looped(run_list(sh, &w.1.list, io).await) {
+                        Step::Next(s) => status = s,
+                        Step::Stop(s) => break Ok(s),
+                        Step::Out(u) => break Err(u),
+                    }
+                };
+                sh.loops -= 1;
+                r
+            }
+            CompoundCommand::ForClause(f) => {
+                let values = match &f.values {
+                    Some(words) => {
+                        let mut v = Vec::new();
+                        for w in words {
+                            v.extend(expand::fields(sh, io, &w.value).await?);
+                        }
+                        v
+                    }
+                    None => sh.positional.clone(),
+                };
+                let mut status = 0;
+                sh.loops += 1;
+                let mut r = Ok(0);
+                for v in values {
+                    if let Err(msg) = sh.set(&f.variable_name, &v) {
+                        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                        r = Ok(1);
+                        break;
+                    }
+                    match looped(run_list(sh, &f.body.list, io).await) {
+                        Step::Next(s) => status = s,
+                        Step::Stop(s) => {
+                            status = s;
+                            break;
+                        }
+                        Step::Out(u) => {
+                            r = Err(u);
+                            break;
+                        }
+                    }
+                    r = Ok(status);
+                }
+                sh.loops -= 1;
+                r.map(|_| status)
+            }
+            CompoundCommand::ArithmeticForClause(f) => {
+                sh.loops += 1;
+                let r = arith_for(sh, f, io).await;
+                sh.loops -= 1;
+                r
+            }
+            CompoundCommand::CaseClause(c) => {
+                let value = expand::string(sh, io, &c.value.value).await?;
+                let mut i = 0;
+                let mut status = 0;
+                let mut fall = false;
+                while i < c.cases.len() {
+                    let item = &c.cases[i];
+                    let mut hit = fall;
+                    if !hit {
+                        for p in &item.patterns {
+                            let pat = expand::pattern_of(sh, io, &p.value).await?;
+                            if pattern::matches(&pat, &value) {
+                                hit = true;
+                                break;
+                            }
+                        }
+                    }
+                    fall = false;
+                    if hit {
+                        if let Some(cmd) = &item.cmd {
+                            status = run_list(sh, cmd, io).await?;
+                        }
+                        match item.post_action {
+                            ast::CaseItemPostAction::ExitCase => break,
+                            ast::CaseItemPostAction::UnconditionallyExecuteNextCaseItem => fall = true,
+                            ast::CaseItemPostAction::ContinueEvaluatingCases => {}
+                        }
+                    }
+                    i += 1;
+                }
+                Ok(status)
+            }
+            CompoundCommand::Coprocess(_) => {
+                io.err(&format!("{}coproc: not supported\n", sh.err_prefix())).await;
+                Ok(1)
+            }
+        }
+    })
+}
+
+async fn arith_for(sh: &mut Shell, f: &ast::ArithmeticForClauseCommand, io: &Io) -> Outcome {
+    async fn eval(sh: &mut Shell, io: &Io, e: &Option<ast::UnexpandedArithmeticExpr>) -> Result<Option<i64>, Unwind> {
+        let Some(e) = e else { return Ok(None) };
+        let text = expand::string(sh, io, &e.value).await?;
+        match super::arith::eval(sh, &text) {
+            Ok(v) => Ok(Some(v)),
+            Err(msg) => Err(expand::fail(sh, io, &msg).await),
+        }
+    }
+    eval(sh, io, &f.initializer).await?;
+    let mut status = 0;
+    loop {
+        if eval(sh, io, &f.condition).await?.is_some_and(|v| v == 0) {
+            return Ok(status);
+        }
+        match looped(run_list(sh, &f.body.list, io).await) {
+            Step::Next(s) => status = s,
+            Step::Stop(s) => return Ok(s),
+            Step::Out(u) => return Err(u),
+        }
+        eval(sh, io, &f.updater).await?;
+    }
+}
+
+/// What a loop does after one run of its body.
+enum Step {
+    Next(i32),
+    Stop(i32),
+    Out(Unwind),
+}
+
+fn looped(r: Outcome) -> Step {
+    match r {
+        Ok(s) => Step::Next(s),
+        Err(Unwind::Break(n)) if n <= 1 => Step::Stop(0),
+        Err(Unwind::Break(n)) => Step::Out(Unwind::Break(n - 1)),
+        Err(Unwind::Continue(n)) if n <= 1 => Step::Next(0),
+        Err(Unwind::Continue(n)) => Step::Out(Unwind::Continue(n - 1)),
+        Err(u) => Step::Out(u),
+    }
+}
+
+/// Runs a condition list with `set -e` suspended.
+async fn condition(sh: &mut Shell, list: &ast::CompoundList, io: &Io) -> Result<bool, Unwind> {
+    sh.in_condition += 1;
+    let r = run_list(sh, list, io).await;
+    sh.in_condition -= 1;
+    Ok(r? == 0)
+}

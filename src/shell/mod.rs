@@ -1,0 +1,35 @@
+//! The shell: a host-side bash interpreter that runs agents' command lines
+//! (`["/bin/bash", "-lc", "<line>"]`) as orchestrated wasm instances. WASI
+//! cannot spawn processes, so the server itself parses the line, expands
+//! words, wires pipes and redirections, runs builtins in the host and every
+//! other command as a guest tool. No host process is ever spawned and every
+//! file the shell opens goes through the workspace capability.
+//!
+//! What does not live here: running one guest (`exec`), path mapping and
+//! the capability (`fs`), and the protocol (`session`).
+//!
+//! Flow: [`parse`] (brush-parser, bash-style syntax errors) → [`exec`]
+//! (lists, pipelines, compound commands) → [`simple`] (one command:
+//! [`expand`] + [`param`] + [`arith`] + [`pattern`] for words,
+//! [`redirect`] for streams, then [`builtins`], [`printf`], [`cond`],
+//! [`compose`], a nested shell from [`invoke`], or a tool). [`state`] holds
+//! variables and limits, [`io`] the shared standard streams.
+
+pub mod arith;
+pub mod builtins;
+pub mod compose;
+pub mod cond;
+pub mod exec;
+pub mod expand;
+pub mod invoke;
+pub mod io;
+pub mod param;
+pub mod parse;
+pub mod pattern;
+pub mod printf;
+pub mod redirect;
+pub mod simple;
+pub mod state;
+
+pub use invoke::{run, run_line};
+pub use parse::Invocation;

@@ -1,0 +1,313 @@
+//! Parameter expansion: `$X`, `${X:-d}`, `${#X}`, `${X%p}`, `${X/a/b}`,
+//! `${X:1:2}`, arrays and the special parameters.
+
+use super::expand::{self, Builder};
+use super::io::Io;
+use super::pattern::{self, Trim};
+use super::state::{Shell, Unwind};
+use brush_parser::word::{Parameter, ParameterExpr as P, ParameterTestType, ParameterTransformOp as T, SpecialParameter as S, SubstringMatchKind};
+
+/// An expanded parameter: one string, or several words (`$@`, `${a[@]}`).
+#[derive(Debug, Clone)]
+pub enum Value {
+    Str(String),
+    List(Vec<String>),
+}
+
+impl Value {
+    fn joined(&self) -> String {
+        match self {
+            Value::Str(s) => s.clone(),
+            Value::List(l) => l.join(" "),
+        }
+    }
+
+    fn map(self, f: impl Fn(&str) -> String) -> Value {
+        match self {
+            Value::Str(s) => Value::Str(f(&s)),
+            Value::List(l) => Value::List(l.iter().map(|s| f(s)).collect()),
+        }
+    }
+}
+
+fn name_of(p: &Parameter) -> String {
+    match p {
+        Parameter::Positional(n) => n.to_string(),
+        Parameter::Special(s) => s.to_string(),
+        Parameter::Named(n) => n.clone(),
+        Parameter::NamedWithIndex { name, .. } | Parameter::NamedWithAllIndices { name, .. } => name.clone(),
+    }
+}
+
+/// Looks a parameter up; `None` when unset.
+async fn lookup(sh: &mut Shell, io: &Io, p: &Parameter, in_dq: bool) -> Result<Option<Value>, Unwind> {
+    Ok(match p {
+        Parameter::Positional(0) => Some(Value::Str(sh.arg0.clone())),
+        Parameter::Positional(n) => sh.positional.get(*n as usize - 1).cloned().map(Value::Str),
+        Parameter::Special(s) => Some(match s {
+            S::AllPositionalParameters { concatenate: true } if in_dq => {
+                let sep = sh.get("IFS").map_or(" ".to_owned(), |i| i.chars().next().map(String::from).unwrap_or_default());
+                Value::Str(sh.positional.join(&sep))
+            }
+            S::AllPositionalParameters { .. } => Value::List(sh.positional.clone()),
+            S::PositionalParameterCount => Value::Str(sh.positional.len().to_string()),
+            S::LastExitStatus => Value::Str(sh.status.to_string()),
+            S::CurrentOptionFlags => {
+                let o = sh.opts;
+                let mut f = String::from("hB");
+                for (on, c) in [(o.errexit, 'e'), (o.nounset, 'u'), (o.xtrace, 'x'), (o.noglob, 'f')] {
+                    if on {
+                        f.push(c);
+                    }
+                }
+                Value::Str(f + "c")
+            }
+            S::ProcessId => Value::Str(std::process::id().to_string()),
+            S::LastBackgroundProcessId => return Ok(None),
+            S::ShellName => Value::Str(sh.arg0.clone()),
+        }),
+        Parameter::Named(n) => match n.as_str() {
+            "RANDOM" => Some(Value::Str((rand_u16() % 32768).to_string())),
+            "LINENO" => Some(Value::Str(sh.line.to_string())),
+            _ => sh.get(n).map(|v| Value::Str(v.to_owned())),
+        },
+        Parameter::NamedWithIndex { name, index } => {
+            let var = sh.vars.get(name).cloned();
+            let Some(var) = var else { return Ok(None) };
+            let idx = expand::string(sh, io, index).await?;
+            let i = match super::arith::eval(sh, &idx) {
+                Ok(i) => i,
+                Err(msg) => return Err(expand::fail(sh, io, &msg).await),
+            };
+            let items = var.array.unwrap_or_else(|| vec![var.value.clone()]);
+            let i = if i < 0 { items.len() as i64 + i } else { i };
+            usize::try_from(i).ok().and_then(|i| items.get(i).cloned()).map(Value::Str)
+        }
+        Parameter::NamedWithAllIndices { name, concatenate } => {
+            let Some(var) = sh.vars.get(name) else { return Ok(Some(Value::List(Vec::new()))) };
+            let items = var.array.clone().unwrap_or_else(|| vec![var.value.clone()]);
+            if *concatenate && in_dq { Some(Value::Str(items.join(" "))) } else { Some(Value::List(items)) }
+        }
+    })
+}
+
+fn rand_u16() -> u16 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    (t ^ (t >> 13)).wrapping_mul(2654435761) as u16
+}
+
+fn is_null(v: &Option<Value>, test: &ParameterTestType) -> bool {
+    match v {
+        None => true,
+        Some(Value::Str(s)) => matches!(test, ParameterTestType::UnsetOrNull) && s.is_empty(),
+        Some(Value::List(l)) => matches!(test, ParameterTestType::UnsetOrNull) && l.iter().all(|s| s.is_empty()),
+    }
+}
+
+async fn word_value(sh: &mut Shell, io: &Io, text: &str, in_dq: bool) -> Result<String, Unwind> {
+    let mut b = Builder::default();
+    expand::nested(sh, io, text, in_dq, &mut b).await?;
+    Ok(b.into_fields().into_iter().map(|f| f.text).collect::<Vec<_>>().join(" "))
+}
+
+async fn pattern_value(sh: &mut Shell, io: &Io, text: &str) -> Result<String, Unwind> {
+    let mut b = Builder::default();
+    expand::nested(sh, io, text, false, &mut b).await?;
+    Ok(b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" "))
+}
+
+async fn resolve(sh: &mut Shell, io: &Io, p: &Parameter, indirect: bool, in_dq: bool) -> Result<Option<Value>, Unwind> {
+    let v = lookup(sh, io, p, in_dq).await?;
+    if !indirect {
+        return Ok(v);
+    }
+    let Some(target) = v.map(|v| v.joined()) else { return Ok(None) };
+    match brush_parser::word::parse_parameter(&target, &expand::parse_options()) {
+        Ok(p2) => lookup(sh, io, &p2, in_dq).await,
+        Err(_) => Err(expand::fail(sh, io, &format!("{target}: invalid variable name")).await),
+    }
+}
+
+/// Expands one `${…}` (or `$X`).
+pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Value, Unwind> {
+    match expr {
+        P::Parameter { parameter, indirect } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            unset_check(sh, io, parameter, v).await
+        }
+        P::UseDefaultValues { parameter, indirect, test_type, default_value } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            if is_null(&v, test_type) {
+                let d = word_value(sh, io, default_value.as_deref().unwrap_or(""), in_dq).await?;
+                return Ok(Value::Str(d));
+            }
+            Ok(v.unwrap_or(Value::Str(String::new())))
+        }
+        P::AssignDefaultValues { parameter, indirect, test_type, default_value } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            if is_null(&v, test_type) {
+                let d = word_value(sh, io, default_value.as_deref().unwrap_or(""), in_dq).await?;
+                let name = name_of(parameter);
+                if let Err(msg) = sh.set(&name, &d) {
+                    return Err(expand::fail(sh, io, &msg).await);
+                }
+                return Ok(Value::Str(d));
+            }
+            Ok(v.unwrap_or(Value::Str(String::new())))
+        }
+        P::IndicateErrorIfNullOrUnset { parameter, indirect, test_type, error_message } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            if is_null(&v, test_type) {
+                let msg = match error_message {
+                    Some(m) if !m.is_empty() => word_value(sh, io, m, in_dq).await?,
+                    _ => "parameter null or not set".to_owned(),
+                };
+                let name = name_of(parameter);
+                return Err(expand::fail(sh, io, &format!("{name}: {msg}")).await);
+            }
+            Ok(v.unwrap_or(Value::Str(String::new())))
+        }
+        P::UseAlternativeValue { parameter, indirect, test_type, alternative_value } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            if is_null(&v, test_type) {
+                return Ok(Value::Str(String::new()));
+            }
+            Ok(Value::Str(word_value(sh, io, alternative_value.as_deref().unwrap_or(""), in_dq).await?))
+        }
+        P::ParameterLength { parameter, indirect } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            let v = unset_check(sh, io, parameter, v).await?;
+            Ok(Value::Str(match v {
+                Value::Str(s) => s.chars().count().to_string(),
+                Value::List(l) => l.len().to_string(),
+            }))
+        }
+        P::RemoveSmallestSuffixPattern { parameter, indirect, pattern }
+        | P::RemoveLargestSuffixPattern { parameter, indirect, pattern }
+        | P::RemoveSmallestPrefixPattern { parameter, indirect, pattern }
+        | P::RemoveLargestPrefixPattern { parameter, indirect, pattern } => {
+            let how = match expr {
+                P::RemoveSmallestSuffixPattern { .. } => Trim::ShortSuffix,
+                P::RemoveLargestSuffixPattern { .. } => Trim::LongSuffix,
+                P::RemoveSmallestPrefixPattern { .. } => Trim::ShortPrefix,
+                _ => Trim::LongPrefix,
+            };
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            let v = unset_check(sh, io, parameter, v).await?;
+            let pat = pattern_value(sh, io, pattern.as_deref().unwrap_or("")).await?;
+            Ok(v.map(|s| pattern::trim(s, &pat, how)))
+        }
+        P::Substring { parameter, indirect, offset, length } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            let v = unset_check(sh, io, parameter, v).await?;
+            let off = arith(sh, io, &offset.value).await?;
+            let len = match length {
+                Some(l) => Some(arith(sh, io, &l.value).await?),
+                None => None,
+            };
+            let positional = matches!(parameter, Parameter::Special(S::AllPositionalParameters { .. }));
+            Ok(match v {
+                Value::Str(s) => {
+                    let chars: Vec<char> = s.chars().collect();
+                    Value::Str(slice(&chars, off, len).iter().collect())
+                }
+                Value::List(l) => {
+                    // `${@:1}` counts from $0.
+                    let mut items = l;
+                    if positional {
+                        items.insert(0, sh.arg0.clone());
+                    }
+                    Value::List(slice(&items, off, len).to_vec())
+                }
+            })
+        }
+        P::Transform { parameter, indirect, op } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            let v = unset_check(sh, io, parameter, v).await?;
+            Ok(match op {
+                T::ToUpperCase => v.map(|s| s.to_uppercase()),
+                T::ToLowerCase => v.map(|s| s.to_lowercase()),
+                T::Quoted => v.map(|s| format!("'{}'", s.replace('\'', "'\\''"))),
+                T::CapitalizeInitial => v.map(capitalize),
+                T::ExpandEscapeSequences => v.map(expand::ansi_c),
+                _ => v,
+            })
+        }
+        P::UppercaseFirstChar { parameter, indirect, .. } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            Ok(unset_check(sh, io, parameter, v).await?.map(capitalize))
+        }
+        P::UppercasePattern { parameter, indirect, .. } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            Ok(unset_check(sh, io, parameter, v).await?.map(|s| s.to_uppercase()))
+        }
+        P::LowercaseFirstChar { parameter, indirect, .. } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            Ok(unset_check(sh, io, parameter, v).await?.map(|s| {
+                let mut c = s.chars();
+                c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
+            }))
+        }
+        P::LowercasePattern { parameter, indirect, .. } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            Ok(unset_check(sh, io, parameter, v).await?.map(|s| s.to_lowercase()))
+        }
+        P::ReplaceSubstring { parameter, indirect, pattern, replacement, match_kind } => {
+            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
+            let v = unset_check(sh, io, parameter, v).await?;
+            let pat = pattern_value(sh, io, pattern).await?;
+            let with = word_value(sh, io, replacement.as_deref().unwrap_or(""), in_dq).await?;
+            let (all, anchor) = match match_kind {
+                SubstringMatchKind::Anywhere => (true, None),
+                SubstringMatchKind::FirstOccurrence => (false, None),
+                SubstringMatchKind::Prefix => (false, Some(true)),
+                SubstringMatchKind::Suffix => (false, Some(false)),
+            };
+            Ok(v.map(|s| pattern::replace(s, &pat, &with, all, anchor)))
+        }
+        P::VariableNames { prefix, .. } => {
+            let mut names: Vec<String> = sh.vars.keys().filter(|k| k.starts_with(prefix.as_str())).cloned().collect();
+            names.sort();
+            Ok(Value::List(names))
+        }
+        P::MemberKeys { variable_name, .. } => {
+            let n = sh.vars.get(variable_name).map_or(0, |v| v.array.as_ref().map_or(1, Vec::len));
+            Ok(Value::List((0..n).map(|i| i.to_string()).collect()))
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+}
+
+fn slice<T>(items: &[T], off: i64, len: Option<i64>) -> &[T] {
+    let n = items.len() as i64;
+    let start = if off < 0 { (n + off).max(0) } else { off.min(n) };
+    let end = match len {
+        None => n,
+        Some(l) if l < 0 => (n + l).max(start),
+        Some(l) => (start + l).min(n),
+    };
+    &items[start as usize..end.max(start) as usize]
+}
+
+async fn arith(sh: &mut Shell, io: &Io, text: &str) -> Result<i64, Unwind> {
+    let t = expand::string(sh, io, text).await?;
+    match super::arith::eval(sh, &t) {
+        Ok(v) => Ok(v),
+        Err(msg) => Err(expand::fail(sh, io, &msg).await),
+    }
+}
+
+/// `set -u`: an unset parameter is an error (except `$@` and `$*`).
+async fn unset_check(sh: &mut Shell, io: &Io, p: &Parameter, v: Option<Value>) -> Result<Value, Unwind> {
+    match v {
+        Some(v) => Ok(v),
+        None if sh.opts.nounset && !matches!(p, Parameter::Special(_)) => {
+            Err(expand::fail(sh, io, &format!("{}: unbound variable", name_of(p))).await)
+        }
+        None => Ok(Value::Str(String::new())),
+    }
+}

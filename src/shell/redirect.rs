@@ -1,0 +1,227 @@
+//! Redirections: `<`, `>`, `>>`, `2>&1`, `&>`, here-documents and
+//! here-strings. Files are opened through the workspace capability only;
+//! `/dev/null`, `/dev/stdin`, `/dev/stdout` and `/dev/stderr` are special,
+//! and anything outside the workspace fails as bash would report it.
+
+use super::expand;
+use super::io::{Input, Io};
+use super::state::{Shell, Unwind};
+use crate::exec::Sink;
+use brush_parser::ast::{IoFileRedirectKind as K, IoFileRedirectTarget as Target, IoRedirect};
+use cap_std::fs::OpenOptions;
+use std::sync::{Arc, Mutex};
+
+/// How a file is opened for a redirection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Read,
+    Write,
+    Append,
+}
+
+/// bash's wording of an I/O error.
+pub fn describe(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as E;
+    match e.kind() {
+        E::NotFound => "No such file or directory".into(),
+        E::PermissionDenied => "Permission denied".into(),
+        E::AlreadyExists => "File exists".into(),
+        E::IsADirectory => "Is a directory".into(),
+        E::NotADirectory => "Not a directory".into(),
+        E::DirectoryNotEmpty => "Directory not empty".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_owned(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// What a special device path stands for.
+enum Special {
+    Null,
+    Stdin,
+    Out(i32),
+}
+
+fn special(path: &str) -> Option<Special> {
+    Some(match path {
+        "/dev/null" => Special::Null,
+        "/dev/stdin" | "/dev/fd/0" => Special::Stdin,
+        "/dev/stdout" | "/dev/fd/1" => Special::Out(1),
+        "/dev/stderr" | "/dev/fd/2" | "/dev/tty" => Special::Out(2),
+        _ => return None,
+    })
+}
+
+/// Opens a workspace file. Errors carry bash's message.
+fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
+    let Some(rel) = sh.resolve(path) else {
+        return Err(format!("{path}: Permission denied"));
+    };
+    let mut o = OpenOptions::new();
+    match mode {
+        Mode::Read => o.read(true),
+        Mode::Write => o.write(true).create(true).truncate(true),
+        Mode::Append => o.append(true).create(true),
+    };
+    let ws = &sh.exec.workspace;
+    if mode == Mode::Read {
+        if let Ok(m) = ws.dir().metadata(&rel) {
+            if m.is_dir() {
+                // Reading a directory fails only when read, as in bash; an
+                // empty input is the closest we can give.
+                return Err(format!("{path}: Is a directory"));
+            }
+        }
+    }
+    match ws.dir().open_with(&rel, &o) {
+        Ok(f) => Ok(f.into_std()),
+        Err(e) => Err(format!("{path}: {}", describe(&e))),
+    }
+}
+
+fn file_sink(f: std::fs::File) -> Sink {
+    Sink::File(Arc::new(Mutex::new(f)))
+}
+
+/// Applies redirections to a copy of `io`. `Ok(None)` means one failed
+/// (the message is printed; the command must not run, status 1).
+pub async fn apply_all(sh: &mut Shell, io: &Io, list: &[IoRedirect]) -> Result<Option<Io>, Unwind> {
+    let mut out = io.clone();
+    for r in list {
+        if let Err(msg) = apply(sh, &mut out, r).await? {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            return Ok(None);
+        }
+    }
+    Ok(Some(out))
+}
+
+async fn target_word(sh: &mut Shell, io: &Io, w: &str) -> Result<Result<String, String>, Unwind> {
+    let fields = expand::fields(sh, io, w).await?;
+    Ok(match fields.len() {
+        1 => Ok(fields.into_iter().next().unwrap_or_default()),
+        _ => Err(format!("{w}: ambiguous redirect")),
+    })
+}
+
+fn output_to(sh: &Shell, io: &mut Io, fd: i32, path: &str, mode: Mode) -> Result<(), String> {
+    let sink = match special(path) {
+        Some(Special::Null) => Sink::Null,
+        Some(Special::Out(n)) => io.out_fd(n).unwrap_or(Sink::Null),
+        Some(Special::Stdin) => Sink::Null,
+        None => file_sink(open(sh, path, mode)?),
+    };
+    io.set_fd(fd, sink);
+    Ok(())
+}
+
+async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(), String>, Unwind> {
+    match r {
+        IoRedirect::File(fd, kind, target) => {
+            let path = match target {
+                Target::Filename(w) => match target_word(sh, io, &w.value).await? {
+                    Ok(p) => Some(p),
+                    Err(m) => return Ok(Err(m)),
+                },
+                Target::Fd(n) => {
+                    return Ok(dup(io, *fd, kind, &n.to_string()));
+                }
+                Target::Duplicate(w) => {
+                    let word = expand::string(sh, io, &w.value).await?;
+                    if word == "-" || word.parse::<i32>().is_ok() {
+                        return Ok(dup(io, *fd, kind, &word));
+                    }
+                    // `>&file` is `&>file`.
+                    if let Err(m) = output_to(sh, io, 1, &word, Mode::Write) {
+                        return Ok(Err(m));
+                    }
+                    io.stderr = io.stdout.clone();
+                    return Ok(Ok(()));
+                }
+                Target::ProcessSubstitution(..) => {
+                    return Ok(Err("process substitution is not supported".into()));
+                }
+            };
+            let Some(path) = path else { return Ok(Ok(())) };
+            let res = match kind {
+                K::Read | K::ReadAndWrite | K::DuplicateInput => {
+                    if fd.unwrap_or(0) != 0 {
+                        return Ok(Ok(()));
+                    }
+                    match special(&path) {
+                        Some(Special::Null) => {
+                            io.stdin = Input::closed();
+                            Ok(())
+                        }
+                        Some(Special::Stdin) => Ok(()),
+                        Some(Special::Out(_)) => Ok(()),
+                        None => open(sh, &path, Mode::Read).map(|f| io.stdin = Input::file(f)),
+                    }
+                }
+                K::Write | K::Clobber | K::DuplicateOutput => output_to(sh, io, fd.unwrap_or(1), &path, Mode::Write),
+                K::Append => output_to(sh, io, fd.unwrap_or(1), &path, Mode::Append),
+            };
+            Ok(res)
+        }
+        IoRedirect::OutputAndError(w, append) => {
+            let path = match target_word(sh, io, &w.value).await? {
+                Ok(p) => p,
+                Err(m) => return Ok(Err(m)),
+            };
+            let mode = if *append { Mode::Append } else { Mode::Write };
+            if let Err(m) = output_to(sh, io, 1, &path, mode) {
+                return Ok(Err(m));
+            }
+            io.stderr = io.stdout.clone();
+            Ok(Ok(()))
+        }
+        IoRedirect::HereDocument(fd, doc) => {
+            let body = if doc.requires_expansion {
+                expand::heredoc(sh, io, &doc.doc.value).await?
+            } else {
+                doc.doc.value.clone()
+            };
+            if fd.unwrap_or(0) == 0 {
+                io.stdin = Input::bytes(body.into_bytes());
+            }
+            Ok(Ok(()))
+        }
+        IoRedirect::HereString(fd, w) => {
+            let mut s = expand::string(sh, io, &w.value).await?;
+            s.push('\n');
+            if fd.unwrap_or(0) == 0 {
+                io.stdin = Input::bytes(s.into_bytes());
+            }
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// `n>&m`, `n<&m`, `n>&-`.
+fn dup(io: &mut Io, fd: Option<i32>, kind: &K, word: &str) -> Result<(), String> {
+    let input = matches!(kind, K::DuplicateInput | K::Read);
+    let fd = fd.unwrap_or(if input { 0 } else { 1 });
+    if word == "-" {
+        if fd == 0 {
+            io.stdin = Input::closed();
+        } else {
+            io.set_fd(fd, Sink::Null);
+        }
+        return Ok(());
+    }
+    let Ok(n) = word.parse::<i32>() else { return Err(format!("{word}: ambiguous redirect")) };
+    if input || fd == 0 {
+        return Ok(());
+    }
+    match io.out_fd(n) {
+        Some(s) => {
+            io.set_fd(fd, s);
+            Ok(())
+        }
+        None => Err(format!("{n}: Bad file descriptor")),
+    }
+}

@@ -1,0 +1,242 @@
+//! Simple commands: expand the words, apply `VAR=x` prefixes and
+//! redirections, then run a function, a builtin, a nested shell or a wasm
+//! tool, in that order, as bash looks commands up.
+
+use super::builtins;
+use super::expand;
+use super::io::Io;
+use super::redirect;
+use super::state::{MAX_DEPTH, Outcome, Shell, Unwind};
+use crate::exec::CommandSpec;
+use brush_parser::ast::{self, CommandPrefixOrSuffixItem as Item, SourceLocation};
+
+/// Declaration builtins whose `NAME=value` arguments are not split.
+const DECLARATIONS: &[&str] = &["export", "local", "declare", "typeset", "readonly"];
+
+pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
+    if let Some(loc) = cmd.location() {
+        sh.line = loc.start.line;
+    }
+    if !sh.budget.take() {
+        io.err(&format!("{}command limit reached ({} commands)\n", sh.err_prefix(), super::state::MAX_COMMANDS)).await;
+        return Err(Unwind::Exit(137));
+    }
+    // Let other stages, the session and cancellation in between builtins.
+    tokio::task::yield_now().await;
+
+    let items: Vec<&Item> = cmd.prefix.iter().flat_map(|p| p.0.iter()).collect();
+    let mut assigns: Vec<(String, String)> = Vec::new();
+    let mut redirects: Vec<&ast::IoRedirect> = Vec::new();
+    let mut argv: Vec<String> = Vec::new();
+    sh.last_subst = None;
+    for item in items {
+        match item {
+            Item::AssignmentWord(a, _) => assigns.push(assignment(sh, io, a).await?),
+            Item::IoRedirect(r) => redirects.push(r),
+            Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
+            Item::ProcessSubstitution(..) => {}
+        }
+    }
+    if let Some(w) = &cmd.word_or_name {
+        argv.extend(expand::fields(sh, io, &w.value).await?);
+    }
+    let declaration = argv.first().is_some_and(|a| DECLARATIONS.contains(&a.as_str()));
+    for item in cmd.suffix.iter().flat_map(|s| s.0.iter()) {
+        match item {
+            Item::IoRedirect(r) => redirects.push(r),
+            Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
+            Item::AssignmentWord(_, w) if declaration => argv.push(expand::string(sh, io, &w.value).await?),
+            Item::AssignmentWord(_, w) => argv.extend(expand::fields(sh, io, &w.value).await?),
+            Item::ProcessSubstitution(..) => {
+                io.err(&format!("{}process substitution is not supported\n", sh.err_prefix())).await;
+                return Ok(1);
+            }
+        }
+    }
+    let owned: Vec<ast::IoRedirect> = redirects.into_iter().cloned().collect();
+    let Some(io) = redirect::apply_all(sh, io, &owned).await? else {
+        sh.status = 1;
+        return Ok(1);
+    };
+    if sh.opts.xtrace {
+        let mut line = String::from("+");
+        for (k, v) in &assigns {
+            line.push_str(&format!(" {k}={}", quote_trace(v)));
+        }
+        for a in &argv {
+            line.push(' ');
+            line.push_str(&quote_trace(a));
+        }
+        io.err(&(line + "\n")).await;
+    }
+    if argv.is_empty() {
+        for (k, v) in &assigns {
+            if let Err(msg) = sh.set(k, v) {
+                io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                return Ok(1);
+            }
+        }
+        return Ok(sh.last_subst.take().unwrap_or(0));
+    }
+    run_argv(sh, &io, argv, assigns).await
+}
+
+/// `NAME=value` or `NAME+=value` or `NAME=(a b c)`.
+async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<(String, String), Unwind> {
+    let name = match &a.name {
+        ast::AssignmentName::VariableName(n) => n.clone(),
+        ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
+    };
+    let value = match &a.value {
+        ast::AssignmentValue::Scalar(w) => expand::string(sh, io, &w.value).await?,
+        ast::AssignmentValue::Array(items) => {
+            let mut all = Vec::new();
+            for (_, w) in items {
+                all.extend(expand::fields(sh, io, &w.value).await?);
+            }
+            if a.append {
+                if let Some(prev) = sh.vars.get(&name).and_then(|v| v.array.clone()) {
+                    all.splice(0..0, prev);
+                }
+            }
+            if let Err(msg) = sh.set_array(&name, all) {
+                io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            }
+            return Ok((name.clone(), sh.get(&name).unwrap_or("").to_owned()));
+        }
+    };
+    if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name {
+        let i = expand::string(sh, io, idx).await?;
+        let i = super::arith::eval(sh, &i).unwrap_or(0).max(0) as usize;
+        let mut items = sh.vars.get(n).map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()])).unwrap_or_default();
+        if items.len() <= i {
+            items.resize(i + 1, String::new());
+        }
+        items[i] = value;
+        let _ = sh.set_array(n, items);
+        return Ok((n.clone(), sh.get(n).unwrap_or("").to_owned()));
+    }
+    let value = if a.append { format!("{}{}", sh.get(&name).unwrap_or(""), value) } else { value };
+    if value.len() > super::state::MAX_VALUE {
+        return Err(expand::fail(sh, io, &format!("{name}: value too large")).await);
+    }
+    Ok((name, value))
+}
+
+fn quote_trace(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "-_./=:,+@%".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Runs an expanded command: function, builtin, nested shell or tool.
+/// `assigns` are the command's `VAR=x` prefixes.
+pub fn run_argv<'a>(sh: &'a mut Shell, io: &'a Io, argv: Vec<String>, assigns: Vec<(String, String)>) -> Boxed<'a> {
+    Box::pin(dispatch(sh, io, argv, assigns))
+}
+
+async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(String, String)>) -> Outcome {
+    let name = argv[0].clone();
+    if let Some(body) = sh.funcs.get(&name).cloned() {
+        let saved = set_temp_vars(sh, &assigns);
+        let r = call_function(sh, io, body, argv).await;
+        restore_vars(sh, saved);
+        return r;
+    }
+    if builtins::is_builtin(&name) {
+        let saved = set_temp_vars(sh, &assigns);
+        let r = builtins::run(sh, io, argv).await;
+        restore_vars(sh, saved);
+        return r;
+    }
+    if super::parse::Invocation::from_argv(&argv).is_some() {
+        return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
+    }
+    let tool_name = crate::exec::command_name(&name).to_owned();
+    if name.contains('/') {
+        if let Some(status) = super::invoke::script_file(sh, io, &argv, &assigns).await {
+            return Ok(status);
+        }
+    }
+    let Some(tool) = sh.exec.runtime.tool(&tool_name) else {
+        let msg = if name.contains('/') { "No such file or directory" } else { "command not found" };
+        io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
+        return Ok(crate::exec::STATUS_NOT_FOUND);
+    };
+    let spec_env = sh.env_for_guest(&assigns);
+    let exec = sh.exec.clone();
+    let cwd = sh.cwd.clone();
+    let (stdout, stderr) = (io.stdout.clone(), io.stderr.clone());
+    let in_loop = sh.loops > 0;
+    let status = io
+        .stdin
+        .lend(in_loop, |stdin| async move {
+            let spec = CommandSpec { argv, arg0: None, env: spec_env, cwd, stdin, stdout, stderr, tty: false };
+            exec.run_tool(&tool, spec).await
+        })
+        .await;
+    Ok(status)
+}
+
+type Boxed<'a> = futures::future::BoxFuture<'a, Outcome>;
+
+type Saved = Vec<(String, Option<super::state::Var>)>;
+
+/// Sets `VAR=x` prefixes for a builtin or function; returns what to restore.
+fn set_temp_vars(sh: &mut Shell, assigns: &[(String, String)]) -> Saved {
+    let saved = assigns.iter().map(|(k, _)| (k.clone(), sh.vars.get(k).cloned())).collect();
+    for (k, v) in assigns {
+        if sh.set(k, v).is_ok() {
+            if let Some(var) = sh.vars.get_mut(k) {
+                var.exported = true;
+            }
+        }
+    }
+    saved
+}
+
+fn restore_vars(sh: &mut Shell, saved: Saved) {
+    for (k, old) in saved {
+        match old {
+            Some(v) => {
+                sh.vars.insert(k, v);
+            }
+            None => {
+                sh.vars.remove(&k);
+            }
+        }
+    }
+}
+
+async fn call_function(sh: &mut Shell, io: &Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Outcome {
+    if sh.depth >= MAX_DEPTH {
+        io.err(&format!("{}{}: maximum function nesting level exceeded ({MAX_DEPTH})\n", sh.err_prefix(), argv[0])).await;
+        return Err(Unwind::Exit(1));
+    }
+    let saved_args = std::mem::replace(&mut sh.positional, argv[1..].to_vec());
+    sh.depth += 1;
+    sh.in_function += 1;
+    sh.locals.push(Vec::new());
+    let r = super::exec::run_body(sh, &body, io).await;
+    if let Some(frame) = sh.locals.pop() {
+        for (name, old) in frame.into_iter().rev() {
+            match old {
+                Some(v) => {
+                    sh.vars.insert(name, v);
+                }
+                None => {
+                    sh.vars.remove(&name);
+                }
+            }
+        }
+    }
+    sh.in_function -= 1;
+    sh.depth -= 1;
+    sh.positional = saved_args;
+    match r {
+        Err(Unwind::Return(s)) => Ok(s),
+        other => other,
+    }
+}
