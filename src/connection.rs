@@ -116,6 +116,13 @@ pub async fn serve<S, K, E, F>(
             }
             let _ = sink.close().await;
         });
+        let metrics = ctx.executor.runtime.metrics.clone();
+        let tenant = crate::metrics::Metrics::tenant(&ctx.tenant);
+        metrics.connections.get_or_create(&tenant).inc();
+        metrics.connections_open.get_or_create(&tenant).inc();
+        let _open = scopeguard(move || {
+            metrics.connections_open.get_or_create(&tenant).dec();
+        });
         let mut conn = Connection::new(ctx, out_tx.clone());
         let mut deferred: JoinSet<()> = JoinSet::new();
         tracing::info!("connection opened");
@@ -200,4 +207,18 @@ pub async fn serve<S, K, E, F>(
     }
     .instrument(span)
     .await
+}
+
+/// Runs `f` when dropped (keeps the open-connections gauge right on every
+/// way out of [`serve`]).
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -12,6 +12,7 @@
 //! - [`session`]: handshake, the process table, one handler per method.
 //! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
 //! - [`fs`]: the workspace capability and path mapping.
+//! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - [`shell`]: the host-side bash interpreter that runs command lines as
 //!   wasm instances.
 //!
@@ -30,6 +31,7 @@ pub mod config;
 pub mod connection;
 pub mod exec;
 pub mod fs;
+pub mod metrics;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -18,6 +18,11 @@ use wasm_exec_server::session::ServerContext;
 #[derive(Parser)]
 #[command(name = "wasm-exec-server", version, about, long_about)]
 struct Cli {
+    /// Log format on stderr: `text` for people, `json` (one object per line)
+    /// for log collectors. The level is set with RUST_LOG (default `info`).
+    #[arg(long, global = true, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -383,13 +388,14 @@ fn tools(args: ToolArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
     let result = match cli.command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))).map(|()| 0),

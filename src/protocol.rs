@@ -283,6 +283,26 @@ pub struct ProcessExitedNotification<'a> {
     pub seq: u64,
     pub exit_code: i32,
     pub sandbox_denied: bool,
+    /// Our extension: what the command used. Clients that do not know the
+    /// field ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ProcessUsage>,
+}
+
+/// Resource use of one finished command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessUsage {
+    /// From `process/start` to exit.
+    pub wall_ms: u64,
+    /// CPU time of its wasm instances, counted in epoch ticks.
+    pub cpu_ms: u64,
+    /// The largest linear memory one instance grew to.
+    pub peak_memory_bytes: u64,
+    /// Bytes written to stdout, stderr or the terminal.
+    pub output_bytes: u64,
+    /// Wasm instances the command started.
+    pub instances: u64,
 }
 
 #[derive(Debug, Serialize)]

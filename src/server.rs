@@ -27,7 +27,13 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(upgrade))
         .route("/readyz", get(|| async { StatusCode::OK }))
+        .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.ctx.executor.runtime.metrics.encode();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 async fn upgrade(State(state): State<AppState>, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {

@@ -567,6 +567,77 @@ async fn a_detached_session_expires_and_its_commands_stop() {
     assert_eq!(e.code(), Some(-32600));
 }
 
+// ------------------------------------------------------------------ observability
+
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await.expect("tcp");
+    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    sock.read_to_string(&mut out).await.expect("read");
+    out
+}
+
+/// The value of one sample line (`name{labels} value`) in a scrape.
+fn sample(scrape: &str, prefix: &str) -> f64 {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_connections_processes_and_fs_calls() {
+    let s = TestServer::start().await;
+    let before = http_get(&s.url, "/metrics").await;
+    assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    let c = s.client().await;
+    c.run("m1", &["exit-code", "0"], &s.uri("")).await.expect("run");
+    c.run("m2", &["trap"], &s.uri("")).await.expect("run");
+    let _ = c.read_file(&s.uri("missing")).await;
+    c.start("m3", &["spin"], &s.uri(""), json!({})).await.expect("start");
+    c.next_notification().await.expect("out");
+    c.request("process/terminate", json!({"processId": "m3"})).await.expect("terminate");
+    c.collect_streaming("m3", &mut |_, _| {}).await.ok();
+    let after = http_get(&s.url, "/metrics").await;
+    let moved = |prefix: &str| sample(&after, prefix) - sample(&before, prefix);
+    assert!(moved(r#"wasm_exec_server_connections_total{tenant="default"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_processes_started_total{tenant="default"}"#) >= 3.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Exit"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Trap"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Terminated"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_fs_calls_total{tenant="default",method="fs/readFile",code="-32004"}"#) >= 1.0, "{after}");
+    assert!(moved(r#"wasm_exec_server_output_bytes_total{tenant="default"}"#) > 0.0, "{after}");
+    assert!(after.contains("wasm_exec_server_command_seconds_bucket"), "{after}");
+    assert!(after.contains("wasm_exec_server_module_cache_total"), "{after}");
+}
+
+#[tokio::test]
+async fn exited_carries_resource_usage() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    c.start("u", &["memhog", "16"], &s.uri(""), json!({})).await.expect("start");
+    let mut exited = Value::Null;
+    loop {
+        let n = c.next_notification().await.expect("event");
+        if n["method"] == "process/closed" {
+            break;
+        }
+        if n["method"] == "process/exited" {
+            exited = n;
+        }
+    }
+    let usage = &exited["params"]["usage"];
+    assert!(usage["peakMemoryBytes"].as_u64().expect("peak") >= 16 << 20, "{exited}");
+    assert_eq!(usage["outputBytes"], json!("allocated 16 MiB\n".len()), "{exited}");
+    assert_eq!(usage["instances"], json!(1));
+    assert!(usage["wallMs"].is_u64() && usage["cpuMs"].is_u64(), "{exited}");
+}
+
 // ------------------------------------------------------------------ filesystem
 
 #[tokio::test]

@@ -75,6 +75,8 @@ impl std::fmt::Debug for Tool {
 /// The engine, its linker and the tool registry, shared by every session.
 pub struct Runtime {
     pub engine: Engine,
+    /// The server's metrics (module cache, and everything the session counts).
+    pub metrics: Arc<crate::metrics::Metrics>,
     linker: Linker<GuestState>,
     tools: BTreeMap<String, Arc<Tool>>,
     cache_dir: Option<PathBuf>,
@@ -132,7 +134,7 @@ impl Runtime {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
         }
-        Ok(Self { engine, linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
+        Ok(Self { engine, metrics: Arc::default(), linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
     }
 
     /// Registers the embedded example guests.
@@ -218,10 +220,14 @@ impl Runtime {
             // this server writes; wasmtime still checks its header.
             #[allow(unsafe_code)]
             match unsafe { Module::deserialize_file(&self.engine, &path) } {
-                Ok(m) => return Ok(m),
+                Ok(m) => {
+                    self.cache_result("hit");
+                    return Ok(m);
+                }
                 Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale module cache entry; recompiling"),
             }
         }
+        self.cache_result("miss");
         let compiled = self.engine.precompile_module(wasm)?;
         let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
         let write = std::fs::write(&tmp, &compiled).and_then(|()| std::fs::rename(&tmp, &path));
@@ -235,6 +241,10 @@ impl Runtime {
         #[allow(unsafe_code)]
         // SAFETY: as above; the file holds what this engine just compiled.
         Ok(unsafe { Module::deserialize_file(&self.engine, &path) }?)
+    }
+
+    fn cache_result(&self, result: &str) {
+        self.metrics.module_cache.get_or_create(&crate::metrics::CacheLabels { result: result.into() }).inc();
     }
 
     /// The tool registered under `name`.

@@ -9,9 +9,12 @@
 //! (that is how terminate, interrupt and deadlines stop a spinning guest).
 
 use super::engine::{Runtime, Tool};
+use super::CommandStats;
 use super::stdio::{Sink, Stdin};
 use std::path::PathBuf;
-use wasmtime::{ResourceLimiter, Store};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream, IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -27,6 +30,8 @@ pub struct GuestState {
 struct MemoryLimiter {
     max_memory: usize,
     hit: bool,
+    /// The largest size granted, for accounting.
+    peak: usize,
 }
 
 /// Table elements a guest may have; generous for real programs.
@@ -38,6 +43,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -112,7 +118,11 @@ const STDOUT_BUDGET: usize = 64 * 1024;
 /// Runs `tool` to completion. Cancel by dropping the future.
 pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
     let max_memory = req.max_memory;
-    let mut store = match build_store(rt, req) {
+    let stats = super::current_stats();
+    if let Some(s) = &stats {
+        s.instances.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut store = match build_store(rt, req, stats.clone()) {
         Ok(s) => s,
         Err(e) => return GuestOutcome::Trapped(format!("could not set up the sandbox: {e:#}")),
     };
@@ -123,6 +133,19 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
     }
     .await;
     let hit = store.data().limiter.hit;
+    let outcome = classify(result, hit, max_memory);
+    if let Some(s) = &stats {
+        s.peak_memory.fetch_max(store.data().limiter.peak as u64, Ordering::Relaxed);
+        match outcome {
+            GuestOutcome::Trapped(_) => s.trapped.store(true, Ordering::Relaxed),
+            GuestOutcome::MemoryLimit(_) => s.memory_limit_hit.store(true, Ordering::Relaxed),
+            GuestOutcome::Exited(_) => {}
+        }
+    }
+    outcome
+}
+
+fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> GuestOutcome {
     match result {
         Ok(()) => GuestOutcome::Exited(0),
         Err(e) => {
@@ -139,7 +162,7 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
     }
 }
 
-fn build_store(rt: &Runtime, req: GuestRequest) -> wasmtime::Result<Store<GuestState>> {
+fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>) -> wasmtime::Result<Store<GuestState>> {
     let mut b = WasiCtxBuilder::new();
     b.args(&req.argv);
     b.envs(&req.env);
@@ -155,9 +178,16 @@ fn build_store(rt: &Runtime, req: GuestRequest) -> wasmtime::Result<Store<GuestS
     b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
     b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });
     let wasi = b.build_p1();
-    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false } });
+    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 } });
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    // Yield to the scheduler at every tick (so a spinning guest never holds a
+    // thread and can be stopped), counting ticks as the CPU estimate.
+    store.epoch_deadline_callback(move |_| {
+        if let Some(s) = &stats {
+            s.epoch_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
     Ok(store)
 }

@@ -17,7 +17,47 @@ pub use stdio::{OutputChunk, PipeReader, Sink, Stdin, StreamKind, pipe};
 
 use crate::config::Limits;
 use crate::fs::Workspace;
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// What one command (all the wasm instances of one command line) used, for
+/// accounting and metrics. Recorded through a task-local, so the shell and
+/// anything else between the session and the guests need not pass it along.
+#[derive(Debug, Default)]
+pub struct CommandStats {
+    /// Epoch ticks the guests ran for: CPU time in units of [`engine::EPOCH_TICK`].
+    pub epoch_ticks: AtomicU64,
+    /// The largest linear memory any one instance grew to, in bytes.
+    pub peak_memory: AtomicU64,
+    /// Wasm instances started.
+    pub instances: AtomicU64,
+    /// An instance trapped.
+    pub trapped: AtomicBool,
+    /// An instance hit the memory cap.
+    pub memory_limit_hit: AtomicBool,
+}
+
+impl CommandStats {
+    /// Approximate CPU time of the guests, from epoch ticks.
+    pub fn cpu(&self) -> std::time::Duration {
+        engine::EPOCH_TICK * self.epoch_ticks.load(Ordering::Relaxed) as u32
+    }
+}
+
+tokio::task_local! {
+    static STATS: Arc<CommandStats>;
+}
+
+/// Runs `f` with `stats` collecting what its guests use.
+pub async fn with_stats<F: Future>(stats: Arc<CommandStats>, f: F) -> F::Output {
+    STATS.scope(stats, f).await
+}
+
+/// The stats of the command being run on this task, if any.
+pub(crate) fn current_stats() -> Option<Arc<CommandStats>> {
+    STATS.try_with(Arc::clone).ok()
+}
 
 /// Exit status of a guest that trapped (as for SIGABRT).
 pub const STATUS_TRAP: i32 = 134;

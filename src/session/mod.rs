@@ -29,6 +29,8 @@ pub struct ServerContext {
     /// Every live session (attached or detached), by id, for resume and
     /// shutdown.
     pub sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// The `tenant` label of this server's metrics.
+    pub tenant: String,
 }
 
 impl ServerContext {
@@ -42,7 +44,7 @@ impl ServerContext {
             platform_os: "linux".into(),
             capabilities: Default::default(),
         };
-        Self { executor, env_info, sessions: Mutex::new(HashMap::new()) }
+        Self { executor, env_info, sessions: Mutex::new(HashMap::new()), tenant: "default".into() }
     }
 }
 
@@ -123,10 +125,21 @@ impl Connection {
     }
 
     pub async fn request(&mut self, method: &str, params: Option<Value>) -> Reply {
-        match self.dispatch(method, params).await {
+        let reply = match self.dispatch(method, params).await {
             Ok(reply) => reply,
             Err(e) => Reply::Now(Err(e), None),
+        };
+        if method.starts_with("fs/") {
+            if let Reply::Now(result, _) = &reply {
+                let code = match result {
+                    Ok(_) => "ok".to_owned(),
+                    Err(e) => e.code.to_string(),
+                };
+                let labels = crate::metrics::FsLabels { tenant: self.ctx.tenant.clone(), method: method.to_owned(), code };
+                self.ctx.executor.runtime.metrics.fs_calls.get_or_create(&labels).inc();
+            }
         }
+        reply
     }
 
     async fn dispatch(&mut self, method: &str, params: Option<Value>) -> Result<Reply, RpcError> {

@@ -8,16 +8,18 @@
 //! process's first notification.
 
 use super::Session;
-use crate::exec::{OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
+use crate::exec::{CommandStats, OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
+use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::{
     OutputChunkWire, ProcessClosedNotification, ProcessExitedNotification, ProcessOutputNotification,
-    ProcessReadResponse, StreamName, WriteStatus, method,
+    ProcessReadResponse, ProcessUsage, StreamName, WriteStatus, method,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -162,11 +164,15 @@ impl Process {
         let mut stop_rx = self.stop.subscribe();
         let tty = self.tty;
         let note_stream = if tty { StreamKind::Pty } else { StreamKind::Stderr };
-        // The command, bounded by stop requests and the wall-clock limit.
+        let started = Instant::now();
+        let stats = Arc::new(CommandStats::default());
+        let runner = crate::exec::with_stats(stats.clone(), runner);
+        // The command, bounded by stop requests and the wall-clock limit; the
+        // outcome is known here for stops and limits, else read from the stats.
         let note_for_runner = note.clone();
         let command = async move {
             tokio::select! {
-                status = runner => status,
+                status = runner => (status, None),
                 stop = async {
                     loop {
                         if let Some(s) = *stop_rx.borrow_and_update() { return s; }
@@ -176,12 +182,17 @@ impl Process {
                     if stop == Stop::OutputLimit {
                         let _ = note_for_runner.send((note_stream, Bytes::from_static(b"\noutput limit exceeded (max-output); command stopped\n"))).await;
                     }
-                    stop_status(stop, tty)
+                    let outcome = match stop {
+                        Stop::Terminate => Outcome::Terminated,
+                        Stop::Interrupt => Outcome::Interrupted,
+                        Stop::OutputLimit => Outcome::Limit,
+                    };
+                    (stop_status(stop, tty), Some(outcome))
                 }
                 _ = tokio::time::sleep(max_wall) => {
                     let msg = format!("\ncommand timed out after {}s (max-wall); command stopped\n", max_wall.as_secs());
                     let _ = note_for_runner.send((note_stream, Bytes::from(msg))).await;
-                    STATUS_KILLED
+                    (STATUS_KILLED, Some(Outcome::Limit))
                 }
             }
         };
@@ -208,8 +219,15 @@ impl Process {
                         if exited { break; }
                     }
                 },
-                status = &mut command, if !exited => {
+                (status, outcome) = &mut command, if !exited => {
                     exited = true;
+                    let outcome = outcome.unwrap_or(if stats.memory_limit_hit.load(Ordering::Relaxed) {
+                        Outcome::Limit
+                    } else if stats.trapped.load(Ordering::Relaxed) {
+                        Outcome::Trap
+                    } else {
+                        Outcome::Exit
+                    });
                     lock(&self.stdin).echo = None;
                     lock(&self.stdin).tx = None;
                     // Output already written precedes the exit.
@@ -217,7 +235,24 @@ impl Process {
                         let data = if tty { crlf(&data, &mut last_was_cr) } else { data };
                         self.emit_output(&session, stream_name(kind), data).await;
                     }
-                    self.emit_exited(&session, status).await;
+                    let usage = ProcessUsage {
+                        wall_ms: started.elapsed().as_millis() as u64,
+                        cpu_ms: stats.cpu().as_millis() as u64,
+                        peak_memory_bytes: stats.peak_memory.load(Ordering::Relaxed),
+                        output_bytes: produced,
+                        instances: stats.instances.load(Ordering::Relaxed),
+                    };
+                    let tenant = session.tenant();
+                    let metrics = session.metrics();
+                    metrics.processes_finished.get_or_create(&OutcomeLabels { tenant: tenant.into(), outcome }).inc();
+                    metrics.command_seconds.get_or_create(&Metrics::tenant(tenant)).observe(started.elapsed().as_secs_f64());
+                    metrics.output_bytes.get_or_create(&Metrics::tenant(tenant)).inc_by(produced);
+                    tracing::info!(
+                        process_id = %self.id, status, ?outcome, wall_ms = usage.wall_ms, cpu_ms = usage.cpu_ms,
+                        peak_memory_bytes = usage.peak_memory_bytes, output_bytes = usage.output_bytes,
+                        instances = usage.instances, "process exited"
+                    );
+                    self.emit_exited(&session, status, usage).await;
                     if !rx_open { break; }
                 }
             }
@@ -249,7 +284,7 @@ impl Process {
         session.notify(method::PROCESS_OUTPUT, n).await;
     }
 
-    async fn emit_exited(&self, session: &Session, status: i32) {
+    async fn emit_exited(&self, session: &Session, status: i32, usage: ProcessUsage) {
         let seq = {
             let mut ev = lock(&self.events);
             let seq = ev.next_seq;
@@ -258,8 +293,7 @@ impl Process {
             seq
         };
         self.changed.notify_waiters();
-        tracing::info!(process_id = %self.id, status, "process exited");
-        let n = ProcessExitedNotification { process_id: &self.id, seq, exit_code: status, sandbox_denied: false };
+        let n = ProcessExitedNotification { process_id: &self.id, seq, exit_code: status, sandbox_denied: false, usage: Some(usage) };
         session.notify(method::PROCESS_EXITED, n).await;
     }
 

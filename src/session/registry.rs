@@ -120,6 +120,14 @@ impl Session {
 
     pub(super) fn process_finished(&self) {}
 
+    pub(super) fn tenant(&self) -> &str {
+        &self.ctx.tenant
+    }
+
+    pub(super) fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.ctx.executor.runtime.metrics
+    }
+
     fn process(&self, id: &str) -> Option<Arc<Process>> {
         lock(&self.processes).get(id).cloned()
     }
@@ -204,6 +212,7 @@ impl Session {
         let runner = async move { executor.run_command(spec).await };
         let (go_tx, go_rx) = oneshot::channel();
         proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
+        self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
         tracing::info!(session_id = %self.id, process_id = %p.process_id, "process started");
         let result = rpc::to_value(ProcessStartResponse { process_id: p.process_id, sandbox_type: "none" });
         Ok(Reply::Now(result, Some(Box::new(move || {
