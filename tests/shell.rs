@@ -1,0 +1,351 @@
+//! The shell against real bash: a corpus of agent-style command lines run
+//! in a fixture repository and compared with output recorded from
+//! `/bin/bash` (tests/shell/corpus.expected), plus tests of the paths bash
+//! cannot record for us (escapes, cancellation, streaming, limits).
+//!
+//! Re-record after changing the corpus or the fixture:
+//! `cargo test --test shell -- --ignored record_corpus`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasm_exec_server::config::Limits;
+use wasm_exec_server::exec::{CommandSpec, Executor, Sink, Stdin, StreamKind};
+use wasm_exec_server::fs::Workspace;
+
+const CORPUS: &str = include_str!("shell/corpus.txt");
+const EXPECTED: &str = "tests/shell/corpus.expected";
+
+/// The fixture repository: a small Rust project with docs, data, logs,
+/// scripts, a hidden directory, a file name with spaces and a symlink.
+fn fixture(root: &Path) {
+    let mut log = String::new();
+    for i in 1..=40 {
+        let level = if i % 10 == 0 { "ERROR" } else if i % 7 == 0 { "WARN" } else { "INFO" };
+        log.push_str(&format!("2024-01-01 12:00:{:02} {level} request {i} handled\n", i));
+    }
+    let files: &[(&str, &str)] = &[
+        ("README.md", "# Fixture\n\nHello world, this is a fixture repository.\n\n## Usage\n\nRun `cargo build`.\n"),
+        ("Cargo.toml", "[package]\nname = \"fixture\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n"),
+        ("src/main.rs", "use fixture::greet;\n\nfn main() {\n    // TODO: parse args\n    println!(\"{}\", greet(\"world\"));\n}\n"),
+        ("src/lib.rs", "pub mod util;\n\npub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n\npub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n"),
+        ("src/util/mod.rs", "pub mod strings;\n"),
+        ("src/util/strings.rs", "// TODO: more helpers\npub fn shout(s: &str) -> String {\n    s.to_uppercase()\n}\n"),
+        ("tests/integration.rs", "#[test]\nfn adds() {\n    assert_eq!(fixture::add(2, 2), 4);\n}\n"),
+        ("docs/guide.md", "# Guide\n\nStep one.\nStep two.\n"),
+        ("docs/notes with space.txt", "notes line\n"),
+        ("scripts/build.sh", "#!/bin/bash\n# build script\necho \"building with $# args\"\nexit 0\n"),
+        ("scripts/check.py", "print('ok')\n"),
+        ("data/users.csv", "name,age,city\nalice,30,Paris\nbob,25,Berlin\ncarol,35,Paris\ndave,28,Rome\n"),
+        ("data/config.json", "{\n  \"name\": \"fixture\",\n  \"debug\": true\n}\n"),
+        (".gitignore", "target/\n*.log\n"),
+        (".hidden/secret.txt", "hidden\n"),
+        ("empty.txt", ""),
+    ];
+    for (path, content) in files {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content).expect("write fixture");
+    }
+    std::fs::create_dir_all(root.join("logs")).expect("mkdir logs");
+    std::fs::write(root.join("logs/app.log"), log).expect("write log");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("scripts/build.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::os::unix::fs::symlink("README.md", root.join("link_to_readme")).expect("symlink");
+}
+
+/// One corpus case.
+struct Case {
+    name: String,
+    script: String,
+}
+
+fn cases() -> Vec<Case> {
+    let mut out: Vec<Case> = Vec::new();
+    for line in CORPUS.lines() {
+        if let Some(name) = line.strip_prefix("## ") {
+            out.push(Case { name: name.trim().to_owned(), script: String::new() });
+        } else if let Some(c) = out.last_mut() {
+            c.script.push_str(line);
+            c.script.push('\n');
+        }
+    }
+    for c in &mut out {
+        let trimmed = c.script.trim_end_matches('\n').to_owned();
+        c.script = trimmed;
+    }
+    out
+}
+
+/// What a command line printed and returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Outcome {
+    stdout: String,
+    stderr: String,
+    status: i32,
+}
+
+fn env_for(root: &str) -> Vec<(String, String)> {
+    [("HOME", root), ("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"), ("USER", "sandbox")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn normalize(s: &[u8], root: &str) -> String {
+    String::from_utf8_lossy(s).replace(root, "$ROOT")
+}
+
+/// A fresh fixture in a temporary directory; returns it and its canonical root.
+fn fresh_fixture() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("repo");
+    std::fs::create_dir(&root).expect("mkdir repo");
+    fixture(&root);
+    let root = std::fs::canonicalize(&root).expect("canonical root");
+    (tmp, root)
+}
+
+/// Runs a line through our shell on a workspace rooted at `root`.
+async fn run_ours(root: &Path, cwd: &str, line: &str, stdin: Stdin) -> Outcome {
+    let workspace = Workspace::open(root, None).expect("workspace");
+    let root_s = workspace.visible_root().to_owned();
+    let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let cwd = if cwd.is_empty() { root_s.clone() } else { format!("{root_s}/{cwd}") };
+    let spec = CommandSpec {
+        argv: vec!["bash".into(), "-c".into(), line.into()],
+        arg0: None,
+        env: env_for(&root_s),
+        cwd,
+        stdin,
+        stdout: Sink::Output { tx: tx.clone(), stream: StreamKind::Stdout },
+        stderr: Sink::Output { tx, stream: StreamKind::Stderr },
+        tty: false,
+    };
+    let run = async { tokio::time::timeout(Duration::from_secs(30), exec.run_command(spec)).await.unwrap_or(-1) };
+    let collect = async {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some((kind, data)) = rx.recv().await {
+            match kind {
+                StreamKind::Stderr => err.extend_from_slice(&data),
+                _ => out.extend_from_slice(&data),
+            }
+        }
+        (out, err)
+    };
+    let (status, (out, err)) = tokio::join!(run, collect);
+    Outcome { stdout: normalize(&out, &root_s), stderr: normalize(&err, &root_s), status }
+}
+
+/// Host stand-ins for the example guests, so bash can run the same lines.
+const SHIMS: &[(&str, &str)] = &[
+    ("hello", "echo 'hello from wasm'"),
+    (
+        "echo-args",
+        r#"case "$1" in
+--env) shift; for n in "$@"; do printf '%s=%s\n' "$n" "$(printenv "$n")"; done ;;
+--pwd) pwd ;;
+*) echo "$*" ;;
+esac"#,
+    ),
+    (
+        "cat-files",
+        r#"[ $# -eq 0 ] && set -- -
+s=0
+for f in "$@"; do
+  if [ "$f" = - ]; then cat; elif [ -r "$f" ] && [ ! -d "$f" ]; then cat "$f"; else echo "cat-files: $f: No such file or directory (os error 2)" >&2; s=1; fi
+done
+exit $s"#,
+    ),
+    ("exit-code", "echo \"exiting with $1\"; echo 'this goes to stderr' >&2; exit $1"),
+];
+
+fn run_bash(root: &Path, line: &str) -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let root_s = root.to_str().expect("utf-8 root");
+    let shims = root.parent().expect("fixture parent").join("shims");
+    std::fs::create_dir_all(&shims).expect("mkdir shims");
+    for (name, body) in SHIMS {
+        let p = shims.join(name);
+        std::fs::write(&p, format!("#!/bin/bash\n{body}\n")).expect("write shim");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod shim");
+    }
+    let shims_s = shims.to_str().expect("utf-8 shims").to_owned();
+    let mut env = env_for(root_s);
+    for (k, v) in &mut env {
+        if k == "PATH" {
+            *v = format!("{shims_s}:{v}");
+        }
+    }
+    let out = std::process::Command::new("/bin/bash")
+        .arg0("bash")
+        .arg("-c")
+        .arg(line)
+        .current_dir(root)
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run /bin/bash");
+    let clean = |b: &[u8]| normalize(b, root_s).replace(&format!("{shims_s}:"), "").replace(&shims_s, "/usr/bin");
+    Outcome {
+        stdout: clean(&out.stdout),
+        stderr: clean(&out.stderr),
+        status: out.status.code().unwrap_or(128),
+    }
+}
+
+#[test]
+#[ignore = "records expected output from the host's /bin/bash; run by hand"]
+fn record_corpus() {
+    let mut lines = String::new();
+    for case in cases() {
+        let (_tmp, root) = fresh_fixture();
+        let outcome = run_bash(&root, &case.script);
+        let mut entry = serde_json::to_value(&outcome).expect("json");
+        entry["name"] = serde_json::Value::String(case.name.clone());
+        lines.push_str(&serde_json::to_string(&entry).expect("json"));
+        lines.push('\n');
+    }
+    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED), lines).expect("write expected");
+}
+
+fn expected() -> BTreeMap<String, Outcome> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED)).expect("corpus.expected");
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let name = v["name"].as_str().expect("name").to_owned();
+            (name, serde_json::from_value(v).expect("outcome"))
+        })
+        .collect()
+}
+
+/// Commands a line runs, by a rough scan: words in command position, and
+/// the command words after `xargs`, `env`, `timeout`, `-exec`.
+fn commands_in(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut expect_cmd = true;
+    let mut after_runner = false;
+    let text = script.replace("$(", " ; ").replace('`', " ; ").replace(')', " ; ");
+    for raw in text.split(|c: char| c.is_whitespace()) {
+        let w = raw.trim_matches(|c| c == '{' || c == '}' || c == '(');
+        for (i, piece) in w.split(['|', ';', '&']).enumerate() {
+            if i > 0 {
+                expect_cmd = true;
+            }
+            let piece = piece.trim();
+            if piece.is_empty() {
+                continue;
+            }
+            if matches!(piece, "then" | "do" | "else" | "elif" | "if" | "while" | "until" | "!" | "-exec") {
+                expect_cmd = true;
+                continue;
+            }
+            if !expect_cmd {
+                continue;
+            }
+            if after_runner && (piece.starts_with('-') || piece.parse::<f64>().is_ok() || piece.contains('=') || piece == "{}") {
+                continue;
+            }
+            if piece.contains('=') && !piece.starts_with('=') || piece.starts_with('[') || piece.starts_with('"') || piece.starts_with('\'') {
+                expect_cmd = !piece.starts_with('[') && !piece.starts_with('"') && !piece.starts_with('\'');
+                continue;
+            }
+            after_runner = matches!(piece, "xargs" | "env" | "timeout" | "command" | "exec");
+            expect_cmd = after_runner;
+            out.push(piece.to_owned());
+        }
+    }
+    out
+}
+
+/// Whether every command of `script` is a builtin, keyword, function or tool.
+fn runnable(script: &str) -> Result<(), Vec<String>> {
+    let rt = common::runtime();
+    let funcs: Vec<String> = script
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .filter_map(|w| w.strip_suffix("()").map(str::to_owned))
+        .collect();
+    let missing: Vec<String> = commands_in(script)
+        .into_iter()
+        .filter(|c| {
+            let name = wasm_exec_server::exec::command_name(c);
+            !(wasm_exec_server::shell::builtins::is_builtin(name)
+                || matches!(name, "bash" | "sh" | "for" | "case" | "esac" | "fi" | "done" | "in" | "function" | "[[" | "]]" | "((" | "cd" | "select")
+                || funcs.iter().any(|f| f == name)
+                || name.starts_with("./")
+                || name.starts_with('$')
+                || rt.tool(name).is_some())
+        })
+        .collect();
+    if missing.is_empty() { Ok(()) } else { Err(missing) }
+}
+
+fn diff(a: &str, b: &str) -> String {
+    format!("    expected: {a:?}\n    got:      {b:?}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_matches_bash() {
+    let expected = expected();
+    let cases = cases();
+    assert!(cases.len() >= 150, "the corpus must have at least 150 cases");
+    let (mut pass, mut pass_avail, mut avail) = (0, 0, 0);
+    let mut report = String::new();
+    let mut missing_tools: BTreeMap<String, usize> = BTreeMap::new();
+    let started = Instant::now();
+    for case in &cases {
+        let Some(want) = expected.get(&case.name) else {
+            panic!("case {} has no recorded output; re-record the corpus", case.name);
+        };
+        let (_tmp, root) = fresh_fixture();
+        let got = run_ours(&root, "", &case.script, Stdin::Closed).await;
+        let available = runnable(&case.script);
+        if let Err(m) = &available {
+            for t in m {
+                *missing_tools.entry(t.clone()).or_default() += 1;
+            }
+        }
+        let ok = &got == want;
+        pass += ok as usize;
+        if available.is_ok() {
+            avail += 1;
+            pass_avail += ok as usize;
+        }
+        if !ok {
+            let tag = match &available {
+                Ok(()) => "FAIL".to_owned(),
+                Err(m) => format!("fail (needs {})", m.join(" ")),
+            };
+            report.push_str(&format!("{tag} {}: {}\n", case.name, case.script.replace('\n', "⏎")));
+            if available.is_ok() {
+                if got.stdout != want.stdout {
+                    report.push_str(&format!("  stdout\n{}\n", diff(&want.stdout, &got.stdout)));
+                }
+                if got.stderr != want.stderr {
+                    report.push_str(&format!("  stderr\n{}\n", diff(&want.stderr, &got.stderr)));
+                }
+                if got.status != want.status {
+                    report.push_str(&format!("  status: expected {} got {}\n", want.status, got.status));
+                }
+            }
+        }
+    }
+    let total = cases.len();
+    println!("{report}");
+    println!("tools missing (cases): {missing_tools:?}");
+    println!(
+        "corpus: {pass}/{total} cases match bash ({:.1}%); with every tool available: {pass_avail}/{avail} ({:.1}%); {:.1?}",
+        100.0 * pass as f64 / total as f64,
+        100.0 * pass_avail as f64 / avail.max(1) as f64,
+        started.elapsed()
+    );
+    // The threshold applies only to cases whose commands all exist: the
+    // bundled tools (grep, sed, wc…) arrive separately.
+    assert!(pass_avail * 100 >= avail * 90, "pass rate over runnable cases below 90%");
+}
