@@ -225,61 +225,130 @@ fn expected() -> BTreeMap<String, Outcome> {
         .collect()
 }
 
-/// Commands a line runs, by a rough scan: words in command position, and
-/// the command words after `xargs`, `env`, `timeout`, `-exec`.
+/// Commands a line runs: simple-command names (literal ones), commands
+/// inside `$(…)`, and the command words after `xargs`, `env`, `timeout`,
+/// `command`, `exec` and `find -exec`. Function names are left out.
 fn commands_in(script: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut expect_cmd = true;
-    let mut after_runner = false;
-    let text = script.replace("$(", " ; ").replace('`', " ; ").replace(')', " ; ");
-    for raw in text.split(|c: char| c.is_whitespace()) {
-        let w = raw.trim_matches(|c| c == '{' || c == '}' || c == '(');
-        for (i, piece) in w.split(['|', ';', '&']).enumerate() {
-            if i > 0 {
-                expect_cmd = true;
+    use brush_parser::ast;
+    fn word(w: &str, out: &mut Vec<String>, funcs: &mut Vec<String>) {
+        let Ok(pieces) = brush_parser::word::parse(w, &Default::default()) else { return };
+        let mut stack: Vec<brush_parser::word::WordPiece> = pieces.into_iter().map(|p| p.piece).collect();
+        while let Some(p) = stack.pop() {
+            match p {
+                brush_parser::word::WordPiece::CommandSubstitution(s)
+                | brush_parser::word::WordPiece::BackquotedCommandSubstitution(s) => program(&s, out, funcs),
+                brush_parser::word::WordPiece::DoubleQuotedSequence(inner) => stack.extend(inner.into_iter().map(|p| p.piece)),
+                _ => {}
             }
-            let piece = piece.trim();
-            if piece.is_empty() {
-                continue;
-            }
-            if matches!(piece, "then" | "do" | "else" | "elif" | "if" | "while" | "until" | "!" | "-exec") {
-                expect_cmd = true;
-                continue;
-            }
-            if !expect_cmd {
-                continue;
-            }
-            if after_runner && (piece.starts_with('-') || piece.parse::<f64>().is_ok() || piece.contains('=') || piece == "{}") {
-                continue;
-            }
-            if piece.contains('=') && !piece.starts_with('=') || piece.starts_with('[') || piece.starts_with('"') || piece.starts_with('\'') {
-                expect_cmd = !piece.starts_with('[') && !piece.starts_with('"') && !piece.starts_with('\'');
-                continue;
-            }
-            after_runner = matches!(piece, "xargs" | "env" | "timeout" | "command" | "exec");
-            expect_cmd = after_runner;
-            out.push(piece.to_owned());
         }
     }
+    fn list(l: &ast::CompoundList, out: &mut Vec<String>, funcs: &mut Vec<String>) {
+        for item in &l.0 {
+            for (_, p) in item.0.iter() {
+                for c in &p.seq {
+                    command(c, out, funcs);
+                }
+            }
+        }
+    }
+    fn command(c: &ast::Command, out: &mut Vec<String>, funcs: &mut Vec<String>) {
+        match c {
+            ast::Command::Simple(s) => {
+                let mut words: Vec<String> = s.word_or_name.iter().map(|w| w.value.clone()).collect();
+                for item in s.suffix.iter().flat_map(|x| x.0.iter()).chain(s.prefix.iter().flat_map(|x| x.0.iter())) {
+                    match item {
+                        ast::CommandPrefixOrSuffixItem::Word(w) => words.push(w.value.clone()),
+                        ast::CommandPrefixOrSuffixItem::AssignmentWord(_, w) => word(&w.value, out, funcs),
+                        _ => {}
+                    }
+                }
+                for w in &words {
+                    word(w, out, funcs);
+                }
+                let mut runner = true;
+                let mut after_exec = false;
+                for w in &words {
+                    if after_exec || runner {
+                        if w.starts_with('-') || w.contains('=') || w.parse::<f64>().is_ok() || w == "{}" {
+                            continue;
+                        }
+                        if !w.contains('$') {
+                            out.push(w.clone());
+                        }
+                        runner = matches!(w.as_str(), "xargs" | "env" | "timeout" | "command" | "exec");
+                        after_exec = false;
+                    }
+                    if w == "-exec" || w == "-execdir" {
+                        after_exec = true;
+                    }
+                }
+            }
+            ast::Command::Compound(cc, _) => compound(cc, out, funcs),
+            ast::Command::Function(f) => {
+                funcs.push(f.fname.value.clone());
+                compound(&f.body.0, out, funcs);
+            }
+            ast::Command::ExtendedTest(..) => {}
+        }
+    }
+    fn compound(cc: &ast::CompoundCommand, out: &mut Vec<String>, funcs: &mut Vec<String>) {
+        use ast::CompoundCommand as C;
+        match cc {
+            C::BraceGroup(b) => list(&b.list, out, funcs),
+            C::Subshell(s) => list(&s.list, out, funcs),
+            C::ForClause(f) => {
+                for w in f.values.iter().flatten() {
+                    word(&w.value, out, funcs);
+                }
+                list(&f.body.list, out, funcs);
+            }
+            C::ArithmeticForClause(f) => list(&f.body.list, out, funcs),
+            C::CaseClause(c) => c.cases.iter().filter_map(|i| i.cmd.as_ref()).for_each(|l| list(l, out, funcs)),
+            C::IfClause(i) => {
+                list(&i.condition, out, funcs);
+                list(&i.then, out, funcs);
+                for e in i.elses.iter().flatten() {
+                    if let Some(c) = &e.condition {
+                        list(c, out, funcs);
+                    }
+                    list(&e.body, out, funcs);
+                }
+            }
+            C::WhileClause(w) | C::UntilClause(w) => {
+                list(&w.0, out, funcs);
+                list(&w.1.list, out, funcs);
+            }
+            _ => {}
+        }
+    }
+    fn program(text: &str, out: &mut Vec<String>, funcs: &mut Vec<String>) {
+        let opts = brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() };
+        let Ok(p) = brush_parser::Parser::new(std::io::BufReader::new(text.as_bytes()), &opts).parse_program() else { return };
+        for l in &p.complete_commands {
+            list(l, out, funcs);
+        }
+    }
+    let (mut out, mut funcs) = (Vec::new(), Vec::new());
+    program(script, &mut out, &mut funcs);
+    out.retain(|c| !funcs.contains(c));
     out
 }
+
+/// Commands the corpus runs on purpose although nothing provides them
+/// (`command not found` cases) or that a sourced file defines.
+const INTENDED_MISSING: &[&str] = &["nosuchcmd", "sourced_fn"];
 
 /// Whether every command of `script` is a builtin, keyword, function or tool.
 fn runnable(script: &str) -> Result<(), Vec<String>> {
     let rt = common::runtime();
-    let funcs: Vec<String> = script
-        .split(|c: char| c.is_whitespace() || c == ';')
-        .filter_map(|w| w.strip_suffix("()").map(str::to_owned))
-        .collect();
     let missing: Vec<String> = commands_in(script)
         .into_iter()
         .filter(|c| {
             let name = wasm_exec_server::exec::command_name(c);
             !(wasm_exec_server::shell::builtins::is_builtin(name)
                 || matches!(name, "bash" | "sh" | "for" | "case" | "esac" | "fi" | "done" | "in" | "function" | "[[" | "]]" | "((" | "cd" | "select")
-                || funcs.iter().any(|f| f == name)
-                || name.starts_with("./")
-                || name.starts_with('$')
+                || c.contains('/')
+                || INTENDED_MISSING.contains(&name)
                 || rt.tool(name).is_some())
         })
         .collect();

@@ -204,7 +204,7 @@ pub fn pieces_into<'a>(
                 WordPiece::SingleQuotedText(s) => b.quoted(s),
                 WordPiece::AnsiCQuotedText(s) => b.quoted(&ansi_c(s)),
                 WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
-                    let only_at = inner.iter().all(|p| is_at(&p.piece));
+                    let only_at = !inner.is_empty() && inner.iter().all(|p| is_at(&p.piece));
                     if !only_at {
                         b.quoted("");
                     }

@@ -306,7 +306,8 @@ async fn unset_check(sh: &mut Shell, io: &Io, p: &Parameter, v: Option<Value>) -
     match v {
         Some(v) => Ok(v),
         None if sh.opts.nounset && !matches!(p, Parameter::Special(_)) => {
-            Err(expand::fail(sh, io, &format!("{}: unbound variable", name_of(p))).await)
+            expand::fail(sh, io, &format!("{}: unbound variable", name_of(p))).await;
+            Err(Unwind::Exit(127))
         }
         None => Ok(Value::Str(String::new())),
     }

@@ -72,6 +72,11 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
             let src = text.lines().nth(pos.line.saturating_sub(1)).map(str::to_owned);
             SyntaxError { line: pos.line, kind: ErrorKind::Near(tok), source_line: src }
         }
+        ParseError::ParsingAtEndOfInput if stray_closer(text).is_some() => {
+            let tok = stray_closer(text).unwrap_or_default();
+            let src = text.lines().next().map(str::to_owned);
+            SyntaxError { line: 1, kind: ErrorKind::Near(tok), source_line: src }
+        }
         ParseError::ParsingAtEndOfInput => {
             SyntaxError { line: lines + 1, kind: ErrorKind::EndOfFile, source_line: None }
         }
@@ -94,6 +99,14 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
 
 fn unmatched(line: usize, c: char) -> SyntaxError {
     SyntaxError { line, kind: ErrorKind::Unmatched(c), source_line: None }
+}
+
+/// A line starting with a word that can only close a construct (`done`,
+/// `fi`…): bash reports that token, brush-parser reports end of input.
+fn stray_closer(text: &str) -> Option<String> {
+    let tokens = brush_parser::tokenize_str(text).ok()?;
+    let first = tokens.first()?.to_str().to_owned();
+    matches!(first.as_str(), "done" | "fi" | "then" | "else" | "elif" | "esac" | "do" | "}" | ")" | ";;" | "in").then_some(first)
 }
 
 /// The token starting at byte `index`, as bash names it.

@@ -257,6 +257,14 @@ pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str) -> Vec<String> 
     let mut out = Vec::new();
     let prefix = if absolute { "/" } else { "" };
     walk(ws, base, prefix, &segs, &mut out);
+    if pattern.ends_with('/') {
+        // `*/` matches directories only, and keeps the slash.
+        let is_dir = |p: &String| {
+            let abs = if p.starts_with('/') { p.clone() } else { join(cwd, p) };
+            ws.relative(&abs).is_some_and(|rel| ws.dir().metadata(&rel).is_ok_and(|m| m.is_dir()))
+        };
+        out = out.into_iter().filter(is_dir).map(|p| p + "/").collect();
+    }
     out.sort();
     out
 }

@@ -31,7 +31,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     sh.last_subst = None;
     for item in items {
         match item {
-            Item::AssignmentWord(a, _) => assigns.push(assignment(sh, io, a).await?),
+            Item::AssignmentWord(a, _) => assigns.extend(assignment(sh, io, a).await?),
             Item::IoRedirect(r) => redirects.push(r),
             Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
             Item::ProcessSubstitution(..) => {}
@@ -72,8 +72,9 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     if argv.is_empty() {
         for (k, v) in &assigns {
             if let Err(msg) = sh.set(k, v) {
+                // bash leaves a non-interactive shell on this error.
                 io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
-                return Ok(1);
+                return Err(Unwind::Exit(1));
             }
         }
         return Ok(sh.last_subst.take().unwrap_or(0));
@@ -81,8 +82,9 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     run_argv(sh, &io, argv, assigns).await
 }
 
-/// `NAME=value` or `NAME+=value` or `NAME=(a b c)`.
-async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<(String, String), Unwind> {
+/// `NAME=value` or `NAME+=value`; `NAME=(a b c)` and `NAME[i]=v` are
+/// applied at once (and return `None`).
+async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<Option<(String, String)>, Unwind> {
     let name = match &a.name {
         ast::AssignmentName::VariableName(n) => n.clone(),
         ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
@@ -102,7 +104,7 @@ async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<(Str
             if let Err(msg) = sh.set_array(&name, all) {
                 io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
             }
-            return Ok((name.clone(), sh.get(&name).unwrap_or("").to_owned()));
+            return Ok(None);
         }
     };
     if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name {
@@ -114,13 +116,13 @@ async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<(Str
         }
         items[i] = value;
         let _ = sh.set_array(n, items);
-        return Ok((n.clone(), sh.get(n).unwrap_or("").to_owned()));
+        return Ok(None);
     }
     let value = if a.append { format!("{}{}", sh.get(&name).unwrap_or(""), value) } else { value };
     if value.len() > super::state::MAX_VALUE {
         return Err(expand::fail(sh, io, &format!("{name}: value too large")).await);
     }
-    Ok((name, value))
+    Ok(Some((name, value)))
 }
 
 fn quote_trace(s: &str) -> String {
@@ -165,6 +167,8 @@ async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(Stri
         io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
         return Ok(crate::exec::STATUS_NOT_FOUND);
     };
+    // A guest cannot open the shell's stdin by name; `-` means the same.
+    let argv: Vec<String> = argv.into_iter().map(|a| if a == "/dev/stdin" { "-".to_owned() } else { a }).collect();
     let spec_env = sh.env_for_guest(&assigns);
     let exec = sh.exec.clone();
     let cwd = sh.cwd.clone();
