@@ -418,3 +418,129 @@ async fn corpus_matches_bash() {
     // bundled tools (grep, sed, wc…) arrive separately.
     assert!(pass_avail * 100 >= avail * 90, "pass rate over runnable cases below 90%");
 }
+
+/// Runs a line on a fresh fixture with a deadline.
+async fn run_line(line: &str) -> (tempfile::TempDir, PathBuf, Outcome) {
+    let (tmp, root) = fresh_fixture();
+    let out = run_ours(&root, "", line, Stdin::Closed).await;
+    (tmp, root, out)
+}
+
+#[tokio::test]
+async fn paths_outside_the_workspace_fail_like_bash() {
+    let (tmp, root) = fresh_fixture();
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir outside");
+    std::fs::write(outside.join("secret"), "secret\n").expect("write secret");
+    std::os::unix::fs::symlink(&outside, root.join("escape")).expect("symlink out");
+    let line = "echo x > ../x; echo \"a $?\"; echo x > /etc/x; echo \"b $?\"; echo x > escape/new; echo \"c $?\"; \
+                cat-files < escape/secret; echo \"d $?\"; cd ..; echo \"e $?\"; cd /etc; echo \"f $?\"; test -f escape/secret || echo g";
+    let got = run_ours(&root, "", line, Stdin::Closed).await;
+    assert_eq!(got.stdout, "a 1\nb 1\nc 1\nd 1\ne 1\nf 1\ng\n", "stderr: {}", got.stderr);
+    assert!(got.stderr.contains("bash: line 1: ../x: Permission denied"), "{}", got.stderr);
+    assert!(got.stderr.contains("bash: line 1: /etc/x: Permission denied"), "{}", got.stderr);
+    assert!(got.stderr.contains("escape/new: Permission denied"), "{}", got.stderr);
+    assert!(!tmp.path().join("x").exists() && !outside.join("new").exists(), "a file was written outside");
+}
+
+#[tokio::test]
+async fn a_writer_stops_when_its_reader_is_gone() {
+    let started = Instant::now();
+    let (_t, _r, got) = run_line("while true; do echo y; done | { read -r l; echo \"$l\"; }; echo after").await;
+    assert_eq!(got.stdout, "y\nafter\n");
+    let (_t, _r, got) = run_line("flood 100000000 | { read -r l; echo done; }").await;
+    assert_eq!(got.stdout, "done\n", "{}", got.stderr);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn dropping_the_future_stops_every_stage() {
+    let (_tmp, root) = fresh_fixture();
+    for line in ["while true; do :; done", "spin | cat-files", "while true; do echo x; done | cat-files > /dev/null", "sleep 100"] {
+        let started = Instant::now();
+        let r = tokio::time::timeout(Duration::from_millis(300), run_ours(&root, "", line, Stdin::Closed)).await;
+        assert!(r.is_err(), "{line} finished on its own");
+        assert!(started.elapsed() < Duration::from_secs(3), "{line}: cancellation took {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn output_streams_while_a_loop_runs() {
+    let (_tmp, root) = fresh_fixture();
+    let workspace = Workspace::open(&root, None).expect("workspace");
+    let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let spec = CommandSpec {
+        argv: vec!["/bin/bash".into(), "-lc".into(), "for i in 1 2 3; do echo $i; sleep 0.3; done".into()],
+        arg0: None,
+        env: vec![],
+        cwd: exec.workspace.visible_root().to_owned(),
+        stdin: Stdin::Closed,
+        stdout: Sink::Output { tx: tx.clone(), stream: StreamKind::Stdout },
+        stderr: Sink::Output { tx, stream: StreamKind::Stderr },
+        tty: false,
+    };
+    let started = Instant::now();
+    let run = exec.run_command(spec);
+    tokio::pin!(run);
+    let first = tokio::select! {
+        chunk = rx.recv() => chunk,
+        _ = &mut run => panic!("finished before any output"),
+    };
+    assert_eq!(first.map(|c| c.1), Some(bytes::Bytes::from_static(b"1\n")));
+    assert!(started.elapsed() < Duration::from_millis(250), "first line after {:?}", started.elapsed());
+    assert_eq!(run.await, 0);
+}
+
+#[tokio::test]
+async fn limits_stop_runaway_lines() {
+    let (_t, _r, got) = run_line("f() { f; }; f; echo unreachable").await;
+    assert_eq!(got.status, 1);
+    assert!(got.stderr.contains("maximum function nesting level exceeded"), "{}", got.stderr);
+    let (_t, _r, got) = run_line("x=a; while true; do x=$x$x; done").await;
+    assert_eq!(got.status, 1, "{}", got.stderr);
+    assert!(got.stderr.contains("value too large"), "{}", got.stderr);
+    let (_t, _r, got) = run_line("eval 'eval \"$s\"'; s='eval \"$s\"'; eval \"$s\"").await;
+    assert_ne!(got.status, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_input_never_panics_or_hangs() {
+    let (_tmp, root) = fresh_fixture();
+    let inputs = [
+        "", " ", "(((", "${", "$((1/0))", "echo ${x:?}", "'", "\\", "[[", "case", ";;", "|", "&&", "echo $(( ))", "echo ${#}",
+        "<<", "cat <<EOF", "echo $((2**64))", "printf %", "printf '%*d' x 1", "x=(", "echo ${x/", "}", "{", "fi", "echo \u{0}",
+        "for", "for ((;;)); do break; done", "[ ", "[ -f", "test -z", "[[ -f ]]", "echo $'\\x'", "read", "shift 5", "return",
+        "break 3", "exec", "set -o nosuch", "echo {1..3..0}", "echo {a..}", "printf '%d' abc", ": $((x=))", "echo ${!}",
+        "echo $[1+1]", "cd ''", "source", ". /nonexistent", "eval ')'", "time echo", "coproc x", "echo >", "echo <(ls)",
+        "a=1 b=2", "!", "! !", "echo ${x:-${y:-${z:-deep}}}", "echo \"$(echo \"$(echo \"$(echo x)\")\")\"",
+    ];
+    for line in inputs {
+        let r = tokio::time::timeout(Duration::from_secs(10), run_ours(&root, "", line, Stdin::Closed)).await;
+        assert!(r.is_ok(), "{line:?} hung");
+    }
+}
+
+/// Per-command overhead: a three-stage pipeline of guests, timed over many
+/// runs (server time only, tools already compiled). Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_overhead() {
+    let (_tmp, root) = fresh_fixture();
+    let rt = common::runtime();
+    let have_tools = ["cat", "grep", "wc"].iter().all(|t| rt.tool(t).is_some());
+    let lines: Vec<&str> = if have_tools {
+        vec!["cat logs/app.log | grep ERROR | wc -l", "cat-files logs/app.log | cat-files | cat-files > /dev/null", "echo x | { read v; }"]
+    } else {
+        vec!["cat-files logs/app.log | cat-files | cat-files > /dev/null", "echo x | { read v; }"]
+    };
+    for line in lines {
+        run_ours(&root, "", line, Stdin::Closed).await;
+        let n = 50;
+        let started = Instant::now();
+        for _ in 0..n {
+            let got = run_ours(&root, "", line, Stdin::Closed).await;
+            assert_eq!(got.status, 0, "{line}: {}", got.stderr);
+        }
+        println!("overhead: {line:?}: {:.2?} per line", started.elapsed() / n);
+    }
+}

@@ -13,8 +13,49 @@ use super::state::{MAX_DEPTH, MAX_VALUE, Outcome, Shell, Unwind};
 use brush_parser::ast::{self, CompoundCommand, SourceLocation};
 use futures::future::BoxFuture;
 
+/// Every this many levels of nesting (functions, `eval`, `$(…)`), the
+/// nested run continues in a task of its own, which starts on a fresh
+/// stack: polling deeply nested futures would otherwise overflow the
+/// worker's stack long before [`MAX_DEPTH`]. The task is aborted when the
+/// future awaiting it is dropped, so cancellation still reaches it.
+pub const STACK_HOP: usize = 8;
+
+/// Runs `work` on a clone of the shell in its own task and takes the
+/// clone's state back afterwards (see [`STACK_HOP`]).
+pub async fn on_fresh_stack<W>(sh: &mut Shell, work: W) -> Outcome
+where
+    W: FnOnce(Shell) -> BoxFuture<'static, (Shell, Outcome)>,
+{
+    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work(sh.clone())));
+    match task.await {
+        Ok((state, r)) => {
+            *sh = state;
+            r
+        }
+        Err(_) => Err(Unwind::Exit(1)),
+    }
+}
+
 /// Parses and runs `text` in this shell (`eval`, `source`, `bash -c`).
-pub async fn run_text(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
+pub fn run_text<'a>(sh: &'a mut Shell, io: &'a Io, text: &'a str, origin: &'a str) -> BoxFuture<'a, Outcome> {
+    Box::pin(async move {
+        if sh.depth % STACK_HOP == STACK_HOP - 1 && sh.depth < MAX_DEPTH {
+            let (io, text, origin) = (io.clone(), text.to_owned(), origin.to_owned());
+            return on_fresh_stack(sh, move |mut sub| {
+                Box::pin(async move {
+                    sub.depth += 1;
+                    let r = run_text_here(&mut sub, &io, &text, &origin).await;
+                    sub.depth -= 1;
+                    (sub, r)
+                })
+            })
+            .await;
+        }
+        run_text_here(sh, io, text, origin).await
+    })
+}
+
+async fn run_text_here(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
     let program = match parse::program(text) {
         Ok(p) => p,
         Err(e) => {

@@ -68,6 +68,9 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
         Mode::Append => o.append(true).create(true),
     };
     let ws = &sh.exec.workspace;
+    if mode != Mode::Read && ws.check_writable(&rel).is_err() {
+        return Err(format!("{path}: Read-only file system"));
+    }
     if mode == Mode::Read {
         if let Ok(m) = ws.dir().metadata(&rel) {
             if m.is_dir() {

@@ -214,7 +214,25 @@ fn restore_vars(sh: &mut Shell, saved: Saved) {
     }
 }
 
-async fn call_function(sh: &mut Shell, io: &Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Outcome {
+fn call_function<'a>(sh: &'a mut Shell, io: &'a Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Boxed<'a> {
+    Box::pin(async move {
+        if sh.depth % super::exec::STACK_HOP == super::exec::STACK_HOP - 1 && sh.depth < MAX_DEPTH {
+            let io = io.clone();
+            return super::exec::on_fresh_stack(sh, move |mut sub| {
+                Box::pin(async move {
+                    sub.depth += 1;
+                    let r = call_function_here(&mut sub, &io, body, argv).await;
+                    sub.depth -= 1;
+                    (sub, r)
+                })
+            })
+            .await;
+        }
+        call_function_here(sh, io, body, argv).await
+    })
+}
+
+async fn call_function_here(sh: &mut Shell, io: &Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Outcome {
     if sh.depth >= MAX_DEPTH {
         io.err(&format!("{}{}: maximum function nesting level exceeded ({MAX_DEPTH})\n", sh.err_prefix(), argv[0])).await;
         return Err(Unwind::Exit(1));

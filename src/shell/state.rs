@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Deepest nesting of function calls, `eval`, `source` and substitutions.
-pub const MAX_DEPTH: usize = 200;
+pub const MAX_DEPTH: usize = 1000;
 /// Most commands (builtin or guest) one command line may run.
 pub const MAX_COMMANDS: u64 = 2_000_000;
 /// Largest value a variable or a command substitution may hold.
