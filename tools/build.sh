@@ -6,8 +6,8 @@
 #   tools/build.sh                 build everything that is missing or stale
 #   tools/build.sh rg sed          build only these (names from the recipe below)
 #
-# Output:  ${WES_TOOLS_DIR:-$HOME/.cache/wasm-exec-server/tools}
-# Scratch: ${WES_TOOL_BUILD_DIR:-$HOME/.cache/wasm-exec-server/tool-build}/<name>
+# Output:  ${WES_TOOLS_DIR:-$WES_CACHE/tools}, WES_CACHE defaulting to ~/.cache/wasm-exec-server
+# Scratch: ${WES_TOOL_BUILD_DIR:-$WES_CACHE/tool-build}/<name>
 #          (unpacked crate, cargo target dir, build log, stamp)
 #
 # Each tool is the published `.crate` of an exact version, unpacked, with our
@@ -19,7 +19,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/wasm-exec-server
+CACHE=${WES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wasm-exec-server}
 OUT=${WES_TOOLS_DIR:-$CACHE/tools}
 BUILD=${WES_TOOL_BUILD_DIR:-$CACHE/tool-build}
 JOBS=${WES_TOOL_JOBS:-2}
