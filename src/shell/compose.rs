@@ -340,8 +340,130 @@ async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     Ok(status)
 }
 
+/// One `-exec`/`-execdir` action of a `find` command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FindExec {
+    pub command: Vec<String>,
+    /// `{} +`: one run with every path.
+    pub batch: bool,
+    /// `-execdir`: run in the file's directory with `./name`.
+    pub in_dir: bool,
+}
+
+/// Splits `find ARGS` into the arguments for the find tool (each exec action
+/// replaced by `-print0`) and the actions the shell must run, because a
+/// guest cannot spawn. `None` when there is no exec action.
+pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> {
+    let mut tool_args = Vec::new();
+    let mut actions = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if matches!(a, "-exec" | "-execdir" | "-ok" | "-okdir") {
+            let start = i + 1;
+            let mut end = start;
+            while end < args.len() && args[end] != ";" && !(args[end] == "+" && end > start && args[end - 1] == "{}") {
+                end += 1;
+            }
+            let batch = args.get(end).is_some_and(|t| t == "+");
+            actions.push(FindExec { command: args[start..end.min(args.len())].to_vec(), batch, in_dir: a.ends_with("dir") });
+            tool_args.push("-print0".to_owned());
+            i = end + 1;
+            continue;
+        }
+        tool_args.push(args[i].clone());
+        i += 1;
+    }
+    (!actions.is_empty()).then_some((tool_args, actions))
+}
+
+/// `find … -exec cmd {} \;`: runs the find tool for the paths, then each
+/// command through the shell, as find would have spawned it.
+pub async fn find_exec(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String, String)]) -> Option<Outcome> {
+    let (tool_args, actions) = split_find_exec(&argv[1..])?;
+    let (sink, mut reader) = crate::exec::pipe();
+    let mut find_argv = vec![argv[0].clone()];
+    find_argv.extend(tool_args);
+    let mut sub = sh.clone();
+    let sub_io = Io { stdout: sink, ..io.clone() };
+    let run = async move {
+        let r = run_argv(&mut sub, &sub_io, find_argv, assigns.to_vec()).await;
+        drop(sub_io);
+        r
+    };
+    let collect = async {
+        let mut out = Vec::new();
+        while let Some(c) = reader.next_chunk().await {
+            out.extend_from_slice(&c);
+        }
+        out
+    };
+    let (r, out) = futures::join!(run, collect);
+    let mut status = match r {
+        Ok(s) => s,
+        Err(u) => return Some(Err(u)),
+    };
+    let text = String::from_utf8_lossy(&out);
+    let paths: Vec<&str> = text.split('\0').filter(|p| !p.is_empty()).collect();
+    let saved_cwd = sh.cwd.clone();
+    for action in &actions {
+        let runs: Vec<(Option<String>, Vec<String>)> = if action.batch {
+            let mut cmd = Vec::new();
+            for w in &action.command {
+                if w == "{}" {
+                    cmd.extend(paths.iter().map(|p| p.to_string()));
+                } else {
+                    cmd.push(w.clone());
+                }
+            }
+            vec![(None, cmd)]
+        } else {
+            paths
+                .iter()
+                .map(|p| {
+                    let (dir, name) = match p.rsplit_once('/') {
+                        Some((d, n)) if action.in_dir => (Some(if d.is_empty() { "/".to_owned() } else { d.to_owned() }), format!("./{n}")),
+                        _ => (None, p.to_string()),
+                    };
+                    (dir, action.command.iter().map(|w| w.replace("{}", &name)).collect())
+                })
+                .collect()
+        };
+        for (dir, cmd) in runs {
+            if cmd.is_empty() {
+                continue;
+            }
+            let mut sub = sh.clone();
+            if let Some(d) = dir {
+                sub.cwd = crate::fs::path::normalize_absolute(&sub.absolute(&d));
+            }
+            let s = match run_argv(&mut sub, io, cmd, Vec::new()).await {
+                Ok(s) | Err(Unwind::Exit(s)) => s,
+                Err(_) => 1,
+            };
+            if action.batch && s != 0 {
+                status = 1;
+            }
+        }
+    }
+    sh.cwd = saved_cwd;
+    Some(Ok(status))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn find_exec_is_split_out() {
+        let args: Vec<String> = [".", "-name", "*.rs", "-exec", "wc", "-l", "{}", ";"].iter().map(|s| s.to_string()).collect();
+        let (tool, actions) = split_find_exec(&args).expect("has exec");
+        assert_eq!(tool, vec![".", "-name", "*.rs", "-print0"]);
+        assert_eq!(actions, vec![FindExec { command: vec!["wc".into(), "-l".into(), "{}".into()], batch: false, in_dir: false }]);
+        let args: Vec<String> = ["src", "-execdir", "grep", "x", "{}", "+"].iter().map(|s| s.to_string()).collect();
+        let (_, actions) = split_find_exec(&args).expect("has execdir");
+        assert!(actions[0].batch && actions[0].in_dir);
+        assert!(split_find_exec(&["-name".to_string(), "x".to_string()]).is_none());
+    }
+
     use super::*;
 
     #[test]

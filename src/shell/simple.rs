@@ -157,6 +157,11 @@ async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(Stri
         return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
     }
     let tool_name = crate::exec::command_name(&name).to_owned();
+    if tool_name == "find" {
+        if let Some(r) = super::compose::find_exec(sh, io, &argv, &assigns).await {
+            return r;
+        }
+    }
     if name.contains('/') {
         if let Some(status) = super::invoke::script_file(sh, io, &argv, &assigns).await {
             return Ok(status);
