@@ -215,7 +215,7 @@ write_aliases() {
     [ -f "$OUT/python3.wasm" ] && printf '%s\n' "python3 python3.wasm" "python python3.wasm"
     true
   } >"$a"
-  mv "$a" "$OUT/aliases.txt"
+  if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
 }
 
 # The names coreutils.wasm answers to come from the map its build script
@@ -260,6 +260,12 @@ main() {
   ensure_c_toolchain
   ensure_rust_target
   mkdir -p "$BUILD" "$OUT"
+  # One build at a time per cache (./dev test and ./dev serve may race).
+  exec 9>"$BUILD/.lock"
+  if ! flock -n 9; then
+    log "waiting for another tools/build.sh to finish…"
+    flock 9
+  fi
   write_cc_wrapper
   build_shims
 
