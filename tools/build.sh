@@ -69,7 +69,7 @@ ensure_c_toolchain() {
   log "installing clang, lld, llvm and wasi-libc with apt-get…"
   local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc libclang-rt-dev-wasm32 >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc >/dev/null
 }
 
 ensure_rust_target() {
@@ -101,7 +101,7 @@ EOF
 #                 of tools/coreutils.names (the multicall matches by suffix).
 build_shims() {
   local h
-  h=$(cat "$HERE/shim/chdir_pwd.c" | sha256sum | cut -c1-12)
+  h=$(sha256sum <"$HERE/shim/chdir_pwd.c" | cut -c1-12)
   PWD_SHIM=$BUILD/shim/chdir_pwd-$h.o
   [ -f "$PWD_SHIM" ] || clang --target=wasm32-wasi -O2 -c "$HERE/shim/chdir_pwd.c" -o "$PWD_SHIM"
 
@@ -142,9 +142,9 @@ unpack_crate() { # crate version dir
   # Only the top crate's tarball is wanted, but cargo fetch takes the graph.
   (cd "$f" && cargo fetch -q)
   local cache=${CARGO_HOME:-$HOME/.cargo}/registry/cache
-  local tarball
-  tarball=$(ls "$cache"/*/"$crate-$version.crate" 2>/dev/null | head -1)
-  [ -n "$tarball" ] || die "cargo fetch did not leave $crate-$version.crate in $cache"
+  local tarballs=("$cache"/*/"$crate-$version.crate")
+  local tarball=${tarballs[0]}
+  [ -f "$tarball" ] || die "cargo fetch did not leave $crate-$version.crate in $cache"
   rm -rf "$dir/src"
   mkdir -p "$dir/src"
   tar -xzf "$tarball" -C "$dir/src" --strip-components=1
@@ -222,7 +222,8 @@ write_aliases() {
 # generated; warn when they drift from the committed tools/coreutils.names.
 check_coreutils_names() {
   local map
-  map=$(ls "$BUILD"/coreutils/target/"$TARGET"/release/build/coreutils-*/out/uutils_map.rs 2>/dev/null | head -1)
+  # shellcheck disable=SC2012 # the newest of cargo's build-script out dirs
+  map=$(ls -t "$BUILD"/coreutils/target/"$TARGET"/release/build/coreutils-*/out/uutils_map.rs 2>/dev/null | head -1)
   [ -n "$map" ] || return 0
   local built
   built=$(grep -o '("[^"]*", (' "$map" | sed 's/^("\(.*\)", ($/\1/' | sort)
