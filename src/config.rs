@@ -20,6 +20,13 @@ pub struct Limits {
     pub max_file: u64,
     /// Bytes written with `process/write` that the command has not read yet.
     pub max_stdin_buffer: usize,
+    /// CPU time per command (all its wasm instances together); past it the
+    /// command is stopped (137).
+    pub max_cpu: Duration,
+    /// WebSocket connections open at once (per tenant).
+    pub max_connections: usize,
+    /// Requests per second per tenant (bursts of twice this are allowed).
+    pub requests_per_second: u32,
     /// How long a session outlives its connection, waiting for a resume.
     /// Zero ends it (and its processes) when the connection closes.
     pub detach_grace: Duration,
@@ -36,6 +43,9 @@ impl Default for Limits {
             max_file: 64 << 20,
             max_stdin_buffer: 1 << 20,
             detach_grace: Duration::from_secs(80),
+            max_cpu: Duration::from_secs(30 * 60),
+            max_connections: 64,
+            requests_per_second: 1000,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`server`]: axum router (`/` upgrade, `/readyz`), accept loop, shutdown.
 //! - [`connection`]: frames ⇄ messages, one writer task, keepalive.
 //! - [`session`]: handshake, the process table, one handler per method.
+//! - [`tenant`]: tenants, bearer-token auth, the config file.
 //! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
 //! - [`fs`]: the workspace capability and path mapping.
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
@@ -36,6 +37,7 @@ pub mod protocol;
 pub mod rpc;
 pub mod server;
 pub mod session;
+pub mod tenant;
 pub mod shell;
 
 include!(concat!(env!("OUT_DIR"), "/guest_examples.rs"));

@@ -10,6 +10,7 @@ use wasm_exec_server::config::{Limits, WorkspaceSpec, parse_duration, parse_size
 use wasm_exec_server::exec::{Executor, Runtime};
 use wasm_exec_server::fs::Workspace;
 use wasm_exec_server::session::ServerContext;
+use wasm_exec_server::tenant::{self, Gate, config::ConfigFile};
 
 /// A Codex exec-server that runs every command as a WebAssembly (WASI)
 /// module under wasmtime, confined to a workspace directory.
@@ -116,8 +117,32 @@ struct ServeArgs {
     /// The workspace root: `DIR`, or `DIR:VISIBLE_PATH` to show it to clients
     /// and commands at another absolute path. By default clients see DIR's
     /// canonical path, which should be the directory you run `codex` in.
-    #[arg(long, value_name = "DIR[:VISIBLE]")]
-    workspace: WorkspaceSpec,
+    #[arg(long, value_name = "DIR[:VISIBLE]", required_unless_present = "config", conflicts_with = "config")]
+    workspace: Option<WorkspaceSpec>,
+
+    /// Subpaths of the workspace that `fs/*` calls and shell redirections may
+    /// not change. Repeatable.
+    #[arg(long = "read-only", value_name = "PATH", default_values_t = [String::from(".git")])]
+    read_only: Vec<String>,
+
+    /// Multi-tenant hosting: a TOML file of tenants, each with its token,
+    /// root and limits (see README, "Hosting"). Implies bearer-token auth.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Authentication of WebSocket upgrades: `none`, or `capability-token`
+    /// (a bearer token from --ws-token-file or --ws-token-sha256).
+    #[arg(long, default_value = "none", value_parser = ["none", "capability-token"], value_name = "MODE")]
+    ws_auth: String,
+
+    /// File holding the bearer token (surrounding whitespace ignored).
+    #[arg(long, value_name = "PATH", conflicts_with = "ws_token_sha256")]
+    ws_token_file: Option<PathBuf>,
+
+    /// The sha256 (hex) of the bearer token, so the token itself is never
+    /// stored on the server.
+    #[arg(long, value_name = "HEX")]
+    ws_token_sha256: Option<String>,
 
     #[command(flatten)]
     tools: ToolArgs,
@@ -141,9 +166,19 @@ struct LimitArgs {
     /// Output kept per process for `process/read` after reconnecting.
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "SIZE")]
     retained_output: u64,
-    /// Processes running at once per session.
+    /// Processes running at once (per tenant).
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_processes: usize,
+    /// CPU time per command, all its wasm instances together; then it is
+    /// stopped with status 137.
+    #[arg(long, default_value = "30m", value_parser = parse_duration, value_name = "DURATION")]
+    max_cpu: std::time::Duration,
+    /// WebSocket connections open at once (per tenant).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    max_connections: usize,
+    /// Requests per second (per tenant; bursts of twice this are allowed).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    requests_per_second: u32,
     /// Largest file `fs/readFile` returns and `fs/writeFile` accepts.
     #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
     max_file: u64,
@@ -163,6 +198,9 @@ impl LimitArgs {
             max_processes: self.max_processes.max(1),
             max_file: self.max_file,
             max_stdin_buffer: self.max_stdin_buffer as usize,
+            max_cpu: self.max_cpu,
+            max_connections: self.max_connections.max(1),
+            requests_per_second: self.requests_per_second.max(1),
         }
     }
 }
@@ -227,11 +265,60 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// Builds who may connect, and to which workspace, from the flags.
+fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
+    let limits = args.limits.to_limits(args.detach_grace);
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
+        let cfg = ConfigFile::parse(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        let defaults = cfg.defaults.apply(limits).map_err(|e| anyhow::anyhow!("--config [defaults]: {e}"))?;
+        let mut entries = Vec::new();
+        for t in &cfg.tenants {
+            let limits = t.limits.apply(defaults.clone()).map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
+            let digest = match (&t.token_sha256, &t.token_file) {
+                (Some(hex), _) => tenant::parse_digest(hex),
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                    .and_then(|t| tenant::digest_of_token(&t)),
+                (None, None) => Err("no token".into()),
+            }
+            .map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
+            let read_only = t.read_only.clone().unwrap_or_else(|| vec![".git".into()]);
+            let workspace = Workspace::open(&t.root, t.visible.as_deref())
+                .with_context(|| format!("tenant `{}`: cannot open root {}", t.id, t.root.display()))?
+                .with_read_only(&read_only);
+            let executor = Executor { runtime: runtime.clone(), workspace, limits };
+            let ctx = Arc::new(ServerContext::new(executor).with_tenant(&t.id));
+            tracing::info!(tenant = %t.id, root = %ctx.executor.workspace.visible_root(), "tenant loaded");
+            entries.push(tenant::TenantEntry { digest, ctx });
+        }
+        return Ok(Gate::Tokens(entries));
+    }
+    let Some(spec) = &args.workspace else { bail!("give --workspace DIR (or --config FILE)") };
+    let workspace = Workspace::open(&spec.host, spec.visible.as_deref())
+        .with_context(|| format!("--workspace: cannot open {}", spec.host.display()))?
+        .with_read_only(&args.read_only);
+    let ctx = Arc::new(ServerContext::new(Executor { runtime, workspace, limits }));
+    if args.ws_auth == "none" {
+        if args.ws_token_file.is_some() || args.ws_token_sha256.is_some() {
+            bail!("a token was given but --ws-auth is `none`; add --ws-auth capability-token");
+        }
+        return Ok(Gate::Open(ctx));
+    }
+    let digest = match (&args.ws_token_file, &args.ws_token_sha256) {
+        (Some(file), _) => {
+            let token = std::fs::read_to_string(file).with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
+            tenant::digest_of_token(&token).map_err(|e| anyhow::anyhow!("--ws-token-file: {e}"))?
+        }
+        (None, Some(hex)) => tenant::parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?,
+        (None, None) => bail!("--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX"),
+    };
+    Ok(Gate::Tokens(vec![tenant::TenantEntry { digest, ctx }]))
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let stdio = args.listen == "stdio";
     let addr = if stdio { None } else { Some(parse_listen(&args.listen)?) };
-    let workspace = Workspace::open(&args.workspace.host, args.workspace.visible.as_deref())
-        .with_context(|| format!("--workspace: cannot open {}", args.workspace.host.display()))?;
     let runtime = tokio::task::spawn_blocking({
         let tools = ToolArgs {
             bundled: args.tools.bundled.clone(),
@@ -241,10 +328,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         move || load_runtime(&tools)
     })
     .await??;
-    let limits = args.limits.to_limits(args.detach_grace);
-    let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
-    let ctx = Arc::new(ServerContext::new(executor));
+    let gate = build_gate(&args, Arc::new(runtime))?;
     let Some(addr) = addr else {
+        let Gate::Open(ctx) = gate else {
+            bail!("--listen stdio serves one local client: it cannot be combined with --config or --ws-auth");
+        };
         tracing::info!(workspace = %ctx.executor.workspace.visible_root(), "serving on stdio");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let conn = wasm_exec_server::connection::serve_stdio(ctx.clone(), stop_rx);
@@ -263,8 +351,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("ws://{bound}");
-    tracing::info!(url = %format!("ws://{bound}"), workspace = %ctx.executor.workspace.visible_root(), "listening");
-    wasm_exec_server::server::run(listener, ctx, shutdown_signal(), args.shutdown_grace).await?;
+    tracing::info!(url = %format!("ws://{bound}"), tenants = gate.contexts().len(), "listening");
+    wasm_exec_server::server::run(listener, gate, shutdown_signal(), args.shutdown_grace).await?;
     Ok(())
 }
 

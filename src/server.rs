@@ -1,28 +1,30 @@
-//! The HTTP side: the axum router (`/` upgrades to WebSocket, `/readyz`),
-//! the accept loop and shutdown.
+//! The HTTP side: the axum router (`/` upgrades to WebSocket after the
+//! bearer-token check, `/readyz`, `/metrics`), the accept loop and graceful
+//! shutdown.
 
 use crate::session::ServerContext;
+use crate::tenant::Gate;
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 #[derive(Clone)]
 struct AppState {
-    ctx: Arc<ServerContext>,
+    gate: Arc<Gate>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Upgraded connections, so shutdown can wait for them.
     connections: TaskTracker,
 }
 
-/// The router; exposed for tests that want to serve it themselves.
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(upgrade))
@@ -31,19 +33,56 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.ctx.executor.runtime.metrics.encode();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
-async fn upgrade(State(state): State<AppState>, ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {
-    let Ok(ws) = ws else {
-        return (StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'").into_response();
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.gate.contexts().first().map(|c| c.executor.runtime.metrics.encode()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// The one place an upgrade is refused: bad token (401), connection limit
+/// (429), not a WebSocket request (400).
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ctx = match state.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            tracing::info!(reason = %e, "upgrade refused");
+            return text(StatusCode::UNAUTHORIZED, e.to_string());
+        }
     };
-    let max = state.ctx.executor.limits.max_message();
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| {
-        state.connections.track_future(crate::connection::serve_websocket(socket, state.ctx, state.shutdown))
+    let Ok(ws) = ws else {
+        return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
+    };
+    let max = ctx.executor.limits.max_connections;
+    if let Err(open) = ctx.open_connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("connection limit reached: {open} connections are open (max-connections is {max})"),
+        );
+    }
+    let guard = ConnectionSlot(ctx.clone());
+    let max_message = ctx.executor.limits.max_message();
+    ws.max_message_size(max_message).max_frame_size(max_message).on_upgrade(move |socket| {
+        state.connections.track_future(async move {
+            let _slot = guard;
+            crate::connection::serve_websocket(socket, ctx, state.shutdown).await
+        })
     })
+}
+
+/// Holds one of a tenant's connection slots until the connection ends.
+struct ConnectionSlot(Arc<ServerContext>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Serves until `shutdown` completes, then shuts down gracefully: stops
@@ -51,26 +90,36 @@ async fn upgrade(State(state): State<AppState>, ws: Result<WebSocketUpgrade, Web
 /// closes every connection and returns.
 pub async fn run(
     listener: TcpListener,
-    ctx: Arc<ServerContext>,
+    gate: impl Into<Gate>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let gate = Arc::new(gate.into());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = TaskTracker::new();
-    let app = router(AppState { ctx: ctx.clone(), shutdown: stop_rx, connections: connections.clone() });
+    let app = router(AppState { gate: gate.clone(), shutdown: stop_rx, connections: connections.clone() });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no longer accepting connections");
-    drain_sessions(&ctx, drain).await;
+    let contexts = gate.contexts();
+    futures::future::join_all(contexts.iter().map(|c| drain_sessions(c, drain))).await;
     let _ = stop_tx.send(true);
     connections.close();
     if tokio::time::timeout(Duration::from_secs(5), connections.wait()).await.is_err() {
         tracing::warn!("some connections did not close in time");
     }
-    for s in ctx.all_sessions() {
-        s.close();
+    for ctx in &contexts {
+        for s in ctx.all_sessions() {
+            s.close();
+        }
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+impl From<Arc<ServerContext>> for Gate {
+    fn from(ctx: Arc<ServerContext>) -> Self {
+        Gate::Open(ctx)
+    }
 }
 
 /// Waits up to `drain` for running commands to finish, then stops the rest
@@ -83,7 +132,7 @@ pub async fn drain_sessions(ctx: &ServerContext, drain: Duration) {
     }
     let left = running();
     if left > 0 {
-        tracing::info!(processes = left, "stopping commands still running after the drain period");
+        tracing::info!(tenant = %ctx.tenant, processes = left, "stopping commands still running after the drain period");
         for s in ctx.all_sessions() {
             s.stop_all();
         }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0, real WebSocket, real
 //! wasm guests from `guest-examples/`.
 
+mod attacks;
 mod common;
 
 use common::{TestServer, snapshot_outside};

@@ -82,6 +82,10 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// The threads guests run on, apart from the threads that serve
+    /// connections: however many guests spin, the server stays responsive
+    /// (the OS shares the CPU between the two pools).
+    guests: Option<tokio::runtime::Runtime>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -93,6 +97,10 @@ impl std::fmt::Debug for Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        if let Some(rt) = self.guests.take() {
+            // May run inside another runtime: never block here.
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -134,7 +142,22 @@ impl Runtime {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
         }
-        Ok(Self { engine, metrics: Arc::default(), linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("wasm-guest")
+            .enable_all()
+            .build()
+            .map_err(|source| EngineError::Io { path: PathBuf::from("guest runtime"), source })?;
+        Ok(Self {
+            engine,
+            metrics: Arc::default(),
+            linker,
+            tools: BTreeMap::new(),
+            cache_dir,
+            ticker_stop,
+            guests: Some(guests),
+        })
     }
 
     /// Registers the embedded example guests.
@@ -245,6 +268,14 @@ impl Runtime {
 
     fn cache_result(&self, result: &str) {
         self.metrics.module_cache.get_or_create(&crate::metrics::CacheLabels { result: result.into() }).inc();
+    }
+
+    /// Where commands run: spawn each command's task here.
+    pub fn guests(&self) -> tokio::runtime::Handle {
+        match &self.guests {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
     }
 
     /// The tool registered under `name`.

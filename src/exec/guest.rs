@@ -23,6 +23,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 pub struct GuestState {
     pub wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    /// Set when the epoch callback stopped the guest for its CPU budget.
+    cpu_exhausted: bool,
 }
 
 /// Caps linear memory and tables, and remembers that the cap was hit so the
@@ -69,6 +71,9 @@ pub struct GuestRequest {
     pub tty: bool,
     /// Linear memory cap in bytes.
     pub max_memory: usize,
+    /// CPU budget in epoch ticks, for the whole command when it runs with
+    /// [`super::with_stats`], else for this instance.
+    pub max_cpu_ticks: u64,
 }
 
 /// How a guest run ended, before it is turned into an exit code.
@@ -80,6 +85,8 @@ pub enum GuestOutcome {
     Trapped(String),
     /// The guest tried to grow memory past the cap.
     MemoryLimit(usize),
+    /// The command used up its CPU budget.
+    CpuLimit,
 }
 
 /// Wraps a stream to report it as a terminal (or not).
@@ -133,12 +140,17 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
     }
     .await;
     let hit = store.data().limiter.hit;
-    let outcome = classify(result, hit, max_memory);
+    let outcome = if store.data().cpu_exhausted {
+        GuestOutcome::CpuLimit
+    } else {
+        classify(result, hit, max_memory)
+    };
     if let Some(s) = &stats {
         s.peak_memory.fetch_max(store.data().limiter.peak as u64, Ordering::Relaxed);
         match outcome {
             GuestOutcome::Trapped(_) => s.trapped.store(true, Ordering::Relaxed),
             GuestOutcome::MemoryLimit(_) => s.memory_limit_hit.store(true, Ordering::Relaxed),
+            GuestOutcome::CpuLimit => s.cpu_limit_hit.store(true, Ordering::Relaxed),
             GuestOutcome::Exited(_) => {}
         }
     }
@@ -163,6 +175,7 @@ fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> Guest
 }
 
 fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>) -> wasmtime::Result<Store<GuestState>> {
+    let req_max_cpu_ticks = req.max_cpu_ticks;
     let mut b = WasiCtxBuilder::new();
     b.args(&req.argv);
     b.envs(&req.env);
@@ -178,14 +191,22 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
     b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });
     let wasi = b.build_p1();
-    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 } });
+    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 }, cpu_exhausted: false });
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     // Yield to the scheduler at every tick (so a spinning guest never holds a
     // thread and can be stopped), counting ticks as the CPU estimate.
-    store.epoch_deadline_callback(move |_| {
-        if let Some(s) = &stats {
-            s.epoch_ticks.fetch_add(1, Ordering::Relaxed);
+    let max_ticks = req_max_cpu_ticks;
+    let mut own_ticks = 0u64;
+    store.epoch_deadline_callback(move |mut cx| {
+        own_ticks += 1;
+        let used = match &stats {
+            Some(s) => s.epoch_ticks.fetch_add(1, Ordering::Relaxed) + 1,
+            None => own_ticks,
+        };
+        if used > max_ticks {
+            cx.data_mut().cpu_exhausted = true;
+            return Err(wasmtime::Error::msg("CPU time limit exceeded"));
         }
         Ok(UpdateDeadline::Yield(1))
     });

@@ -36,6 +36,8 @@ pub struct CommandStats {
     pub trapped: AtomicBool,
     /// An instance hit the memory cap.
     pub memory_limit_hit: AtomicBool,
+    /// The command used up its CPU budget.
+    pub cpu_limit_hit: AtomicBool,
 }
 
 impl CommandStats {
@@ -135,12 +137,18 @@ impl Executor {
             stderr: spec.stderr,
             tty: spec.tty,
             max_memory: self.limits.max_memory,
+            max_cpu_ticks: (self.limits.max_cpu.as_nanos() / engine::EPOCH_TICK.as_nanos()).max(1) as u64,
         };
         match guest::run(&self.runtime, tool, req).await {
             GuestOutcome::Exited(code) => code,
             GuestOutcome::Trapped(msg) => {
                 let _ = stderr.write_all(format!("{name}: wasm trap: {msg}\n").as_bytes()).await;
                 STATUS_TRAP
+            }
+            GuestOutcome::CpuLimit => {
+                let msg = format!("{name}: CPU time limit exceeded (max-cpu is {:?})\n", self.limits.max_cpu);
+                let _ = stderr.write_all(msg.as_bytes()).await;
+                STATUS_KILLED
             }
             GuestOutcome::MemoryLimit(limit) => {
                 let _ = stderr

@@ -73,6 +73,9 @@ pub struct Workspace {
     host_root: PathBuf,
     /// Client-visible path ⇄ root-relative path.
     map: PathMap,
+    /// Root-relative subtrees that `fs/*` calls and shell redirections may
+    /// not change (`.git` by default, as Codex's own sandbox does).
+    read_only: Arc<Vec<PathBuf>>,
 }
 
 fn not_found() -> FsError {
@@ -105,7 +108,60 @@ impl Workspace {
                 format!("visible path `{visible}` must be absolute"),
             ));
         }
-        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible) })
+        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default() })
+    }
+
+    /// Marks root-relative subtrees read-only (for `fs/*` and redirections).
+    pub fn with_read_only(mut self, paths: &[String]) -> Self {
+        let cleaned: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| PathBuf::from(path::normalize_absolute(&format!("/{p}")).trim_start_matches('/')))
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect();
+        self.read_only = Arc::new(cleaned);
+        self
+    }
+
+    /// The read-only subtrees, root-relative.
+    pub fn read_only(&self) -> &[PathBuf] {
+        &self.read_only
+    }
+
+    /// Refuses a change to `rel` when it lies in a read-only subtree, after
+    /// resolving symlinks in the part of the path that exists (so `link/x`
+    /// with `link -> .git` is caught too).
+    pub fn check_writable(&self, rel: &Path) -> FsResult<()> {
+        if self.read_only.is_empty() {
+            return Ok(());
+        }
+        // The deepest existing ancestor, resolved by cap-std inside the root.
+        let mut existing = rel.to_path_buf();
+        let mut rest: Vec<std::ffi::OsString> = Vec::new();
+        let resolved = loop {
+            match self.root.canonicalize(&existing) {
+                Ok(p) => break p,
+                Err(_) => match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+                    (Some(name), Some(parent)) => {
+                        rest.push(name);
+                        existing = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+                    }
+                    _ => break PathBuf::new(),
+                },
+            }
+        };
+        let mut full = resolved;
+        for name in rest.iter().rev() {
+            full.push(name);
+        }
+        for candidate in [rel, full.as_path()] {
+            let normalized = PathBuf::from(
+                path::normalize_absolute(&format!("/{}", candidate.to_string_lossy())).trim_start_matches('/'),
+            );
+            if self.read_only.iter().any(|ro| normalized.starts_with(ro)) {
+                return Err(FsError::PermissionDenied);
+            }
+        }
+        Ok(())
     }
 
     pub fn host_root(&self) -> &Path {
@@ -133,10 +189,14 @@ impl Workspace {
         }
     }
 
-    /// URI → root-relative path, with outside paths refused.
+    /// URI → root-relative path, with outside paths and read-only areas
+    /// refused.
     fn for_write(&self, uri: &str) -> FsResult<PathBuf> {
         match self.map.map(&parse_file_uri(uri)?) {
-            Mapped::Inside(p) => Ok(p),
+            Mapped::Inside(p) => {
+                self.check_writable(&p)?;
+                Ok(p)
+            }
             Mapped::Outside => Err(FsError::PermissionDenied),
         }
     }
@@ -460,6 +520,24 @@ mod tests {
         ws.write_file("file:///w/hl", b"new", true).expect("write");
         assert_eq!(std::fs::read_to_string(t.path().join("outside")).expect("read"), "orig");
         assert_eq!(std::fs::read_to_string(t.path().join("root/hl")).expect("read"), "new");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_only_areas_refuse_changes_even_through_symlinks() {
+        let (t, ws) = ws();
+        std::fs::create_dir_all(t.path().join("root/.git/refs")).expect("mkdir");
+        std::fs::write(t.path().join("root/.git/config"), "c").expect("write");
+        std::os::unix::fs::symlink(".git", t.path().join("root/g")).expect("symlink");
+        let ws = ws.with_read_only(&[".git".into()]);
+        assert!(ws.read_file("file:///w/.git/config", true, 100).is_ok(), "reads are fine");
+        for uri in ["file:///w/.git/config", "file:///w/.git/new", "file:///w/g/config", "file:///w/x/../.git/config"] {
+            assert!(matches!(ws.write_file(uri, b"x", true), Err(FsError::PermissionDenied)), "{uri}");
+        }
+        assert!(matches!(ws.remove("file:///w/.git", true, true), Err(FsError::PermissionDenied)));
+        assert!(matches!(ws.create_directory("file:///w/g/refs/x", true), Err(FsError::PermissionDenied)));
+        ws.write_file("file:///w/gitignore", b"ok", true).expect("other paths stay writable");
+        assert_eq!(std::fs::read_to_string(t.path().join("root/.git/config")).expect("read"), "c");
     }
 
     #[test]

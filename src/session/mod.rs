@@ -29,8 +29,21 @@ pub struct ServerContext {
     /// Every live session (attached or detached), by id, for resume and
     /// shutdown.
     pub sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// The `tenant` label of this server's metrics.
+    /// The tenant's id (the `tenant` label of metrics; `default` without a
+    /// config file).
     pub tenant: String,
+    /// Connections open now, against `max-connections`.
+    pub open_connections: std::sync::atomic::AtomicUsize,
+    /// Processes running now, against `max-processes`.
+    pub running_processes: std::sync::atomic::AtomicUsize,
+    /// Request budget (token bucket), against `requests-per-second`.
+    rate: Mutex<RateBucket>,
+}
+
+/// A token bucket: `rate` tokens a second, up to twice that in a burst.
+struct RateBucket {
+    tokens: f64,
+    last: std::time::Instant,
 }
 
 impl ServerContext {
@@ -44,7 +57,37 @@ impl ServerContext {
             platform_os: "linux".into(),
             capabilities: Default::default(),
         };
-        Self { executor, env_info, sessions: Mutex::new(HashMap::new()), tenant: "default".into() }
+        let burst = f64::from(executor.limits.requests_per_second) * 2.0;
+        Self {
+            executor,
+            env_info,
+            sessions: Mutex::new(HashMap::new()),
+            tenant: "default".into(),
+            open_connections: Default::default(),
+            running_processes: Default::default(),
+            rate: Mutex::new(RateBucket { tokens: burst, last: std::time::Instant::now() }),
+        }
+    }
+
+    /// Names the tenant (for metrics and logs).
+    pub fn with_tenant(mut self, tenant: &str) -> Self {
+        self.tenant = tenant.to_owned();
+        self
+    }
+
+    /// Takes one request from the budget; `false` when it is spent.
+    fn take_request(&self) -> bool {
+        let rate = f64::from(self.executor.limits.requests_per_second);
+        let mut b = lock(&self.rate);
+        let now = std::time::Instant::now();
+        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate * 2.0);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -125,6 +168,15 @@ impl Connection {
     }
 
     pub async fn request(&mut self, method: &str, params: Option<Value>) -> Reply {
+        if !self.ctx.take_request() {
+            return Reply::Now(
+                Err(RpcError::invalid_request(format!(
+                    "rate limit exceeded: more than {} requests per second (requests-per-second)",
+                    self.ctx.executor.limits.requests_per_second
+                ))),
+                None,
+            );
+        }
         let reply = match self.dispatch(method, params).await {
             Ok(reply) => reply,
             Err(e) => Reply::Now(Err(e), None),

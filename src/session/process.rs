@@ -142,7 +142,8 @@ impl Process {
     {
         lock(&self.stdin).echo = if self.tty { Some(limit_note.clone()) } else { None };
         let this = self.clone();
-        let handle = tokio::spawn(async move {
+        let guests = session.guests();
+        let handle = guests.spawn(async move {
             // The session dropping `go` means the start failed to answer:
             // run anyway, the client may still read the result.
             let _ = go.await;
@@ -221,7 +222,8 @@ impl Process {
                 },
                 (status, outcome) = &mut command, if !exited => {
                     exited = true;
-                    let outcome = outcome.unwrap_or(if stats.memory_limit_hit.load(Ordering::Relaxed) {
+                    let limit_hit = stats.memory_limit_hit.load(Ordering::Relaxed) || stats.cpu_limit_hit.load(Ordering::Relaxed);
+                    let outcome = outcome.unwrap_or(if limit_hit {
                         Outcome::Limit
                     } else if stats.trapped.load(Ordering::Relaxed) {
                         Outcome::Trap

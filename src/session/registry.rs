@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -120,6 +121,11 @@ impl Session {
 
     pub(super) fn process_finished(&self) {}
 
+    /// The runtime commands run on.
+    pub(super) fn guests(&self) -> tokio::runtime::Handle {
+        self.ctx.executor.runtime.guests()
+    }
+
     pub(super) fn tenant(&self) -> &str {
         &self.ctx.tenant
     }
@@ -184,11 +190,12 @@ impl Session {
             if table.contains_key(&p.process_id) {
                 return Err(RpcError::invalid_request(format!("process {} already exists", p.process_id)));
             }
-            let running = table.values().filter(|pr| pr.is_running()).count();
-            if running >= limits.max_processes {
+            let max = limits.max_processes;
+            if let Err(running) = self.ctx.running_processes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            }) {
                 return Err(RpcError::invalid_request(format!(
-                    "process limit reached: {running} processes are running (max-processes is {})",
-                    limits.max_processes
+                    "process limit reached: {running} processes are running (max-processes is {max})"
                 )));
             }
             let proc = Process::new(p.process_id.clone(), p.tty, stdin_tx, limits.retained_output, limits.max_output);
@@ -209,7 +216,12 @@ impl Session {
         };
         let spec = CommandSpec { argv: p.argv, arg0: p.arg0, env: envs, cwd, stdin, stdout, stderr, tty: p.tty };
         let executor = exec.clone();
-        let runner = async move { executor.run_command(spec).await };
+        // Counted (above) as running until the command ends or is dropped.
+        let running = RunningGuard(self.ctx.clone());
+        let runner = async move {
+            let _running = running;
+            executor.run_command(spec).await
+        };
         let (go_tx, go_rx) = oneshot::channel();
         proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
         self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
@@ -266,5 +278,15 @@ impl Session {
             }
             _ => rpc::to_value(ProcessTerminateResponse { running: false }).into(),
         }
+    }
+}
+
+/// Keeps a process counted in its tenant's `running_processes` while the
+/// command future lives (it is dropped when the command ends or is killed).
+struct RunningGuard(Arc<ServerContext>);
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        self.0.running_processes.fetch_sub(1, Ordering::Relaxed);
     }
 }

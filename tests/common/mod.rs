@@ -10,6 +10,7 @@ use wasm_exec_server::config::Limits;
 use wasm_exec_server::exec::{Executor, Runtime};
 use wasm_exec_server::fs::Workspace;
 use wasm_exec_server::session::ServerContext;
+use wasm_exec_server::tenant::Gate;
 
 #[allow(unused_imports)]
 pub use wasm_exec_server::client::{ClientError, Finished};
@@ -64,21 +65,42 @@ impl TestServer {
 
     /// `visible`: show the root at this path instead of its real path.
     pub async fn start_with(limits: Limits, visible: Option<&str>) -> Self {
-        init_logs();
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
-        let workspace = Workspace::open(&root, visible).expect("workspace");
+        let workspace = Workspace::open(&root, visible).expect("workspace").with_read_only(&[".git".into()]);
         let visible = workspace.visible_root().to_owned();
         let executor = Executor { runtime: runtime(), workspace, limits };
         let ctx = Arc::new(ServerContext::new(executor));
+        Self::serve(dir, visible, Gate::Open(ctx)).await
+    }
+
+    /// Tenants `(id, token, limits)`, each with its own root visible at
+    /// `/workspace`: the first at `root()`, the others at `<dir>/<id>`.
+    pub async fn start_tenants(tenants: &[(&str, &str, Limits)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut entries = Vec::new();
+        for (i, (id, token, limits)) in tenants.iter().enumerate() {
+            let root = if i == 0 { dir.path().join("root") } else { dir.path().join(id) };
+            std::fs::create_dir(&root).expect("mkdir tenant root");
+            let workspace = Workspace::open(&root, Some("/workspace")).expect("workspace").with_read_only(&[".git".into()]);
+            let executor = Executor { runtime: runtime(), workspace, limits: limits.clone() };
+            let ctx = Arc::new(ServerContext::new(executor).with_tenant(id));
+            let digest = wasm_exec_server::tenant::digest_of_token(token).expect("token");
+            entries.push(wasm_exec_server::tenant::TenantEntry { digest, ctx });
+        }
+        Self::serve(dir, "/workspace".into(), Gate::Tokens(entries)).await
+    }
+
+    async fn serve(dir: tempfile::TempDir, visible: String, gate: Gate) -> Self {
+        init_logs();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = wasm_exec_server::server::run(
                 listener,
-                ctx,
+                gate,
                 async {
                     let _ = stopped.await;
                 },

@@ -1,0 +1,162 @@
+//! The `--config` file: tenants, each with a token (or its sha256), a root,
+//! the path where the root is visible, read-only areas and limits.
+//!
+//! ```toml
+//! [defaults]                 # limits for every tenant (each key optional)
+//! max_memory = "512M"
+//! max_wall = "10m"
+//!
+//! [[tenant]]
+//! id = "alice"
+//! token_sha256 = "…"         # or token_file = "/etc/wes/alice.token"
+//! root = "/srv/tenants/alice"
+//! visible = "/workspace"     # default: the root's canonical path
+//! read_only = [".git"]       # default: [".git"]
+//! [tenant.limits]
+//! max_processes = 8
+//! ```
+
+use crate::config::{Limits, parse_duration, parse_size};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub defaults: LimitOverrides,
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    pub root: PathBuf,
+    #[serde(default)]
+    pub visible: Option<String>,
+    #[serde(default)]
+    pub read_only: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// Every limit, optional; sizes and durations as strings (`512M`, `30s`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub max_memory: Option<String>,
+    pub max_wall: Option<String>,
+    pub max_cpu: Option<String>,
+    pub max_output: Option<String>,
+    pub retained_output: Option<String>,
+    pub max_processes: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_file: Option<String>,
+    pub max_stdin_buffer: Option<String>,
+    pub requests_per_second: Option<u32>,
+    pub detach_grace: Option<String>,
+}
+
+impl LimitOverrides {
+    /// Applies the set keys on top of `base`.
+    pub fn apply(&self, mut base: Limits) -> Result<Limits, String> {
+        let size = |v: &Option<String>| v.as_deref().map(parse_size).transpose();
+        let dur = |v: &Option<String>| v.as_deref().map(parse_duration).transpose();
+        if let Some(v) = size(&self.max_memory)? {
+            base.max_memory = v as usize;
+        }
+        if let Some(v) = dur(&self.max_wall)? {
+            base.max_wall = v;
+        }
+        if let Some(v) = dur(&self.max_cpu)? {
+            base.max_cpu = v;
+        }
+        if let Some(v) = size(&self.max_output)? {
+            base.max_output = v;
+        }
+        if let Some(v) = size(&self.retained_output)? {
+            base.retained_output = v as usize;
+        }
+        if let Some(v) = self.max_processes {
+            base.max_processes = v.max(1);
+        }
+        if let Some(v) = self.max_connections {
+            base.max_connections = v.max(1);
+        }
+        if let Some(v) = size(&self.max_file)? {
+            base.max_file = v;
+        }
+        if let Some(v) = size(&self.max_stdin_buffer)? {
+            base.max_stdin_buffer = v as usize;
+        }
+        if let Some(v) = self.requests_per_second {
+            base.requests_per_second = v.max(1);
+        }
+        if let Some(v) = dur(&self.detach_grace)? {
+            base.detach_grace = v;
+        }
+        Ok(base)
+    }
+}
+
+impl ConfigFile {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg: ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        if cfg.tenants.is_empty() {
+            return Err("the config file defines no [[tenant]]".into());
+        }
+        let mut ids = std::collections::HashSet::new();
+        for t in &cfg.tenants {
+            if !ids.insert(&t.id) {
+                return Err(format!("tenant `{}` is defined twice", t.id));
+            }
+            if t.token_sha256.is_some() == t.token_file.is_some() {
+                return Err(format!("tenant `{}` needs exactly one of token_sha256 and token_file", t.id));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tenants_and_applies_limits() {
+        let cfg = ConfigFile::parse(
+            r#"
+            [defaults]
+            max_memory = "256M"
+            [[tenant]]
+            id = "a"
+            token_sha256 = "00"
+            root = "/srv/a"
+            [tenant.limits]
+            max_processes = 3
+            max_wall = "5s"
+            "#,
+        )
+        .expect("parses");
+        let t = &cfg.tenants[0];
+        let limits = t.limits.apply(cfg.defaults.apply(Limits::default()).expect("defaults")).expect("limits");
+        assert_eq!(limits.max_memory, 256 << 20);
+        assert_eq!(limits.max_processes, 3);
+        assert_eq!(limits.max_wall, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn rejects_bad_configs() {
+        assert!(ConfigFile::parse("").is_err());
+        assert!(ConfigFile::parse("[[tenant]]\nid='a'\nroot='/x'\n").is_err(), "no token");
+        assert!(ConfigFile::parse("[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\nbogus=1\n").is_err());
+        let dup = "[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\n[[tenant]]\nid='a'\nroot='/y'\ntoken_sha256='1'\n";
+        assert!(ConfigFile::parse(dup).is_err());
+    }
+}

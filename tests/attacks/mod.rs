@@ -1,0 +1,601 @@
+//! The adversarial suite: every test is an attack that must be blocked,
+//! with nothing outside the root changed, and the server still answering a
+//! benign client promptly afterwards.
+
+use crate::common::{TestServer, snapshot_outside};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use wasm_exec_server::client::Client;
+use wasm_exec_server::config::Limits;
+
+const BASH: &str = "/bin/bash";
+
+/// A benign client must get `echo` through within this after an attack.
+const PROMPT: Duration = Duration::from_secs(5);
+
+async fn benign_echo_is_prompt(s: &TestServer) {
+    let t = Instant::now();
+    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, None)).await.expect("connect in time").expect("connect");
+    tokio::time::timeout(PROMPT, c.initialize()).await.expect("initialize in time").expect("initialize");
+    let f = tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "still", "here"], &s.uri("")))
+        .await
+        .expect("benign command in time")
+        .expect("run");
+    assert_eq!(f.stdout_str(), "still here\n");
+    assert!(t.elapsed() < PROMPT, "benign client took {:?}", t.elapsed());
+}
+
+async fn tenant_benign_echo(s: &TestServer, token: &str) {
+    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, Some(token))).await.expect("in time").expect("connect");
+    c.initialize().await.expect("init");
+    let f = tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "ok"], "file:///workspace"))
+        .await
+        .expect("in time")
+        .expect("run");
+    assert_eq!(f.stdout_str(), "ok\n");
+}
+
+/// Plants a secret beside the root, and links to it from inside.
+fn plant(s: &TestServer) {
+    std::fs::write(s.dir.path().join("secret"), "TOP SECRET").expect("secret");
+    std::fs::create_dir_all(s.dir.path().join("outdir")).expect("outdir");
+    std::fs::write(s.dir.path().join("outdir/secret"), "TOP SECRET").expect("secret");
+    let _ = std::os::unix::fs::symlink(s.dir.path().join("secret"), s.root().join("abs-link"));
+    let _ = std::os::unix::fs::symlink("../secret", s.root().join("rel-link"));
+    let _ = std::os::unix::fs::symlink(s.dir.path().join("outdir"), s.root().join("dir-link"));
+    let _ = std::fs::hard_link(s.dir.path().join("outdir/secret"), s.root().join("hard-link"));
+}
+
+// ------------------------------------------------------------------ auth
+
+fn token_tenants() -> Vec<(&'static str, &'static str, Limits)> {
+    vec![("alice", "alice-token", Limits::default()), ("bob", "bob-token", Limits::default())]
+}
+
+async fn upgrade_status(url: &str, header: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(url.trim_start_matches("ws://").split('/').next().expect("host"))
+        .await
+        .expect("tcp");
+    let path = url.trim_start_matches("ws://").find('/').map(|i| &url.trim_start_matches("ws://")[i..]).unwrap_or("/");
+    let auth = header.map(|h| format!("Authorization: {h}\r\n")).unwrap_or_default();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+    );
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(PROMPT, sock.read(&mut buf)).await.expect("answer").expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, text)
+}
+
+#[tokio::test]
+async fn auth_refuses_missing_wrong_and_malformed_tokens() {
+    let s = TestServer::start_tenants(&token_tenants()).await;
+    let (code, text) = upgrade_status(&s.url, None).await;
+    assert_eq!(code, 401);
+    assert!(text.ends_with("missing websocket bearer token"), "{text}");
+    let (code, text) = upgrade_status(&s.url, Some("Bearer nope")).await;
+    assert!(code == 401 && text.ends_with("invalid websocket bearer token"), "{text}");
+    let (code, text) = upgrade_status(&s.url, Some("alice-token")).await;
+    assert!(code == 401 && text.ends_with("invalid authorization header"), "{text}");
+    let (code, _) = upgrade_status(&s.url, Some("Basic YWxpY2U6eA==")).await;
+    assert_eq!(code, 401);
+    let (code, text) = upgrade_status(&format!("{}/?token=alice-token", s.url), None).await;
+    assert!(code == 401 && text.ends_with("missing websocket bearer token"), "token in the query string: {text}");
+    let (code, _) = upgrade_status(&s.url, Some("Bearer alice-token-and-more")).await;
+    assert_eq!(code, 401, "a token with a valid prefix");
+    let (code, _) = upgrade_status(&s.url, Some("bearer alice-token")).await;
+    assert_eq!(code, 101, "the scheme is case-insensitive");
+    let (code, _) = upgrade_status(&s.url.replace("ws://", "ws://").replace("127.0.0.1", "127.0.0.1"), Some("Bearer bob-token")).await;
+    assert_eq!(code, 101);
+    let ready = crate::http_get(&s.url, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "readyz needs no token: {ready}");
+    tenant_benign_echo(&s, "alice-token").await;
+}
+
+// ------------------------------------------------------------------ tenants
+
+#[tokio::test]
+async fn a_tenant_cannot_reach_another_tenants_files() {
+    let s = TestServer::start_tenants(&token_tenants()).await;
+    let bob_root = s.dir.path().join("bob");
+    std::fs::write(bob_root.join("bob.txt"), "bob's data").expect("bob file");
+    std::fs::write(s.root().join("alice.txt"), "alice's data").expect("alice file");
+    let before = snapshot_outside(s.dir.path());
+    let alice = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
+    alice.initialize().await.expect("init");
+    // Both are visible at /workspace: alice sees only her own files there.
+    assert_eq!(alice.read_file("file:///workspace/alice.txt").await.expect("own file"), b"alice's data");
+    assert!(alice.read_file("file:///workspace/bob.txt").await.expect_err("bob's file").is_not_found());
+    let bob_host = format!("file://{}/bob.txt", bob_root.display());
+    assert!(alice.read_file(&bob_host).await.is_err(), "bob's host path");
+    assert!(alice.read_file("file:///workspace/../bob/bob.txt").await.is_err());
+    let f = alice.run("g", &["cat-files", &bob_root.join("bob.txt").display().to_string()], "file:///workspace").await.expect("run");
+    assert_eq!((f.exit_code, f.stdout.len()), (1, 0), "a guest cannot read bob's files by host path");
+    let f = alice.run("g2", &["cat-files", "../bob/bob.txt"], "file:///workspace").await.expect("run");
+    assert_eq!((f.exit_code, f.stdout.len()), (1, 0));
+    let f = alice.run("g3", &[BASH, "-c", "cat-files ../bob/bob.txt > stolen.txt; echo $?"], "file:///workspace").await.expect("run");
+    assert_eq!(f.stdout_str(), "1\n", "{}", f.stderr_str());
+    assert!(alice.write_file(&bob_host, b"pwned").await.is_err());
+    assert_eq!(snapshot_outside(s.dir.path()), before, "something outside alice's root changed");
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_touch_another_tenants_processes_or_sessions() {
+    let s = TestServer::start_tenants(&token_tenants()).await;
+    let bob = Client::connect_with(&s.url, Some("bob-token")).await.expect("connect");
+    let bob_session = bob.initialize().await.expect("init")["sessionId"].as_str().expect("id").to_owned();
+    bob.start("bob-proc", &["line-echo"], "file:///workspace", json!({"pipeStdin": true})).await.expect("start");
+    let alice = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
+    alice.initialize().await.expect("init");
+    // Guessing the id gets nothing.
+    assert_eq!(alice.request("process/terminate", json!({"processId": "bob-proc"})).await.expect("t"), json!({"running": false}));
+    assert_eq!(alice.write("bob-proc", b"hijack\n", "1").await.expect("w"), json!({"status": "unknownProcess"}));
+    assert_eq!(alice.request("process/read", json!({"processId": "bob-proc"})).await.expect_err("read").code(), Some(-32600));
+    alice.request("process/signal", json!({"processId": "bob-proc", "signal": "interrupt"})).await.expect("signal");
+    // Alice may reuse the same id in her own session.
+    alice.run("bob-proc", &["hello"], "file:///workspace").await.expect("own process with the same id");
+    // Bob's process is untouched and still answers bob.
+    bob.write("bob-proc", b"still mine\n", "1").await.expect("write");
+    let n = bob.next_notification().await.expect("output");
+    assert_eq!(n["params"]["chunk"], json!("ZWNobzogc3RpbGwgbWluZQo=")); // "echo: still mine\n"
+    // Alice cannot resume bob's session.
+    let a2 = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
+    let e = a2
+        .request("initialize", json!({"clientName": "x", "resumeSessionId": bob_session}))
+        .await
+        .expect_err("foreign session");
+    assert!(e.to_string().contains("unknown session id"), "{e}");
+    bob.request("process/terminate", json!({"processId": "bob-proc"})).await.expect("terminate");
+}
+
+#[tokio::test]
+async fn tenant_limits_are_separate() {
+    let small = Limits { max_processes: 1, ..Limits::default() };
+    let s = TestServer::start_tenants(&[("alice", "a", small), ("bob", "b", Limits::default())]).await;
+    let a = Client::connect_with(&s.url, Some("a")).await.expect("connect");
+    a.initialize().await.expect("init");
+    a.start("spin", &["spin"], "file:///workspace", json!({})).await.expect("first");
+    // The limit is per tenant, not per connection.
+    let a2 = Client::connect_with(&s.url, Some("a")).await.expect("connect");
+    a2.initialize().await.expect("init");
+    let e = a2.start("x", &["hello"], "file:///workspace", json!({})).await.expect_err("over the limit");
+    assert!(e.to_string().contains("max-processes is 1"), "{e}");
+    // Bob is not affected by alice's spinning guest.
+    tenant_benign_echo(&s, "b").await;
+    a.request("process/terminate", json!({"processId": "spin"})).await.expect("terminate");
+    a.collect_streaming("spin", &mut |_, _| {}).await.ok();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a2.run("y", &["hello"], "file:///workspace").await.expect("a slot is free again");
+}
+
+#[tokio::test]
+async fn connection_limit_is_enforced_and_named() {
+    let limits = Limits { max_connections: 3, ..Limits::default() };
+    let s = TestServer::start_tenants(&[("alice", "a", limits)]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(Client::connect_with(&s.url, Some("a")).await.expect("within the limit"));
+    }
+    let (code, text) = upgrade_status(&s.url, Some("Bearer a")).await;
+    assert_eq!(code, 429, "{text}");
+    assert!(text.contains("max-connections is 3"), "{text}");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Client::connect_with(&s.url, Some("a")).await.expect("a slot was freed");
+}
+
+#[tokio::test]
+async fn request_rate_limit_is_enforced_and_named() {
+    let limits = Limits { requests_per_second: 5, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = Client::connect_with(&s.url, None).await.expect("connect");
+    c.initialize().await.expect("init");
+    let mut limited = None;
+    for _ in 0..50 {
+        if let Err(e) = c.request("environment/status", json!({})).await {
+            limited = Some(e);
+            break;
+        }
+    }
+    let e = limited.expect("the rate limit never applied");
+    assert!(e.to_string().contains("requests-per-second"), "{e}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.request("environment/status", json!({})).await.expect("the budget refills");
+}
+
+#[tokio::test]
+async fn cpu_limit_stops_a_spinner() {
+    let limits = Limits { max_cpu: Duration::from_millis(200), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let f = c.run("cpu", &["spin"], &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 137);
+    assert!(f.stderr_str().contains("CPU time limit exceeded (max-cpu"), "{}", f.stderr_str());
+}
+
+#[tokio::test]
+async fn git_is_read_only_for_fs_calls_and_redirections() {
+    let s = TestServer::start().await;
+    s.write(".git/config", "[core]\n");
+    let c = s.client().await;
+    let e = c.write_file(&s.uri(".git/config"), b"pwned").await.expect_err(".git write");
+    assert_eq!(e.to_string(), "server error -32600: Permission denied (os error 13)");
+    let e = c.request("fs/remove", json!({"path": s.uri(".git"), "recursive": true})).await.expect_err("rm .git");
+    assert_eq!(e.code(), Some(-32600));
+    let e = c.request("fs/createDirectory", json!({"path": s.uri(".git/hooks")})).await.expect_err("mkdir");
+    assert_eq!(e.code(), Some(-32600));
+    let e = c
+        .request("fs/copy", json!({"sourcePath": s.uri(".git/config"), "destinationPath": s.uri(".git/c2"), "recursive": false}))
+        .await
+        .expect_err("copy into .git");
+    assert_eq!(e.code(), Some(-32600));
+    std::os::unix::fs::symlink(".git", s.root().join("g")).expect("symlink");
+    assert!(c.write_file(&s.uri("g/config"), b"pwned").await.is_err(), "through a symlink");
+    let f = c.run("r", &[BASH, "-lc", "echo pwned > .git/config; echo status=$?"], &s.uri("")).await.expect("run");
+    assert_eq!(f.stdout_str(), "status=1\n", "{}", f.stderr_str());
+    assert!(f.stderr_str().contains("Read-only file system"), "{}", f.stderr_str());
+    assert_eq!(c.read_file(&s.uri(".git/config")).await.expect("reads are fine"), b"[core]\n");
+    assert_eq!(std::fs::read_to_string(s.root().join(".git/config")).expect("on disk"), "[core]\n");
+}
+
+// ------------------------------------------------------------------ path escapes
+
+#[tokio::test]
+async fn fs_escapes_through_every_method() {
+    let s = TestServer::start().await;
+    plant(&s);
+    let before = snapshot_outside(s.dir.path());
+    let c = s.client().await;
+    let host_secret = format!("file://{}", s.dir.path().join("secret").display());
+    let bad_paths = [
+        s.uri("../secret"),
+        s.uri("a/../../secret"),
+        s.uri("%2e%2e/secret"),
+        s.uri("%2E%2E/secret"),
+        s.uri("..%2fsecret"),
+        host_secret.clone(),
+        format!("file://localhost{}", s.dir.path().join("secret").display()),
+        "file:///etc/passwd".into(),
+        "file:///proc/self/environ".into(),
+        "file:///proc/self/cwd/secret".into(),
+        "file:///dev/sda".into(),
+        s.uri("abs-link"),
+        s.uri("rel-link"),
+        s.uri("dir-link/secret"),
+    ];
+    let mut attempts = 0;
+    for p in &bad_paths {
+        for (method, params) in [
+            ("fs/readFile", json!({"path": p})),
+            ("fs/getMetadata", json!({"path": p})),
+            ("fs/readDirectory", json!({"path": p})),
+            ("fs/canonicalize", json!({"path": p})),
+            ("fs/writeFile", json!({"path": p, "dataBase64": "cHduZWQ="})),
+            ("fs/createDirectory", json!({"path": format!("{p}/newdir")})),
+            ("fs/remove", json!({"path": p, "recursive": true, "force": false})),
+            ("fs/copy", json!({"sourcePath": p, "destinationPath": s.uri("stolen"), "recursive": true})),
+            ("fs/copy", json!({"sourcePath": s.uri(""), "destinationPath": p, "recursive": true})),
+        ] {
+            attempts += 1;
+            let r = c.request(method, params).await;
+            // Removing a planted link removes the link, which is inside the
+            // root; its target is untouched (checked by the snapshot below).
+            let link_itself = method == "fs/remove" && (p.ends_with("abs-link") || p.ends_with("rel-link"));
+            if let (Ok(v), false) = (&r, link_itself) {
+                panic!("{method} {p}: escaped with {v}");
+            }
+            if let Ok(v) = c.request("fs/canonicalize", json!({"path": p})).await {
+                assert!(v["path"].as_str().is_some_and(|u| u.starts_with(&s.uri(""))), "canonicalize revealed {v}");
+            }
+        }
+    }
+    assert!(attempts >= 100);
+    assert!(!s.root().join("stolen").exists());
+    // The hard link's content is the file's own (it is inside the root), but
+    // writing replaces the link instead of writing through it.
+    c.write_file(&s.uri("hard-link"), b"replaced").await.expect("write");
+    assert_eq!(std::fs::read_to_string(s.dir.path().join("outdir/secret")).expect("outside"), "TOP SECRET");
+    let mut after = snapshot_outside(s.dir.path());
+    after.retain(|(p, _)| !p.ends_with("hard-link"));
+    assert_eq!(after, before, "something outside the root changed");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn symlink_swapped_between_check_and_use_never_escapes() {
+    // A guest keeps flipping `flip` between a directory inside the root and a
+    // link to one outside, while fs/* calls race it.
+    let s = TestServer::start().await;
+    plant(&s);
+    std::fs::create_dir(s.root().join("inside")).expect("mkdir");
+    std::fs::write(s.root().join("inside/secret"), "fine").expect("write");
+    let before = snapshot_outside(s.dir.path());
+    let root = s.root();
+    let outdir = s.dir.path().join("outdir");
+    let flipper = std::thread::spawn(move || {
+        for i in 0..2000 {
+            let link = root.join("flip");
+            let _ = std::fs::remove_file(&link);
+            let target = if i % 2 == 0 { root.join("inside") } else { outdir.clone() };
+            let _ = std::os::unix::fs::symlink(target, &link);
+        }
+    });
+    let c = s.client().await;
+    for _ in 0..200 {
+        if let Ok(data) = c.read_file(&s.uri("flip/secret")).await {
+            assert_eq!(data, b"fine", "read through a swapped link escaped");
+        }
+        let _ = c.write_file(&s.uri("flip/secret"), b"pwned").await;
+    }
+    flipper.join().expect("flipper");
+    assert_eq!(snapshot_outside(s.dir.path()), before, "a write escaped through a swapped link");
+}
+
+#[tokio::test]
+async fn shell_redirections_cannot_leave_the_workspace() {
+    let s = TestServer::start().await;
+    plant(&s);
+    let before = snapshot_outside(s.dir.path());
+    let c = s.client().await;
+    let outside = s.dir.path().join("written-by-shell");
+    let lines = [
+        "echo pwned > ../written-by-shell".to_string(),
+        format!("echo pwned > {}", outside.display()),
+        "echo pwned >> ../secret".into(),
+        "echo pwned > abs-link".into(),
+        "echo pwned > rel-link".into(),
+        "echo pwned > dir-link/secret".into(),
+        "echo pwned > dir-link/new".into(),
+        "cat-files < ../secret".into(),
+        "cat-files < abs-link".into(),
+        "echo pwned > /etc/pwned".into(),
+        "echo pwned 2> ../err > ../out".into(),
+        "cd .. && echo pwned > x".into(),
+        "cd / && echo pwned > x".into(),
+        "cd dir-link && echo pwned > y".into(),
+        "echo pwned | cat-files > ../written-by-shell".into(),
+        "cat-files ../secret".into(),
+        "cat-files dir-link/secret".into(),
+        "echo-args --pwd; cd ..; echo-args --pwd".into(),
+    ];
+    for (i, line) in lines.iter().enumerate() {
+        let f = c.run(&format!("sh{i}"), &[BASH, "-lc", line], &s.uri("")).await.expect("run");
+        assert!(!f.stdout_str().contains("TOP SECRET"), "{line}: {}", f.stdout_str());
+    }
+    assert!(!outside.exists());
+    assert_eq!(snapshot_outside(s.dir.path()), before, "a redirection escaped");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn guests_cannot_escape_or_see_the_servers_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).expect("mkdir");
+    std::fs::write(dir.path().join("secret"), "TOP SECRET").expect("secret");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["serve", "--workspace"])
+        .arg(&root)
+        .arg("--cache-dir")
+        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .env("SERVER_SECRET", "hunter2")
+        .env("AWS_SECRET_ACCESS_KEY", "hunter3")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let url = tokio::time::timeout(PROMPT * 6, lines.next_line()).await.expect("url").expect("read").expect("line");
+    let c = Client::connect(&url).await.expect("connect");
+    let cwd = format!("file://{}", std::fs::canonicalize(&root).expect("canon").display());
+    let policy = json!({"inherit": "all", "ignoreDefaultExcludes": true, "exclude": [], "set": {}, "includeOnly": []});
+    for (i, extra) in [json!({}), json!({"envPolicy": policy})].into_iter().enumerate() {
+        c.start(&format!("env{i}"), &["echo-args", "--all-env"], &cwd, extra).await.expect("start");
+        let out = c.collect(&format!("env{i}")).await.expect("collect").stdout_str();
+        assert!(!out.contains("hunter"), "server environment leaked: {out}");
+    }
+    let f = c.run("sh-env", &[BASH, "-lc", "env; echo $SERVER_SECRET; set"], &cwd).await.expect("run");
+    assert!(!f.stdout_str().contains("hunter"), "leaked through the shell: {}", f.stdout_str());
+    let secret = dir.path().join("secret").display().to_string();
+    let f = c.run("esc", &["escape", &secret], &cwd).await.expect("run");
+    assert!(!f.stdout_str().contains("ESCAPED"), "{}", f.stdout_str());
+    assert_eq!(f.exit_code, 0);
+    child.kill().await.ok();
+}
+
+// ------------------------------------------------------------------ resources
+
+#[tokio::test]
+async fn infinite_loops_on_every_slot_do_not_stall_others() {
+    let limits = Limits { max_processes: 8, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let attacker = s.client().await;
+    for i in 0..8 {
+        attacker.start(&format!("spin{i}"), &["spin"], &s.uri(""), json!({})).await.expect("spin");
+    }
+    let e = attacker.start("one-more", &["spin"], &s.uri(""), json!({})).await.expect_err("limit");
+    assert!(e.to_string().contains("max-processes"), "{e}");
+    // A benign client of the same server (the shared engine) still gets through.
+    let c = Client::connect(&s.url).await.expect("connect");
+    let t = Instant::now();
+    c.request("environment/status", json!({})).await.expect("status");
+    assert!(t.elapsed() < PROMPT);
+    for i in 0..8 {
+        attacker.request("process/terminate", json!({"processId": format!("spin{i}")})).await.expect("terminate");
+    }
+    drop(attacker);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_is_contained() {
+    let limits = Limits { max_memory: 32 << 20, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    for i in 0..4 {
+        let f = c.run(&format!("bomb{i}"), &["memhog"], &s.uri("")).await.expect("run");
+        assert_eq!(f.exit_code, 137);
+    }
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn output_flood_is_cut_and_retention_is_bounded() {
+    let limits = Limits { max_output: 4 << 20, retained_output: 64 << 10, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let f = c.run("flood", &["flood"], &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 137);
+    let r = c.request("process/read", json!({"processId": "flood", "afterSeq": 0})).await.expect("read");
+    let retained: usize = r["chunks"].as_array().expect("chunks").iter().map(|c| c["chunk"].as_str().map_or(0, str::len) * 3 / 4).sum();
+    assert!(retained <= (64 << 10) + 8192, "retained {retained} bytes");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn stdin_flood_is_refused_with_a_named_limit() {
+    let limits = Limits { max_stdin_buffer: 64 << 10, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    // `spin` never reads its stdin.
+    c.start("sink", &["spin"], &s.uri(""), json!({"pipeStdin": true})).await.expect("start");
+    let chunk = vec![b'x'; 8192];
+    let mut refused = None;
+    for i in 0..1000 {
+        if let Err(e) = c.write("sink", &chunk, &i.to_string()).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("the stdin buffer never filled");
+    assert!(e.to_string().contains("max-stdin-buffer"), "{e}");
+    c.request("process/terminate", json!({"processId": "sink"})).await.expect("terminate");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn a_thousand_processes_at_once() {
+    let s = TestServer::start_tenants(&[("attacker", "a", Limits::default()), ("benign", "b", Limits::default())]).await;
+    let c = Client::connect_with(&s.url, Some("a")).await.expect("connect");
+    c.initialize().await.expect("init");
+    let mut ok = 0;
+    let mut refused = 0;
+    for i in 0..1000 {
+        match c.start(&format!("p{i}"), &["spin"], "file:///workspace", json!({})).await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                assert!(e.to_string().contains("max-processes"), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((ok, refused), (64, 936));
+    // The attacker's own tenant is full; its neighbour is not affected.
+    tenant_benign_echo(&s, "b").await;
+    drop(c);
+}
+
+#[tokio::test]
+async fn a_thousand_connections() {
+    let s = TestServer::start().await;
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..1000 {
+        match tokio_tungstenite::connect_async(&s.url).await {
+            Ok((ws, _)) => held.push(ws),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(held.len(), 64, "max-connections");
+    assert_eq!(refused, 936);
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn huge_and_deeply_nested_frames() {
+    let limits = Limits { max_file: 1 << 20, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    // Deeply nested JSON: a parse error, the connection survives.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&s.url).await.expect("connect");
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    ws.send(Message::Text(nested.into())).await.expect("send");
+    let reply = tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
+    let v: Value = serde_json::from_str(reply.to_text().expect("text")).expect("json");
+    assert_eq!(v["id"], json!(-1));
+    let deep_obj = format!("{{\"id\":1,\"method\":\"initialize\",\"params\":{}{}}}", "{\"a\":".repeat(10_000), "1".to_string() + &"}".repeat(10_000));
+    ws.send(Message::Text(deep_obj.into())).await.expect("send");
+    let reply = tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
+    assert!(reply.to_text().expect("text").contains("error"));
+    // A frame over the message limit ends that connection only.
+    let huge = format!("{{\"id\":2,\"method\":\"fs/writeFile\",\"params\":{{\"path\":\"file:///x\",\"dataBase64\":\"{}\"}}}}", "A".repeat(8 << 20));
+    let _ = ws.send(Message::Text(huge.into())).await;
+    let end = tokio::time::timeout(PROMPT, ws.next()).await.expect("closed in time");
+    assert!(!matches!(end, Some(Ok(Message::Text(_)))), "a huge frame was processed: {end:?}");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn slow_loris_clients_that_never_read() {
+    let s = TestServer::start().await;
+    // Clients that flood output and never read their socket.
+    let mut lorises = Vec::new();
+    for i in 0..4 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&s.url).await.expect("connect");
+        ws.send(Message::Text(json!({"id": 1, "method": "initialize", "params": {"clientName": "loris"}}).to_string().into()))
+            .await
+            .expect("send");
+        ws.send(Message::Text(json!({"method": "initialized"}).to_string().into())).await.expect("send");
+        let start = json!({"id": 2, "method": "process/start", "params": {"processId": format!("f{i}"), "argv": ["flood"], "cwd": s.uri(""), "env": {}, "tty": false}});
+        ws.send(Message::Text(start.to_string().into())).await.expect("send");
+        lorises.push(ws);
+    }
+    // And raw TCP clients that send half an upgrade and stall.
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        use tokio::io::AsyncWriteExt;
+        let mut sock = tokio::net::TcpStream::connect(s.url.trim_start_matches("ws://")).await.expect("tcp");
+        sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+        stalled.push(sock);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    benign_echo_is_prompt(&s).await;
+    drop(lorises);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn hostile_frames_never_take_the_server_down() {
+    let s = TestServer::start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&s.url).await.expect("connect");
+    let frames = [
+        "".to_string(),
+        "null".into(),
+        "{}".into(),
+        r#"{"id":null,"method":"initialize"}"#.into(),
+        r#"{"id":1.5,"method":"initialize","params":{"clientName":"x"}}"#.into(),
+        r#"{"id":{"a":1},"method":"x"}"#.into(),
+        r#"{"id":1,"method":42}"#.into(),
+        r#"{"id":1,"method":"process/start","params":[1,2,3]}"#.into(),
+        r#"{"id":1,"method":"fs/readFile","params":{"path":"file:///\u0000"}}"#.into(),
+        "\u{feff}{}".into(),
+        "{\"id\":1,\"method\":\"".to_string() + &"x".repeat(1 << 20) + "\"}",
+    ];
+    for f in frames {
+        if ws.send(Message::Text(f.into())).await.is_err() {
+            break;
+        }
+    }
+    ws.send(Message::Binary(vec![0xff, 0xfe, 0x00].into())).await.ok();
+    drop(ws);
+    benign_echo_is_prompt(&s).await;
+}
