@@ -2,6 +2,7 @@
 //! wasm guests from `guest-examples/`.
 
 mod attacks;
+mod builtins;
 mod common;
 
 use common::{TestServer, snapshot_outside};

@@ -12,7 +12,8 @@
 //! (lists, pipelines, compound commands) → [`simple`] (one command:
 //! [`expand`] + [`param`] + [`arith`] + [`pattern`] for words,
 //! [`redirect`] for streams, then [`builtins`], [`printf`], [`cond`],
-//! [`compose`], a nested shell from [`invoke`], or a tool). [`state`] holds
+//! [`compose`], a nested shell from [`invoke`], a host command
+//! ([`git`], [`fileinfo`], [`patch`]) or a tool). [`state`] holds
 //! variables and limits, [`io`] the shared standard streams.
 
 pub mod arith;
@@ -21,9 +22,12 @@ pub mod compose;
 pub mod cond;
 pub mod exec;
 pub mod expand;
+pub mod fileinfo;
+pub mod git;
 pub mod invoke;
 pub mod io;
 pub mod param;
+pub mod patch;
 pub mod parse;
 pub mod pattern;
 pub mod printf;

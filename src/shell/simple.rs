@@ -157,6 +157,12 @@ async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(Stri
         return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
     }
     let tool_name = crate::exec::command_name(&name).to_owned();
+    if builtins::is_host_command(&tool_name) {
+        let saved = set_temp_vars(sh, &assigns);
+        let r = builtins::run_host(sh, io, &tool_name, &argv[1..]).await;
+        restore_vars(sh, saved);
+        return r;
+    }
     if tool_name == "find" {
         if let Some(r) = super::compose::find_exec(sh, io, &argv, &assigns).await {
             return r;

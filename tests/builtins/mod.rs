@@ -1,0 +1,233 @@
+//! Host builtins through the server: read-only `git`, `stat`, `du`,
+//! `chmod`, `apply_patch` and `which`. None of them needs the bundled
+//! toolset. The git fixtures are made with the host's `git` by the test
+//! itself; the server never runs a process.
+
+use crate::common::TestServer;
+use pretty_assertions::assert_eq;
+use std::path::Path;
+use wasm_exec_server::client::Finished;
+
+async fn sh(s: &TestServer, line: &str) -> Finished {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("builtin-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let c = s.client().await;
+    c.run(&id, &["/bin/bash", "-lc", line], &s.uri("")).await.expect("run")
+}
+
+/// Runs `line` and compares stdout and the exit status.
+async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
+    let f = sh(s, line).await;
+    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
+}
+
+/// Runs `line` and checks the status and that stderr contains `needle`.
+async fn expect_err(s: &TestServer, line: &str, needle: &str, status: i32) {
+    let f = sh(s, line).await;
+    assert_eq!(f.exit_code, status, "{line}\nstdout: {}\nstderr: {}", f.stdout_str(), f.stderr_str());
+    assert!(f.stderr_str().contains(needle), "{line}\nstderr: {}", f.stderr_str());
+}
+
+/// Runs the host's git in `dir` with a fixed identity and clock (fixtures only).
+fn host_git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "init.defaultBranch=main", "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Lovelace")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Lovelace")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_AUTHOR_DATE", "2024-03-01T12:00:00+01:00")
+        .env("GIT_COMMITTER_DATE", "2024-03-01T12:00:00+01:00")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("host git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A repository with two commits, then a staged, an unstaged and an
+/// untracked change.
+async fn repo() -> TestServer {
+    let s = TestServer::start().await;
+    let root = s.root();
+    s.write("README.md", "# demo\n");
+    s.write("src/main.rs", "fn main() {\n    println!(\"hi\");\n}\n");
+    host_git(&root, &["init", "-q"]);
+    host_git(&root, &["add", "."]);
+    host_git(&root, &["commit", "-q", "-m", "Initial commit"]);
+    s.write("src/lib.rs", "pub fn one() -> i32 {\n    1\n}\n");
+    host_git(&root, &["add", "."]);
+    host_git(&root, &["commit", "-q", "-m", "Add lib\n\nWith a body line."]);
+    s.write("src/lib.rs", "pub fn one() -> i32 {\n    1\n}\n\npub fn two() -> i32 {\n    2\n}\n");
+    host_git(&root, &["add", "src/lib.rs"]);
+    s.write("src/main.rs", "fn main() {\n    println!(\"hello\");\n}\n");
+    s.write("notes/todo.txt", "later\n");
+    s
+}
+
+/// What the host's git prints for the same command (to compare formats).
+fn reference(s: &TestServer, args: &[&str]) -> String {
+    host_git(&s.root(), args)
+}
+
+#[tokio::test]
+async fn git_status_in_all_formats() {
+    let s = repo().await;
+    expect(&s, "git status --short", "M  src/lib.rs\n M src/main.rs\n?? notes/\n", 0).await;
+    expect(&s, "git status --porcelain", &reference(&s, &["status", "--porcelain"]), 0).await;
+    expect(&s, "git status", &reference(&s, &["status"]), 0).await;
+    expect(&s, "cd src && git status -s", "M  lib.rs\n M main.rs\n?? ../notes/\n", 0).await;
+    expect(&s, "git status -sb -uno", "## main\nM  src/lib.rs\n M src/main.rs\n", 0).await;
+    expect_err(&s, "git status --bogus", "unknown option", 129).await;
+}
+
+#[tokio::test]
+async fn git_diff_cached_stat_and_paths() {
+    let s = repo().await;
+    expect(&s, "git diff", &reference(&s, &["diff"]), 0).await;
+    expect(&s, "git diff --cached", &reference(&s, &["diff", "--cached"]), 0).await;
+    expect(&s, "git diff --stat", &reference(&s, &["diff", "--stat"]), 0).await;
+    expect(&s, "git diff HEAD --name-only", "src/lib.rs\nsrc/main.rs\n", 0).await;
+    expect(&s, "git diff HEAD~1 HEAD --name-status", "A\tsrc/lib.rs\n", 0).await;
+    expect(&s, "git diff -- README.md", "", 0).await;
+    expect(&s, "git diff --quiet; echo $?", "1\n", 0).await;
+    expect_err(&s, "git diff nosuchthing", "ambiguous argument 'nosuchthing'", 128).await;
+}
+
+#[tokio::test]
+async fn git_log_show_and_refs() {
+    let s = repo().await;
+    expect(&s, "git log", &reference(&s, &["log"]), 0).await;
+    expect(&s, "git log --oneline", &reference(&s, &["log", "--oneline"]), 0).await;
+    expect(&s, "git log -1 --format='%an <%ae> %s'", "Ada Lovelace <ada@example.com> Add lib\n", 0).await;
+    expect(&s, "git log -n 1 --stat", &reference(&s, &["log", "-n", "1", "--stat"]), 0).await;
+    expect(&s, "git log --format=%s -- README.md", "Initial commit\n", 0).await;
+    expect(&s, "git show", &reference(&s, &["show"]), 0).await;
+    expect(&s, "git show HEAD~1:src/main.rs", "fn main() {\n    println!(\"hi\");\n}\n", 0).await;
+    expect(&s, "git rev-parse --abbrev-ref HEAD; git branch --show-current; git branch", "main\nmain\n* main\n", 0).await;
+    let top = format!("{}\n", s.root().display());
+    expect(&s, "cd src && git rev-parse --show-toplevel", &top, 0).await;
+    expect(&s, "git rev-parse HEAD", &reference(&s, &["rev-parse", "HEAD"]), 0).await;
+    expect(&s, "git rev-list --count HEAD; cd src && git ls-files", "2\nlib.rs\nmain.rs\n", 0).await;
+}
+
+#[tokio::test]
+async fn git_refuses_writes_and_non_repositories() {
+    let s = repo().await;
+    expect_err(&s, "git commit -m x", "git: 'commit' is not supported in this sandbox (read-only git)", 1).await;
+    expect_err(&s, "git add .", "git: 'add' is not supported in this sandbox (read-only git)", 1).await;
+    expect_err(&s, "git -C src checkout -- main.rs", "'checkout' is not supported", 1).await;
+    expect_err(&s, "git branch feature", "'branch feature' is not supported", 1).await;
+    // Nothing was changed: the host's git sees the same state.
+    assert_eq!(reference(&s, &["status", "--porcelain"]), "M  src/lib.rs\n M src/main.rs\n?? notes/\n");
+    let plain = TestServer::start().await;
+    plain.write("a.txt", "x\n");
+    let f = sh(&plain, "git status").await;
+    assert_eq!(
+        (f.exit_code, f.stderr_str().as_str()),
+        (128, "fatal: not a git repository (or any of the parent directories): .git\n")
+    );
+    expect(&plain, "git log 2>/dev/null || echo none", "none\n", 0).await;
+}
+
+#[tokio::test]
+async fn git_unborn_repository() {
+    let s = TestServer::start().await;
+    s.write("a.txt", "x\n");
+    host_git(&s.root(), &["init", "-q"]);
+    expect(&s, "git status", &reference(&s, &["status"]), 0).await;
+    expect(&s, "git status --porcelain", "?? a.txt\n", 0).await;
+    expect_err(&s, "git log", "does not have any commits yet", 128).await;
+}
+
+#[tokio::test]
+async fn stat_builtin() {
+    let s = TestServer::start().await;
+    s.write("dir/a.txt", "hello\n");
+    s.write("empty", "");
+    let dir_size = std::fs::metadata(s.root().join("dir")).expect("meta").len();
+    expect(&s, "stat -c '%n %s %F' dir/a.txt empty dir", &format!("dir/a.txt 6 regular file\nempty 0 regular empty file\ndir {dir_size} directory\n"), 0).await;
+    let modified = std::fs::metadata(s.root().join("dir/a.txt")).expect("meta").modified().expect("mtime");
+    let mtime = modified.duration_since(std::time::UNIX_EPOCH).expect("epoch").as_secs();
+    expect(&s, "cd dir && stat -c %Y a.txt", &format!("{mtime}\n"), 0).await;
+    let f = sh(&s, "stat dir/a.txt").await;
+    assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
+    let out = f.stdout_str();
+    assert!(out.starts_with("  File: dir/a.txt\n  Size: 6 "), "{out}");
+    assert!(out.contains("regular file") && out.contains("Modify: ") && out.contains("Access: (0"), "{out}");
+    expect_err(&s, "stat nope", "stat: cannot stat 'nope': No such file or directory", 1).await;
+    expect_err(&s, "stat /etc/passwd", "No such file or directory", 1).await;
+    expect_err(&s, "stat", "stat: missing operand", 1).await;
+}
+
+#[tokio::test]
+async fn du_builtin() {
+    let s = TestServer::start().await;
+    s.write("d/one.txt", &"x".repeat(5000));
+    s.write("d/sub/two.txt", &"y".repeat(100));
+    let dir_len = |rel: &str| std::fs::metadata(s.root().join(rel)).expect("meta").len();
+    let (d, sub) = (dir_len("d"), dir_len("d/sub"));
+    expect(&s, "du -sb d", &format!("{}\td\n", 5100 + d + sub), 0).await;
+    expect(&s, "du -ab d/sub", &format!("100\td/sub/two.txt\n{}\td/sub\n", 100 + sub), 0).await;
+    expect(&s, "cd d && du -b --max-depth=0", &format!("{}\t.\n", 5100 + d + sub), 0).await;
+    let f = sh(&s, "du -sh d; du d").await;
+    assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
+    let out = f.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].ends_with("K\td"), "{out}");
+    assert!(lines[1].ends_with("\td/sub") && lines[2].ends_with("\td"), "{out}");
+    expect_err(&s, "du missing", "du: cannot access 'missing': No such file or directory", 1).await;
+    expect_err(&s, "du -q d", "du: invalid option -- 'q'", 1).await;
+}
+
+#[tokio::test]
+async fn chmod_is_a_checked_no_op() {
+    let s = TestServer::start().await;
+    s.write("run.sh", "echo hi\n");
+    s.write(".git/config", "[core]\n");
+    let before = std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions();
+    expect(&s, "chmod +x run.sh && chmod 644 run.sh && chmod -R u+rwX,go-w . && echo ok", "ok\n", 0).await;
+    assert_eq!(std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions(), before);
+    expect_err(&s, "chmod +x missing.sh", "chmod: cannot access 'missing.sh': No such file or directory", 1).await;
+    expect_err(&s, "chmod 999 run.sh", "chmod: invalid mode: '999'", 1).await;
+    expect_err(&s, "chmod +x .git/config", "Operation not permitted", 1).await;
+    expect_err(&s, "chmod", "chmod: missing operand", 1).await;
+}
+
+#[tokio::test]
+async fn apply_patch_builtin() {
+    let s = TestServer::start().await;
+    s.write("src/app.py", "def greet():\n    print(\"hi\")\n\ndef main():\n    greet()\n");
+    s.write("old.txt", "remove me\n");
+    let line = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: docs/notes.md\n+# Notes\n+first\n*** Update File: src/app.py\n@@ def greet():\n-    print(\"hi\")\n+    print(\"hello\")\n*** Delete File: old.txt\n*** End Patch\nEOF";
+    expect(&s, line, "Success. Updated the following files:\nA docs/notes.md\nM src/app.py\nD old.txt\n", 0).await;
+    let root = s.root();
+    assert_eq!(std::fs::read_to_string(root.join("docs/notes.md")).expect("added"), "# Notes\nfirst\n");
+    assert_eq!(std::fs::read_to_string(root.join("src/app.py")).expect("updated"), "def greet():\n    print(\"hello\")\n\ndef main():\n    greet()\n");
+    assert!(!root.join("old.txt").exists());
+    // The patch as an argument, with a move, from a subdirectory.
+    let arg = "'*** Begin Patch\n*** Update File: app.py\n*** Move to: main.py\n@@\n def main():\n-    greet()\n+    greet()\n+    return 0\n*** End Patch'";
+    expect(&s, &format!("cd src && apply_patch {arg}"), "Success. Updated the following files:\nM main.py\n", 0).await;
+    assert!(!root.join("src/app.py").exists());
+    assert!(std::fs::read_to_string(root.join("src/main.py")).expect("moved").ends_with("    greet()\n    return 0\n"));
+    // A failing hunk changes nothing, not even the hunks before it.
+    let bad = "printf '%s\\n' '*** Begin Patch' '*** Add File: new.txt' '+x' '*** Update File: src/main.py' '@@' '-nope' '+yes' '*** End Patch' | apply_patch";
+    expect_err(&s, bad, "Failed to find expected lines in src/main.py", 1).await;
+    assert!(!root.join("new.txt").exists());
+    expect_err(&s, "apply_patch 'not a patch'", "The first line of the patch must be '*** Begin Patch'", 1).await;
+    expect_err(&s, "apply_patch '*** Begin Patch\n*** Add File: .git/x\n+y\n*** End Patch'", "Permission denied", 1).await;
+    expect_err(&s, "apply_patch '*** Begin Patch\n*** Add File: ../escape.txt\n+y\n*** End Patch'", "outside the workspace", 1).await;
+    expect_err(&s, "apply_patch '*** Begin Patch\n*** Delete File: ghost.txt\n*** End Patch'", "Failed to delete file ghost.txt", 1).await;
+}
+
+#[tokio::test]
+async fn which_and_type_report_host_commands() {
+    let s = TestServer::start().await;
+    expect(&s, "which git stat du chmod apply_patch", "/usr/bin/git\n/usr/bin/stat\n/usr/bin/du\n/usr/bin/chmod\n/usr/bin/apply_patch\n", 0).await;
+    expect(&s, "command -v git; type du", "/usr/bin/git\ndu is /usr/bin/du\n", 0).await;
+    expect(&s, "which no-such-tool; echo $?", "1\n", 0).await;
+}
