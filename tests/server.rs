@@ -4,6 +4,7 @@
 mod attacks;
 mod builtins;
 mod common;
+mod tools;
 
 use common::{TestServer, snapshot_outside};
 use futures::{SinkExt, StreamExt};
@@ -809,7 +810,7 @@ async fn guest_escape_attempts_are_blocked() {
     let f = c.run("esc", &["escape", &secret], &s.uri("")).await.expect("run");
     let out = f.stdout_str();
     assert!(!out.contains("ESCAPED"), "{out}\n{}", f.stderr_str());
-    assert_eq!(out.lines().filter(|l| l.starts_with("BLOCKED")).count(), 11, "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("BLOCKED")).count(), 12, "{out}");
     assert_eq!(f.exit_code, 0);
     // The guest's own symlinks may exist, but they lead nowhere.
     let r = c.request("fs/readFile", json!({"path": s.uri("escape-link/passwd")})).await;
@@ -916,6 +917,57 @@ async fn sigterm_drains_then_stops_commands_and_exits_zero() {
     assert_eq!(c.next_notification().await.expect("closed")["method"], "process/closed");
     let status = tokio::time::timeout(T, child.wait()).await.expect("server exits").expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test]
+async fn exec_subcommand_streams_output_and_returns_the_status() {
+    let s = TestServer::start().await;
+    s.write("sub/f.txt", "content\n");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["exec", "--url", &s.url, "--cwd", &format!("{}/sub", s.visible), "--"])
+        .arg("cat-files f.txt; echo err >&2; exit 3")
+        .output()
+        .await
+        .expect("exec");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "content\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    // Without --cwd it runs in the server's workspace root.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["exec", "--url", &s.url, "--", "echo-args", "--pwd"])
+        .output()
+        .await
+        .expect("exec");
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()), (Some(0), format!("{}\n", s.visible)));
+    // A server that is not there is a clear error.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["exec", "--url", "ws://127.0.0.1:9", "--", "true"])
+        .output()
+        .await
+        .expect("exec");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to ws://127.0.0.1:9"));
+}
+
+/// The README's configuration reference names every flag of every command.
+#[test]
+fn readme_documents_every_flag() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for cmd in ["serve", "exec", "run", "tools"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+            .args([cmd, "--help"])
+            .output()
+            .expect("--help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        let flags: std::collections::BTreeSet<&str> = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2 && *w != "--help")
+            .collect();
+        assert!(!flags.is_empty(), "{cmd} --help lists no flags");
+        for flag in flags {
+            assert!(readme.contains(&format!("`{flag}`")) || readme.contains(&format!("{flag} ")), "README does not document `{cmd} {flag}`");
+        }
+    }
 }
 
 #[test]

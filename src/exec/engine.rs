@@ -64,6 +64,8 @@ pub struct Tool {
     pub source: ToolSource,
     /// Imports resolved once; instantiating this is all a command costs.
     pub pre: InstancePre<GuestState>,
+    /// Arguments inserted after argv[0] (`egrep` is `grep -E`).
+    pub args: Vec<String>,
 }
 
 impl std::fmt::Debug for Tool {
@@ -179,7 +181,8 @@ impl Runtime {
                 let mut parts = line.split_whitespace();
                 let (Some(name), Some(file)) = (parts.next(), parts.next()) else { continue };
                 let target = file.trim_end_matches(".wasm");
-                if name != target && !self.alias(name, target) {
+                let args: Vec<&str> = parts.collect();
+                if (name != target || !args.is_empty()) && !self.alias_with_args(name, target, &args) {
                     tracing::warn!(alias = name, target, "alias names a tool that is not there");
                 }
             }
@@ -214,15 +217,26 @@ impl Runtime {
         let module = self.load_module(wasm)?;
         let pre = self.linker.instantiate_pre(&module)?;
         tracing::debug!(tool = name, %source, "registered tool");
-        self.tools.insert(name.to_owned(), Arc::new(Tool { name: name.to_owned(), source, pre }));
+        self.tools.insert(name.to_owned(), Arc::new(Tool { name: name.to_owned(), source, pre, args: Vec::new() }));
         Ok(())
     }
 
     /// Also registers an existing tool under another name (`egrep` → grep).
     pub fn alias(&mut self, alias: &str, target: &str) -> bool {
+        self.alias_with_args(alias, target, &[])
+    }
+
+    /// Registers `alias` as `target` with `args` inserted after argv[0].
+    pub fn alias_with_args(&mut self, alias: &str, target: &str, args: &[&str]) -> bool {
         match self.tools.get(target).cloned() {
             Some(t) => {
-                self.tools.insert(alias.to_owned(), t);
+                let tool = Tool {
+                    name: alias.to_owned(),
+                    source: t.source.clone(),
+                    pre: t.pre.clone(),
+                    args: args.iter().map(|a| a.to_string()).collect(),
+                };
+                self.tools.insert(alias.to_owned(), Arc::new(tool));
                 true
             }
             None => false,

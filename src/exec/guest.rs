@@ -64,6 +64,9 @@ pub struct GuestRequest {
     pub host_root: PathBuf,
     /// Where the guest sees the root (the client's path).
     pub visible_root: String,
+    /// Host directories preopened read-only at `/` and read-write at `/tmp`.
+    pub skeleton: Option<PathBuf>,
+    pub tmp: Option<PathBuf>,
     pub stdin: Stdin,
     pub stdout: Sink,
     pub stderr: Sink,
@@ -186,6 +189,18 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     // and could not be interrupted. The preopen captures the flag when made.
     b.allow_blocking_current_thread(true);
     b.preopened_dir(&req.host_root, &req.visible_root, FsPerms::ReadWrite)?;
+    // wasi-libc resolves a path through the preopen with the longest
+    // matching prefix, so the workspace wins over the skeleton at `/`.
+    if req.visible_root != "/" {
+        if let Some(skel) = &req.skeleton {
+            b.preopened_dir(skel, "/", FsPerms::ReadOnly)?;
+        }
+    }
+    if let Some(tmp) = &req.tmp {
+        if req.visible_root != "/tmp" {
+            b.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
+        }
+    }
     b.allow_blocking_current_thread(false);
     b.stdin(Terminal { inner: AsyncStdinStream::new(req.stdin.into_async_read()), tty: req.tty });
     b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });

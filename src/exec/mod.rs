@@ -117,10 +117,19 @@ impl Executor {
     /// Runs a resolved tool with the given streams.
     pub async fn run_tool(&self, tool: &Tool, spec: CommandSpec) -> i32 {
         let mut argv = spec.argv;
-        if let Some(arg0) = spec.arg0 {
-            if let Some(first) = argv.first_mut() {
-                *first = arg0;
-            }
+        // Tools see their plain name as argv[0] (multicall binaries dispatch
+        // on it exactly), unless the client asked for another.
+        match (spec.arg0, argv.first_mut()) {
+            (Some(arg0), Some(first)) => *first = arg0,
+            (None, Some(first)) => *first = command_name(first).to_owned(),
+            _ => {}
+        }
+        if !tool.args.is_empty() {
+            argv.splice(1..1, tool.args.iter().cloned());
+        }
+        // ripgrep on WASI never notices piped stdin; say it explicitly.
+        if tool.name == "rg" && !matches!(spec.stdin, Stdin::Closed) && !rg_has_path(&argv[1..]) {
+            argv.push("-".into());
         }
         let name = argv.first().map(|a| command_name(a).to_owned()).unwrap_or_default();
         let mut env = spec.env;
@@ -132,6 +141,8 @@ impl Executor {
             env,
             host_root: self.workspace.host_root().to_path_buf(),
             visible_root: self.workspace.visible_root().to_owned(),
+            skeleton: self.workspace.scratch().map(|s| s.skeleton()),
+            tmp: self.workspace.scratch().map(|s| s.tmp()),
             stdin: spec.stdin,
             stdout: spec.stdout,
             stderr: spec.stderr,
@@ -159,5 +170,70 @@ impl Executor {
                 STATUS_KILLED
             }
         }
+    }
+}
+
+/// Whether ripgrep's arguments name a path to search (else it would search
+/// the working directory instead of reading stdin).
+fn rg_has_path(args: &[String]) -> bool {
+    // Options that take a value as the next argument.
+    const WITH_VALUE: &[&str] = &[
+        "-e", "--regexp", "-f", "--file", "-g", "--glob", "--iglob", "-t", "--type", "-T", "--type-not",
+        "-m", "--max-count", "-A", "--after-context", "-B", "--before-context", "-C", "--context", "-j",
+        "--threads", "-M", "--max-columns", "-d", "--max-depth", "-E", "--encoding", "--type-add", "-r",
+        "--replace", "--sort", "--sortr", "--color", "--colors", "--max-filesize", "--path-separator",
+        "--context-separator", "--field-match-separator", "--field-context-separator", "--pre", "--pre-glob",
+        "--engine", "--dfa-size-limit", "--regex-size-limit",
+    ];
+    let mut positional = Vec::new();
+    let mut pattern_given = false;
+    let mut files_mode = false;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "--" {
+            positional.extend(args[i + 1..].iter().map(String::as_str));
+            break;
+        }
+        if a == "--files" || a == "--type-list" {
+            files_mode = true;
+        }
+        if matches!(a, "-e" | "--regexp" | "-f" | "--file") || a.starts_with("--regexp=") || a.starts_with("--file=") {
+            pattern_given = true;
+        }
+        if WITH_VALUE.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if a.starts_with('-') && a != "-" {
+            i += 1;
+            continue;
+        }
+        positional.push(a);
+        i += 1;
+    }
+    let paths = if pattern_given || files_mode { positional.len() } else { positional.len().saturating_sub(1) };
+    paths > 0 || files_mode
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rg_has_path;
+
+    fn has(args: &[&str]) -> bool {
+        rg_has_path(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn ripgrep_path_detection() {
+        assert!(!has(&["foo"]));
+        assert!(!has(&["-n", "-i", "foo"]));
+        assert!(!has(&["-e", "foo"]));
+        assert!(!has(&["-A", "2", "foo"]));
+        assert!(has(&["foo", "src"]));
+        assert!(has(&["-e", "foo", "src"]));
+        assert!(has(&["--files"]));
+        assert!(has(&["foo", "-"]));
+        assert!(has(&["-g", "*.rs", "foo", "."]));
     }
 }

@@ -56,17 +56,13 @@ impl Sink {
             Sink::Null => Ok(()),
             Sink::Output { tx, stream } => {
                 for part in data.chunks(CHUNK) {
-                    tx.send((*stream, Bytes::copy_from_slice(part)))
-                        .await
-                        .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                    tx.send((*stream, Bytes::copy_from_slice(part))).await.map_err(broken)?;
                 }
                 Ok(())
             }
             Sink::Pipe(tx) => {
                 for part in data.chunks(CHUNK) {
-                    tx.send(Bytes::copy_from_slice(part))
-                        .await
-                        .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+                    tx.send(Bytes::copy_from_slice(part)).await.map_err(broken)?;
                 }
                 Ok(())
             }
@@ -85,8 +81,10 @@ impl Sink {
     }
 }
 
+/// `EPIPE` with its OS code, so wasmtime-wasi hands the guest `EPIPE` (and
+/// `yes | head -1` ends quietly) instead of a generic I/O error.
 fn broken<E>(_: E) -> io::Error {
-    io::Error::from(io::ErrorKind::BrokenPipe)
+    io::Error::from_raw_os_error(32)
 }
 
 fn write_file(f: &Mutex<std::fs::File>, data: &[u8]) -> io::Result<()> {

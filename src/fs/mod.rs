@@ -76,6 +76,62 @@ pub struct Workspace {
     /// Root-relative subtrees that `fs/*` calls and shell redirections may
     /// not change (`.git` by default, as Codex's own sandbox does).
     read_only: Arc<Vec<PathBuf>>,
+    /// Host directories guests see besides the workspace.
+    scratch: Option<Arc<Scratch>>,
+}
+
+/// What guests see outside the workspace: a read-only skeleton of the empty
+/// directories above the visible root (so tools that walk up to `/`, like
+/// `realpath` or `mv`, work) and a private writable `/tmp`. Both live in a
+/// fresh host directory of their own (mode 0700), removed with the
+/// workspace.
+#[derive(Debug)]
+pub struct Scratch {
+    base: PathBuf,
+    /// The capability on `/tmp`, for the shell's own redirections.
+    tmp_dir: Option<Dir>,
+}
+
+impl Scratch {
+    fn create(visible: &str) -> io::Result<Self> {
+        let base = std::env::temp_dir().join(format!("wasm-exec-server-{}", uuid::Uuid::new_v4().simple()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&base)?;
+        let mut scratch = Scratch { base, tmp_dir: None };
+        let skel = scratch.skeleton();
+        std::fs::create_dir_all(skel.join(visible.trim_start_matches('/')))?;
+        std::fs::create_dir_all(scratch.tmp())?;
+        // A workspace under /tmp: keep the path to it walkable in the
+        // private /tmp too.
+        if let Some(below_tmp) = visible.strip_prefix("/tmp/") {
+            std::fs::create_dir_all(scratch.tmp().join(below_tmp))?;
+        }
+        scratch.tmp_dir = Some(Dir::open_ambient_dir(scratch.tmp(), ambient_authority())?);
+        Ok(scratch)
+    }
+
+    /// Preopened read-only at `/`.
+    pub fn skeleton(&self) -> PathBuf {
+        self.base.join("skel")
+    }
+
+    /// Preopened read-write at `/tmp`.
+    pub fn tmp(&self) -> PathBuf {
+        self.base.join("tmp")
+    }
+
+    /// The capability on the private `/tmp`.
+    pub fn tmp_dir(&self) -> Option<&Dir> {
+        self.tmp_dir.as_ref()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
 }
 
 fn not_found() -> FsError {
@@ -108,7 +164,14 @@ impl Workspace {
                 format!("visible path `{visible}` must be absolute"),
             ));
         }
-        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default() })
+        let scratch = match Scratch::create(&visible) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "no /tmp or parent directories for guests");
+                None
+            }
+        };
+        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default(), scratch })
     }
 
     /// Marks root-relative subtrees read-only (for `fs/*` and redirections).
@@ -120,6 +183,11 @@ impl Workspace {
             .collect();
         self.read_only = Arc::new(cleaned);
         self
+    }
+
+    /// `/` skeleton and `/tmp` for guests, when they could be made.
+    pub fn scratch(&self) -> Option<&Scratch> {
+        self.scratch.as_deref()
     }
 
     /// The read-only subtrees, root-relative.

@@ -20,6 +20,7 @@ pub fn sandbox_base(home: &str, shell_path: &str) -> BTreeMap<String, String> {
         ("PATH", "/usr/local/bin:/usr/bin:/bin"),
         ("HOME", home),
         ("SHELL", shell_path),
+        ("TMPDIR", "/tmp"),
         ("LANG", "C.UTF-8"),
         ("USER", "sandbox"),
         ("LOGNAME", "sandbox"),

@@ -23,6 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::Instrument;
 
 /// Chunks retained per process at most (PROTOCOL.md §12).
 const MAX_RETAINED_CHUNKS: usize = 50_000;
@@ -143,12 +144,17 @@ impl Process {
         lock(&self.stdin).echo = if self.tty { Some(limit_note.clone()) } else { None };
         let this = self.clone();
         let guests = session.guests();
-        let handle = guests.spawn(async move {
-            // The session dropping `go` means the start failed to answer:
-            // run anyway, the client may still read the result.
-            let _ = go.await;
-            this.pump(session, runner, rx, limit_note, max_wall).await;
-        });
+        // One span per process, carrying its ids, around everything it does.
+        let span = tracing::info_span!("process", session_id = %session.id, process_id = %self.id);
+        let handle = guests.spawn(
+            async move {
+                // The session dropping `go` means the start failed to answer:
+                // run anyway, the client may still read the result.
+                let _ = go.await;
+                this.pump(session, runner, rx, limit_note, max_wall).await;
+            }
+            .instrument(span),
+        );
         *lock(&self.task) = Some(handle);
     }
 

@@ -58,14 +58,23 @@ fn special(path: &str) -> Option<Special> {
 
 /// Opens a workspace file. Errors carry bash's message.
 fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
-    let Some(rel) = sh.resolve(path) else {
-        return Err(format!("{path}: Permission denied"));
-    };
     let mut o = OpenOptions::new();
     match mode {
         Mode::Read => o.read(true),
         Mode::Write => o.write(true).create(true).truncate(true),
         Mode::Append => o.append(true).create(true),
+    };
+    let Some(rel) = sh.resolve(path) else {
+        // Outside the workspace only the sandbox's private /tmp exists.
+        let abs = crate::fs::path::normalize_absolute(&sh.absolute(path));
+        let tmp = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir());
+        if let (Some(below), Some(tmp)) = (abs.strip_prefix("/tmp/"), tmp) {
+            return match tmp.open_with(below, &o) {
+                Ok(f) => Ok(f.into_std()),
+                Err(e) => Err(format!("{path}: {}", describe(&e))),
+            };
+        }
+        return Err(format!("{path}: Permission denied"));
     };
     let ws = &sh.exec.workspace;
     if mode != Mode::Read && ws.check_writable(&rel).is_err() {

@@ -29,7 +29,9 @@ fn main() {
     report("read /etc/passwd", fs::read("/etc/passwd").is_ok());
     report("read ../../../../etc/passwd", fs::read("../../../../etc/passwd").is_ok());
     report("list /", fs::read_dir("/").map(|d| d.count() > 1).unwrap_or(false));
-    report("write /tmp/escaped", fs::write("/tmp/escaped", b"x").is_ok());
+    // `/tmp` is the sandbox's own private scratch; `/` is a read-only skeleton.
+    report("write /escaped", fs::write("/escaped", b"x").is_ok());
+    report("write /etc/escaped", fs::write("/etc/escaped", b"x").is_ok());
     report("write ../escaped", fs::write("../escaped", b"x").is_ok());
     // A symlink made by the guest that points out of the workspace.
     make_symlink("/etc", "escape-link");

@@ -1,0 +1,136 @@
+//! The bundled toolset through the server: realistic invocations of every
+//! tool, with piped stdin, files in subdirectories, and exit codes on errors.
+//!
+//! The toolset is built by `tools/build.sh` (`./dev test` does it and sets
+//! `WES_REQUIRE_TOOLS=1`, which turns a missing toolset into a failure
+//! instead of a skip).
+
+use crate::common::{TestServer, bundled_tools};
+use wasm_exec_server::client::Finished;
+
+/// A server with the toolset and a small repository, or `None` (skip).
+async fn server() -> Option<TestServer> {
+    if bundled_tools().is_none() {
+        assert!(
+            std::env::var_os("WES_REQUIRE_TOOLS").is_none(),
+            "WES_REQUIRE_TOOLS is set but the toolset is not built: run tools/build.sh"
+        );
+        eprintln!("skipped: the bundled toolset is not built (run tools/build.sh)");
+        return None;
+    }
+    let s = TestServer::start().await;
+    s.write("README.md", "# demo\nA small project.\n");
+    s.write("src/main.rs", "fn main() {\n    // TODO: greet\n    println!(\"hello\");\n}\n");
+    s.write("src/lib/util.rs", "pub fn add(a: i32, b: i32) -> i32 {\n    a + b // TODO overflow\n}\n");
+    s.write("data/config.json", "{\"name\": \"demo\", \"version\": 3, \"tags\": [\"a\", \"b\"]}\n");
+    s.write("data/words.txt", "pear\napple\nfig\napple\n");
+    s.write("data/old.txt", "one\ntwo\nthree\n");
+    s.write("data/new.txt", "one\n2\nthree\n");
+    s.write("scripts/sum.py", "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))\n");
+    Some(s)
+}
+
+async fn sh(s: &TestServer, line: &str) -> Finished {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("tool-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let c = s.client().await;
+    c.run(&id, &["/bin/bash", "-lc", line], &s.uri("")).await.expect("run")
+}
+
+/// Runs `line` and checks stdout and the exit status.
+async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
+    let f = sh(s, line).await;
+    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
+}
+
+#[tokio::test]
+async fn coreutils() {
+    let Some(s) = server().await else { return };
+    expect(&s, "cat data/words.txt | sort | uniq -c | sort -rn | head -1", "      2 apple\n", 0).await;
+    expect(&s, "wc -l src/main.rs src/lib/util.rs", "  4 src/main.rs\n  3 src/lib/util.rs\n  7 total\n", 0).await;
+    expect(&s, "ls src && ls src/lib", "lib\nmain.rs\nutil.rs\n", 0).await;
+    expect(&s, "head -n 2 README.md | tail -n 1 | tr a-z A-Z", "A SMALL PROJECT.\n", 0).await;
+    expect(&s, "mkdir -p out/x && cp data/words.txt out/x/ && mv out/x/words.txt out/w && cat out/w | wc -l", "4\n", 0).await;
+    expect(&s, "cut -d: -f1 <<< 'a:b:c'; basename src/lib/util.rs .rs; dirname src/lib/util.rs", "a\nutil\nsrc/lib\n", 0).await;
+    expect(&s, "seq 3 | paste -sd+; echo $((1+2))", "1+2+3\n3\n", 0).await;
+    let f = sh(&s, "cat no-such-file").await;
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stderr_str().contains("No such file or directory"), "{}", f.stderr_str());
+    expect(&s, "yes | head -n 2", "y\ny\n", 0).await;
+    let f = sh(&s, "yes | head -n 1").await;
+    assert!(!f.stderr_str().contains("I/O error"), "a closed pipe is EPIPE, quietly: {}", f.stderr_str());
+    expect(&s, "t=$(mktemp) && echo scratch > $t && cat $t && rm $t", "scratch\n", 0).await;
+}
+
+#[tokio::test]
+async fn grep() {
+    let Some(s) = server().await else { return };
+    expect(&s, "grep -rn TODO src | sort", "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n", 0).await;
+    expect(&s, "grep -rn --include='*.rs' -c TODO . | sort", "./src/lib/util.rs:1\n./src/main.rs:1\n", 0).await;
+    expect(&s, "cat data/words.txt | grep -E '^(fig|pear)$'", "pear\nfig\n", 0).await;
+    expect(&s, "egrep 'fig|pear' data/words.txt; fgrep -c 'a.p' data/words.txt", "pear\nfig\n0\n", 1).await;
+    expect(&s, "grep zebra data/words.txt", "", 1).await;
+    let f = sh(&s, "grep x missing.txt").await;
+    assert_eq!(f.exit_code, 2, "{}", f.stderr_str());
+}
+
+#[tokio::test]
+async fn ripgrep() {
+    let Some(s) = server().await else { return };
+    expect(&s, "rg -n TODO src | sort", "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n", 0).await;
+    expect(&s, "cat data/words.txt | rg -c apple", "2\n", 0).await;
+    expect(&s, "rg --files src | sort", "src/lib/util.rs\nsrc/main.rs\n", 0).await;
+    expect(&s, "rg zebra data", "", 1).await;
+}
+
+#[tokio::test]
+async fn sed() {
+    let Some(s) = server().await else { return };
+    expect(&s, "sed -n '2,3p' data/words.txt", "apple\nfig\n", 0).await;
+    expect(&s, "echo hello world | sed 's/world/there/'", "hello there\n", 0).await;
+    expect(&s, "sed -i 's/TODO/DONE/' src/main.rs && grep -c DONE src/main.rs", "1\n", 0).await;
+    let f = sh(&s, "sed -n p missing.txt").await;
+    assert_ne!(f.exit_code, 0);
+}
+
+#[tokio::test]
+async fn find() {
+    let Some(s) = server().await else { return };
+    expect(&s, "find src -name '*.rs' | sort", "src/lib/util.rs\nsrc/main.rs\n", 0).await;
+    expect(&s, "find data -type f -name '*.txt' | wc -l", "3\n", 0).await;
+    expect(&s, "find src -type f -exec wc -l {} \\; | sort", "3 src/lib/util.rs\n4 src/main.rs\n", 0).await;
+    let f = sh(&s, "find no-such-dir").await;
+    assert_eq!(f.exit_code, 1, "{}", f.stderr_str());
+}
+
+#[tokio::test]
+async fn diff_and_cmp() {
+    let Some(s) = server().await else { return };
+    let f = sh(&s, "diff -u data/old.txt data/new.txt").await;
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stdout_str().contains("-two\n+2\n"), "{}", f.stdout_str());
+    expect(&s, "diff data/old.txt data/old.txt && echo same", "same\n", 0).await;
+    expect(&s, "cmp -s data/old.txt data/new.txt; echo $?", "1\n", 0).await;
+    let f = sh(&s, "diff data/old.txt missing.txt").await;
+    assert_eq!(f.exit_code, 2);
+}
+
+#[tokio::test]
+async fn jq() {
+    let Some(s) = server().await else { return };
+    expect(&s, "jq -r .name data/config.json", "demo\n", 0).await;
+    expect(&s, "cat data/config.json | jq '.tags | length'", "2\n", 0).await;
+    expect(&s, "echo '{\"a\":{\"b\":[1,2,3]}}' | jq -c '.a.b | map(.*2)'", "[2,4,6]\n", 0).await;
+    let f = sh(&s, "echo 'not json' | jq .").await;
+    assert_ne!(f.exit_code, 0);
+}
+
+#[tokio::test]
+async fn python() {
+    let Some(s) = server().await else { return };
+    expect(&s, "python3 -c 'print(6 * 7)'", "42\n", 0).await;
+    expect(&s, "seq 4 | python3 scripts/sum.py", "10\n", 0).await;
+    expect(&s, "cd src && python -c 'import os; print(sorted(os.listdir(\".\")))'", "['lib', 'main.rs']\n", 0).await;
+    let f = sh(&s, "python3 -c 'raise SystemExit(3)'").await;
+    assert_eq!(f.exit_code, 3);
+}
