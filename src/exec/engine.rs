@@ -84,10 +84,49 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
-    /// The threads guests run on, apart from the threads that serve
-    /// connections: however many guests spin, the server stays responsive
-    /// (the OS shares the CPU between the two pools).
-    guests: Option<tokio::runtime::Runtime>,
+}
+
+/// Threads that guests run on, apart from the threads that serve
+/// connections. Each tenant gets its own pool, so the OS shares the CPU
+/// fairly between tenants however many guests one of them keeps busy, and a
+/// spinning guest never stalls the server's own I/O.
+pub struct GuestPool {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl GuestPool {
+    /// A pool with one worker per core (at least two).
+    pub fn new(name: &str) -> std::io::Result<Self> {
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(format!("guest-{name}"))
+            .enable_all()
+            .build()?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    /// No threads of its own: commands run on the caller's runtime.
+    pub fn current() -> Self {
+        Self { rt: None }
+    }
+
+    /// Where to spawn a command's task.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        match &self.rt {
+            Some(rt) => rt.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for GuestPool {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // May run inside another runtime: never block here.
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Runtime {
@@ -99,10 +138,6 @@ impl std::fmt::Debug for Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
-        if let Some(rt) = self.guests.take() {
-            // May run inside another runtime: never block here.
-            rt.shutdown_background();
-        }
     }
 }
 
@@ -144,22 +179,7 @@ impl Runtime {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
         }
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
-        let guests = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("wasm-guest")
-            .enable_all()
-            .build()
-            .map_err(|source| EngineError::Io { path: PathBuf::from("guest runtime"), source })?;
-        Ok(Self {
-            engine,
-            metrics: Arc::default(),
-            linker,
-            tools: BTreeMap::new(),
-            cache_dir,
-            ticker_stop,
-            guests: Some(guests),
-        })
+        Ok(Self { engine, metrics: Arc::default(), linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
     }
 
     /// Registers the embedded example guests.
@@ -282,14 +302,6 @@ impl Runtime {
 
     fn cache_result(&self, result: &str) {
         self.metrics.module_cache.get_or_create(&crate::metrics::CacheLabels { result: result.into() }).inc();
-    }
-
-    /// Where commands run: spawn each command's task here.
-    pub fn guests(&self) -> tokio::runtime::Handle {
-        match &self.guests {
-            Some(rt) => rt.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        }
     }
 
     /// The tool registered under `name`.

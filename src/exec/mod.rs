@@ -11,7 +11,7 @@ pub mod engine;
 pub mod guest;
 pub mod stdio;
 
-pub use engine::{EngineError, Runtime, Tool, ToolSource};
+pub use engine::{EngineError, GuestPool, Runtime, Tool, ToolSource};
 pub use guest::{GuestOutcome, GuestRequest};
 pub use stdio::{OutputChunk, PipeReader, Sink, Stdin, StreamKind, pipe};
 

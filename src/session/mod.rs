@@ -38,6 +38,8 @@ pub struct ServerContext {
     pub running_processes: std::sync::atomic::AtomicUsize,
     /// Request budget (token bucket), against `requests-per-second`.
     rate: Mutex<RateBucket>,
+    /// This tenant's own threads for its commands.
+    pub guests: crate::exec::GuestPool,
 }
 
 /// A token bucket: `rate` tokens a second, up to twice that in a burst.
@@ -66,6 +68,11 @@ impl ServerContext {
             open_connections: Default::default(),
             running_processes: Default::default(),
             rate: Mutex::new(RateBucket { tokens: burst, last: std::time::Instant::now() }),
+            guests: crate::exec::GuestPool::new("default").unwrap_or_else(|e| {
+                // Without a pool of its own, commands share the server's threads.
+                tracing::warn!(error = %e, "could not start a guest thread pool");
+                crate::exec::GuestPool::current()
+            }),
         }
     }
 

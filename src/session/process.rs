@@ -80,6 +80,9 @@ pub struct Process {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     retain_limit: usize,
     max_output: u64,
+    /// `process/closed` has been handed to the connection (or dropped while
+    /// detached): nothing more will come from this process.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,7 +119,13 @@ impl Process {
             task: Mutex::new(None),
             retain_limit,
             max_output,
+            finished: Default::default(),
         })
+    }
+
+    /// Whether the process's last notification has gone out.
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     pub fn is_running(&self) -> bool {
@@ -316,6 +325,7 @@ impl Process {
         };
         self.changed.notify_waiters();
         session.notify(method::PROCESS_CLOSED, ProcessClosedNotification { process_id: &self.id, seq }).await;
+        self.finished.store(true, Ordering::Release);
         session.process_finished();
     }
 

@@ -123,7 +123,7 @@ impl Session {
 
     /// The runtime commands run on.
     pub(super) fn guests(&self) -> tokio::runtime::Handle {
-        self.ctx.executor.runtime.guests()
+        self.ctx.guests.handle()
     }
 
     pub(super) fn tenant(&self) -> &str {
@@ -138,9 +138,10 @@ impl Session {
         lock(&self.processes).get(id).cloned()
     }
 
-    /// Processes still running (for graceful shutdown).
+    /// Processes that have not sent their last notification yet (for
+    /// graceful shutdown).
     pub fn running(&self) -> usize {
-        lock(&self.processes).values().filter(|p| p.is_running()).count()
+        lock(&self.processes).values().filter(|p| !p.is_finished()).count()
     }
 
     /// Asks every running process to stop.

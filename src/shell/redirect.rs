@@ -68,7 +68,14 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
         // Outside the workspace only the sandbox's private /tmp exists.
         let abs = crate::fs::path::normalize_absolute(&sh.absolute(path));
         let tmp = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir());
-        if let (Some(below), Some(tmp)) = (abs.strip_prefix("/tmp/"), tmp) {
+        // When the workspace itself lives under /tmp, the directories on
+        // the way to it are not scratch space.
+        let visible = sh.exec.workspace.visible_root();
+        let beside_workspace = visible
+            .strip_prefix("/tmp/")
+            .and_then(|r| r.split('/').next())
+            .is_some_and(|top| abs.strip_prefix("/tmp/").is_some_and(|b| b == top || b.starts_with(&format!("{top}/"))));
+        if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace) {
             return match tmp.open_with(below, &o) {
                 Ok(f) => Ok(f.into_std()),
                 Err(e) => Err(format!("{path}: {}", describe(&e))),

@@ -135,7 +135,7 @@ impl TestServer {
 
     pub async fn client(&self) -> Client {
         let mut c = Client::connect(&self.url).await.expect("connect + initialize");
-        c.timeout = std::time::Duration::from_secs(20);
+        c.timeout = std::time::Duration::from_secs(60);
         c
     }
 }
