@@ -1,0 +1,471 @@
+//! The measurements: running one command and timing it, then one function
+//! per section of the table (latency, commands/s, streaming, fs, memory,
+//! cold start).
+
+use crate::server::{Launch, descendants_pss_kib, modules_compiled, vm_rss_kib};
+use crate::table::{Better, Figure, Table, Unit};
+use crate::{FIXTURE_LINES, Kind, STREAM_BYTES, bash};
+use anyhow::{Context, Result, bail, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use wasm_exec_server::client::Client;
+
+/// Process ids must be unique within a session, also after a process ended.
+static NEXT_PROCESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One finished command, as the client saw it.
+pub struct Run {
+    /// `process/start` sent → `process/closed` received.
+    total: Duration,
+    /// `process/start` sent → first `process/output` received.
+    first_byte: Option<Duration>,
+    bytes: u64,
+    stdout: Vec<u8>,
+    exit_code: i64,
+}
+
+/// Decoded size of a padded base64 string, without decoding it.
+fn b64_len(s: &str) -> u64 {
+    let pad = s.bytes().rev().take_while(|&b| b == b'=').count();
+    (s.len() / 4 * 3 - pad) as u64
+}
+
+/// Runs one command and waits for `process/closed`. `keep` keeps stdout.
+/// `tag` names the process (a counter makes the id unique).
+/// `terminate` waits for the `process/terminate` the Codex client sends
+/// afterwards; otherwise it is sent without waiting (untimed either way).
+pub async fn run(c: &Client, tag: &str, argv: &[String], cwd: &str, keep: bool, terminate: bool) -> Result<Run> {
+    let id = &format!("{tag}-{}", NEXT_PROCESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    c.start(id, &argv, cwd, json!({})).await.with_context(|| format!("process/start {argv:?}"))?;
+    let mut r = Run { total: Duration::ZERO, first_byte: None, bytes: 0, stdout: vec![], exit_code: -1 };
+    loop {
+        let n = c.next_notification().await.with_context(|| format!("waiting for {argv:?}"))?;
+        let p = &n["params"];
+        if p["processId"].as_str() != Some(id) {
+            continue;
+        }
+        match n["method"].as_str() {
+            Some("process/output") => {
+                let chunk = p["chunk"].as_str().unwrap_or("");
+                r.first_byte.get_or_insert_with(|| t0.elapsed());
+                r.bytes += b64_len(chunk);
+                if keep && p["stream"] == "stdout" {
+                    r.stdout.extend(B64.decode(chunk)?);
+                }
+            }
+            Some("process/exited") => r.exit_code = p["exitCode"].as_i64().unwrap_or(-1),
+            Some("process/closed") => break,
+            _ => {}
+        }
+    }
+    r.total = t0.elapsed();
+    let params = json!({"processId": id});
+    if terminate {
+        c.request("process/terminate", params).await?;
+    } else {
+        // An id the client is not waiting for: the answer is dropped.
+        c.send_raw(json!({"id": 1i64 << 50, "method": "process/terminate", "params": params}).to_string()).await?;
+    }
+    Ok(r)
+}
+
+/// Runs `argv` once and checks its output and status.
+pub async fn check(c: &Client, argv: &[String], cwd: &str, expect: &str) -> Result<()> {
+    let r = run(c, "check", argv, cwd, true, true).await?;
+    let out = String::from_utf8_lossy(&r.stdout);
+    ensure!(
+        r.exit_code == 0 && out.trim() == expect.trim(),
+        "{argv:?} gave status {} and {out:?}, expected {expect:?}",
+        r.exit_code
+    );
+    Ok(())
+}
+
+/// One server under test: where it is and how to address its directory.
+pub struct Target {
+    pub kind: Kind,
+    pub url: String,
+    /// The directory commands run in, as a `file:` URI.
+    pub cwd: String,
+    /// The same directory on this machine, for the fixtures.
+    pub dir: std::path::PathBuf,
+}
+
+impl Target {
+    fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.cwd)
+    }
+}
+
+/// A connection with no message-size limits, for large `fs/*` payloads (the
+/// library client keeps tungstenite's 16 MiB frame limit).
+struct BigConn {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+#[derive(Deserialize)]
+struct ReadReply<'a> {
+    #[serde(borrow)]
+    result: Option<ReadResult<'a>>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ReadResult<'a> {
+    #[serde(rename = "dataBase64", borrow)]
+    data: &'a str,
+}
+
+impl BigConn {
+    async fn connect(url: &str) -> Result<Self> {
+        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let mut c = Self { ws };
+        c.call(Message::text(json!({"id": 1, "method": "initialize", "params": {"clientName": "bench"}}).to_string()))
+            .await?;
+        c.ws.send(Message::text(json!({"method": "initialized", "params": {}}).to_string())).await?;
+        Ok(c)
+    }
+
+    /// Sends a request and returns the next text frame (this connection runs
+    /// no processes, so that is the answer).
+    async fn call(&mut self, msg: Message) -> Result<String> {
+        self.ws.send(msg).await?;
+        while let Some(m) = self.ws.next().await {
+            if let Message::Text(t) = m? {
+                if t.contains("\"error\"") && t.len() < 4096 {
+                    bail!("server error: {t}");
+                }
+                return Ok(t.to_string());
+            }
+        }
+        bail!("connection closed")
+    }
+}
+
+/// Writes the fixtures: `f` for the pipeline, and the files `fs/readFile`
+/// reads. The server is on this machine (loopback only) and sees `dir` at
+/// the same path, so they are written directly: the reference server cannot
+/// receive a 50 MB `fs/writeFile` (see [`fs_throughput`]). Returns the
+/// pipeline's expected output.
+pub fn write_fixtures(dir: &std::path::Path) -> Result<String> {
+    let mut f = String::new();
+    for i in 0..FIXTURE_LINES {
+        f.push_str(&format!("line {i}{}\n", if i % 3 == 0 { " x" } else { "" }));
+    }
+    std::fs::write(dir.join("f"), f)?;
+    for (name, size) in [("r1m.bin", 1_000_000), ("r50m.bin", 50_000_000)] {
+        std::fs::write(dir.join(name), fixture_bytes(size))?;
+    }
+    Ok(FIXTURE_LINES.div_ceil(3).to_string())
+}
+
+pub fn fixture_bytes(size: usize) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8).collect()
+}
+
+/// Runs `argv` sequentially on one connection for the time budget.
+pub async fn sample(
+    c: &Client,
+    argv: &[String],
+    cwd: &str,
+    budget: Duration,
+    max: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    // Warm-up: the first run of a tool may page in its module.
+    for i in 0..3 {
+        run(c, &format!("w{i}"), argv, cwd, false, true).await?;
+    }
+    let (mut total, mut first) = (vec![], vec![]);
+    let t0 = Instant::now();
+    let mut i = 0;
+    while (t0.elapsed() < budget || total.len() < 10) && total.len() < max {
+        let r = run(c, &format!("s{i}"), argv, cwd, false, true).await?;
+        total.push(r.total);
+        first.extend(r.first_byte);
+        i += 1;
+    }
+    Ok((total, first))
+}
+
+pub async fn latency(
+    t: &Target,
+    table: &mut Table,
+    budget: Duration,
+    expect_pipeline: &str,
+    extra: &[String],
+) -> Result<()> {
+    let c = Client::connect(&t.url).await?;
+    let pipeline = bash("cat f | grep x | wc -l");
+    check(&c, &t.kind.echo_argv(), &t.cwd, "hi").await?;
+    check(&c, &bash("echo hi"), &t.cwd, "hi").await?;
+    check(&c, &pipeline, &t.cwd, expect_pipeline).await?;
+    let echo_name = "`echo hi` argv (ours `[\"echo\",\"hi\"]`, ref `[\"/bin/echo\",\"hi\"]`)";
+    let mut cases = vec![
+        (echo_name.to_owned(), "`echo hi` argv".to_owned(), t.kind.echo_argv()),
+        ("`bash -lc 'echo hi'`".to_owned(), "`bash -lc 'echo hi'`".to_owned(), bash("echo hi")),
+        ("`cat f | grep x | wc -l` (bash -lc)".to_owned(), "pipeline".to_owned(), pipeline),
+    ];
+    for line in extra {
+        let r = run(&c, "check", &bash(line), &t.cwd, false, true).await?;
+        ensure!(r.exit_code == 0, "`{line}` exited with {}", r.exit_code);
+        cases.push((format!("`{line}` (bash -lc)"), format!("`{line}`"), bash(line)));
+    }
+    let mut ttfb = vec![];
+    for (name, short, argv) in cases {
+        let (total, first) = sample(&c, &argv, &t.cwd, budget, 100_000).await?;
+        table.put(
+            t.kind,
+            &format!("1. start→closed, {name}: p50 / p90 / p99"),
+            Unit::Time,
+            Better::Lower,
+            Figure::from_samples(total),
+        );
+        ttfb.push((short, first));
+    }
+    for (short, first) in ttfb {
+        table.put(
+            t.kind,
+            &format!("2. start→first output byte, {short}: p50 / p90 / p99"),
+            Unit::Time,
+            Better::Lower,
+            Figure::from_samples(first),
+        );
+    }
+    Ok(())
+}
+
+/// Commands per second with `conns` connections each running one command
+/// after another for the budget.
+pub async fn commands_per_sec(t: &Target, conns: usize, argv: &[String], budget: Duration) -> Result<f64> {
+    let mut clients = vec![];
+    for chunk in (0..conns).collect::<Vec<_>>().chunks(16) {
+        let batch = futures::future::try_join_all(chunk.iter().map(|_| Client::connect(&t.url))).await?;
+        clients.extend(batch.into_iter().map(Arc::new));
+    }
+    for c in &clients {
+        run(c, "warm", argv, &t.cwd, false, true).await?;
+    }
+    let start = Instant::now();
+    let deadline = start + budget;
+    let tasks = clients.into_iter().map(|c| {
+        let (argv, cwd) = (argv.to_vec(), t.cwd.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                run(&c, &format!("t{n}"), &argv, &cwd, false, false).await?;
+                n += 1;
+            }
+            anyhow::Ok((n, start.elapsed()))
+        })
+    });
+    let mut total = 0;
+    let mut elapsed = Duration::ZERO;
+    for r in futures::future::join_all(tasks).await {
+        let (n, e) = r??;
+        total += n;
+        elapsed = elapsed.max(e);
+    }
+    Ok(total as f64 / elapsed.as_secs_f64())
+}
+
+pub async fn throughput(t: &Target, table: &mut Table, budget: Duration) -> Result<()> {
+    for (label, argv) in [("`echo hi` argv", t.kind.echo_argv()), ("`bash -lc 'echo hi'`", bash("echo hi"))] {
+        for conns in [1, 8, 64] {
+            let rate = commands_per_sec(t, conns, &argv, budget).await?;
+            let name = format!("3. commands/s, {label}, {conns} connection{}", if conns == 1 { "" } else { "s" });
+            table.put(t.kind, &name, Unit::PerSec, Better::Higher, Some(Figure::Value(rate)));
+        }
+    }
+    Ok(())
+}
+
+pub async fn streaming(t: &Target, table: &mut Table) -> Result<()> {
+    let c = Client::connect(&t.url).await?;
+    let argv = t.kind.stream_argv();
+    let mut rates = vec![];
+    for i in 0..3 {
+        let r = run(&c, &format!("flood{i}"), &argv, &t.cwd, false, true).await?;
+        ensure!(r.bytes == STREAM_BYTES, "{argv:?} streamed {} bytes, expected {STREAM_BYTES}", r.bytes);
+        rates.push(r.bytes as f64 / 1e6 / r.total.as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    let name = "4. output streaming, 100 MiB (ours `flood 1600`, ref `head -c 104857600 /dev/zero`), median of 3";
+    table.put(t.kind, name, Unit::MBps, Better::Higher, Some(Figure::Value(rates[1])));
+    Ok(())
+}
+
+pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> Result<()> {
+    let mut c = BigConn::connect(&t.url).await?;
+    for (label, size, src, dst) in
+        [("1 MB", 1_000_000usize, "r1m.bin", "w1m.bin"), ("50 MB", 50_000_000, "r50m.bin", "w50m.bin")]
+    {
+        let iters = if size > 10_000_000 { 3 } else { 200 };
+        // fs/readFile
+        let frame = Message::text(
+            json!({"id": 3, "method": "fs/readFile", "params": {"path": t.path(src), "sandbox": null}}).to_string(),
+        );
+        let expected = B64.encode(fixture_bytes(size));
+        let mut times = vec![];
+        let t0 = Instant::now();
+        while times.len() < iters && (t0.elapsed() < budget || times.len() < 3) {
+            let s = Instant::now();
+            let text = c.call(frame.clone()).await?;
+            let reply: ReadReply = serde_json::from_str(&text)?;
+            let took = s.elapsed();
+            ensure!(reply.error.is_none(), "fs/readFile {src}: {:?}", reply.error);
+            ensure!(reply.result.is_some_and(|r| r.data == expected), "fs/readFile {src} returned other bytes");
+            times.push(took);
+        }
+        table.put(
+            t.kind,
+            &format!("5. fs/readFile {label}"),
+            Unit::MBps,
+            Better::Higher,
+            Some(Figure::Value(mbps(size, times))),
+        );
+        // fs/writeFile
+        let frame = Message::text(json!({"id": 4, "method": "fs/writeFile", "params": {"path": t.path(dst), "dataBase64": expected, "sandbox": null}}).to_string());
+        let mut times = vec![];
+        let t0 = Instant::now();
+        let mut failed = None;
+        while times.len() < iters && (t0.elapsed() < budget || times.len() < 3) {
+            let s = Instant::now();
+            if let Err(e) = c.call(frame.clone()).await {
+                // The reference's WebSocket takes at most 16 MiB per frame:
+                // a 50 MB file (67 MB of base64) resets the connection.
+                failed = Some(format!("fails: {e}"));
+                c = BigConn::connect(&t.url).await?;
+                break;
+            }
+            times.push(s.elapsed());
+        }
+        let fig = match failed {
+            Some(why) => Figure::Failed(why),
+            None => Figure::Value(mbps(size, times)),
+        };
+        table.put(t.kind, &format!("5. fs/writeFile {label}"), Unit::MBps, Better::Higher, Some(fig));
+    }
+    Ok(())
+}
+
+/// MB/s at the median time.
+fn mbps(size: usize, mut times: Vec<Duration>) -> f64 {
+    times.sort();
+    size as f64 / 1e6 / times[times.len() / 2].as_secs_f64()
+}
+
+/// Memory per idle connection and per process blocked on stdin, from the
+/// server's VmRSS before and after opening `n` of each, on a fresh server.
+pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> Result<()> {
+    let kind = launch.kind;
+    let server = launch.start(Duration::from_secs(600)).await?;
+    {
+        let c = Client::connect(&server.url).await?;
+        run(&c, "warm", &kind.echo_argv(), cwd, false, true).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = vm_rss_kib(server.pid)?;
+    let mut idle = vec![];
+    for _ in 0..n.div_ceil(50) {
+        let k = 50.min(n - idle.len());
+        idle.extend(futures::future::try_join_all((0..k).map(|_| Client::connect(&server.url))).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = vm_rss_kib(server.pid)?;
+    let per_conn = (after as f64 - before as f64) / n as f64;
+    table.put(
+        kind,
+        &format!("6. memory per idle connection (server VmRSS delta / {n})"),
+        Unit::KiB,
+        Better::Lower,
+        Some(Figure::Value(per_conn)),
+    );
+    drop(idle);
+    drop(server);
+
+    // Processes blocked on stdin, spread over a few connections, on another
+    // fresh server (the allocator may still return what the idle phase used).
+    let server = launch.start(Duration::from_secs(600)).await?;
+    {
+        let c = Client::connect(&server.url).await?;
+        run(&c, "warm", &kind.echo_argv(), cwd, false, true).await?;
+    }
+    let per = 50;
+    let mut clients = vec![];
+    for _ in 0..n.div_ceil(per) {
+        clients.push(Client::connect(&server.url).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = vm_rss_kib(server.pid)?;
+    let children_before = descendants_pss_kib(server.pid);
+    let argv = kind.blocked_argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let starts = clients.iter().enumerate().map(|(ci, c)| {
+        let argv = argv.clone();
+        async move {
+            for i in 0..per.min(n - ci * per) {
+                c.start(&format!("b{i}"), &argv, cwd, json!({"pipeStdin": true})).await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(starts).await?;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = vm_rss_kib(server.pid)?;
+    let children = descendants_pss_kib(server.pid).saturating_sub(children_before);
+    let per_proc = (after as f64 - before as f64) / n as f64;
+    let name =
+        format!("6. memory per process blocked on stdin, server VmRSS delta / {n} (ours `line-echo`, ref `/bin/cat`)");
+    table.put(kind, &name, Unit::KiB, Better::Lower, Some(Figure::Value(per_proc)));
+    let name = format!("6. memory per process blocked on stdin, incl. child processes' PSS / {n}");
+    table.put(kind, &name, Unit::KiB, Better::Lower, Some(Figure::Value(per_proc + children as f64 / n as f64)));
+    drop(clients);
+    drop(server);
+    Ok(())
+}
+
+/// Server launch → first `bash -lc 'echo hi'` closed, on fresh servers.
+pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Table) -> Result<()> {
+    // One launch first, so the module cache and the page cache are warm.
+    drop(launch.start(Duration::from_secs(900)).await?);
+    let (mut first, mut listening) = (vec![], vec![]);
+    let mut compiled = 0;
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        let server = launch.start(Duration::from_secs(120)).await?;
+        listening.push(t0.elapsed());
+        let c = Client::connect(&server.url).await?;
+        let r = run(&c, "cold", &bash("echo hi"), cwd, true, true).await?;
+        first.push(t0.elapsed());
+        ensure!(r.stdout == b"hi\n", "cold-start command printed {:?}", String::from_utf8_lossy(&r.stdout));
+        if launch.kind == Kind::Ours {
+            compiled += modules_compiled(&server.url).await?;
+        }
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kind = launch.kind;
+    table.put(kind, "7. cold start: launch → URL printed", Unit::Time, Better::Lower, Figure::from_samples(listening));
+    table.put(
+        kind,
+        "7. cold start: launch → first `bash -lc 'echo hi'` closed",
+        Unit::Time,
+        Better::Lower,
+        Figure::from_samples(first),
+    );
+    if kind == Kind::Ours {
+        table.modules_compiled = Some(compiled);
+        table.notes.push(format!("Modules compiled at run time during the {runs} cold starts (`module_cache{{result=\"miss\"}}`): {compiled}."));
+    }
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Starting the servers under test and reading what they use: the URL they
+//! print, their resident memory, their children's, and our `/metrics`.
+
+use crate::{Kind, loopback_only, strings};
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+/// How to start a server of one kind.
+#[derive(Clone)]
+pub struct Launch {
+    pub kind: Kind,
+    pub program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Where the server's log goes (stderr); none: /dev/null.
+    log: Option<PathBuf>,
+}
+
+/// A server this program started; killed when dropped.
+pub struct Server {
+    child: tokio::process::Child,
+    pub pid: u32,
+    pub url: String,
+    _stdout: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Launch {
+    pub fn ours(program: &str, workspace: &Path, bundled: Option<&Path>, logs: Option<&Path>) -> Result<Self> {
+        let program = if program.is_empty() {
+            std::env::current_exe()?.with_file_name("wasm-exec-server")
+        } else {
+            PathBuf::from(program)
+        };
+        let mut args = strings(&["serve", "--listen", "ws://127.0.0.1:0", "--workspace"]);
+        args.push(workspace.display().to_string());
+        if let Some(b) = bundled {
+            args.extend(["--bundled".into(), b.display().to_string()]);
+        }
+        // Room for the memory figures; no request-rate cap on a benchmark.
+        args.extend(strings(&[
+            "--max-connections",
+            "2000",
+            "--max-processes",
+            "2000",
+            "--requests-per-second",
+            "100000000",
+        ]));
+        Ok(Self { kind: Kind::Ours, program, args, env: vec![], log: logs.map(|d| d.join("ours.log")) })
+    }
+
+    pub fn reference(program: &str, tmp: &Path, logs: Option<&Path>) -> Result<Self> {
+        let home = tmp.join("codex-home");
+        std::fs::create_dir_all(&home)?;
+        Ok(Self {
+            kind: Kind::Reference,
+            program: native_codex(program)?,
+            args: strings(&["exec-server", "--listen", "ws://127.0.0.1:0"]),
+            env: vec![("CODEX_HOME".into(), home.display().to_string())],
+            log: logs.map(|d| d.join("reference.log")),
+        })
+    }
+
+    /// Starts the server and waits for the URL it prints.
+    pub async fn start(&self, timeout: Duration) -> Result<Server> {
+        let log = match &self.log {
+            Some(path) => std::process::Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            None => std::process::Stdio::null(),
+        };
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.program.display()))?;
+        let pid = child.id().context("server exited at once")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(timeout, lines.next_line())
+            .await
+            .with_context(|| format!("{} printed no URL in {timeout:?}", self.program.display()))??
+            .with_context(|| format!("{} exited without a URL (see --server-logs)", self.program.display()))?;
+        let url = first.trim().to_owned();
+        loopback_only(&url)?;
+        let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server { child, pid, url, _stdout: drain })
+    }
+}
+
+/// The npm package's `codex` is a node launcher for a native binary; run the
+/// binary itself, so that cold start and memory are the server's own.
+pub fn native_codex(program: &str) -> Result<PathBuf> {
+    let path = if program.contains('/') {
+        PathBuf::from(program)
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+            .with_context(|| format!("{program} is not on PATH"))?
+    };
+    let real = std::fs::canonicalize(&path).with_context(|| format!("{}", path.display()))?;
+    if real.extension().is_none_or(|e| e != "js") {
+        return Ok(real);
+    }
+    // node_modules/@openai/codex/bin/codex.js → node_modules/@openai/codex-<platform>/vendor/<triple>/bin/codex
+    let scope = real.ancestors().nth(3).context("unexpected launcher layout")?;
+    for pkg in std::fs::read_dir(scope)?.flatten() {
+        let vendor = pkg.path().join("vendor");
+        let Ok(triples) = std::fs::read_dir(&vendor) else { continue };
+        for t in triples.flatten() {
+            let bin = t.path().join("bin").join("codex");
+            if bin.is_file() {
+                return Ok(bin);
+            }
+        }
+    }
+    bail!("no native codex binary next to {}", real.display())
+}
+
+/// Resident memory of a process, in KiB.
+pub fn vm_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// Proportional set size of every descendant of `pid`, in KiB (the native
+/// processes a reference server spawns).
+pub fn descendants_pss_kib(pid: u32) -> u64 {
+    let mut parent = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        // The field after the `(comm)` is the state, then the parent pid.
+        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        if let Some(pp) = ppid {
+            parent.entry(pp).or_default().push(p);
+        }
+    }
+    let mut total = 0;
+    let mut stack = parent.get(&pid).cloned().unwrap_or_default();
+    while let Some(p) = stack.pop() {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")) {
+            total += s
+                .lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        stack.extend(parent.get(&p).cloned().unwrap_or_default());
+    }
+    total
+}
+
+/// `module_cache{result="miss"}` from our `/metrics`: modules compiled since start.
+pub async fn modules_compiled(url: &str) -> Result<u64> {
+    let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.contains("module_cache") && l.contains("result=\"miss\"") && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
