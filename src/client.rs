@@ -106,7 +106,12 @@ impl Client {
                 .map_err(|_| ClientError::Protocol("token is not a valid header value".into()))?;
             req.headers_mut().insert("authorization", value);
         }
-        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        // No frame limit of our own (the server enforces its limits), and no
+        // Nagle delay on small requests.
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(None)
+            .max_frame_size(None);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let (ntx, nrx) = mpsc::unbounded_channel();

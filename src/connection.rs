@@ -125,6 +125,8 @@ pub async fn serve<S, K, E, F>(
         });
         let mut conn = Connection::new(ctx, out_tx.clone());
         let mut deferred: JoinSet<()> = JoinSet::new();
+        // Recorded once: each `record` appends the field to later log lines.
+        let mut span_has_session = false;
         tracing::info!("connection opened");
         if *shutdown.borrow() {
             return;
@@ -174,8 +176,11 @@ pub async fn serve<S, K, E, F>(
                     tracing::debug!(%method, "request");
                     match conn.request(&method, params).await {
                         Reply::Now(result, after) => {
-                            if let Some(sid) = conn.session_id() {
-                                tracing::Span::current().record("session_id", sid);
+                            if !span_has_session {
+                                if let Some(sid) = conn.session_id() {
+                                    tracing::Span::current().record("session_id", sid);
+                                    span_has_session = true;
+                                }
                             }
                             if out_tx.send(rpc::response_text(id, result)).await.is_err() {
                                 break;

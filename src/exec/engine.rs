@@ -148,6 +148,9 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Every exit unwinds as an error; a wasm backtrace for each costs time
+        // and our trap diagnostic prints only the trap itself.
+        config.wasm_backtrace_max_frames(None);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;

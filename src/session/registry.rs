@@ -33,6 +33,8 @@ pub struct Session {
     ctx: Arc<ServerContext>,
     attachment: Mutex<Attachment>,
     processes: Mutex<HashMap<String, Arc<Process>>>,
+    /// When closed processes were last pruned from the table.
+    last_prune: Mutex<std::time::Instant>,
 }
 
 /// Which connection a session's notifications go to.
@@ -54,6 +56,7 @@ impl Session {
             ctx: ctx.clone(),
             attachment: Mutex::new(Attachment { outbound: Some(outbound), ..Default::default() }),
             processes: Mutex::new(HashMap::new()),
+            last_prune: Mutex::new(std::time::Instant::now()),
         });
         lock(&ctx.sessions).insert(s.id.clone(), s.clone());
         s
@@ -187,7 +190,14 @@ impl Session {
         };
         let proc = {
             let mut table = lock(&self.processes);
-            table.retain(|_, pr| !pr.expired(EXITED_TTL));
+            // Forgetting expired entries scans the table: at most once a second.
+            {
+                let mut last = lock(&self.last_prune);
+                if last.elapsed() >= Duration::from_secs(1) {
+                    table.retain(|_, pr| !pr.expired(EXITED_TTL));
+                    *last = std::time::Instant::now();
+                }
+            }
             if table.contains_key(&p.process_id) {
                 return Err(RpcError::invalid_request(format!("process {} already exists", p.process_id)));
             }

@@ -1,4 +1,5 @@
-//! Writes the given number of MiB (default: endless) of `y\n` lines to stdout.
+//! Writes the given number of 64 KiB blocks (default: endless) of `y\n`
+//! lines to stdout (`flood 16` is 1 MiB).
 use std::io::Write;
 
 fn main() {
