@@ -26,7 +26,7 @@ async fn measure(url: &str, label: &str) -> (Duration, Duration) {
     let mut times = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES {
         let t = Instant::now();
-        let f = c.run(&format!("{label}-{i}"), &["/bin/bash", "-lc", "echo hi"], "file:///workspace").await.expect("run");
+        let f = c.run(&format!("{label}-{i}"), &["/bin/bash", "-lc", "echo-args hi"], "file:///workspace").await.expect("run");
         times.push(t.elapsed());
         assert_eq!(f.stdout, b"hi\n");
     }
@@ -78,7 +78,7 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (noisy_p50, noisy_p90) = measure(&url, "noisy").await;
 
-        println!("benign tenant: `bash -lc 'echo hi'`, {SAMPLES} sequential commands, start to closed");
+        println!("benign tenant: `bash -lc 'echo-args hi'` (a wasm instance), {SAMPLES} sequential commands, start to closed");
         println!("{:<44} {:>10} {:>10}", "", "p50", "p90");
         println!("{:<44} {:>10.3?} {:>10.3?}", "alone", quiet_p50, quiet_p90);
         println!(
