@@ -229,10 +229,70 @@ impl Runtime {
         paths.sort();
         for path in &paths {
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
-            let wasm = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
-            self.add_tool(name, &wasm, source(path))?;
+            let module = match self.cached_by_file(path) {
+                Some(m) => m,
+                None => {
+                    let wasm = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+                    let module = self.load_module(&wasm)?;
+                    self.remember_file(path, &wasm);
+                    module
+                }
+            };
+            let pre = self.linker.instantiate_pre(&module)?;
+            let tool = Tool { name: name.to_owned(), source: source(path), pre, args: Vec::new() };
+            self.tools.insert(name.to_owned(), Arc::new(tool));
         }
         Ok(paths.len())
+    }
+
+    /// The index entry for a wasm file: its path, size and mtime, so a start
+    /// need not read and hash 40 MB of tools to find their compiled modules.
+    fn file_index(&self, path: &Path) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        let meta = std::fs::metadata(path).ok()?;
+        let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+        let mut h = Sha256::new();
+        h.update(path.as_os_str().as_encoded_bytes());
+        h.update(meta.len().to_le_bytes());
+        h.update(mtime.to_le_bytes());
+        Some(dir.join("by-file").join(hex::encode(h.finalize())))
+    }
+
+    /// A module found through the file index (which names its `.cwasm`).
+    fn cached_by_file(&self, path: &Path) -> Option<Module> {
+        let index = self.file_index(path)?;
+        let cwasm = std::fs::read_to_string(&index).ok()?;
+        let cwasm = self.cache_dir.as_ref()?.join(cwasm.trim());
+        let key = cwasm.file_name()?.to_str()?;
+        // Only an entry for this engine (the name ends with its hash).
+        if !key.ends_with(&format!("-{:016x}.cwasm", self.compat_hash())) {
+            return None;
+        }
+        // SAFETY: as in `load_module`: written by this server for an engine
+        // with the same compatibility hash; wasmtime checks the header.
+        #[allow(unsafe_code)]
+        let module = unsafe { Module::deserialize_file(&self.engine, &cwasm) }.ok()?;
+        self.cache_result("hit");
+        Some(module)
+    }
+
+    fn remember_file(&self, path: &Path, wasm: &[u8]) {
+        let Some(index) = self.file_index(path) else { return };
+        if let Some(parent) = index.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::write(index, self.cache_key(wasm));
+    }
+
+    fn compat_hash(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        h.finish()
+    }
+
+    /// The cache file name of a module: its sha256 and the engine's hash.
+    fn cache_key(&self, wasm: &[u8]) -> String {
+        format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), self.compat_hash())
     }
 
     /// Compiles (or loads from the cache) and registers one tool.
@@ -270,10 +330,7 @@ impl Runtime {
         let Some(dir) = &self.cache_dir else {
             return Ok(Module::new(&self.engine, wasm)?);
         };
-        let mut h = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        let key = format!("{}-{:016x}.cwasm", hex::encode(Sha256::digest(wasm)), h.finish());
-        let path = dir.join(key);
+        let path = dir.join(self.cache_key(wasm));
         if path.exists() {
             // SAFETY: the file was written by `precompile_module` of an engine
             // with the same compatibility hash, into a cache directory only
