@@ -22,6 +22,9 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 /// every tick, and interruption (terminate, time limits) takes at most this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// Wasm instances that can exist at once (every tenant together).
+const POOL_SLOTS: u32 = 1024;
+
 /// Errors while setting up the engine or loading tools.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -151,6 +154,21 @@ impl Runtime {
         // Every exit unwinds as an error; a wasm backtrace for each costs time
         // and our trap diagnostic prints only the trap itself.
         config.wasm_backtrace_max_frames(None);
+        // Instances come from a pool of pre-reserved slots whose memory stays
+        // resident between commands (a command then costs no mmap/munmap and
+        // few page faults). The pool is sized far above the process limits.
+        if std::env::var_os("WES_NO_POOLING").is_none() {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_core_instances(POOL_SLOTS)
+                .total_memories(POOL_SLOTS)
+                .total_tables(POOL_SLOTS)
+                .total_stacks(POOL_SLOTS)
+                .max_memory_size(4 << 30)
+                .linear_memory_keep_resident(1 << 20)
+                .table_keep_resident(64 << 10)
+                .pagemap_scan(wasmtime::Enabled::Auto);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut GuestState| &mut s.wasi)?;

@@ -166,6 +166,8 @@ fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> Guest
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 GuestOutcome::Exited(exit.0)
+            } else if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                GuestOutcome::Trapped("the server is running as many wasm instances as it can; try again".into())
             } else if hit {
                 GuestOutcome::MemoryLimit(max_memory)
             } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
