@@ -77,7 +77,7 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ToolArgs {
     /// The bundled toolset (coreutils, grep, sed, …) built by `tools/build.sh`.
     /// Skipped with a warning when the directory does not exist.
@@ -320,11 +320,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let stdio = args.listen == "stdio";
     let addr = if stdio { None } else { Some(parse_listen(&args.listen)?) };
     let runtime = tokio::task::spawn_blocking({
-        let tools = ToolArgs {
-            bundled: args.tools.bundled.clone(),
-            tools: args.tools.tools.clone(),
-            cache_dir: args.tools.cache_dir.clone(),
-        };
+        let tools = args.tools.clone();
         move || load_runtime(&tools)
     })
     .await??;

@@ -6,7 +6,7 @@ mod builtins;
 mod common;
 mod tools;
 
-use common::{TestServer, snapshot_outside};
+use common::{TestServer, server_url, snapshot_outside, spawn_server};
 use futures::{SinkExt, StreamExt};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
@@ -132,23 +132,9 @@ async fn protocol_violations_close_the_connection() {
 #[tokio::test]
 async fn http_endpoints() {
     let s = TestServer::start().await;
-    let base = s.url.replace("ws://", "");
-    let get = |path: &'static str| {
-        let base = base.clone();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut sock = tokio::net::TcpStream::connect(&base).await.expect("tcp");
-            sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-                .await
-                .expect("write");
-            let mut out = String::new();
-            sock.read_to_string(&mut out).await.expect("read");
-            out
-        }
-    };
-    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
-    assert!(get("/").await.starts_with("HTTP/1.1 400"));
-    assert!(get("/elsewhere").await.starts_with("HTTP/1.1 404"));
+    assert!(http_get(&s.url, "/readyz").await.starts_with("HTTP/1.1 200"));
+    assert!(http_get(&s.url, "/").await.starts_with("HTTP/1.1 400"));
+    assert!(http_get(&s.url, "/elsewhere").await.starts_with("HTTP/1.1 404"));
     // Query strings on the upgrade path are ignored.
     let c = Client::connect(&format!("{}/?x=1", s.url)).await.expect("query string upgrade");
     drop(c);
@@ -826,23 +812,8 @@ async fn guest_escape_attempts_are_blocked() {
 #[tokio::test]
 async fn binary_prints_its_url_first_and_serves() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
-        .args(["serve", "--listen", "ws://127.0.0.1:0", "--workspace"])
-        .arg(dir.path())
-        .arg("--cache-dir")
-        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let url = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("url in time")
-        .expect("read")
-        .expect("a line");
+    let mut child = spawn_server(&["--listen", "ws://127.0.0.1:0"], dir.path(), &[]);
+    let url = server_url(&mut child, Duration::from_secs(60)).await;
     assert!(url.starts_with("ws://127.0.0.1:") && !url.ends_with(":0"), "{url}");
     let c = Client::connect(&url).await.expect("connect");
     let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
@@ -851,29 +822,12 @@ async fn binary_prints_its_url_first_and_serves() {
     child.kill().await.expect("kill");
 }
 
-/// Spawns the binary; returns the child and its workspace.
-fn spawn_server(args: &[&str], dir: &std::path::Path) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
-        .arg("serve")
-        .args(args)
-        .arg("--workspace")
-        .arg(dir)
-        .arg("--cache-dir")
-        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn server")
-}
-
 #[tokio::test]
 async fn stdio_transport_speaks_newline_delimited_json() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
-    let mut child = spawn_server(&["--listen", "stdio"], dir.path());
+    let mut child = spawn_server(&["--listen", "stdio"], dir.path(), &[]);
     let mut stdin = child.stdin.take().expect("stdin");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut next = async || -> Value {
@@ -899,12 +853,10 @@ async fn stdio_transport_speaks_newline_delimited_json() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_drains_then_stops_commands_and_exits_zero() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().expect("tempdir");
     let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
-    let mut child = spawn_server(&["--shutdown-grace", "300ms"], dir.path());
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(T, lines.next_line()).await.expect("url").expect("read").expect("line");
+    let mut child = spawn_server(&["--shutdown-grace", "300ms"], dir.path(), &[]);
+    let url = server_url(&mut child, T).await;
     let c = Client::connect(&url).await.expect("connect");
     // One command that finishes within the grace period, one that never does.
     c.start("spin", &["spin"], &cwd, json!({})).await.expect("start");

@@ -314,6 +314,7 @@ impl Drop for Connection {
     }
 }
 
+/// Locks, ignoring poisoning: the data behind these locks stays valid.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

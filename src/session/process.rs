@@ -7,7 +7,7 @@
 //! the `process/start` response is queued, so that response precedes the
 //! process's first notification.
 
-use super::Session;
+use super::{Session, lock};
 use crate::exec::{CommandStats, OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::{
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -83,10 +83,6 @@ pub struct Process {
     /// `process/closed` has been handed to the connection (or dropped while
     /// detached): nothing more will come from this process.
     finished: std::sync::atomic::AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn stream_name(kind: StreamKind) -> StreamName {
@@ -326,7 +322,6 @@ impl Process {
         self.changed.notify_waiters();
         session.notify(method::PROCESS_CLOSED, ProcessClosedNotification { process_id: &self.id, seq }).await;
         self.finished.store(true, Ordering::Release);
-        session.process_finished();
     }
 
     /// Asks a running process to stop; `true` if it was running.
@@ -429,8 +424,6 @@ impl Process {
 }
 
 fn send_stdin(tx: &mpsc::Sender<Bytes>, data: Bytes, max_buffer: usize) -> Result<WriteStatus, String> {
-    // Slots are sized so that `max_buffer` bytes in 8 KiB pieces fit.
-    let _ = max_buffer;
     match tx.try_send(data) {
         Ok(()) => Ok(WriteStatus::Accepted),
         Err(mpsc::error::TrySendError::Full(_)) => Err(format!(

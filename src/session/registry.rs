@@ -3,7 +3,7 @@
 //! the `process/*` methods live here because they act on the table.
 
 use super::process::{self, Process, Stop};
-use super::{AfterReply, Reply, ServerContext, env};
+use super::{AfterReply, Reply, ServerContext, env, lock};
 use crate::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
 use crate::protocol::*;
 use crate::rpc::{self, RpcError};
@@ -13,17 +13,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a closed process stays readable (and its id reserved).
 const EXITED_TTL: Duration = Duration::from_secs(80);
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// A session: the processes one client started, and where their
 /// notifications go. It outlives its connection for `detach_grace`, so a
@@ -121,8 +117,6 @@ impl Session {
             Err(e) => tracing::error!(error = %e, "could not serialize a notification"),
         }
     }
-
-    pub(super) fn process_finished(&self) {}
 
     /// The runtime commands run on.
     pub(super) fn guests(&self) -> tokio::runtime::Handle {

@@ -378,21 +378,9 @@ async fn guests_cannot_escape_or_see_the_servers_environment() {
     let root = dir.path().join("root");
     std::fs::create_dir(&root).expect("mkdir");
     std::fs::write(dir.path().join("secret"), "TOP SECRET").expect("secret");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
-        .args(["serve", "--workspace"])
-        .arg(&root)
-        .arg("--cache-dir")
-        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
-        .env("SERVER_SECRET", "hunter2")
-        .env("AWS_SECRET_ACCESS_KEY", "hunter3")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let url = tokio::time::timeout(PROMPT * 6, lines.next_line()).await.expect("url").expect("read").expect("line");
+    let secrets = [("SERVER_SECRET", "hunter2"), ("AWS_SECRET_ACCESS_KEY", "hunter3")];
+    let mut child = crate::common::spawn_server(&[], &root, &secrets);
+    let url = crate::common::server_url(&mut child, PROMPT * 6).await;
     let c = Client::connect(&url).await.expect("connect");
     let cwd = format!("file://{}", std::fs::canonicalize(&root).expect("canon").display());
     let policy = json!({"inherit": "all", "ignoreDefaultExcludes": true, "exclude": [], "set": {}, "includeOnly": []});

@@ -3,23 +3,9 @@
 //! toolset. The git fixtures are made with the host's `git` by the test
 //! itself; the server never runs a process.
 
-use crate::common::TestServer;
+use crate::common::{TestServer, expect, sh};
 use pretty_assertions::assert_eq;
 use std::path::Path;
-use wasm_exec_server::client::Finished;
-
-async fn sh(s: &TestServer, line: &str) -> Finished {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let id = format!("builtin-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let c = s.client().await;
-    c.run(&id, &["/bin/bash", "-lc", line], &s.uri("")).await.expect("run")
-}
-
-/// Runs `line` and compares stdout and the exit status.
-async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
-    let f = sh(s, line).await;
-    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
-}
 
 /// Runs `line` and checks the status and that stderr contains `needle`.
 async fn expect_err(s: &TestServer, line: &str, needle: &str, status: i32) {

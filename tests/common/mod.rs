@@ -140,6 +140,51 @@ impl TestServer {
     }
 }
 
+/// Starts the server binary on `dir` with extra `serve` arguments and
+/// environment, stdin and stdout piped, sharing the tests' module cache.
+pub fn spawn_server(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .arg("serve")
+        .args(args)
+        .arg("--workspace")
+        .arg(dir)
+        .arg("--cache-dir")
+        .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .envs(envs.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server")
+}
+
+/// The URL a spawned server prints as its first line, within `wait`.
+pub async fn server_url(child: &mut tokio::process::Child, wait: std::time::Duration) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    tokio::time::timeout(wait, lines.next_line())
+        .await
+        .expect("the URL in time")
+        .expect("read stdout")
+        .expect("a first line")
+}
+
+/// Runs `line` as `bash -lc` in the workspace root on a fresh connection.
+pub async fn sh(s: &TestServer, line: &str) -> Finished {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("sh-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let c = s.client().await;
+    c.run(&id, &["/bin/bash", "-lc", line], &s.uri("")).await.expect("run")
+}
+
+/// Runs `line` and checks stdout and the exit status.
+pub async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
+    let f = sh(s, line).await;
+    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
+}
+
 /// Everything under `dir` (outside the root), for "nothing outside changed".
 pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

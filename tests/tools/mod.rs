@@ -5,8 +5,7 @@
 //! `WES_REQUIRE_TOOLS=1`, which turns a missing toolset into a failure
 //! instead of a skip).
 
-use crate::common::{TestServer, bundled_tools};
-use wasm_exec_server::client::Finished;
+use crate::common::{TestServer, bundled_tools, expect, sh};
 
 /// A server with the toolset and a small repository, or `None` (skip).
 async fn server() -> Option<TestServer> {
@@ -28,19 +27,6 @@ async fn server() -> Option<TestServer> {
     s.write("data/new.txt", "one\n2\nthree\n");
     s.write("scripts/sum.py", "import sys\nprint(sum(int(x) for x in sys.stdin.read().split()))\n");
     Some(s)
-}
-
-async fn sh(s: &TestServer, line: &str) -> Finished {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let id = format!("tool-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let c = s.client().await;
-    c.run(&id, &["/bin/bash", "-lc", line], &s.uri("")).await.expect("run")
-}
-
-/// Runs `line` and checks stdout and the exit status.
-async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
-    let f = sh(s, line).await;
-    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
 }
 
 #[tokio::test]
