@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_processes: usize,
     /// Largest file `fs/readFile` returns and `fs/writeFile` accepts.
     pub max_file: u64,
+    /// Bytes the workspace root (with the guests' `/tmp`) may take; 0 is
+    /// no quota.
+    pub max_disk: u64,
     /// Bytes written with `process/write` that the command has not read yet.
     pub max_stdin_buffer: usize,
     /// CPU time per command (all its wasm instances together); past it the
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_output: 1 << 30,
             max_processes: 64,
             max_file: 64 << 20,
+            max_disk: 16 << 30,
             max_stdin_buffer: 1 << 20,
             detach_grace: Duration::from_secs(80),
             max_cpu: Duration::from_secs(30 * 60),

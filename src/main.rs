@@ -182,6 +182,11 @@ struct LimitArgs {
     /// Largest file `fs/readFile` returns and `fs/writeFile` accepts.
     #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
     max_file: u64,
+    /// Bytes the workspace (with the commands' private /tmp) may take, counted
+    /// from the files already there; writes past it fail with "Disk quota
+    /// exceeded". 0 turns the quota off.
+    #[arg(long, default_value = "16G", value_parser = parse_size, value_name = "SIZE")]
+    max_disk: u64,
     /// `process/write` bytes a command has not read yet before writes fail.
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "SIZE")]
     max_stdin_buffer: u64,
@@ -197,6 +202,7 @@ impl LimitArgs {
             max_output: self.max_output,
             max_processes: self.max_processes.max(1),
             max_file: self.max_file,
+            max_disk: self.max_disk,
             max_stdin_buffer: self.max_stdin_buffer as usize,
             max_cpu: self.max_cpu,
             max_connections: self.max_connections.max(1),
@@ -287,6 +293,7 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
             let workspace = Workspace::open(&t.root, t.visible.as_deref())
                 .with_context(|| format!("tenant `{}`: cannot open root {}", t.id, t.root.display()))?
                 .with_read_only(&read_only);
+            let workspace = if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
             let executor = Executor { runtime: runtime.clone(), workspace, limits };
             let ctx = Arc::new(ServerContext::new(executor).with_tenant(&t.id));
             tracing::info!(tenant = %t.id, root = %ctx.executor.workspace.visible_root(), "tenant loaded");
@@ -298,6 +305,7 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
     let workspace = Workspace::open(&spec.host, spec.visible.as_deref())
         .with_context(|| format!("--workspace: cannot open {}", spec.host.display()))?
         .with_read_only(&args.read_only);
+    let workspace = if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
     let ctx = Arc::new(ServerContext::new(Executor { runtime, workspace, limits }));
     if args.ws_auth == "none" {
         if args.ws_token_file.is_some() || args.ws_token_sha256.is_some() {

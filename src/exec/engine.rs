@@ -182,6 +182,8 @@ impl Runtime {
                 Err(wasmtime_wasi::I32Exit(status & 0xff).into())
             },
         )?;
+        // Read-only areas and the disk quota for the guests' own writes.
+        super::guard::add_to_linker(&mut linker)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let stop = ticker_stop.clone();

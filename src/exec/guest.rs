@@ -9,9 +9,10 @@
 //! (that is how terminate, interrupt and deadlines stop a spinning guest).
 
 use super::engine::{Runtime, Tool};
+use super::guard::{Area, FsGuard};
+use crate::fs::Workspace;
 use super::CommandStats;
 use super::stdio::{Sink, Stdin};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -22,6 +23,8 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 /// Per-store data of a running guest.
 pub struct GuestState {
     pub wasi: WasiP1Ctx,
+    /// Read-only areas and the disk quota for the guest's own writes.
+    pub guard: FsGuard,
     limiter: MemoryLimiter,
     /// Set when the epoch callback stopped the guest for its CPU budget.
     cpu_exhausted: bool,
@@ -60,13 +63,9 @@ pub struct GuestRequest {
     pub argv: Vec<String>,
     /// The complete environment; nothing of the server's own is added.
     pub env: Vec<(String, String)>,
-    /// The host directory of the workspace root, preopened for the guest.
-    pub host_root: PathBuf,
-    /// Where the guest sees the root (the client's path).
-    pub visible_root: String,
-    /// Host directories preopened read-only at `/` and read-write at `/tmp`.
-    pub skeleton: Option<PathBuf>,
-    pub tmp: Option<PathBuf>,
+    /// The workspace, preopened at its visible path, with its read-only
+    /// `/` skeleton and private `/tmp` beside it.
+    pub workspace: Workspace,
     pub stdin: Stdin,
     pub stdout: Sink,
     pub stderr: Sink,
@@ -125,8 +124,18 @@ impl<S: StdinStream> StdinStream for Terminal<S> {
 /// Output buffered by wasmtime-wasi's adapter before it applies backpressure.
 const STDOUT_BUDGET: usize = 64 * 1024;
 
+/// How a run ended, and what the write guard refused on the way.
+#[derive(Debug)]
+pub struct GuestRun {
+    pub outcome: GuestOutcome,
+    /// The first write refused in a read-only area (visible path).
+    pub read_only_denied: Option<String>,
+    /// A write was refused for the disk quota.
+    pub quota_denied: bool,
+}
+
 /// Runs `tool` to completion. Cancel by dropping the future.
-pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
+pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
     let max_memory = req.max_memory;
     let stats = super::current_stats();
     if let Some(s) = &stats {
@@ -134,7 +143,10 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
     }
     let mut store = match build_store(rt, req, stats.clone()) {
         Ok(s) => s,
-        Err(e) => return GuestOutcome::Trapped(format!("could not set up the sandbox: {e:#}")),
+        Err(e) => {
+            let outcome = GuestOutcome::Trapped(format!("could not set up the sandbox: {e:#}"));
+            return GuestRun { outcome, read_only_denied: None, quota_denied: false };
+        }
     };
     let result = async {
         let instance = tool.pre.instantiate_async(&mut store).await?;
@@ -157,7 +169,8 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestOutcome {
             GuestOutcome::Exited(_) => {}
         }
     }
-    outcome
+    let guard = &mut store.data_mut().guard;
+    GuestRun { outcome, read_only_denied: guard.read_only_denied.take(), quota_denied: guard.quota_denied }
 }
 
 fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> GuestOutcome {
@@ -190,17 +203,21 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     // `sleep` as `std::thread::sleep`, which would stall a runtime worker
     // and could not be interrupted. The preopen captures the flag when made.
     b.allow_blocking_current_thread(true);
-    b.preopened_dir(&req.host_root, &req.visible_root, FsPerms::ReadWrite)?;
+    let ws = &req.workspace;
+    let visible_root = ws.visible_root();
+    // The guard needs to know which descriptor is which preopen (fd 3 on).
+    let mut preopens = vec![Area::Workspace];
+    b.preopened_dir(ws.host_root(), visible_root, FsPerms::ReadWrite)?;
     // wasi-libc resolves a path through the preopen with the longest
     // matching prefix, so the workspace wins over the skeleton at `/`.
-    if req.visible_root != "/" {
-        if let Some(skel) = &req.skeleton {
-            b.preopened_dir(skel, "/", FsPerms::ReadOnly)?;
+    if let Some(scratch) = ws.scratch() {
+        if visible_root != "/" {
+            b.preopened_dir(scratch.skeleton(), "/", FsPerms::ReadOnly)?;
+            preopens.push(Area::Skeleton);
         }
-    }
-    if let Some(tmp) = &req.tmp {
-        if req.visible_root != "/tmp" {
-            b.preopened_dir(tmp, "/tmp", FsPerms::ReadWrite)?;
+        if visible_root != "/tmp" {
+            b.preopened_dir(scratch.tmp(), "/tmp", FsPerms::ReadWrite)?;
+            preopens.push(Area::Tmp);
         }
     }
     b.allow_blocking_current_thread(false);
@@ -208,7 +225,8 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
     b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });
     let wasi = b.build_p1();
-    let mut store = Store::new(&rt.engine, GuestState { wasi, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 }, cpu_exhausted: false });
+    let guard = FsGuard::new(req.workspace, &preopens);
+    let mut store = Store::new(&rt.engine, GuestState { wasi, guard, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 }, cpu_exhausted: false });
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     // Yield to the scheduler at every tick (so a spinning guest never holds a

@@ -8,6 +8,7 @@
 //! working directory and streams, and returns a status.
 
 pub mod engine;
+pub mod guard;
 pub mod guest;
 pub mod stdio;
 
@@ -139,10 +140,7 @@ impl Executor {
         let req = GuestRequest {
             argv,
             env,
-            host_root: self.workspace.host_root().to_path_buf(),
-            visible_root: self.workspace.visible_root().to_owned(),
-            skeleton: self.workspace.scratch().map(|s| s.skeleton()),
-            tmp: self.workspace.scratch().map(|s| s.tmp()),
+            workspace: self.workspace.clone(),
             stdin: spec.stdin,
             stdout: spec.stdout,
             stderr: spec.stderr,
@@ -150,7 +148,18 @@ impl Executor {
             max_memory: self.limits.max_memory,
             max_cpu_ticks: (self.limits.max_cpu.as_nanos() / engine::EPOCH_TICK.as_nanos()).max(1) as u64,
         };
-        match guest::run(&self.runtime, tool, req).await {
+        let run = guest::run(&self.runtime, tool, req).await;
+        if let Some(path) = &run.read_only_denied {
+            let msg = format!("{name}: {path}: this path is read-only for commands (a read-only area of the workspace)\n");
+            let _ = stderr.write_all(msg.as_bytes()).await;
+        }
+        if run.quota_denied {
+            if let Some(q) = self.workspace.quota() {
+                let e = crate::fs::QuotaExceeded { limit: q.limit(), used: q.used() };
+                let _ = stderr.write_all(format!("{name}: {e}\n").as_bytes()).await;
+            }
+        }
+        match run.outcome {
             GuestOutcome::Exited(code) => code,
             GuestOutcome::Trapped(msg) => {
                 let _ = stderr.write_all(format!("{name}: wasm trap: {msg}\n").as_bytes()).await;

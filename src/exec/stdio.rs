@@ -45,7 +45,23 @@ pub enum Sink {
     /// The write end of a pipe to another command.
     Pipe(mpsc::Sender<Bytes>),
     /// A file inside the workspace, opened through the capability.
-    File(Arc<Mutex<std::fs::File>>),
+    File(Arc<FileSink>),
+}
+
+/// A file a stream writes to (a shell redirection), counted against the
+/// workspace's disk quota as it grows.
+#[derive(Debug)]
+pub struct FileSink {
+    file: Mutex<std::fs::File>,
+    quota: Option<Arc<crate::fs::DiskQuota>>,
+}
+
+impl FileSink {
+    /// `file` must be opened to append or freshly truncated, so every byte
+    /// written grows it.
+    pub fn new(file: std::fs::File, quota: Option<Arc<crate::fs::DiskQuota>>) -> Self {
+        Self { file: Mutex::new(file), quota }
+    }
 }
 
 impl Sink {
@@ -87,8 +103,11 @@ fn broken<E>(_: E) -> io::Error {
     io::Error::from_raw_os_error(32)
 }
 
-fn write_file(f: &Mutex<std::fs::File>, data: &[u8]) -> io::Result<()> {
-    let mut file = f.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
+fn write_file(f: &FileSink, data: &[u8]) -> io::Result<()> {
+    if let Some(q) = &f.quota {
+        q.charge(data.len() as u64)?;
+    }
+    let mut file = f.file.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
     io::Write::write_all(&mut *file, data)
 }
 
@@ -97,7 +116,7 @@ pub enum SinkWriter {
     Null,
     Output(PollSender<OutputChunk>, StreamKind),
     Pipe(PollSender<Bytes>),
-    File(Arc<Mutex<std::fs::File>>),
+    File(Arc<FileSink>),
 }
 
 impl AsyncWrite for SinkWriter {

@@ -9,6 +9,7 @@
 //! session runs them on the blocking pool.
 
 pub mod path;
+pub mod quota;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub use path::{Mapped, PathMap, UriError, parse_file_uri, to_file_uri};
+pub use quota::{DiskQuota, QuotaExceeded};
 
 /// Errors of filesystem operations, mapped to wire codes in `rpc`.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,8 @@ pub struct Workspace {
     read_only: Arc<Vec<PathBuf>>,
     /// Host directories guests see besides the workspace.
     scratch: Option<Arc<Scratch>>,
+    /// The bytes the root and the guests' `/tmp` may take.
+    quota: Option<Arc<DiskQuota>>,
 }
 
 /// What guests see outside the workspace: a read-only skeleton of the empty
@@ -171,7 +175,7 @@ impl Workspace {
                 None
             }
         };
-        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default(), scratch })
+        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default(), scratch, quota: None })
     }
 
     /// Marks root-relative subtrees read-only (for `fs/*` and redirections).
@@ -183,6 +187,32 @@ impl Workspace {
             .collect();
         self.read_only = Arc::new(cleaned);
         self
+    }
+
+    /// Limits the bytes the workspace (with its `/tmp`) may take; usage is
+    /// counted from the files already there.
+    pub fn with_quota(mut self, limit: u64) -> Self {
+        self.quota = Some(DiskQuota::start(limit, &self.root));
+        self
+    }
+
+    /// The disk quota, when there is one.
+    pub fn quota(&self) -> Option<&Arc<DiskQuota>> {
+        self.quota.as_ref()
+    }
+
+    /// Checks that growing by `growth` bytes stays within the quota.
+    fn check_quota(&self, growth: u64) -> FsResult<()> {
+        match &self.quota {
+            Some(q) => q.check(growth).map_err(|e| FsError::Limit(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    fn account(&self, delta: i64) {
+        if let Some(q) = &self.quota {
+            q.add(delta);
+        }
     }
 
     /// `/` skeleton and `/tmp` for guests, when they could be made.
@@ -337,6 +367,12 @@ impl Workspace {
         let Some(name) = rel.file_name() else {
             return Err(io::Error::from_raw_os_error(21).into());
         };
+        let old_size = match self.root.symlink_metadata(&rel) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        };
+        let delta = data.len() as i64 - old_size as i64;
+        self.check_quota(delta.max(0) as u64)?;
         let parent = rel.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = parent.join(format!(
             ".{}.wes-tmp-{}",
@@ -358,6 +394,7 @@ impl Workspace {
             let _ = self.root.remove_file(&tmp);
             return Err(e.into());
         }
+        self.account(delta);
         Ok(())
     }
 
@@ -432,6 +469,15 @@ impl Workspace {
             Err(e) if e.kind() == io::ErrorKind::NotFound && force => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let freed = if self.quota.is_some() { quota::path_size(&self.root, &rel) } else { 0 };
+        let result = self.remove_entry(&rel, &meta, recursive);
+        // A recursive removal that failed half way freed an unknown part.
+        let left = if result.is_err() && freed > 0 { quota::path_size(&self.root, &rel) } else { 0 };
+        self.account(-((freed - left.min(freed)) as i64));
+        result
+    }
+
+    fn remove_entry(&self, rel: &Path, meta: &cap_std::fs::Metadata, recursive: bool) -> FsResult<()> {
         if meta.is_dir() {
             if recursive {
                 self.root.remove_dir_all(&rel)?;
@@ -451,6 +497,19 @@ impl Workspace {
         let src = self.for_read(src_uri)?;
         let dst = self.for_write(dst_uri)?;
         let meta = self.root.metadata(&src)?;
+        if self.quota.is_none() {
+            return self.copy_entry(&src, &dst, &meta, recursive);
+        }
+        // Checked against the whole source (a merge or an overwrite may need
+        // less); the usage is then corrected by what the destination grew.
+        let before = quota::path_size(&self.root, &dst);
+        self.check_quota(if meta.is_dir() { quota::tree_size(&self.root, &src, 0) } else { meta.len() })?;
+        let result = self.copy_entry(&src, &dst, &meta, recursive);
+        self.account(quota::path_size(&self.root, &dst) as i64 - before as i64);
+        result
+    }
+
+    fn copy_entry(&self, src: &Path, dst: &Path, meta: &cap_std::fs::Metadata, recursive: bool) -> FsResult<()> {
         if meta.is_dir() {
             if !recursive {
                 return Err(FsError::Invalid(

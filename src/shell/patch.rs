@@ -397,17 +397,44 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
 
 fn commit(sh: &Shell, steps: Vec<Step>) -> Result<(), String> {
     let dir = sh.exec.workspace.dir();
+    let quota = sh.exec.workspace.quota();
+    let size = |rel: &Path| dir.symlink_metadata(rel).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
+    if let Some(q) = quota {
+        // All or nothing: the whole patch is checked against the quota
+        // before anything is written (counting each file once, at its last
+        // state).
+        let mut last: std::collections::HashMap<&Path, u64> = Default::default();
+        for step in &steps {
+            match step {
+                Step::Write { rel, data } => last.insert(rel, data.len() as u64),
+                Step::Remove { rel } => last.insert(rel, 0),
+            };
+        }
+        let growth: i64 = last.iter().map(|(rel, new)| *new as i64 - size(rel) as i64).sum();
+        q.check(growth.max(0) as u64).map_err(|e| e.to_string())?;
+    }
     for step in steps {
+        let before = match &step {
+            Step::Write { rel, .. } | Step::Remove { rel } if quota.is_some() => size(rel),
+            _ => 0,
+        };
         match step {
             Step::Write { rel, data } => {
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
                     dir.create_dir_all(parent)
                         .map_err(|e| format!("Failed to create parent directories for {}: {e}", rel.display()))?;
                 }
+                let len = data.len() as i64;
                 dir.write(&rel, data).map_err(|e| format!("Failed to write file {}: {e}", rel.display()))?;
+                if let Some(q) = quota {
+                    q.add(len - before as i64);
+                }
             }
             Step::Remove { rel } => {
                 dir.remove_file(&rel).map_err(|e| format!("Failed to delete file {}: {e}", rel.display()))?;
+                if let Some(q) = quota {
+                    q.add(-(before as i64));
+                }
             }
         }
     }

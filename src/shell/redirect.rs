@@ -9,7 +9,8 @@ use super::state::{Shell, Unwind};
 use crate::exec::Sink;
 use brush_parser::ast::{IoFileRedirectKind as K, IoFileRedirectTarget as Target, IoRedirect};
 use cap_std::fs::OpenOptions;
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 /// How a file is opened for a redirection.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -76,10 +77,7 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
             .and_then(|r| r.split('/').next())
             .is_some_and(|top| abs.strip_prefix("/tmp/").is_some_and(|b| b == top || b.starts_with(&format!("{top}/"))));
         if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace) {
-            return match tmp.open_with(below, &o) {
-                Ok(f) => Ok(f.into_std()),
-                Err(e) => Err(format!("{path}: {}", describe(&e))),
-            };
+            return open_counted(sh, tmp, Path::new(below), &o, mode).map_err(|e| format!("{path}: {}", describe(&e)));
         }
         return Err(format!("{path}: Permission denied"));
     };
@@ -96,14 +94,23 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
             }
         }
     }
-    match ws.dir().open_with(&rel, &o) {
-        Ok(f) => Ok(f.into_std()),
-        Err(e) => Err(format!("{path}: {}", describe(&e))),
-    }
+    open_counted(sh, ws.dir(), &rel, &o, mode).map_err(|e| format!("{path}: {}", describe(&e)))
 }
 
-fn file_sink(f: std::fs::File) -> Sink {
-    Sink::File(Arc::new(Mutex::new(f)))
+/// Opens `rel` below `dir`; a truncation frees the file's old size from the
+/// disk quota.
+fn open_counted(sh: &Shell, dir: &cap_std::fs::Dir, rel: &Path, o: &OpenOptions, mode: Mode) -> std::io::Result<std::fs::File> {
+    let quota = sh.exec.workspace.quota().filter(|_| mode == Mode::Write);
+    let before = quota.and_then(|_| dir.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let file = dir.open_with(rel, o)?;
+    if let Some(q) = quota {
+        q.add(-(before as i64));
+    }
+    Ok(file.into_std())
+}
+
+fn file_sink(sh: &Shell, f: std::fs::File) -> Sink {
+    Sink::File(Arc::new(crate::exec::stdio::FileSink::new(f, sh.exec.workspace.quota().cloned())))
 }
 
 /// Applies redirections to a copy of `io`. `Ok(None)` means one failed
@@ -132,7 +139,7 @@ fn output_to(sh: &Shell, io: &mut Io, fd: i32, path: &str, mode: Mode) -> Result
         Some(Special::Null) => Sink::Null,
         Some(Special::Out(n)) => io.out_fd(n).unwrap_or(Sink::Null),
         Some(Special::Stdin) => Sink::Null,
-        None => file_sink(open(sh, path, mode)?),
+        None => file_sink(sh, open(sh, path, mode)?),
     };
     io.set_fd(fd, sink);
     Ok(())

@@ -58,6 +58,7 @@ pub struct LimitOverrides {
     pub max_processes: Option<usize>,
     pub max_connections: Option<usize>,
     pub max_file: Option<String>,
+    pub max_disk: Option<String>,
     pub max_stdin_buffer: Option<String>,
     pub requests_per_second: Option<u32>,
     pub detach_grace: Option<String>,
@@ -91,6 +92,9 @@ impl LimitOverrides {
         }
         if let Some(v) = size(&self.max_file)? {
             base.max_file = v;
+        }
+        if let Some(v) = size(&self.max_disk)? {
+            base.max_disk = v;
         }
         if let Some(v) = size(&self.max_stdin_buffer)? {
             base.max_stdin_buffer = v as usize;

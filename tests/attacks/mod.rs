@@ -243,6 +243,133 @@ async fn git_is_read_only_for_fs_calls_and_redirections() {
     assert_eq!(std::fs::read_to_string(s.root().join(".git/config")).expect("on disk"), "[core]\n");
 }
 
+/// Every file below `rel` in the workspace with its contents.
+fn tree(s: &TestServer, rel: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                out.push((p.clone(), b"<dir>".to_vec()));
+                walk(&p, out);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&s.root().join(rel), &mut out);
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn guests_cannot_change_read_only_areas() {
+    let s = TestServer::start().await;
+    s.write(".git/config", "[core]\n");
+    s.write(".git/objects/ab/cdef", "blob");
+    s.write("data.txt", "data\n");
+    s.write("sub/keep", "");
+    std::os::unix::fs::symlink(".git", s.root().join("planted")).expect("symlink");
+    let before = tree(&s, ".git");
+    let c = s.client().await;
+    // Each is a separate attempt on `.git`, by every WASI call that changes
+    // the filesystem, by every path spelling, and through symlinks planted
+    // on disk or made by the guest itself.
+    let attacks = [
+        "write:.git/config:5",
+        "append:.git/config:5",
+        "truncate:.git/config:0",
+        "write:.git/new:5",
+        "write:.git/objects/ab/new:5",
+        "mkdir:.git/hooks",
+        "rm:.git/config",
+        "rmdir:.git/objects/ab",
+        "rmtree:.git/objects",
+        "rmtree:.git",
+        "mv:.git/config:stolen",
+        "mv:data.txt:.git/config",
+        "mv:.git:moved",
+        "link:.git/config:hard",
+        "link:data.txt:.git/hard",
+        "symlink:x:.git/link",
+        "write:planted/config:5",
+        "write:./.git/config:5",
+        "write:sub/../.git/config:5",
+        "write:.git/./objects/../config:5",
+    ];
+    let f = c.run("ro", &[&["fs-ops"][..], &attacks[..]].concat(), &s.uri("")).await.expect("run");
+    let out = f.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), attacks.len(), "{}", f.stdout_str());
+    for (line, attack) in lines.iter().zip(attacks) {
+        assert!(line.starts_with(&format!("err {attack}: Permission denied")), "not refused: {line}");
+    }
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stderr_str().contains("is read-only for commands"), "{}", f.stderr_str());
+    // Symlinks made by the guest, then used: refused too.
+    let made = ["symlink:.git:g2", "write:g2/config:5", "symlink:.:dot", "write:dot/.git/config:5", "rm:g2/config"];
+    let f = c.run("ro2", &[&["fs-ops"][..], &made[..]].concat(), &s.uri("")).await.expect("run");
+    let out = f.stdout_str();
+    assert!(out.starts_with("ok symlink:.git:g2\nerr write:g2/config:5: Permission denied"), "{out}");
+    assert!(out.contains("ok symlink:.:dot\nerr write:dot/.git/config:5: Permission denied"), "{out}");
+    assert!(out.contains("err rm:g2/config: Permission denied"), "{out}");
+    // From a working directory inside `.git`, relative paths are caught.
+    let f = c.run("ro3", &["fs-ops", "write:config:5", "mkdir:x"], &s.uri(".git/objects")).await.expect("run");
+    assert_eq!(f.stdout_str().matches("Permission denied").count(), 2, "{}", f.stdout_str());
+    assert_eq!(tree(&s, ".git"), before, "a guest changed .git");
+    // Everywhere else, the same operations work.
+    let fine = ["write:a:5", "append:a:5", "truncate:a:1", "mkdir:d", "mv:a:d/b", "link:d/b:c", "rm:c", "rmtree:d", "symlink:data.txt:l"];
+    let f = c.run("rw", &[&["fs-ops"][..], &fine[..]].concat(), &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
+    assert_eq!(f.stdout_str().matches("ok ").count(), fine.len());
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn disk_quota_counts_every_writer() {
+    const QUOTA: u64 = 100_000;
+    let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
+    let c = s.client().await;
+    let on_disk = |s: &TestServer| -> u64 { tree(s, "").iter().filter(|(_, d)| d != b"<dir>").map(|(_, d)| d.len() as u64).sum() };
+    // fs/writeFile counts.
+    c.write_file(&s.uri("a"), &[b'a'; 30_000]).await.expect("fits");
+    // A guest's writes count: 30 000 + 50 000 fits, 30 000 more does not.
+    let f = c.run("b", &["fs-ops", "write:b:50000"], &s.uri("")).await.expect("run");
+    assert_eq!(f.stdout_str(), "ok write:b:50000\n");
+    let f = c.run("c", &["fs-ops", "write:c:30000"], &s.uri("")).await.expect("run");
+    assert!(f.stdout_str().starts_with("err write:c:30000: Quota exceeded"), "{}", f.stdout_str());
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stderr_str().contains("disk quota exceeded: the workspace uses") && f.stderr_str().contains("(max-disk)"), "{}", f.stderr_str());
+    // Over by at most the one write that crossed the line.
+    assert!(on_disk(&s) <= QUOTA + 4096, "{} bytes on disk", on_disk(&s));
+    // fs/writeFile, redirections, /tmp and apply_patch are held to it too.
+    let e = c.write_file(&s.uri("d"), &[b'd'; 30_000]).await.expect_err("over quota");
+    assert!(e.to_string().contains("(max-disk)"), "{e}");
+    let f = c.run("r", &[BASH, "-lc", "flood 1 > e; echo status=$?"], &s.uri("")).await.expect("run");
+    assert!(!f.stdout_str().contains("status=0"), "{} {}", f.stdout_str(), f.stderr_str());
+    assert!(std::fs::metadata(s.root().join("e")).expect("e").len() < 64 * 1024);
+    let f = c.run("t", &["fs-ops", "write:/tmp/big:50000"], &s.uri("")).await.expect("run");
+    assert!(f.stdout_str().contains("Quota exceeded"), "{}", f.stdout_str());
+    let patch = format!("*** Begin Patch\n*** Add File: p.txt\n{}*** End Patch\n", "+0123456789\n".repeat(3000));
+    let f = c.run("p", &[BASH, "-lc", &format!("apply_patch <<'EOF'\n{patch}EOF")], &s.uri("")).await.expect("run");
+    assert_ne!(f.exit_code, 0);
+    assert!(f.stderr_str().contains("max-disk"), "{}", f.stderr_str());
+    assert!(!s.root().join("p.txt").exists(), "a patch over the quota must write nothing");
+    // Freeing space (by a guest, by fs/remove, by truncation) makes room.
+    let f = c.run("free", &["fs-ops", "rm:b", "rm:e", "write:c:30000", "truncate:c:10"], &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
+    c.request("fs/remove", json!({"path": s.uri("a")})).await.expect("remove");
+    c.write_file(&s.uri("d"), &[b'd'; 60_000]).await.expect("room again");
+    let f = c.run("again", &["fs-ops", "write:c:30000"], &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
+    let f = c.run("full", &["fs-ops", "append:c:20000"], &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 1, "{}", f.stdout_str());
+    assert!(on_disk(&s) <= QUOTA + 4096, "{} bytes on disk", on_disk(&s));
+    benign_echo_is_prompt(&s).await;
+}
+
 // ------------------------------------------------------------------ path escapes
 
 #[tokio::test]

@@ -39,6 +39,11 @@ pub fn bundled_tools() -> Option<PathBuf> {
     dir.join("aliases.txt").exists().then_some(dir)
 }
 
+/// The disk quota of `limits`, as `serve` sets it up.
+fn with_quota(ws: Workspace, limits: &Limits) -> Workspace {
+    if limits.max_disk > 0 { ws.with_quota(limits.max_disk) } else { ws }
+}
+
 /// A running server and its workspace.
 pub struct TestServer {
     pub url: String,
@@ -68,7 +73,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
-        let workspace = Workspace::open(&root, visible).expect("workspace").with_read_only(&[".git".into()]);
+        let workspace = with_quota(Workspace::open(&root, visible).expect("workspace").with_read_only(&[".git".into()]), &limits);
         let visible = workspace.visible_root().to_owned();
         let executor = Executor { runtime: runtime(), workspace, limits };
         let ctx = Arc::new(ServerContext::new(executor));
@@ -83,7 +88,10 @@ impl TestServer {
         for (i, (id, token, limits)) in tenants.iter().enumerate() {
             let root = if i == 0 { dir.path().join("root") } else { dir.path().join(id) };
             std::fs::create_dir(&root).expect("mkdir tenant root");
-            let workspace = Workspace::open(&root, Some("/workspace")).expect("workspace").with_read_only(&[".git".into()]);
+            let workspace = with_quota(
+                Workspace::open(&root, Some("/workspace")).expect("workspace").with_read_only(&[".git".into()]),
+                limits,
+            );
             let executor = Executor { runtime: runtime(), workspace, limits: limits.clone() };
             let ctx = Arc::new(ServerContext::new(executor).with_tenant(id));
             let digest = wasm_exec_server::tenant::digest_of_token(token).expect("token");

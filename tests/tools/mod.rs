@@ -120,3 +120,27 @@ async fn python() {
     let f = sh(&s, "python3 -c 'raise SystemExit(3)'").await;
     assert_eq!(f.exit_code, 3);
 }
+
+#[tokio::test]
+async fn tools_cannot_change_git() {
+    let Some(s) = server().await else { return };
+    s.write(".git/config", "[core]\n");
+    s.write(".git/HEAD", "ref: refs/heads/main\n");
+    for line in [
+        "sed -i s/core/pwned/ .git/config",
+        "cp README.md .git/x",
+        "touch .git/new",
+        "rm -rf .git",
+        "mv .git/HEAD .git/HEAD2",
+        "mkdir .git/hooks",
+        "cd .git && python3 -c \"open('config','w').write('pwned')\"",
+    ] {
+        let f = sh(&s, line).await;
+        assert_ne!(f.exit_code, 0, "{line} succeeded");
+        assert!(f.stderr_str().contains("read-only for commands"), "{line}: {}", f.stderr_str());
+    }
+    assert_eq!(std::fs::read_to_string(s.root().join(".git/config")).expect("config"), "[core]\n");
+    assert_eq!(std::fs::read_dir(s.root().join(".git")).expect("ls").count(), 2, "nothing added or removed");
+    // The same tools still write everywhere else.
+    expect(&s, "sed -i s/demo/DEMO/ README.md && head -1 README.md", "# DEMO\n", 0).await;
+}

@@ -1,0 +1,457 @@
+//! The write guard: a thin layer over wasmtime-wasi's WASI preview 1 calls
+//! that change the filesystem, enforcing what cap-std alone cannot: the
+//! workspace's read-only areas (`.git` by default) and its disk quota.
+//!
+//! cap-std already confines every path to a preopen; this layer only says
+//! no to writes that are inside the root but not allowed. Each guarded call
+//! (`path_open` with write intent, `fd_write`, `path_unlink_file`,
+//! `path_rename`, …) is defined again on the linker, shadowing the
+//! wasmtime-wasi import: it checks, then calls wasmtime-wasi's own
+//! implementation with the same arguments, then accounts for what changed.
+//!
+//! To know where a directory descriptor points, the guard follows every
+//! descriptor the guest opens (`path_open`, `fd_renumber`, `fd_close`) as a
+//! root-relative path. A refused write returns `EACCES` (read-only area) or
+//! `EDQUOT` (quota) to the guest, and the command's stderr names the limit.
+//!
+//! The read-only check resolves symlinks in the path through cap-std, as
+//! `fs/*` does. Like any check-then-use on paths, it can be raced by another
+//! command of the same tenant swapping a symlink in between; that can only
+//! move a write to another place inside the same root, never outside it.
+
+use super::guest::GuestState;
+use crate::fs::Workspace;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
+use wiggle::GuestMemory;
+
+/// WASI errno values (witx `errno`).
+const ERRNO_SUCCESS: i32 = 0;
+const ERRNO_ACCES: i32 = 2;
+const ERRNO_BADF: i32 = 8;
+const ERRNO_DQUOT: i32 = 19;
+
+/// `oflags`.
+const O_CREAT: i32 = 1;
+const O_TRUNC: i32 = 8;
+/// `rights` that let a descriptor change a file's contents or size.
+const RIGHTS_WRITE: i64 = (1 << 6) | (1 << 8) | (1 << 22);
+/// `fdflags::append`.
+const FDFLAGS_APPEND: i32 = 1;
+
+/// Where a descriptor lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// The workspace root: read-only areas and the quota apply.
+    Workspace,
+    /// The private `/tmp`: the quota applies.
+    Tmp,
+    /// The read-only skeleton at `/`: wasmtime-wasi refuses writes itself.
+    Skeleton,
+}
+
+#[derive(Debug)]
+struct Open {
+    area: Area,
+    /// Path relative to the area's root, as the guest named it.
+    rel: PathBuf,
+    /// The file's size as last seen, for files opened to write (quota).
+    size: Option<u64>,
+}
+
+/// Per-instance state of the guard.
+pub struct FsGuard {
+    workspace: Workspace,
+    fds: HashMap<u32, Open>,
+    /// The first write refused in a read-only area (its visible path).
+    pub read_only_denied: Option<String>,
+    /// A write was refused for the quota.
+    pub quota_denied: bool,
+}
+
+impl FsGuard {
+    /// A guard for an instance whose preopens are `preopens`, in order from
+    /// fd 3 (as `WasiCtxBuilder::preopened_dir` numbers them).
+    pub fn new(workspace: Workspace, preopens: &[Area]) -> Self {
+        let fds = preopens
+            .iter()
+            .enumerate()
+            .map(|(i, &area)| (3 + i as u32, Open { area, rel: PathBuf::from("."), size: None }))
+            .collect();
+        Self { workspace, fds, read_only_denied: None, quota_denied: false }
+    }
+
+    fn quota_applies(&self, area: Area) -> bool {
+        self.workspace.quota().is_some() && matches!(area, Area::Workspace | Area::Tmp)
+    }
+
+    /// The area and relative path `path` names from descriptor `fd`.
+    /// `Err(EBADF)` for a descriptor the guard does not know (every
+    /// directory descriptor a guest can have is known, so this denies by
+    /// default); `Ok(None)` for a path wasmtime-wasi will refuse anyway
+    /// (absolute, not UTF-8).
+    fn target(&self, fd: i32, path: Option<String>) -> Result<Option<(Area, PathBuf)>, i32> {
+        let open = self.fds.get(&(fd as u32)).ok_or(ERRNO_BADF)?;
+        Ok(path.filter(|p| !p.starts_with('/')).map(|p| (open.area, open.rel.join(p))))
+    }
+
+    /// [`target`](Self::target), then refuses a change there if it is in a
+    /// read-only area.
+    fn writable_target(&mut self, fd: i32, path: Option<String>) -> Result<Option<(Area, PathBuf)>, i32> {
+        let target = self.target(fd, path)?;
+        if let Some((area, rel)) = &target {
+            self.check_writable(*area, rel)?;
+        }
+        Ok(target)
+    }
+
+    /// `EACCES` if `rel` is in a read-only area of the workspace.
+    fn check_writable(&mut self, area: Area, rel: &Path) -> Result<(), i32> {
+        if area != Area::Workspace || self.workspace.read_only().is_empty() {
+            return Ok(());
+        }
+        if self.workspace.check_writable(rel).is_err() {
+            if self.read_only_denied.is_none() {
+                let shown = crate::fs::path::normalize_absolute(&format!(
+                    "{}/{}",
+                    self.workspace.visible_root().trim_end_matches('/'),
+                    rel.display()
+                ));
+                self.read_only_denied = Some(shown);
+            }
+            return Err(ERRNO_ACCES);
+        }
+        Ok(())
+    }
+
+    /// The capability on an area's root, for sizes.
+    fn dir(&self, area: Area) -> Option<&cap_std::fs::Dir> {
+        match area {
+            Area::Workspace => Some(self.workspace.dir()),
+            Area::Tmp => self.workspace.scratch().and_then(|s| s.tmp_dir()),
+            Area::Skeleton => None,
+        }
+    }
+
+    /// The size of a regular file that is this path's only link (what
+    /// removing or replacing it frees).
+    fn sole_file_size(&self, area: Area, rel: &Path) -> u64 {
+        let Some(dir) = self.dir(area) else { return 0 };
+        match dir.symlink_metadata(rel) {
+            #[cfg(unix)]
+            Ok(m) if m.is_file() && cap_std::fs::MetadataExt::nlink(&m) <= 1 => m.len(),
+            #[cfg(not(unix))]
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        }
+    }
+
+    fn file_size(&self, area: Area, rel: &Path) -> u64 {
+        self.dir(area).and_then(|d| d.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len())
+    }
+
+    fn quota_check(&mut self, growth: u64) -> Result<(), i32> {
+        if let Some(q) = self.workspace.quota() {
+            if q.check(growth).is_err() {
+                self.quota_denied = true;
+                return Err(ERRNO_DQUOT);
+            }
+        }
+        Ok(())
+    }
+
+    fn quota_add(&self, delta: i64) {
+        if let Some(q) = self.workspace.quota() {
+            q.add(delta);
+        }
+    }
+}
+
+/// The guest's memory and its store data, as wiggle's own glue gets them.
+fn split<'a>(caller: &'a mut Caller<'_, GuestState>) -> wasmtime::Result<(GuestMemory<'a>, &'a mut GuestState)> {
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => {
+            let (mem, state) = m.data_and_store_mut(caller);
+            state.wasi.set_hostcall_fuel(fuel);
+            Ok((GuestMemory::Unshared(mem), state))
+        }
+        _ => wasmtime::bail!("missing required memory export"),
+    }
+}
+
+/// A guest string, if it is in bounds and UTF-8.
+fn read_str(mem: &GuestMemory<'_>, ptr: i32, len: i32) -> Option<String> {
+    let GuestMemory::Unshared(bytes) = mem else { return None };
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    let slice = bytes.get(start..start.checked_add(len)?)?;
+    std::str::from_utf8(slice).ok().map(str::to_owned)
+}
+
+fn read_u32(mem: &GuestMemory<'_>, ptr: i32) -> Option<u32> {
+    let GuestMemory::Unshared(bytes) = mem else { return None };
+    let start = ptr as u32 as usize;
+    let b = bytes.get(start..start.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Total bytes of an iovec array (`ciovec`: pointer, length).
+fn iovec_len(mem: &GuestMemory<'_>, ptr: i32, count: i32) -> u64 {
+    (0..count.max(0) as u32)
+        .filter_map(|i| read_u32(mem, ptr.wrapping_add((i * 8 + 4) as i32)))
+        .map(u64::from)
+        .sum()
+}
+
+/// The current size of an open file, from wasmtime-wasi's own descriptor.
+async fn fd_size(state: &mut GuestState, mem: &mut GuestMemory<'_>, fd: i32) -> Option<u64> {
+    state.wasi.fd_filestat_get(mem, (fd as u32).into()).await.ok().map(|s| s.size)
+}
+
+/// After a write to `fd`, counts how much the file grew.
+async fn account_write(state: &mut GuestState, mem: &mut GuestMemory<'_>, fd: i32) {
+    let Some(old) = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size) else { return };
+    if let Some(new) = fd_size(state, mem, fd).await {
+        state.guard.quota_add(new as i64 - old as i64);
+        if let Some(o) = state.guard.fds.get_mut(&(fd as u32)) {
+            o.size = Some(new);
+        }
+    }
+}
+
+/// Before a write of `len` bytes to `fd`: refuses it when it could pass the
+/// quota. (The check assumes the write grows the file by all of `len`; the
+/// accounting afterwards uses the real size.)
+fn check_write(state: &mut GuestState, fd: i32, len: u64) -> Result<(), i32> {
+    match state.guard.fds.get(&(fd as u32)) {
+        Some(Open { size: Some(_), .. }) => state.guard.quota_check(len),
+        _ => Ok(()),
+    }
+}
+
+/// Shadows the guarded WASI calls on `linker` (after wasmtime-wasi's own).
+pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    const M: &str = "wasi_snapshot_preview1";
+    linker.func_wrap_async(
+        M,
+        "path_open",
+        |mut caller: Caller<'_, GuestState>,
+         (fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out): (i32, i32, i32, i32, i32, i64, i64, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let path = read_str(&mem, path_ptr, path_len);
+                let writes = oflags & (O_CREAT | O_TRUNC) != 0 || base & RIGHTS_WRITE != 0 || fdflags & FDFLAGS_APPEND != 0;
+                let target = if writes { state.guard.writable_target(fd, path) } else { state.guard.target(fd, path) };
+                let target = match target {
+                    Ok(t) => t,
+                    Err(errno) => return Ok(errno),
+                };
+                let mut freed = 0;
+                if let (true, Some((area, rel))) = (writes, &target) {
+                    if oflags & O_TRUNC != 0 && state.guard.quota_applies(*area) {
+                        freed = state.guard.file_size(*area, rel);
+                    }
+                }
+                let errno = p1::path_open(&mut state.wasi, &mut mem, fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out).await?;
+                if errno != ERRNO_SUCCESS {
+                    return Ok(errno);
+                }
+                let Some(new_fd) = read_u32(&mem, out) else { return Ok(errno) };
+                match target {
+                    Some((area, rel)) => {
+                        state.guard.quota_add(-(freed as i64));
+                        let size = if writes && state.guard.quota_applies(area) {
+                            fd_size(state, &mut mem, new_fd as i32).await
+                        } else {
+                            None
+                        };
+                        state.guard.fds.insert(new_fd, Open { area, rel, size });
+                    }
+                    None => {
+                        state.guard.fds.remove(&new_fd);
+                    }
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(M, "fd_close", |mut caller: Caller<'_, GuestState>, (fd,): (i32,)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let errno = p1::fd_close(&mut state.wasi, &mut mem, fd).await?;
+            if errno == ERRNO_SUCCESS {
+                state.guard.fds.remove(&(fd as u32));
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(M, "fd_renumber", |mut caller: Caller<'_, GuestState>, (from, to): (i32, i32)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let errno = p1::fd_renumber(&mut state.wasi, &mut mem, from, to).await?;
+            if errno == ERRNO_SUCCESS {
+                match state.guard.fds.remove(&(from as u32)) {
+                    Some(open) => state.guard.fds.insert(to as u32, open),
+                    None => state.guard.fds.remove(&(to as u32)),
+                };
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(M, "fd_write", |mut caller: Caller<'_, GuestState>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
+            if tracked {
+                if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
+                    return Ok(errno);
+                }
+            }
+            let errno = p1::fd_write(&mut state.wasi, &mut mem, fd, iovs, count, out).await?;
+            if tracked && errno == ERRNO_SUCCESS {
+                account_write(state, &mut mem, fd).await;
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(
+        M,
+        "fd_pwrite",
+        |mut caller: Caller<'_, GuestState>, (fd, iovs, count, offset, out): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
+                if tracked {
+                    if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
+                        return Ok(errno);
+                    }
+                }
+                let errno = p1::fd_pwrite(&mut state.wasi, &mut mem, fd, iovs, count, offset, out).await?;
+                if tracked && errno == ERRNO_SUCCESS {
+                    account_write(state, &mut mem, fd).await;
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(M, "fd_filestat_set_size", |mut caller: Caller<'_, GuestState>, (fd, size): (i32, i64)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let old = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size);
+            if let Some(old) = old {
+                if let Err(errno) = state.guard.quota_check((size as u64).saturating_sub(old)) {
+                    return Ok(errno);
+                }
+            }
+            let errno = p1::fd_filestat_set_size(&mut state.wasi, &mut mem, fd, size).await?;
+            if old.is_some() && errno == ERRNO_SUCCESS {
+                account_write(state, &mut mem, fd).await;
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(M, "path_create_directory", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                return Ok(errno);
+            }
+            Ok(p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await?)
+        })
+    })?;
+    linker.func_wrap_async(M, "path_remove_directory", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                return Ok(errno);
+            }
+            Ok(p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await?)
+        })
+    })?;
+    linker.func_wrap_async(M, "path_unlink_file", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let mut freed = 0;
+            match state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                Err(errno) => return Ok(errno),
+                Ok(Some((area, rel))) if state.guard.quota_applies(area) => freed = state.guard.sole_file_size(area, &rel),
+                Ok(_) => {}
+            }
+            let errno = p1::path_unlink_file(&mut state.wasi, &mut mem, fd, ptr, len).await?;
+            if errno == ERRNO_SUCCESS {
+                state.guard.quota_add(-(freed as i64));
+            }
+            Ok(errno)
+        })
+    })?;
+    linker.func_wrap_async(
+        M,
+        "path_rename",
+        |mut caller: Caller<'_, GuestState>, (fd, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let mut freed = 0;
+                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    return Ok(errno);
+                }
+                match state.guard.writable_target(new_fd, read_str(&mem, new_ptr, new_len)) {
+                    Err(errno) => return Ok(errno),
+                    // Renaming over a file frees it.
+                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => freed = state.guard.sole_file_size(area, &rel),
+                    Ok(_) => {}
+                }
+                let errno = p1::path_rename(&mut state.wasi, &mut mem, fd, ptr, len, new_fd, new_ptr, new_len).await?;
+                if errno == ERRNO_SUCCESS {
+                    state.guard.quota_add(-(freed as i64));
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_link",
+        |mut caller: Caller<'_, GuestState>, (fd, flags, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                // Both ends: a new name for a read-only file would let the
+                // guest change it through that name.
+                for (fd, ptr, len) in [(fd, ptr, len), (new_fd, new_ptr, new_len)] {
+                    if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                        return Ok(errno);
+                    }
+                }
+                Ok(p1::path_link(&mut state.wasi, &mut mem, fd, flags, ptr, len, new_fd, new_ptr, new_len).await?)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_symlink",
+        |mut caller: Caller<'_, GuestState>, (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    return Ok(errno);
+                }
+                Ok(p1::path_symlink(&mut state.wasi, &mut mem, old_ptr, old_len, fd, ptr, len).await?)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_filestat_set_times",
+        |mut caller: Caller<'_, GuestState>, (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, i32, i32, i64, i64, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    return Ok(errno);
+                }
+                Ok(p1::path_filestat_set_times(&mut state.wasi, &mut mem, fd, flags, ptr, len, atim, mtim, fst).await?)
+            })
+        },
+    )?;
+    Ok(())
+}
