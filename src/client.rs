@@ -7,8 +7,6 @@
 //! `process/closed`, checking that `seq` has no gaps.
 
 use crate::protocol::code;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use futures::stream::{SplitSink, StreamExt};
 use futures::SinkExt;
 use serde_json::{Value, json};
@@ -250,8 +248,7 @@ impl Client {
             out.events.push(method.clone());
             match method.as_str() {
                 "process/output" => {
-                    let data = B64
-                        .decode(params.get("chunk").and_then(Value::as_str).unwrap_or(""))
+                    let data = crate::b64::decode(params.get("chunk").and_then(Value::as_str).unwrap_or("").as_bytes())
                         .map_err(|e| ClientError::Protocol(format!("bad base64: {e}")))?;
                     let stream = params.get("stream").and_then(Value::as_str).unwrap_or("");
                     on_output(stream, &data);
@@ -293,7 +290,7 @@ impl Client {
     pub async fn write(&self, process_id: &str, data: &[u8], write_id: &str) -> Result<Value, ClientError> {
         self.request(
             "process/write",
-            json!({"processId": process_id, "chunk": B64.encode(data), "writeId": write_id}),
+            json!({"processId": process_id, "chunk": crate::b64::encode(data), "writeId": write_id}),
         )
         .await
     }
@@ -301,13 +298,13 @@ impl Client {
     /// `fs/readFile` → bytes.
     pub async fn read_file(&self, uri: &str) -> Result<Vec<u8>, ClientError> {
         let r = self.request("fs/readFile", json!({"path": uri, "sandbox": null})).await?;
-        B64.decode(r.get("dataBase64").and_then(Value::as_str).unwrap_or(""))
+        crate::b64::decode(r.get("dataBase64").and_then(Value::as_str).unwrap_or("").as_bytes())
             .map_err(|e| ClientError::Protocol(format!("bad base64: {e}")))
     }
 
     /// `fs/writeFile`.
     pub async fn write_file(&self, uri: &str, data: &[u8]) -> Result<(), ClientError> {
-        self.request("fs/writeFile", json!({"path": uri, "dataBase64": B64.encode(data), "sandbox": null}))
+        self.request("fs/writeFile", json!({"path": uri, "dataBase64": crate::b64::encode(data), "sandbox": null}))
             .await
             .map(|_| ())
     }

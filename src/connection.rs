@@ -20,8 +20,10 @@ use tracing::Instrument;
 /// Keepalive interval (PROTOCOL.md §2.4).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Messages queued for the writer before senders wait.
-const OUTBOUND_QUEUE: usize = 256;
+/// Messages queued for the writer before senders wait. An output message
+/// carries up to 64 KiB (88 KB of JSON), so a client that stops reading
+/// holds at most about 6 MB here.
+const OUTBOUND_QUEUE: usize = 64;
 
 /// Requests answered later (`process/read` waits) in flight per connection.
 const MAX_DEFERRED: usize = 64;
@@ -187,6 +189,11 @@ pub async fn serve<S, K, E, F>(
                             }
                             if let Some(after) = after {
                                 after();
+                            }
+                        }
+                        Reply::Raw(result) => {
+                            if out_tx.send(rpc::raw_response_text(id, result)).await.is_err() {
+                                break;
                             }
                         }
                         Reply::Later(fut) => {

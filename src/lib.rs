@@ -27,6 +27,7 @@
 //! and sends it as `process/output`, then `process/exited` and
 //! `process/closed`.
 
+pub mod b64;
 pub mod client;
 pub mod config;
 pub mod connection;

@@ -276,6 +276,36 @@ pub struct ProcessOutputNotification<'a> {
     pub chunk: String,
 }
 
+impl StreamName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::Stdout => "stdout",
+            StreamName::Stderr => "stderr",
+            StreamName::Pty => "pty",
+        }
+    }
+}
+
+/// The `process/output` notification as JSON text, byte for byte what
+/// serializing [`ProcessOutputNotification`] in a [`Notification`] gives,
+/// built without the intermediate base64 `String` and without serde's scan
+/// of it for characters to escape (base64 has none): this is the one
+/// message that carries bulk data.
+pub fn process_output_json(process_id: &str, seq: u64, stream: StreamName, data: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(96 + process_id.len() + data.len().div_ceil(3) * 4);
+    out.push_str(r#"{"method":"process/output","params":{"processId":"#);
+    // Ids are client-chosen strings: escaped as serde would.
+    match serde_json::to_string(process_id) {
+        Ok(id) => out.push_str(&id),
+        Err(_) => out.push_str("\"\""),
+    }
+    let _ = write!(out, r#","seq":{seq},"stream":"{}","chunk":""#, stream.as_str());
+    crate::b64::encode_into(data, &mut out);
+    out.push_str("\"}}");
+    out
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessExitedNotification<'a> {
@@ -424,5 +454,23 @@ mod tests {
         let e = serde_json::from_str::<ProcessSignalParams>(r#"{"processId":"1","signal":"kill"}"#)
             .expect_err("kill is not a signal we accept");
         assert!(e.to_string().contains("unknown variant `kill`, expected `interrupt`"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod output_json_tests {
+    use super::*;
+
+    #[test]
+    fn hand_built_output_notification_matches_serde() {
+        use base64::Engine as _;
+        for (id, data) in [("p1", &b"hello\n"[..]), ("we\"ird\\id\u{1}é", &[0u8, 255, 10, 13][..]), ("", &b""[..])] {
+            for stream in [StreamName::Stdout, StreamName::Stderr, StreamName::Pty] {
+                let chunk = base64::engine::general_purpose::STANDARD.encode(data);
+                let params = ProcessOutputNotification { process_id: id, seq: 42, stream, chunk };
+                let expected = serde_json::to_string(&Notification { method: "process/output", params }).unwrap();
+                assert_eq!(process_output_json(id, 42, stream, data), expected);
+            }
+        }
     }
 }

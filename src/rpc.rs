@@ -141,6 +141,23 @@ pub fn response_text(id: RequestId, result: Result<Value, RpcError>) -> String {
     serde_json::to_string(&resp).unwrap_or_else(|_| String::from("{}"))
 }
 
+/// A response whose result is already JSON text.
+pub fn raw_response_text(id: RequestId, result: Result<String, RpcError>) -> String {
+    match result {
+        Ok(raw) => {
+            let id = serde_json::to_string(&id).unwrap_or_else(|_| String::from("null"));
+            let mut out = String::with_capacity(raw.len() + id.len() + 20);
+            out.push_str(r#"{"id":"#);
+            out.push_str(&id);
+            out.push_str(r#","result":"#);
+            out.push_str(&raw);
+            out.push('}');
+            out
+        }
+        Err(e) => response_text(id, Err(e)),
+    }
+}
+
 /// The answer to a malformed frame.
 pub fn parse_error_text(message: String) -> String {
     let resp = ParseErrorResponse { error: ErrorObject { code: code::INVALID_REQUEST, message }, id: -1 };
@@ -167,6 +184,17 @@ mod tests {
             decode(r#"{"id":"x","method":"m","params":{},"jsonrpc":"2.0","trace":{}}"#),
             Incoming::Request { id: RequestId::Str(_), .. }
         ));
+    }
+
+    #[test]
+    fn raw_responses_match_serialized_ones() {
+        let raw = r#"{"dataBase64":"aGk="}"#.to_owned();
+        let value: Value = serde_json::from_str(&raw).unwrap();
+        for id in [RequestId::Int(7), RequestId::Str("a\"b".into())] {
+            assert_eq!(raw_response_text(id.clone(), Ok(raw.clone())), response_text(id.clone(), Ok(value.clone())));
+            let e = RpcError::not_found("gone");
+            assert_eq!(raw_response_text(id.clone(), Err(e.clone())), response_text(id, Err(e)));
+        }
     }
 
     #[test]

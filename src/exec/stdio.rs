@@ -20,6 +20,10 @@ use tokio_util::sync::PollSender;
 /// Largest chunk handed on in one piece (the reference uses 8 KiB for pipes).
 pub const CHUNK: usize = 8 * 1024;
 
+/// Largest chunk of a process's own output handed to the session in one
+/// piece: larger than [`CHUNK`] because each becomes (part of) a message.
+pub const OUTPUT_CHUNK: usize = 32 * 1024;
+
 /// Slots in a pipe between two commands: 16 × 8 KiB of buffering.
 const PIPE_SLOTS: usize = 16;
 
@@ -71,7 +75,7 @@ impl Sink {
         match self {
             Sink::Null => Ok(()),
             Sink::Output { tx, stream } => {
-                for part in data.chunks(CHUNK) {
+                for part in data.chunks(OUTPUT_CHUNK) {
                     tx.send((*stream, Bytes::copy_from_slice(part))).await.map_err(broken)?;
                 }
                 Ok(())
@@ -125,6 +129,7 @@ impl AsyncWrite for SinkWriter {
         match self.get_mut() {
             SinkWriter::Null => Poll::Ready(Ok(buf.len())),
             SinkWriter::Output(tx, stream) => {
+                let n = buf.len().min(OUTPUT_CHUNK);
                 ready!(tx.poll_reserve(cx)).map_err(broken)?;
                 tx.send_item((*stream, Bytes::copy_from_slice(&buf[..n]))).map_err(broken)?;
                 Poll::Ready(Ok(n))

@@ -4,8 +4,6 @@
 use crate::fs::{FsError, Workspace};
 use crate::protocol::*;
 use crate::rpc::{self, RpcError};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,18 +23,29 @@ where
     }
 }
 
-pub async fn fs_read_file(ws: Workspace, p: FsPathParams, max: u64) -> Result<Value, RpcError> {
-    blocking(move || {
+/// The result as JSON text: `{"dataBase64":"…"}`, as serializing
+/// `FsReadFileResponse` gives (base64 needs no escaping).
+pub async fn fs_read_file(ws: Workspace, p: FsPathParams, max: u64) -> Result<String, RpcError> {
+    let task = tokio::task::spawn_blocking(move || -> Result<String, FsError> {
         let data = ws.read_file(&p.path, p.follow_symlinks.unwrap_or(true), max)?;
-        Ok(FsReadFileResponse { data_base64: B64.encode(data) })
-    })
-    .await
+        let mut out = String::with_capacity(data.len().div_ceil(3) * 4 + 20);
+        out.push_str(r#"{"dataBase64":""#);
+        crate::b64::encode_into(&data, &mut out);
+        out.push_str(r#""}"#);
+        Ok(out)
+    });
+    match task.await {
+        Ok(r) => r.map_err(RpcError::from),
+        Err(e) => {
+            tracing::error!(error = %e, "filesystem task failed");
+            Err(RpcError::internal("internal error"))
+        }
+    }
 }
 
 pub async fn fs_write_file(ws: Workspace, p: FsWriteFileParams, max: u64) -> Result<Value, RpcError> {
     blocking(move || {
-        let data = B64
-            .decode(p.data_base64.as_bytes())
+        let data = crate::b64::decode(p.data_base64.as_bytes())
             .map_err(|e| FsError::Invalid(format!("fs/writeFile requires valid base64 dataBase64: {e}")))?;
         if data.len() as u64 > max {
             return Err(FsError::Limit(format!(

@@ -105,6 +105,9 @@ pub type AfterReply = Box<dyn FnOnce() + Send>;
 /// The answer to one request.
 pub enum Reply {
     Now(Result<Value, RpcError>, Option<AfterReply>),
+    /// A result already serialized as JSON text (`fs/readFile`: megabytes of
+    /// base64 are written once, not copied into a `Value` and out again).
+    Raw(Result<String, RpcError>),
     /// Answered later without holding up the connection (`process/read` waits).
     Later(BoxFuture<'static, Result<Value, RpcError>>),
 }
@@ -189,11 +192,12 @@ impl Connection {
             Err(e) => Reply::Now(Err(e), None),
         };
         if method.starts_with("fs/") {
-            if let Reply::Now(result, _) = &reply {
-                let code = match result {
-                    Ok(_) => "ok".to_owned(),
-                    Err(e) => e.code.to_string(),
-                };
+            let code = match &reply {
+                Reply::Now(Ok(_), _) | Reply::Raw(Ok(_)) => Some("ok".to_owned()),
+                Reply::Now(Err(e), _) | Reply::Raw(Err(e)) => Some(e.code.to_string()),
+                Reply::Later(_) => None,
+            };
+            if let Some(code) = code {
                 let labels = crate::metrics::FsLabels { tenant: self.ctx.tenant.clone(), method: method.to_owned(), code };
                 self.ctx.executor.runtime.metrics.fs_calls.get_or_create(&labels).inc();
             }
@@ -240,7 +244,7 @@ impl Connection {
             }
             m::FS_READ_FILE => {
                 let p: FsPathParams = rpc::params(params)?;
-                fs::fs_read_file(self.workspace("filesystem")?, p, self.ctx.executor.limits.max_file).await.into()
+                Reply::Raw(fs::fs_read_file(self.workspace("filesystem")?, p, self.ctx.executor.limits.max_file).await)
             }
             m::FS_WRITE_FILE => {
                 let p: FsWriteFileParams = rpc::params(params)?;

@@ -11,11 +11,9 @@ use super::{Session, lock};
 use crate::exec::{CommandStats, OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::{
-    OutputChunkWire, ProcessClosedNotification, ProcessExitedNotification, ProcessOutputNotification,
+    OutputChunkWire, ProcessClosedNotification, ProcessExitedNotification,
     ProcessReadResponse, ProcessUsage, StreamName, WriteStatus, method,
 };
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
@@ -83,6 +81,37 @@ pub struct Process {
     /// `process/closed` has been handed to the connection (or dropped while
     /// detached): nothing more will come from this process.
     finished: std::sync::atomic::AtomicBool,
+}
+
+/// The most output one `process/output` message carries.
+const MAX_MESSAGE_OUTPUT: usize = 64 * 1024;
+
+/// Appends the chunks already waiting in `rx` to `first`, while they are of
+/// the same stream, up to [`MAX_MESSAGE_OUTPUT`]; a chunk of another stream
+/// that was taken is returned to be sent next.
+fn coalesce(first: OutputChunk, rx: &mut mpsc::Receiver<OutputChunk>) -> (OutputChunk, Option<OutputChunk>) {
+    let (kind, data) = first;
+    let mut buf: Option<bytes::BytesMut> = None;
+    let mut len = data.len();
+    while len < MAX_MESSAGE_OUTPUT {
+        match rx.try_recv() {
+            Ok((k, more)) if k == kind => {
+                len += more.len();
+                buf.get_or_insert_with(|| {
+                    let mut b = bytes::BytesMut::with_capacity(MAX_MESSAGE_OUTPUT + crate::exec::stdio::OUTPUT_CHUNK);
+                    b.extend_from_slice(&data);
+                    b
+                })
+                .extend_from_slice(&more);
+            }
+            Ok(other) => {
+                let batch = (kind, buf.map_or(data, |b| b.freeze()));
+                return (batch, Some(other));
+            }
+            Err(_) => break,
+        }
+    }
+    ((kind, buf.map_or(data, |b| b.freeze())), None)
 }
 
 fn stream_name(kind: StreamKind) -> StreamName {
@@ -218,13 +247,19 @@ impl Process {
             tokio::select! {
                 biased;
                 chunk = rx.recv(), if rx_open => match chunk {
-                    Some((kind, data)) => {
-                        produced += data.len() as u64;
-                        if produced > self.max_output && !exited {
-                            self.stop.send_replace(Some(Stop::OutputLimit));
+                    Some(first) => {
+                        // Output already queued behind this chunk goes out in
+                        // the same message (fewer, larger frames when the
+                        // command writes faster than the client reads).
+                        let (batch, next) = coalesce(first, &mut rx);
+                        for (kind, data) in std::iter::once(batch).chain(next) {
+                            produced += data.len() as u64;
+                            if produced > self.max_output && !exited {
+                                self.stop.send_replace(Some(Stop::OutputLimit));
+                            }
+                            let data = if tty { crlf(&data, &mut last_was_cr) } else { data };
+                            self.emit_output(&session, stream_name(kind), data).await;
                         }
-                        let data = if tty { crlf(&data, &mut last_was_cr) } else { data };
-                        self.emit_output(&session, stream_name(kind), data).await;
                     }
                     None => {
                         rx_open = false;
@@ -293,8 +328,7 @@ impl Process {
             seq
         };
         self.changed.notify_waiters();
-        let n = ProcessOutputNotification { process_id: &self.id, seq, stream, chunk: B64.encode(&data) };
-        session.notify(method::PROCESS_OUTPUT, n).await;
+        session.notify_text(crate::protocol::process_output_json(&self.id, seq, stream, &data)).await;
     }
 
     async fn emit_exited(&self, session: &Session, status: i32, usage: ProcessUsage) {
@@ -451,7 +485,7 @@ fn snapshot(ev: &Events, after: u64, max_bytes: Option<usize>) -> ProcessReadRes
             }
         }
         used += data.len();
-        chunks.push(OutputChunkWire { seq: *seq, stream: *stream, chunk: B64.encode(data) });
+        chunks.push(OutputChunkWire { seq: *seq, stream: *stream, chunk: crate::b64::encode(data) });
     }
     let next_seq = match truncated_at {
         Some(_) => chunks.last().map(|c| c.seq + 1).unwrap_or(after + 1),

@@ -7,8 +7,6 @@ use super::{AfterReply, Reply, ServerContext, env, lock};
 use crate::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
 use crate::protocol::*;
 use crate::rpc::{self, RpcError};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -118,6 +116,15 @@ impl Session {
         }
     }
 
+    /// Sends a notification already serialized (see
+    /// [`crate::protocol::process_output_json`]).
+    pub(super) async fn notify_text(&self, text: String) {
+        let tx = lock(&self.attachment).outbound.clone();
+        if let Some(tx) = tx {
+            let _ = tx.send(text).await;
+        }
+    }
+
     /// The runtime commands run on.
     pub(super) fn guests(&self) -> tokio::runtime::Handle {
         self.ctx.guests.handle()
@@ -209,7 +216,8 @@ impl Session {
         };
         let base = env::sandbox_base(exec.workspace.visible_root(), &self.ctx.env_info.shell.path);
         let envs = env::build(&p.env, p.env_policy.as_ref(), base);
-        let (out_tx, out_rx) = mpsc::channel(64);
+        // 16 × 32 KiB (`OUTPUT_CHUNK`) of output waits for the session at most.
+        let (out_tx, out_rx) = mpsc::channel(16);
         let (stdout, stderr) = if p.tty {
             let s = Sink::Output { tx: out_tx.clone(), stream: StreamKind::Pty };
             (s.clone(), s)
@@ -251,8 +259,7 @@ impl Session {
         if p.write_id.is_empty() {
             return Err(RpcError::invalid_params("writeId must not be empty"));
         }
-        let data = B64
-            .decode(p.chunk.as_bytes())
+        let data = crate::b64::decode(p.chunk.as_bytes())
             .map_err(|e| RpcError::invalid_params(format!("process/write requires valid base64 chunk: {e}")))?;
         let status = match self.process(&p.process_id) {
             None => WriteStatus::UnknownProcess,

@@ -6,8 +6,6 @@ use crate::server::{Launch, descendants_pss_kib, modules_compiled, vm_rss_kib};
 use crate::table::{Better, Figure, Table, Unit};
 use crate::{FIXTURE_LINES, Kind, STREAM_BYTES, bash};
 use anyhow::{Context, Result, bail, ensure};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -59,7 +57,7 @@ pub async fn run(c: &Client, tag: &str, argv: &[String], cwd: &str, keep: bool, 
                 r.first_byte.get_or_insert_with(|| t0.elapsed());
                 r.bytes += b64_len(chunk);
                 if keep && p["stream"] == "stdout" {
-                    r.stdout.extend(B64.decode(chunk)?);
+                    r.stdout.extend(wasm_exec_server::b64::decode(chunk.as_bytes())?);
                 }
             }
             Some("process/exited") => r.exit_code = p["exitCode"].as_i64().unwrap_or(-1),
@@ -314,7 +312,7 @@ pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> R
         let frame = Message::text(
             json!({"id": 3, "method": "fs/readFile", "params": {"path": t.path(src), "sandbox": null}}).to_string(),
         );
-        let expected = B64.encode(fixture_bytes(size));
+        let expected = wasm_exec_server::b64::encode(&fixture_bytes(size));
         let mut times = vec![];
         let t0 = Instant::now();
         while times.len() < iters && (t0.elapsed() < budget || times.len() < 3) {
