@@ -87,23 +87,36 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     /// Stops the epoch ticker thread when the runtime is dropped.
     ticker_stop: Arc<AtomicBool>,
+    /// Where every command starts (shared by all tenants, full priority).
+    interactive: std::sync::OnceLock<GuestPool>,
 }
 
 /// Threads that guests run on, apart from the threads that serve
-/// connections. Each tenant gets its own pool, so the OS shares the CPU
-/// fairly between tenants however many guests one of them keeps busy, and a
-/// spinning guest never stalls the server's own I/O.
+/// connections. Commands run in two classes:
+///
+/// - every command starts on the *interactive* pool, shared by all tenants,
+///   at the server's own priority;
+/// - a command that has used [`super::DEMOTE_TICKS`] of CPU time moves to its
+///   tenant's *batch* pool, whose threads run at a lower priority
+///   ([`BATCH_NICE`]). Each tenant has its own, so the OS shares the CPU
+///   between tenants however many guests one of them keeps busy.
+///
+/// A neighbour spinning on all its slots then only ever competes with
+/// other long commands: an `echo` wakes on a full-priority thread and gets
+/// the CPU at once.
 pub struct GuestPool {
     rt: Option<tokio::runtime::Runtime>,
 }
 
 impl GuestPool {
-    /// A pool with one worker per core (at least two).
-    pub fn new(name: &str) -> std::io::Result<Self> {
+    /// A pool with one worker per core (at least two), its threads at the
+    /// given nice value (0: the server's own priority).
+    pub fn new(name: &str, nice: i32) -> std::io::Result<Self> {
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name(format!("guest-{name}"))
+            .on_thread_start(move || lower_priority(nice))
             .enable_all()
             .build()?;
         Ok(Self { rt: Some(rt) })
@@ -119,6 +132,34 @@ impl GuestPool {
         match &self.rt {
             Some(rt) => rt.handle().clone(),
             None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+/// The nice value of the threads that run long commands (those past
+/// [`super::DEMOTE_TICKS`] of CPU time), `WES_BATCH_NICE` to change it.
+/// Short commands and the server's own threads keep 0, so they get the CPU
+/// as soon as they wake however many guests are spinning.
+pub const BATCH_NICE: i32 = 10;
+
+/// The nice value for a tenant's pool of long-running commands.
+pub fn batch_nice() -> i32 {
+    std::env::var("WES_BATCH_NICE").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH_NICE)
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (0 leaves it alone).
+/// On Linux the nice value is per thread; raising it needs no privilege.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        if nice == 0 {
+            return;
+        }
+        // SAFETY: two syscalls about the calling thread; no memory is shared.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a guest thread's priority");
         }
     }
 }
@@ -202,7 +243,28 @@ impl Runtime {
         if let Some(dir) = &cache_dir {
             std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
         }
-        Ok(Self { engine, metrics: Arc::default(), linker, tools: BTreeMap::new(), cache_dir, ticker_stop })
+        Ok(Self {
+            engine,
+            metrics: Arc::default(),
+            linker,
+            tools: BTreeMap::new(),
+            cache_dir,
+            ticker_stop,
+            interactive: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The pool every command starts on (made on first use; without threads
+    /// of its own if they cannot be made).
+    pub fn interactive(&self) -> tokio::runtime::Handle {
+        self.interactive
+            .get_or_init(|| {
+                GuestPool::new("interactive", 0).unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not start the interactive guest pool");
+                    GuestPool::current()
+                })
+            })
+            .handle()
     }
 
     /// Registers the embedded example guests.

@@ -236,7 +236,13 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     store.epoch_deadline_callback(move |mut cx| {
         own_ticks += 1;
         let used = match &stats {
-            Some(s) => s.epoch_ticks.fetch_add(1, Ordering::Relaxed) + 1,
+            Some(s) => {
+                let used = s.epoch_ticks.fetch_add(1, Ordering::Relaxed) + 1;
+                if used >= super::DEMOTE_TICKS {
+                    s.demoted.store(true, Ordering::Relaxed);
+                }
+                used
+            }
             None => own_ticks,
         };
         if used > max_ticks {

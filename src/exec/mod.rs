@@ -39,6 +39,43 @@ pub struct CommandStats {
     pub memory_limit_hit: AtomicBool,
     /// The command used up its CPU budget.
     pub cpu_limit_hit: AtomicBool,
+    /// The command has run long enough to move to the batch pool.
+    pub demoted: AtomicBool,
+}
+
+/// Epoch ticks of CPU time (20 ms) after which a command moves from the
+/// interactive pool to its tenant's batch pool (see [`GuestPool`]).
+pub const DEMOTE_TICKS: u64 = 4;
+
+/// Runs a command's future where it is polled until it has used
+/// [`DEMOTE_TICKS`] of CPU, then moves the rest of it to `batch` (a guest
+/// notices at an epoch tick, where it yields). Dropping this future stops
+/// the command wherever it runs.
+pub async fn run_demotable<F>(fut: F, stats: Arc<CommandStats>, batch: tokio::runtime::Handle) -> i32
+where
+    F: Future<Output = i32> + Send + 'static,
+{
+    let mut fut = Box::pin(fut);
+    let done = std::future::poll_fn(|cx| {
+        if stats.demoted.load(Ordering::Relaxed) {
+            return std::task::Poll::Ready(None);
+        }
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    if let Some(status) = done {
+        return status;
+    }
+    /// Aborts the moved task if the command is dropped (stopped).
+    struct Abort(tokio::task::AbortHandle);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = batch.spawn(fut);
+    let _abort = Abort(task.abort_handle());
+    task.await.unwrap_or(STATUS_KILLED)
 }
 
 impl CommandStats {

@@ -68,7 +68,7 @@ impl ServerContext {
             open_connections: Default::default(),
             running_processes: Default::default(),
             rate: Mutex::new(RateBucket { tokens: burst, last: std::time::Instant::now() }),
-            guests: crate::exec::GuestPool::new("default").unwrap_or_else(|e| {
+            guests: crate::exec::GuestPool::new("default", crate::exec::engine::batch_nice()).unwrap_or_else(|e| {
                 // Without a pool of its own, commands share the server's threads.
                 tracing::warn!(error = %e, "could not start a guest thread pool");
                 crate::exec::GuestPool::current()

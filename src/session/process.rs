@@ -177,7 +177,7 @@ impl Process {
     {
         lock(&self.stdin).echo = if self.tty { Some(limit_note.clone()) } else { None };
         let this = self.clone();
-        let guests = session.guests();
+        let guests = session.interactive();
         // One span per process, carrying its ids, around everything it does.
         let span = tracing::info_span!("process", session_id = %session.id, process_id = %self.id);
         let handle = guests.spawn(
@@ -208,6 +208,7 @@ impl Process {
         let started = Instant::now();
         let stats = Arc::new(CommandStats::default());
         let runner = crate::exec::with_stats(stats.clone(), runner);
+        let runner = crate::exec::run_demotable(runner, stats.clone(), session.guests());
         // The command, bounded by stop requests and the wall-clock limit; the
         // outcome is known here for stops and limits, else read from the stats.
         let note_for_runner = note.clone();

@@ -125,9 +125,14 @@ impl Session {
         }
     }
 
-    /// The runtime commands run on.
+    /// The tenant's pool for long-running commands.
     pub(super) fn guests(&self) -> tokio::runtime::Handle {
         self.ctx.guests.handle()
+    }
+
+    /// The pool every command starts on.
+    pub(super) fn interactive(&self) -> tokio::runtime::Handle {
+        self.ctx.executor.runtime.interactive()
     }
 
     pub(super) fn tenant(&self) -> &str {
