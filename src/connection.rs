@@ -111,7 +111,19 @@ pub async fn serve<S, K, E, F>(
                     },
                     _ = ping.tick(), if keepalive => Outbound::Ping,
                 };
-                if let Err(e) = sink.send(out).await {
+                // Everything already queued goes out with one flush (one
+                // write for a command's output, exit and close).
+                let mut result = sink.feed(out).await.map_err(|e| e.to_string());
+                for _ in 0..OUTBOUND_QUEUE {
+                    if result.is_err() {
+                        break;
+                    }
+                    match out_rx.try_recv() {
+                        Ok(text) => result = sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string()),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = result.and(sink.flush().await.map_err(|e| e.to_string())) {
                     tracing::debug!(error = %e, "write failed");
                     break;
                 }

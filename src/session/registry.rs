@@ -243,7 +243,7 @@ impl Session {
         let (go_tx, go_rx) = oneshot::channel();
         proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
         self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
-        tracing::info!(session_id = %self.id, process_id = %p.process_id, "process started");
+        tracing::debug!(session_id = %self.id, process_id = %p.process_id, "process started");
         let result = rpc::to_value(ProcessStartResponse { process_id: p.process_id, sandbox_type: "none" });
         Ok(Reply::Now(result, Some(Box::new(move || {
             let _ = go_tx.send(());
