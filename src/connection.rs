@@ -20,6 +20,9 @@ use tracing::Instrument;
 /// Keepalive interval (PROTOCOL.md §2.4).
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Queued messages are written together (one flush) up to this many bytes.
+const FLUSH_BYTES: usize = 16 * 1024;
+
 /// Messages queued for the writer before senders wait. An output message
 /// carries up to 64 KiB (88 KB of JSON), so a client that stops reading
 /// holds at most about 6 MB here.
@@ -43,6 +46,15 @@ pub enum Inbound {
 pub enum Outbound {
     Text(String),
     Ping,
+}
+
+impl Outbound {
+    fn len(&self) -> usize {
+        match self {
+            Outbound::Text(t) => t.len(),
+            Outbound::Ping => 0,
+        }
+    }
 }
 
 /// Serves an upgraded WebSocket.
@@ -113,13 +125,16 @@ pub async fn serve<S, K, E, F>(
                 };
                 // Everything already queued goes out with one flush (one
                 // write for a command's output, exit and close).
+                // Bulk output is flushed as it comes (the client reads one
+                // message while the next is written).
+                let mut pending = out.len();
                 let mut result = sink.feed(out).await.map_err(|e| e.to_string());
-                for _ in 0..OUTBOUND_QUEUE {
-                    if result.is_err() {
-                        break;
-                    }
+                while result.is_ok() && pending < FLUSH_BYTES {
                     match out_rx.try_recv() {
-                        Ok(text) => result = sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string()),
+                        Ok(text) => {
+                            pending += text.len();
+                            result = sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string());
+                        }
                         Err(_) => break,
                     }
                 }

@@ -16,7 +16,7 @@ use super::stdio::{Sink, Stdin};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
-use wasmtime_wasi::cli::{AsyncStdinStream, AsyncStdoutStream, IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -121,8 +121,24 @@ impl<S: StdinStream> StdinStream for Terminal<S> {
     }
 }
 
-/// Output buffered by wasmtime-wasi's adapter before it applies backpressure.
-const STDOUT_BUDGET: usize = 64 * 1024;
+/// A [`Sink`] as a guest's stdout or stderr: writes go straight into it
+/// from the guest's thread ([`super::stdio::SinkStream`]).
+struct SinkOut(Sink);
+
+impl IsTerminal for SinkOut {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for SinkOut {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.0.writer())
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(super::stdio::SinkStream::new(self.0.clone()))
+    }
+}
 
 /// How a run ended, and what the write guard refused on the way.
 #[derive(Debug)]
@@ -222,8 +238,8 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     }
     b.allow_blocking_current_thread(false);
     b.stdin(Terminal { inner: AsyncStdinStream::new(req.stdin.into_async_read()), tty: req.tty });
-    b.stdout(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stdout.writer()), tty: req.tty });
-    b.stderr(Terminal { inner: AsyncStdoutStream::new(STDOUT_BUDGET, req.stderr.writer()), tty: req.tty });
+    b.stdout(Terminal { inner: SinkOut(req.stdout), tty: req.tty });
+    b.stderr(Terminal { inner: SinkOut(req.stderr), tty: req.tty });
     let wasi = b.build_p1();
     let guard = FsGuard::new(req.workspace, &preopens);
     let mut store = Store::new(&rt.engine, GuestState { wasi, guard, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 }, cpu_exhausted: false });
@@ -238,7 +254,7 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
         let used = match &stats {
             Some(s) => {
                 let used = s.epoch_ticks.fetch_add(1, Ordering::Relaxed) + 1;
-                if used >= super::DEMOTE_TICKS {
+                if used >= super::demote_ticks() {
                     s.demoted.store(true, Ordering::Relaxed);
                 }
                 used

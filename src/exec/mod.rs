@@ -47,13 +47,23 @@ pub struct CommandStats {
 /// interactive pool to its tenant's batch pool (see [`GuestPool`]).
 pub const DEMOTE_TICKS: u64 = 4;
 
+/// [`DEMOTE_TICKS`], or `WES_DEMOTE_TICKS` (0: never move).
+pub fn demote_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::env::var("WES_DEMOTE_TICKS").ok().and_then(|v| v.parse().ok()).map_or(DEMOTE_TICKS, |t: u64| if t == 0 { u64::MAX } else { t })
+    })
+}
+
 /// Runs a command's future where it is polled until it has used
 /// [`DEMOTE_TICKS`] of CPU, then moves the rest of it to `batch` (a guest
 /// notices at an epoch tick, where it yields). Dropping this future stops
-/// the command wherever it runs.
-pub async fn run_demotable<F>(fut: F, stats: Arc<CommandStats>, batch: tokio::runtime::Handle) -> i32
+/// the command wherever it runs. A future that panics on the batch pool
+/// gives `None`.
+pub async fn run_demotable<F, T>(fut: F, stats: Arc<CommandStats>, batch: tokio::runtime::Handle) -> Option<T>
 where
-    F: Future<Output = i32> + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
 {
     let mut fut = Box::pin(fut);
     let done = std::future::poll_fn(|cx| {
@@ -63,8 +73,8 @@ where
         fut.as_mut().poll(cx).map(Some)
     })
     .await;
-    if let Some(status) = done {
-        return status;
+    if let Some(out) = done {
+        return Some(out);
     }
     /// Aborts the moved task if the command is dropped (stopped).
     struct Abort(tokio::task::AbortHandle);
@@ -75,7 +85,7 @@ where
     }
     let task = batch.spawn(fut);
     let _abort = Abort(task.abort_handle());
-    task.await.unwrap_or(STATUS_KILLED)
+    task.await.ok()
 }
 
 impl CommandStats {

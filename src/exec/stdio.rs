@@ -274,3 +274,109 @@ mod tests {
         assert_eq!(s, "abc\n");
     }
 }
+
+/// A guest's stdout or stderr as a WASI output stream that writes straight
+/// into its [`Sink`], on the guest's own thread: a permit on the channel is
+/// taken when the guest asks how much it may write, and the write uses it.
+/// (wasmtime-wasi's `AsyncStdoutStream` instead hands every write to a
+/// task of its own, spawned where the guest started: two thread hops per
+/// write, and more once a long command has moved to its batch pool.)
+pub struct SinkStream {
+    sink: Sink,
+    permit: Permit,
+}
+
+enum Permit {
+    None,
+    Output(mpsc::OwnedPermit<OutputChunk>),
+    Pipe(mpsc::OwnedPermit<Bytes>),
+    /// The reader is gone: every write fails with EPIPE.
+    Closed,
+}
+
+impl SinkStream {
+    pub fn new(sink: Sink) -> Self {
+        Self { sink, permit: Permit::None }
+    }
+}
+
+fn epipe() -> wasmtime_wasi::p2::StreamError {
+    wasmtime_wasi::p2::StreamError::LastOperationFailed(io::Error::from_raw_os_error(32).into())
+}
+
+impl wasmtime_wasi::p2::OutputStream for SinkStream {
+    fn write(&mut self, bytes: Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        match (&self.sink, std::mem::replace(&mut self.permit, Permit::None)) {
+            (Sink::Null, _) => Ok(()),
+            (Sink::File(f), _) => {
+                write_file(f, &bytes).map_err(|e| wasmtime_wasi::p2::StreamError::LastOperationFailed(e.into()))
+            }
+            (Sink::Output { stream, .. }, Permit::Output(p)) => {
+                p.send((*stream, bytes));
+                Ok(())
+            }
+            (Sink::Pipe(_), Permit::Pipe(p)) => {
+                p.send(bytes);
+                Ok(())
+            }
+            (_, Permit::Closed) => {
+                self.permit = Permit::Closed;
+                Err(epipe())
+            }
+            _ => Err(wasmtime_wasi::p2::StreamError::Trap(wasmtime::Error::msg("write without a permit"))),
+        }
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        use tokio::sync::mpsc::error::TrySendError;
+        match (&self.sink, &self.permit) {
+            (Sink::Null | Sink::File(_), _) => Ok(OUTPUT_CHUNK),
+            (_, Permit::Closed) => Err(epipe()),
+            (Sink::Output { .. }, Permit::Output(_)) => Ok(OUTPUT_CHUNK),
+            (Sink::Pipe(_), Permit::Pipe(_)) => Ok(CHUNK),
+            (Sink::Output { tx, .. }, _) => match tx.clone().try_reserve_owned() {
+                Ok(p) => {
+                    self.permit = Permit::Output(p);
+                    Ok(OUTPUT_CHUNK)
+                }
+                Err(TrySendError::Full(_)) => Ok(0),
+                Err(TrySendError::Closed(_)) => {
+                    self.permit = Permit::Closed;
+                    Err(epipe())
+                }
+            },
+            (Sink::Pipe(tx), _) => match tx.clone().try_reserve_owned() {
+                Ok(p) => {
+                    self.permit = Permit::Pipe(p);
+                    Ok(CHUNK)
+                }
+                Err(TrySendError::Full(_)) => Ok(0),
+                Err(TrySendError::Closed(_)) => {
+                    self.permit = Permit::Closed;
+                    Err(epipe())
+                }
+            },
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for SinkStream {
+    async fn ready(&mut self) {
+        if !matches!(self.permit, Permit::None) {
+            return;
+        }
+        self.permit = match &self.sink {
+            Sink::Output { tx, .. } => tx.clone().reserve_owned().await.map_or(Permit::Closed, Permit::Output),
+            Sink::Pipe(tx) => tx.clone().reserve_owned().await.map_or(Permit::Closed, Permit::Pipe),
+            Sink::Null | Sink::File(_) => Permit::None,
+        };
+    }
+}

@@ -185,7 +185,13 @@ impl Process {
                 // The session dropping `go` means the start failed to answer:
                 // run anyway, the client may still read the result.
                 let _ = go.await;
-                this.pump(session, runner, rx, limit_note, max_wall).await;
+                // The whole process (the command and the delivery of its
+                // output) moves to the tenant's batch pool once it has run
+                // long; the two stay on one thread either way.
+                let stats = Arc::new(CommandStats::default());
+                let batch = session.guests();
+                let pump = this.pump(session, runner, rx, limit_note, max_wall, stats.clone()).instrument(tracing::Span::current());
+                crate::exec::run_demotable(pump, stats, batch).await;
             }
             .instrument(span),
         );
@@ -199,6 +205,7 @@ impl Process {
         mut rx: mpsc::Receiver<OutputChunk>,
         note: mpsc::Sender<OutputChunk>,
         max_wall: Duration,
+        stats: Arc<CommandStats>,
     ) where
         F: Future<Output = i32> + Send + 'static,
     {
@@ -206,9 +213,7 @@ impl Process {
         let tty = self.tty;
         let note_stream = if tty { StreamKind::Pty } else { StreamKind::Stderr };
         let started = Instant::now();
-        let stats = Arc::new(CommandStats::default());
         let runner = crate::exec::with_stats(stats.clone(), runner);
-        let runner = crate::exec::run_demotable(runner, stats.clone(), session.guests());
         // The command, bounded by stop requests and the wall-clock limit; the
         // outcome is known here for stops and limits, else read from the stats.
         let note_for_runner = note.clone();
@@ -281,6 +286,7 @@ impl Process {
                     lock(&self.stdin).tx = None;
                     // Output already written precedes the exit.
                     while let Ok((kind, data)) = rx.try_recv() {
+                        produced += data.len() as u64;
                         let data = if tty { crlf(&data, &mut last_was_cr) } else { data };
                         self.emit_output(&session, stream_name(kind), data).await;
                     }
