@@ -121,6 +121,26 @@ impl<S: StdinStream> StdinStream for Terminal<S> {
     }
 }
 
+/// A pipe as a guest's stdin, read from the guest's thread
+/// ([`super::stdio::PipeStream`]).
+struct PipeIn(super::stdio::PipeStream);
+
+impl IsTerminal for PipeIn {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for PipeIn {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        // Only WASIp3 asks for this; p1 guests read through `p2_stream`.
+        Box::new(tokio::io::empty())
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
+        Box::new(self.0.share())
+    }
+}
+
 /// A [`Sink`] as a guest's stdout or stderr: writes go straight into it
 /// from the guest's thread ([`super::stdio::SinkStream`]).
 struct SinkOut(Sink);
@@ -237,7 +257,10 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
         }
     }
     b.allow_blocking_current_thread(false);
-    b.stdin(Terminal { inner: AsyncStdinStream::new(req.stdin.into_async_read()), tty: req.tty });
+    match req.stdin {
+        Stdin::Pipe(pipe) => b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty: req.tty }),
+        other => b.stdin(Terminal { inner: AsyncStdinStream::new(other.into_async_read()), tty: req.tty }),
+    };
     b.stdout(Terminal { inner: SinkOut(req.stdout), tty: req.tty });
     b.stderr(Terminal { inner: SinkOut(req.stderr), tty: req.tty });
     let wasi = b.build_p1();

@@ -380,3 +380,62 @@ impl wasmtime_wasi::p2::Pollable for SinkStream {
         };
     }
 }
+
+/// A pipe as a guest's stdin, read on the guest's own thread (as
+/// [`SinkStream`] writes): no reader task in between.
+pub struct PipeStream {
+    reader: Arc<tokio::sync::Mutex<PipeState>>,
+}
+
+struct PipeState {
+    pipe: PipeReader,
+    /// The writer is gone and everything was read.
+    eof: bool,
+}
+
+impl PipeStream {
+    pub fn new(pipe: PipeReader) -> Self {
+        Self { reader: Arc::new(tokio::sync::Mutex::new(PipeState { pipe, eof: false })) }
+    }
+
+    /// Another handle on the same pipe (WASI may ask for the stream twice).
+    pub fn share(&self) -> Self {
+        Self { reader: self.reader.clone() }
+    }
+}
+
+impl wasmtime_wasi::p2::InputStream for PipeStream {
+    fn read(&mut self, size: usize) -> wasmtime_wasi::p2::StreamResult<Bytes> {
+        use tokio::sync::mpsc::error::TryRecvError;
+        let Ok(mut state) = self.reader.try_lock() else { return Ok(Bytes::new()) };
+        if state.pipe.buf.is_empty() {
+            if state.eof {
+                return Err(wasmtime_wasi::p2::StreamError::Closed);
+            }
+            match state.pipe.rx.try_recv() {
+                Ok(chunk) => state.pipe.buf = chunk,
+                Err(TryRecvError::Empty) => return Ok(Bytes::new()),
+                Err(TryRecvError::Disconnected) => {
+                    state.eof = true;
+                    return Err(wasmtime_wasi::p2::StreamError::Closed);
+                }
+            }
+        }
+        let n = size.min(state.pipe.buf.len());
+        Ok(state.pipe.buf.split_to(n))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for PipeStream {
+    async fn ready(&mut self) {
+        let mut state = self.reader.lock().await;
+        if !state.pipe.buf.is_empty() || state.eof {
+            return;
+        }
+        match state.pipe.rx.recv().await {
+            Some(chunk) => state.pipe.buf = chunk,
+            None => state.eof = true,
+        }
+    }
+}
