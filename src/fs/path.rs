@@ -80,12 +80,15 @@ pub fn parse_file_uri(uri: &str) -> Result<String, UriError> {
     if decoded.contains('\0') {
         return Err(UriError::BadEncoding);
     }
-    // A Windows drive letter (`/C:/x`) is meaningless here.
-    let bytes = decoded.as_bytes();
-    if bytes.len() >= 3 && bytes[0] == b'/' && bytes[1].is_ascii_alphabetic() && bytes[2] == b':' {
+    // A Windows drive letter (`/C:/x`) is meaningless here. Checked after
+    // the dot segments are gone, so that `/x/../C:/y` is refused like
+    // `/C:/y` and every path we accept survives `to_file_uri`.
+    let path = normalize_absolute(&decoded);
+    let bytes = path.as_bytes();
+    if bytes.len() >= 3 && bytes[1].is_ascii_alphabetic() && bytes[2] == b':' {
         return Err(UriError::NotLocal(uri.to_owned()));
     }
-    Ok(normalize_absolute(&decoded))
+    Ok(path)
 }
 
 /// Removes `.` and `..` segments and duplicate slashes lexically. `..` at the
@@ -234,6 +237,11 @@ mod tests {
         assert_eq!(err("file:///p#f"), Fragment);
         assert_eq!(err("file://host/p"), NotLocal("file://host/p".into()));
         assert_eq!(err("file:///C:/x"), NotLocal("file:///C:/x".into()));
+        // Found by `fuzz/` (path_map): a drive letter that appears once the
+        // dot segments are removed.
+        assert_eq!(err("file:///../../e://localh.tcpasswd"), NotLocal("file:///../../e://localh.tcpasswd".into()));
+        assert_eq!(err("file:///x/../C:/y"), NotLocal("file:///x/../C:/y".into()));
+        assert_eq!(err("file:////C:/y"), NotLocal("file:////C:/y".into()));
         assert_eq!(err("file:///a%00b"), BadEncoding);
         assert_eq!(err("file:///a%ffb"), BadEncoding);
         assert_eq!(err("file:relative"), RelativeWithoutBase);

@@ -8,6 +8,30 @@ use brush_parser::ast::{ArithmeticExpr as E, ArithmeticTarget, BinaryOperator as
 /// Nesting allowed when variables hold expressions that name variables.
 const MAX_INDIRECTION: usize = 32;
 
+/// Array subscripts nested in one another that an expression may have.
+/// brush-parser 0.4's arithmetic grammar reparses a subscript about 14
+/// times per enclosing one (each assignment operator is tried on the same
+/// `name[…]`), so its time grows by that factor per level: 2.5 ms at 3,
+/// 0.5 s at 5, minutes at 7, on the host, where no guest time limit
+/// applies (found by `fuzz/`).
+const MAX_SUBSCRIPT_DEPTH: usize = 3;
+
+/// How deep `[` nest in `text`, counting an unclosed one as open to the end.
+fn subscript_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Evaluates expanded arithmetic text; the error is bash's message body.
 pub fn eval(sh: &mut Shell, text: &str) -> Result<i64, String> {
     eval_depth(sh, text, 0)
@@ -21,9 +45,19 @@ fn eval_depth(sh: &mut Shell, text: &str, depth: usize) -> Result<i64, String> {
     if trimmed.is_empty() {
         return Ok(0);
     }
-    let expr = brush_parser::arithmetic::parse(trimmed)
-        .map_err(|_| format!("{trimmed}: syntax error in expression (error token is \"{trimmed}\")"))?;
+    let expr = parse(trimmed)?;
     Eval { sh, depth }.eval(&expr)
+}
+
+/// Parses trimmed, expanded arithmetic text; the error is bash's message body.
+pub fn parse(trimmed: &str) -> Result<E, String> {
+    if subscript_depth(trimmed) > MAX_SUBSCRIPT_DEPTH {
+        return Err(format!(
+            "{trimmed}: array subscripts nested more than {MAX_SUBSCRIPT_DEPTH} deep (a limit of this shell; assign the inner subscript to a variable first)"
+        ));
+    }
+    super::parse::guarded(trimmed, || brush_parser::arithmetic::parse(trimmed))
+        .ok_or_else(|| format!("{trimmed}: syntax error in expression (error token is \"{trimmed}\")"))
 }
 
 /// Parses an integer literal as bash does: `0x1f`, `017`, `2#101`, `42`.
@@ -197,5 +231,14 @@ mod tests {
         assert_eq!(parse_int("2#101"), Some(5));
         assert_eq!(parse_int("-3"), Some(-3));
         assert_eq!(parse_int("abc"), None);
+    }
+
+    #[test]
+    fn deeply_nested_subscripts_are_refused_before_the_parser_sees_them() {
+        assert!(parse("a[b[c[1]]] + 1").is_ok());
+        let e = parse("a[a[a[a[a[a[a[a[1]]]]]]]]").expect_err("too deep");
+        assert!(e.contains("nested more than 3 deep"), "{e}");
+        // Unclosed ones count too (the fuzzer's input).
+        assert!(parse("c[h| (x | c[h| (x | c[h| (x | c[h|").is_err());
     }
 }

@@ -10,6 +10,7 @@
 
 use super::io::Io;
 use super::param::Value;
+use super::parse::guarded;
 use super::pattern;
 use super::state::{Shell, Unwind};
 use brush_parser::word::{self, TildeExpr, WordPiece, WordPieceWithSource};
@@ -112,6 +113,46 @@ pub fn parse_options() -> brush_parser::ParserOptions {
     brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() }
 }
 
+/// Substitutions (`$(`, `${`, `$[`) a text may leave open for brush-parser's
+/// word and brace grammars, which backtrack exponentially in them (`$((`
+/// ten times took 17 s, twelve never ended: found by `fuzz/`). A word of a
+/// parsed script has them all closed; the raw body of a here-document, or
+/// one alternative of a brace expansion, need not.
+const MAX_OPEN_SUBSTITUTIONS: usize = 4;
+
+/// How many substitutions `text` leaves open (brackets inside one count as
+/// levels too), estimated without regard to quotes.
+fn open_substitutions(text: &str) -> usize {
+    let mut open = 0usize;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' if matches!(chars.peek(), Some('(' | '{' | '[')) => {
+                chars.next();
+                open += 1;
+            }
+            '(' | '{' | '[' if open > 0 => open += 1,
+            ')' | '}' | ']' => open = open.saturating_sub(1),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// The pieces of a word, or of a here-document body (`heredoc`: quotes are
+/// ordinary characters); `None` if it does not parse, or leaves more than
+/// [`MAX_OPEN_SUBSTITUTIONS`] open.
+pub fn word_pieces(text: &str, heredoc: bool) -> Option<Vec<WordPieceWithSource>> {
+    if open_substitutions(text) > MAX_OPEN_SUBSTITUTIONS {
+        return None;
+    }
+    if heredoc {
+        guarded(text, || word::parse_heredoc(text, &parse_options()))
+    } else {
+        guarded(text, || word::parse(text, &parse_options()))
+    }
+}
+
 fn ifs(sh: &Shell) -> String {
     sh.get("IFS").unwrap_or(" \t\n").to_owned()
 }
@@ -123,9 +164,9 @@ pub async fn fail(sh: &Shell, io: &Io, msg: &str) -> Unwind {
 }
 
 async fn parse_word(sh: &Shell, io: &Io, text: &str) -> Result<Vec<WordPieceWithSource>, Unwind> {
-    match word::parse(text, &parse_options()) {
-        Ok(p) => Ok(p),
-        Err(_) => Err(fail(sh, io, &format!("{text}: bad substitution")).await),
+    match word_pieces(text, false) {
+        Some(p) => Ok(p),
+        None => Err(fail(sh, io, &format!("{text}: bad substitution")).await),
     }
 }
 
@@ -170,9 +211,9 @@ pub async fn pattern_of(sh: &mut Shell, io: &Io, text: &str) -> Result<String, U
 
 /// Expands a here-document body (quotes are ordinary characters).
 pub async fn heredoc(sh: &mut Shell, io: &Io, text: &str) -> Result<String, Unwind> {
-    let pieces = match word::parse_heredoc(text, &parse_options()) {
-        Ok(p) => p,
-        Err(_) => return Ok(text.to_owned()),
+    let pieces = match word_pieces(text, true) {
+        Some(p) => p,
+        None => return Ok(text.to_owned()),
     };
     let mut b = Builder::default();
     pieces_into(sh, io, &pieces, true, &mut b).await?;
@@ -260,9 +301,9 @@ pub fn pieces_into<'a>(
 /// `string`, boxed for use inside the recursive expander.
 fn string_in_place<'a>(sh: &'a mut Shell, io: &'a Io, text: &'a str) -> BoxFuture<'a, Result<String, Unwind>> {
     Box::pin(async move {
-        let pieces = match word::parse_heredoc(text, &parse_options()) {
-            Ok(p) => p,
-            Err(_) => return Err(fail(sh, io, &format!("{text}: bad substitution")).await),
+        let pieces = match word_pieces(text, true) {
+            Some(p) => p,
+            None => return Err(fail(sh, io, &format!("{text}: bad substitution")).await),
         };
         let mut b = Builder::default();
         pieces_into(sh, io, &pieces, true, &mut b).await?;
@@ -352,47 +393,78 @@ pub fn ansi_c(s: &str) -> String {
     out
 }
 
+/// Most words one brace expansion may produce; a word that would expand
+/// to more stays unexpanded (a guard against `{1..99999}{1..99999}`).
+const MAX_BRACE_WORDS: usize = 100_000;
+
+/// Deepest `{` nesting we hand to brush-parser's brace grammar, which
+/// backtracks exponentially in it (`{{{{{{{{{{{{{{x` took seconds, twenty
+/// levels minutes: found by `fuzz/`). Real expansions nest two or three.
+const MAX_BRACE_DEPTH: usize = 6;
+
 /// Brace expansion of an unparsed word (`a{b,c}` → `ab ac`, `{1..3}`).
 pub fn braces(text: &str) -> Vec<String> {
     if !text.contains('{') {
         return vec![text.to_owned()];
     }
-    match word::parse_brace_expansions(text, &parse_options()) {
-        Ok(Some(parts)) => {
-            let mut out = vec![String::new()];
-            for part in parts {
-                let alts = brace_alternatives(&part);
-                out = out.iter().flat_map(|p| alts.iter().map(move |a| format!("{p}{a}"))).collect();
-                if out.len() > 100_000 {
-                    return vec![text.to_owned()];
-                }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for c in text.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
             }
-            out
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
-        _ => vec![text.to_owned()],
     }
+    if deepest > MAX_BRACE_DEPTH || open_substitutions(text) > MAX_OPEN_SUBSTITUTIONS {
+        return vec![text.to_owned()];
+    }
+    let Some(Some(parts)) = guarded(text, || word::parse_brace_expansions(text, &parse_options())) else {
+        return vec![text.to_owned()];
+    };
+    let mut out = vec![String::new()];
+    for part in parts {
+        let Some(alts) = brace_alternatives(&part) else { return vec![text.to_owned()] };
+        let Some(product) = cross(&out, &alts) else { return vec![text.to_owned()] };
+        out = product;
+    }
+    out
 }
 
-fn brace_alternatives(part: &word::BraceExpressionOrText) -> Vec<String> {
+/// Every `a` followed by every `b`, or `None` past [`MAX_BRACE_WORDS`]
+/// (checked before anything is built).
+fn cross(a: &[String], b: &[String]) -> Option<Vec<String>> {
+    if a.len().saturating_mul(b.len()) > MAX_BRACE_WORDS {
+        return None;
+    }
+    Some(a.iter().flat_map(|p| b.iter().map(move |s| format!("{p}{s}"))).collect())
+}
+
+/// The words one part of a brace expansion stands for; `None` when they
+/// are too many.
+fn brace_alternatives(part: &word::BraceExpressionOrText) -> Option<Vec<String>> {
     use brush_parser::word::{BraceExpressionMember as M, BraceExpressionOrText as T};
     match part {
-        T::Text(t) => vec![t.clone()],
+        T::Text(t) => Some(vec![t.clone()]),
         T::Expr(members) => {
             let mut out = Vec::new();
             for m in members {
                 match m {
                     M::NumberSequence { start, end, increment } => {
-                        let step = increment.unsigned_abs().max(1) as i64;
-                        let mut i = *start;
-                        while out.len() < 100_000 {
+                        // In i128, so that neither `{1..9223372036854775807..2}`
+                        // nor an increment of i64::MIN can overflow.
+                        let (start, end) = (i128::from(*start), i128::from(*end));
+                        let step = i128::from(*increment).abs().max(1);
+                        let up = start <= end;
+                        let mut i = start;
+                        while if up { i <= end } else { i >= end } {
+                            if out.len() >= MAX_BRACE_WORDS {
+                                return None;
+                            }
                             out.push(i.to_string());
-                            if i == *end {
-                                break;
-                            }
-                            i = if start <= end { i + step } else { i - step };
-                            if (start <= end && i > *end) || (start > end && i < *end) {
-                                break;
-                            }
+                            i = if up { i + step } else { i - step };
                         }
                     }
                     M::CharSequence { start, end, .. } => {
@@ -403,14 +475,16 @@ fn brace_alternatives(part: &word::BraceExpressionOrText) -> Vec<String> {
                     M::Child(items) => {
                         let mut acc = vec![String::new()];
                         for it in items {
-                            let alts = brace_alternatives(it);
-                            acc = acc.iter().flat_map(|p| alts.iter().map(move |a| format!("{p}{a}"))).collect();
+                            acc = cross(&acc, &brace_alternatives(it)?)?;
                         }
                         out.extend(acc);
                     }
                 }
+                if out.len() > MAX_BRACE_WORDS {
+                    return None;
+                }
             }
-            out
+            Some(out)
         }
     }
 }
@@ -425,6 +499,37 @@ mod tests {
         assert_eq!(braces("{1..3}"), vec!["1", "2", "3"]);
         assert_eq!(braces("x{}"), vec!["x{}"]);
         assert_eq!(braces("plain"), vec!["plain"]);
+    }
+
+    #[test]
+    fn brace_expansion_of_hostile_words() {
+        // Found by `fuzz/` (shell_parse): i64 overflow in the sequence loop
+        // (a panic in debug builds, a runaway sequence in release).
+        assert_eq!(braces("{1..9223372036854775807..4611686018427387904}"), vec!["1", "4611686018427387905"]);
+        assert_eq!(braces("{9223372036854775806..9223372036854775807..5}"), vec!["9223372036854775806"]);
+        assert_eq!(braces("{-9223372036854775807..-9223372036854775806..-9223372036854775807}"), vec![
+            "-9223372036854775807"
+        ]);
+        // brush-parser unwraps the parse of a number that does not fit i64.
+        assert_eq!(braces("{1..99999999999999999999}"), vec!["{1..99999999999999999999}"]);
+        // Too many words, even when nested: left unexpanded.
+        assert_eq!(braces("a{{1..1000}{1..1000},x}"), vec!["a{{1..1000}{1..1000},x}"]);
+        assert_eq!(braces("{1..100001}"), vec!["{1..100001}"]);
+        assert_eq!(braces("{1..100000}").len(), 100_000);
+        // Found by `fuzz/`: brush-parser backtracks exponentially in deep
+        // `{` nesting; we do not ask it past six levels.
+        assert_eq!(braces("{{{{{{{{{{{{{{{{{{{{{{{{x"), vec!["{{{{{{{{{{{{{{{{{{{{{{{{x"]);
+        assert_eq!(braces("{a,{b,{c,{d,e}}}}"), vec!["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn words_with_many_open_substitutions_are_not_parsed() {
+        // Found by `fuzz/`: exponential backtracking in brush-parser's word
+        // grammar (twelve `$((` never finished).
+        assert!(word_pieces(&"$((".repeat(12), true).is_none());
+        assert!(word_pieces(&"$(".repeat(30), false).is_none());
+        assert!(word_pieces(&format!("{}x{}", "$((".repeat(12), "))".repeat(12)), false).is_some());
+        assert!(word_pieces("a $(b) ${c:-d} $((1 + (2 * 3))) (e", true).is_some());
     }
 
     #[test]

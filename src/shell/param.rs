@@ -122,10 +122,34 @@ async fn resolve(sh: &mut Shell, io: &Io, p: &Parameter, indirect: bool, in_dq: 
         return Ok(v);
     }
     let Some(target) = v.map(|v| v.joined()) else { return Ok(None) };
-    match brush_parser::word::parse_parameter(&target, &expand::parse_options()) {
-        Ok(p2) => lookup(sh, io, &p2, in_dq).await,
-        Err(_) => Err(expand::fail(sh, io, &format!("{target}: invalid variable name")).await),
+    match indirect_target(&target) {
+        Some(p2) => lookup(sh, io, &p2, in_dq).await,
+        None => Err(expand::fail(sh, io, &format!("{target}: invalid variable name")).await),
     }
+}
+
+/// The parameter `${!ref}` names when `ref` holds `target` (anything), or
+/// `None`. bash accepts only a name, `name[index]`, or a positional or
+/// special parameter here, and that is checked before brush-parser sees the
+/// text: its word grammar backtracks exponentially on some (found by
+/// `fuzz/`), so an index with quotes or substitutions is refused too.
+pub fn indirect_target(target: &str) -> Option<Parameter> {
+    let (name, index) = target.split_at(target.find('[').unwrap_or(target.len()));
+    let plausible = match name.as_bytes() {
+        [c] if b"@*#?-$!".contains(c) => index.is_empty(),
+        digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => index.is_empty(),
+        [first, rest @ ..] => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                && (index.is_empty()
+                    || (index.ends_with(']') && !index.contains(['$', '(', ')', '\'', '"', '`', '\\'])))
+        }
+        [] => false,
+    };
+    if !plausible {
+        return None;
+    }
+    super::parse::guarded(target, || brush_parser::word::parse_parameter(target, &expand::parse_options()))
 }
 
 /// Expands one `${…}` (or `$X`).
@@ -310,5 +334,20 @@ async fn unset_check(sh: &mut Shell, io: &Io, p: &Parameter, v: Option<Value>) -
             Err(Unwind::Exit(127))
         }
         None => Ok(Value::Str(String::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indirect_targets_are_parameter_names() {
+        for ok in ["HOME", "_x1", "arr[1]", "arr[i+1]", "1", "12", "@", "#"] {
+            assert!(indirect_target(ok).is_some(), "{ok:?}");
+        }
+        for bad in ["", "a b", "1a", "a[1", "$(x)", "@x", "ca[+\"cho  ['a($(($((\0END", "a[$(x)]", "echo['_'A??$(($((]"] {
+            assert!(indirect_target(bad).is_none(), "{bad:?}");
+        }
     }
 }

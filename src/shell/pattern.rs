@@ -74,14 +74,14 @@ fn compile_class(chars: &[char], start: usize) -> Option<(Tok, usize)> {
         }
         first = false;
         if c == '[' && chars.get(i + 1) == Some(&':') {
-            let rest: String = chars[i + 2..].iter().collect();
-            if let Some(end) = rest.find(":]") {
-                let name = &rest[..end];
+            // Counted in chars, not bytes: `i` indexes `chars`.
+            if let Some(len) = chars[i + 2..].windows(2).position(|w| w == [':', ']']) {
+                let name: String = chars[i + 2..i + 2 + len].iter().collect();
                 // Named classes are encoded as a range from NUL to a marker.
-                for ch in (0u8..128).map(char::from).filter(|&ch| class_name(name, ch)) {
+                for ch in (0u8..128).map(char::from).filter(|&ch| class_name(&name, ch)) {
                     items.push((ch, ch));
                 }
-                i += 2 + end + 2;
+                i += 2 + len + 2;
                 continue;
             }
         }
@@ -148,15 +148,14 @@ pub fn has_glob(pattern: &str) -> bool {
     compile(pattern).iter().any(|t| !matches!(t, Tok::Lit(_)))
 }
 
-/// Removes the escaping backslashes of a pattern.
+/// Removes the escaping backslashes of a pattern. A lone backslash at the
+/// end is kept: it escapes nothing, and matching takes it literally.
 pub fn unescape(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
         if c == '\\' {
-            if let Some(n) = chars.next() {
-                out.push(n);
-            }
+            out.push(chars.next().unwrap_or('\\'));
         } else {
             out.push(c);
         }
@@ -326,6 +325,18 @@ mod tests {
         assert!(!matches("\\*", "x"));
         assert!(matches("*", ""));
         assert!(matches("[[:digit:]]*", "1abc"));
+        // A class name that is not ASCII must not throw the position off.
+        assert!(matches("[[:éé:]x]", "x"));
+    }
+
+    #[test]
+    fn a_trailing_backslash_is_literal() {
+        // Found by `fuzz/` (shell_parse): `unescape` dropped it while
+        // matching kept it, so a glob segment without wildcards looked for
+        // another name than the one that matches.
+        assert!(matches("a\\", "a\\"));
+        assert_eq!(unescape("a\\"), "a\\");
+        assert_eq!(unescape("\\*x\\\\"), "*x\\");
     }
 
     #[test]

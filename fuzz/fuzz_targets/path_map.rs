@@ -1,0 +1,4 @@
+#![no_main]
+//! See `wes_fuzz::path_map` for what this target feeds and checks.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| wes_fuzz::escaping_panics_only(wes_fuzz::path_map, data));
