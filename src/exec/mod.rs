@@ -95,18 +95,60 @@ impl CommandStats {
     }
 }
 
+/// What the parts of one command share, wherever they run: its stats, and
+/// the pool it moves to once demoted (`None`: it stays where it is).
+#[derive(Clone)]
+struct Scope {
+    stats: Arc<CommandStats>,
+    batch: Option<tokio::runtime::Handle>,
+}
+
 tokio::task_local! {
-    static STATS: Arc<CommandStats>;
+    static SCOPE: Scope;
 }
 
 /// Runs `f` with `stats` collecting what its guests use.
 pub async fn with_stats<F: Future>(stats: Arc<CommandStats>, f: F) -> F::Output {
-    STATS.scope(stats, f).await
+    SCOPE.scope(Scope { stats, batch: None }, f).await
+}
+
+/// Runs `f` with `stats` collecting what its guests use; tasks it spawns
+/// through [`spawn_part`] move to `batch` once the command is demoted.
+pub async fn with_scope<F: Future>(stats: Arc<CommandStats>, batch: tokio::runtime::Handle, f: F) -> F::Output {
+    SCOPE.scope(Scope { stats, batch: Some(batch) }, f).await
 }
 
 /// The stats of the command being run on this task, if any.
 pub(crate) fn current_stats() -> Option<Arc<CommandStats>> {
-    STATS.try_with(Arc::clone).ok()
+    SCOPE.try_with(|s| s.stats.clone()).ok()
+}
+
+/// Runs part of the current command (a pipeline stage, a nested shell on a
+/// fresh stack) as a task of its own on the current runtime, so that the
+/// parts of a pipeline use every core. The task keeps the command's stats
+/// and moves to the batch pool with the rest of the command
+/// ([`run_demotable`]); dropping the returned future aborts it. `None` if
+/// it panicked.
+pub fn spawn_part<F>(fut: F) -> impl Future<Output = Option<F::Output>> + Send
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let scope = SCOPE.try_with(Clone::clone).ok();
+    let task = tokio::spawn(async move {
+        match scope {
+            Some(scope) => {
+                let stats = scope.stats.clone();
+                match scope.batch.clone() {
+                    Some(batch) => SCOPE.scope(scope, run_demotable(fut, stats, batch)).await,
+                    None => Some(SCOPE.scope(scope, fut).await),
+                }
+            }
+            None => Some(fut.await),
+        }
+    });
+    let task = tokio_util::task::AbortOnDropHandle::new(task);
+    async move { task.await.ok().flatten() }
 }
 
 /// Exit status of a guest that trapped (as for SIGABRT).

@@ -213,7 +213,7 @@ impl Process {
         let tty = self.tty;
         let note_stream = if tty { StreamKind::Pty } else { StreamKind::Stderr };
         let started = Instant::now();
-        let runner = crate::exec::with_stats(stats.clone(), runner);
+        let runner = crate::exec::with_scope(stats.clone(), session.guests(), runner);
         // The command, bounded by stop requests and the wall-clock limit; the
         // outcome is known here for stops and limits, else read from the stats.
         let note_for_runner = note.clone();

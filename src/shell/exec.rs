@@ -1,9 +1,9 @@
 //! Running the syntax tree: lists, and-or lists, pipelines and compound
 //! commands. Simple commands are in [`super::simple`].
 //!
-//! Pipeline stages run concurrently as futures joined in the caller's task
-//! (each in its own subshell state, as in bash); dropping the future stops
-//! every stage and every guest. Nothing here spawns a task.
+//! Pipeline stages run concurrently, each as a task of its own (in its own
+//! subshell state, as in bash), so that they use every core; dropping the
+//! pipeline's future aborts every stage and drops every guest.
 
 use super::expand;
 use super::io::{Input, Io};
@@ -26,13 +26,12 @@ pub async fn on_fresh_stack<W>(sh: &mut Shell, work: W) -> Outcome
 where
     W: FnOnce(Shell) -> BoxFuture<'static, (Shell, Outcome)>,
 {
-    let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(work(sh.clone())));
-    match task.await {
-        Ok((state, r)) => {
+    match crate::exec::spawn_part(work(sh.clone())).await {
+        Some((state, r)) => {
             *sh = state;
             r
         }
-        Err(_) => Err(Unwind::Exit(1)),
+        None => Err(Unwind::Exit(1)),
     }
 }
 
@@ -164,6 +163,9 @@ async fn run_pipeline(sh: &mut Shell, p: &ast::Pipeline, io: &Io, in_condition: 
 /// Runs a pipeline of two or more commands concurrently.
 async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     let n = p.seq.len();
+    if n == 0 {
+        return 0;
+    }
     let mut stage_ios = Vec::with_capacity(n);
     let mut next_in = io.stdin.clone();
     for i in 0..n {
@@ -177,15 +179,29 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
         stage_ios.push(sio);
     }
     drop(next_in);
-    let stages = p.seq.iter().zip(stage_ios).map(|(cmd, sio)| {
-        let mut sub = sh.clone();
-        async move {
-            let r = run_command(&mut sub, cmd, &sio).await;
+    // Every stage but the last in a task of its own (on another core if
+    // one is free); the last in this one.
+    let mut stage_ios = stage_ios.into_iter();
+    let mut spawned = Vec::with_capacity(n - 1);
+    for (cmd, sio) in p.seq[..n - 1].iter().zip(stage_ios.by_ref()) {
+        let (mut sub, cmd) = (sh.clone(), cmd.clone());
+        spawned.push(crate::exec::spawn_part(async move {
+            let r = run_command(&mut sub, &cmd, &sio).await;
             drop(sio);
             exit_status(&sub, r)
-        }
-    });
-    let statuses = futures::future::join_all(stages).await;
+        }));
+    }
+    let last = async {
+        let mut sub = sh.clone();
+        let sio = stage_ios.next().expect("one Io per stage");
+        let r = run_command(&mut sub, &p.seq[n - 1], &sio).await;
+        drop(sio);
+        exit_status(&sub, r)
+    };
+    let (mut statuses, last) = futures::join!(futures::future::join_all(spawned), last);
+    // A stage that panicked failed as a guest that trapped would.
+    let mut statuses: Vec<i32> = statuses.drain(..).map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
+    statuses.push(last);
     let _ = sh.set_array("PIPESTATUS", statuses.iter().map(|s| s.to_string()).collect());
     let last = statuses.last().copied().unwrap_or(0);
     if sh.opts.pipefail {

@@ -219,6 +219,37 @@ async fn cpu_limit_stops_a_spinner() {
 }
 
 #[tokio::test]
+async fn cpu_limit_covers_every_stage_of_a_pipeline() {
+    // Pipeline stages run as tasks of their own (in parallel); the budget
+    // is still the command's, not each stage's.
+    let limits = Limits { max_cpu: Duration::from_millis(200), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    c.start("cpu2", &["bash", "-c", "spin | spin | spin >/dev/null; echo after $?"], &s.uri(""), json!({})).await.expect("start");
+    let (mut stdout, mut stderr, mut exited) = (String::new(), String::new(), Value::Null);
+    loop {
+        let n = c.next_notification().await.expect("event");
+        match n["method"].as_str() {
+            Some("process/output") => {
+                let bytes = wasm_exec_server::b64::decode(n["params"]["chunk"].as_str().expect("chunk").as_bytes()).expect("b64");
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if n["params"]["stream"] == "stdout" { stdout += &text } else { stderr += &text }
+            }
+            Some("process/exited") => exited = n,
+            Some("process/closed") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(stdout, "after 137\n");
+    assert!(stderr.contains("CPU time limit exceeded (max-cpu"), "{stderr}");
+    // All three instances counted in the command's usage: each stage ran
+    // in the command's scope, against its one budget.
+    let usage = &exited["params"]["usage"];
+    assert_eq!(usage["instances"], json!(3), "{exited}");
+    assert!(usage["cpuMs"].as_u64().expect("cpu") < 400, "{exited}");
+}
+
+#[tokio::test]
 async fn git_is_read_only_for_fs_calls_and_redirections() {
     let s = TestServer::start().await;
     s.write(".git/config", "[core]\n");
