@@ -574,6 +574,11 @@ impl Workspace {
             Mapped::Inside(p) => p,
             Mapped::Outside => return Err(FsError::PermissionDenied),
         };
+        // The root is the directory we hold open: no need to look it up
+        // (the common case: Codex runs every command there).
+        if rel.as_os_str() == "." {
+            return Ok(abs);
+        }
         let meta = self.root.metadata(&rel)?;
         if !meta.is_dir() {
             return Err(io::Error::from_raw_os_error(20).into());
