@@ -220,7 +220,12 @@ impl Process {
         // outcome is known here for stops and limits, else read from the stats.
         let note_for_runner = note.clone();
         let command = async move {
+            // Biased, the command first: most commands finish in their first
+            // poll, and then the wall-clock timer is never registered (that
+            // registration wakes the runtime's timer driver: a syscall and a
+            // thread switch for every command).
             tokio::select! {
+                biased;
                 status = runner => (status, None),
                 stop = async {
                     loop {

@@ -236,10 +236,11 @@ impl Session {
         let executor = exec.clone();
         // Counted (above) as running until the command ends or is dropped.
         let running = RunningGuard(self.ctx.clone());
-        let runner = async move {
+        // Boxed: moved several times before it first runs.
+        let runner = Box::pin(async move {
             let _running = running;
             executor.run_command(spec).await
-        };
+        });
         let (go_tx, go_rx) = oneshot::channel();
         proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
         self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
