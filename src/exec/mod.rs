@@ -139,8 +139,11 @@ where
         match scope {
             Some(scope) => {
                 let stats = scope.stats.clone();
+                // The scope goes inside what may move: a task-local set
+                // around `run_demotable` would stay behind when the stage
+                // moves to the batch pool.
                 match scope.batch.clone() {
-                    Some(batch) => SCOPE.scope(scope, run_demotable(fut, stats, batch)).await,
+                    Some(batch) => run_demotable(SCOPE.scope(scope, fut), stats, batch).await,
                     None => Some(SCOPE.scope(scope, fut).await),
                 }
             }

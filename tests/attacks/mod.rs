@@ -221,11 +221,13 @@ async fn cpu_limit_stops_a_spinner() {
 #[tokio::test]
 async fn cpu_limit_covers_every_stage_of_a_pipeline() {
     // Pipeline stages run as tasks of their own (in parallel); the budget
-    // is still the command's, not each stage's.
+    // is still the command's, not each stage's, wherever they run.
     let limits = Limits { max_cpu: Duration::from_millis(200), ..Limits::default() };
     let s = TestServer::start_with(limits, None).await;
     let c = s.client().await;
-    c.start("cpu2", &["bash", "-c", "spin | spin | spin >/dev/null; echo after $?"], &s.uri(""), json!({})).await.expect("start");
+    // The first stage (a task of its own) starts its guest after the command
+    // has moved to the batch pool (20 ms of CPU): it must still count.
+    c.start("cpu2", &["bash", "-c", "{ sleep 0.1; spin; } | spin | spin >/dev/null; echo after $?"], &s.uri(""), json!({})).await.expect("start");
     let (mut stdout, mut stderr, mut exited) = (String::new(), String::new(), Value::Null);
     loop {
         let n = c.next_notification().await.expect("event");
