@@ -74,7 +74,7 @@ pub struct GuestRequest {
     /// Linear memory cap in bytes.
     pub max_memory: usize,
     /// CPU budget in epoch ticks, for the whole command when it runs with
-    /// [`super::with_stats`], else for this instance.
+    /// [`super::with_scope`], else for this instance.
     pub max_cpu_ticks: u64,
 }
 

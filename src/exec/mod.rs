@@ -96,26 +96,21 @@ impl CommandStats {
 }
 
 /// What the parts of one command share, wherever they run: its stats, and
-/// the pool it moves to once demoted (`None`: it stays where it is).
+/// the pool it moves to once demoted.
 #[derive(Clone)]
 struct Scope {
     stats: Arc<CommandStats>,
-    batch: Option<tokio::runtime::Handle>,
+    batch: tokio::runtime::Handle,
 }
 
 tokio::task_local! {
     static SCOPE: Scope;
 }
 
-/// Runs `f` with `stats` collecting what its guests use.
-pub async fn with_stats<F: Future>(stats: Arc<CommandStats>, f: F) -> F::Output {
-    SCOPE.scope(Scope { stats, batch: None }, f).await
-}
-
 /// Runs `f` with `stats` collecting what its guests use; tasks it spawns
 /// through [`spawn_part`] move to `batch` once the command is demoted.
 pub async fn with_scope<F: Future>(stats: Arc<CommandStats>, batch: tokio::runtime::Handle, f: F) -> F::Output {
-    SCOPE.scope(Scope { stats, batch: Some(batch) }, f).await
+    SCOPE.scope(Scope { stats, batch }, f).await
 }
 
 /// The stats of the command being run on this task, if any.
@@ -137,15 +132,12 @@ where
     let scope = SCOPE.try_with(Clone::clone).ok();
     let task = tokio::spawn(async move {
         match scope {
+            // The scope goes inside what may move: a task-local set around
+            // `run_demotable` would stay behind when the part moves to the
+            // batch pool.
             Some(scope) => {
-                let stats = scope.stats.clone();
-                // The scope goes inside what may move: a task-local set
-                // around `run_demotable` would stay behind when the stage
-                // moves to the batch pool.
-                match scope.batch.clone() {
-                    Some(batch) => run_demotable(SCOPE.scope(scope, fut), stats, batch).await,
-                    None => Some(SCOPE.scope(scope, fut).await),
-                }
+                let (stats, batch) = (scope.stats.clone(), scope.batch.clone());
+                run_demotable(SCOPE.scope(scope, fut), stats, batch).await
             }
             None => Some(fut.await),
         }

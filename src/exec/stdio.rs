@@ -294,6 +294,29 @@ enum Permit {
     Closed,
 }
 
+/// Takes a slot in `tx` for the next write of up to `chunk` bytes: `Ok(0)`
+/// while the channel is full (the guest is told to wait), EPIPE once the
+/// reader is gone.
+fn reserve<T>(
+    tx: &mpsc::Sender<T>,
+    wrap: fn(mpsc::OwnedPermit<T>) -> Permit,
+    chunk: usize,
+    permit: &mut Permit,
+) -> wasmtime_wasi::p2::StreamResult<usize> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.clone().try_reserve_owned() {
+        Ok(p) => {
+            *permit = wrap(p);
+            Ok(chunk)
+        }
+        Err(TrySendError::Full(_)) => Ok(0),
+        Err(TrySendError::Closed(_)) => {
+            *permit = Permit::Closed;
+            Err(epipe())
+        }
+    }
+}
+
 impl SinkStream {
     pub fn new(sink: Sink) -> Self {
         Self { sink, permit: Permit::None }
@@ -335,34 +358,13 @@ impl wasmtime_wasi::p2::OutputStream for SinkStream {
     }
 
     fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
-        use tokio::sync::mpsc::error::TrySendError;
         match (&self.sink, &self.permit) {
             (Sink::Null | Sink::File(_), _) => Ok(OUTPUT_CHUNK),
             (_, Permit::Closed) => Err(epipe()),
             (Sink::Output { .. }, Permit::Output(_)) => Ok(OUTPUT_CHUNK),
             (Sink::Pipe(_), Permit::Pipe(_)) => Ok(CHUNK),
-            (Sink::Output { tx, .. }, _) => match tx.clone().try_reserve_owned() {
-                Ok(p) => {
-                    self.permit = Permit::Output(p);
-                    Ok(OUTPUT_CHUNK)
-                }
-                Err(TrySendError::Full(_)) => Ok(0),
-                Err(TrySendError::Closed(_)) => {
-                    self.permit = Permit::Closed;
-                    Err(epipe())
-                }
-            },
-            (Sink::Pipe(tx), _) => match tx.clone().try_reserve_owned() {
-                Ok(p) => {
-                    self.permit = Permit::Pipe(p);
-                    Ok(CHUNK)
-                }
-                Err(TrySendError::Full(_)) => Ok(0),
-                Err(TrySendError::Closed(_)) => {
-                    self.permit = Permit::Closed;
-                    Err(epipe())
-                }
-            },
+            (Sink::Output { tx, .. }, _) => reserve(tx, Permit::Output, OUTPUT_CHUNK, &mut self.permit),
+            (Sink::Pipe(tx), _) => reserve(tx, Permit::Pipe, CHUNK, &mut self.permit),
         }
     }
 }

@@ -184,23 +184,14 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     let mut stage_ios = stage_ios.into_iter();
     let mut spawned = Vec::with_capacity(n - 1);
     for (cmd, sio) in p.seq[..n - 1].iter().zip(stage_ios.by_ref()) {
-        let (mut sub, cmd) = (sh.clone(), cmd.clone());
-        spawned.push(crate::exec::spawn_part(async move {
-            let r = run_command(&mut sub, &cmd, &sio).await;
-            drop(sio);
-            exit_status(&sub, r)
-        }));
+        let (sub, cmd) = (sh.clone(), cmd.clone());
+        spawned.push(crate::exec::spawn_part(async move { run_stage(sub, &cmd, sio).await }));
     }
-    let last = async {
-        let mut sub = sh.clone();
-        let sio = stage_ios.next().expect("one Io per stage");
-        let r = run_command(&mut sub, &p.seq[n - 1], &sio).await;
-        drop(sio);
-        exit_status(&sub, r)
-    };
-    let (mut statuses, last) = futures::join!(futures::future::join_all(spawned), last);
+    let sio = stage_ios.next().expect("one Io per stage");
+    let last = run_stage(sh.clone(), &p.seq[n - 1], sio);
+    let (statuses, last) = futures::join!(futures::future::join_all(spawned), last);
     // A stage that panicked failed as a guest that trapped would.
-    let mut statuses: Vec<i32> = statuses.drain(..).map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
+    let mut statuses: Vec<i32> = statuses.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
     statuses.push(last);
     let _ = sh.set_array("PIPESTATUS", statuses.iter().map(|s| s.to_string()).collect());
     let last = statuses.last().copied().unwrap_or(0);
@@ -209,6 +200,14 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     } else {
         last
     }
+}
+
+/// One stage of a pipeline, in its own subshell state; its output pipe
+/// closes when it ends.
+async fn run_stage(mut sub: Shell, cmd: &ast::Command, sio: Io) -> i32 {
+    let r = run_command(&mut sub, cmd, &sio).await;
+    drop(sio);
+    exit_status(&sub, r)
 }
 
 pub fn run_command<'a>(sh: &'a mut Shell, cmd: &'a ast::Command, io: &'a Io) -> BoxFuture<'a, Outcome> {
