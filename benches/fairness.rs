@@ -46,7 +46,7 @@ fn main() {
         for (id, processes) in [("benign", 64), ("noisy", NOISY_PROCESSES)] {
             let root = dir.path().join(id);
             std::fs::create_dir(&root).expect("mkdir");
-            let workspace = Workspace::open(&root, Some("/workspace")).expect("workspace");
+            let workspace = Workspace::open_in(&root, Some("/workspace"), dir.path()).expect("workspace");
             let limits = Limits { max_processes: processes, ..Limits::default() };
             let ctx = ServerContext::new(Executor { runtime: runtime.clone(), workspace, limits }).with_tenant(id);
             entries.push(TenantEntry { digest: digest_of_token(id).expect("token"), ctx: Arc::new(ctx) });

@@ -330,6 +330,14 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // Guests' /tmp directories left by servers that were killed; in the
+    // background, so start-up does not wait for it.
+    std::thread::spawn(|| {
+        let removed = wasm_exec_server::fs::sweep_stale_scratch(&std::env::temp_dir());
+        if removed > 0 {
+            tracing::info!(removed, "removed scratch directories left by servers that did not shut down");
+        }
+    });
     let stdio = args.listen == "stdio";
     let addr = if stdio { None } else { Some(parse_listen(&args.listen)?) };
     let runtime = tokio::task::spawn_blocking({
@@ -487,7 +495,9 @@ fn tools(args: ToolArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or collector gets plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     if cli.log_format == "json" {
         logs.json().init();
     } else {

@@ -110,7 +110,7 @@ fn fresh_fixture() -> (tempfile::TempDir, PathBuf) {
 
 /// Runs a line through our shell on a workspace rooted at `root`.
 async fn run_ours(root: &Path, cwd: &str, line: &str, stdin: Stdin) -> Outcome {
-    let workspace = Workspace::open(root, None).expect("workspace");
+    let workspace = Workspace::open_in(root, None, root.parent().expect("fixture dir")).expect("workspace");
     let root_s = workspace.visible_root().to_owned();
     let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -467,7 +467,7 @@ async fn dropping_the_future_stops_every_stage() {
 #[tokio::test]
 async fn output_streams_while_a_loop_runs() {
     let (_tmp, root) = fresh_fixture();
-    let workspace = Workspace::open(&root, None).expect("workspace");
+    let workspace = Workspace::open_in(&root, None, root.parent().expect("fixture dir")).expect("workspace");
     let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let spec = CommandSpec {

@@ -73,7 +73,10 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
-        let workspace = with_quota(Workspace::open(&root, visible).expect("workspace").with_read_only(&[".git".into()]), &limits);
+        // The guests' /tmp goes inside `dir` too: the test may end while a
+        // detached session still holds the workspace, and `dir` goes anyway.
+        let workspace = Workspace::open_in(&root, visible, &scratch_dir(&dir)).expect("workspace");
+        let workspace = with_quota(workspace.with_read_only(&[".git".into()]), &limits);
         let visible = workspace.visible_root().to_owned();
         let executor = Executor { runtime: runtime(), workspace, limits };
         let ctx = Arc::new(ServerContext::new(executor));
@@ -89,7 +92,9 @@ impl TestServer {
             let root = if i == 0 { dir.path().join("root") } else { dir.path().join(id) };
             std::fs::create_dir(&root).expect("mkdir tenant root");
             let workspace = with_quota(
-                Workspace::open(&root, Some("/workspace")).expect("workspace").with_read_only(&[".git".into()]),
+                Workspace::open_in(&root, Some("/workspace"), &scratch_dir(&dir))
+                    .expect("workspace")
+                    .with_read_only(&[".git".into()]),
                 limits,
             );
             let executor = Executor { runtime: runtime(), workspace, limits: limits.clone() };
@@ -193,7 +198,16 @@ pub async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
     assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
 }
 
-/// Everything under `dir` (outside the root), for "nothing outside changed".
+/// Where a test server's workspaces keep the guests' `/tmp`: inside the
+/// test's directory, so it goes with it.
+fn scratch_dir(dir: &tempfile::TempDir) -> PathBuf {
+    let p = dir.path().join("scratch");
+    std::fs::create_dir_all(&p).expect("mkdir scratch");
+    p
+}
+
+/// Everything under `dir` (outside the root and the guests' own `/tmp`),
+/// for "nothing outside changed".
 pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -201,7 +215,7 @@ pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         let Ok(rd) = std::fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let p = e.path();
-            if p.file_name().is_some_and(|n| n == "root") && d == dir {
+            if p.file_name().is_some_and(|n| n == "root" || n == "scratch") && d == dir {
                 continue;
             }
             let Ok(ft) = e.file_type() else { continue };
