@@ -105,10 +105,13 @@ impl Client {
             req.headers_mut().insert("authorization", value);
         }
         // No frame limit of our own (the server enforces its limits), and no
-        // Nagle delay on small requests.
+        // Nagle delay on small requests. tungstenite zero-fills its whole
+        // read buffer (128 KiB by default) before every read, also the ones
+        // that find nothing to read, so it is kept small.
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .max_message_size(None)
-            .max_frame_size(None);
+            .max_frame_size(None)
+            .read_buffer_size(8 << 10);
         let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();

@@ -267,7 +267,8 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
                 (Some(s), url, workspace.to_path_buf())
             }
         };
-        let target = Target { kind, url, cwd: file_uri(&dir.display().to_string())?, dir };
+        let pid = server.as_ref().map(|s: &server::Server| s.pid);
+        let target = Target { kind, url, cwd: file_uri(&dir.display().to_string())?, dir, pid };
         measure(args, &target, &mut table).await?;
         drop(server);
         // Memory and cold start need servers of their own.

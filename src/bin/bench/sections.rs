@@ -2,14 +2,13 @@
 //! per section of the table (latency, commands/s, streaming, fs, memory,
 //! cold start).
 
-use crate::server::{Launch, descendants_pss_kib, modules_compiled, vm_rss_kib};
+use crate::server::{Launch, cpu_time, descendants_pss_kib, modules_compiled, vm_rss_kib};
 use crate::table::{Better, Figure, Table, Unit};
 use crate::{FIXTURE_LINES, Kind, STREAM_BYTES, bash};
 use anyhow::{Context, Result, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -96,6 +95,8 @@ pub struct Target {
     pub cwd: String,
     /// The same directory on this machine, for the fixtures.
     pub dir: std::path::PathBuf,
+    /// The server's process, when this program started it (for CPU time).
+    pub pid: Option<u32>,
 }
 
 impl Target {
@@ -243,26 +244,38 @@ pub async fn latency(
 }
 
 /// Commands per second with `conns` connections each running one command
-/// after another for the budget.
-pub async fn commands_per_sec(t: &Target, conns: usize, argv: &[String], budget: Duration) -> Result<f64> {
+/// after another for the budget. Every command is checked: it must exit 0
+/// and print `expect`.
+///
+/// The load comes from [`LoadConn`], not the library client: both share
+/// this machine's cores with the server, and the library client's reader
+/// task, channels and timers cost about half as much CPU per command as
+/// the server itself, which measured the client as much as the server.
+pub async fn commands_per_sec(t: &Target, conns: usize, argv: &[String], expect: &str, budget: Duration) -> Result<Rate> {
     let mut clients = vec![];
     for chunk in (0..conns).collect::<Vec<_>>().chunks(16) {
-        let batch = futures::future::try_join_all(chunk.iter().map(|_| Client::connect(&t.url))).await?;
-        clients.extend(batch.into_iter().map(Arc::new));
+        let batch = futures::future::try_join_all(chunk.iter().map(|_| LoadConn::connect(&t.url))).await?;
+        clients.extend(batch);
     }
-    for c in &clients {
-        run(c, "warm", argv, &t.cwd, false, true).await?;
+    for (i, c) in clients.iter_mut().enumerate() {
+        let frames = c.frames(&format!("warm-{i}"), argv, &t.cwd);
+        c.run(frames, expect).await?;
+        c.ws.flush().await?;
     }
+    let server_cpu = || t.pid.and_then(|p| cpu_time(&p.to_string()));
+    let cpu_before = (server_cpu(), cpu_time("self"));
     let start = Instant::now();
     let deadline = start + budget;
-    let tasks = clients.into_iter().map(|c| {
-        let (argv, cwd) = (argv.to_vec(), t.cwd.clone());
+    let tasks = clients.into_iter().enumerate().map(|(i, mut c)| {
+        let (argv, cwd, expect) = (argv.to_vec(), t.cwd.clone(), expect.to_owned());
         tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < deadline {
-                run(&c, &format!("t{n}"), &argv, &cwd, false, false).await?;
+                let frames = c.frames(&format!("c{i}-{n}"), &argv, &cwd);
+                c.run(frames, &expect).await?;
                 n += 1;
             }
+            c.ws.flush().await?;
             anyhow::Ok((n, start.elapsed()))
         })
     });
@@ -273,15 +286,155 @@ pub async fn commands_per_sec(t: &Target, conns: usize, argv: &[String], budget:
         total += n;
         elapsed = elapsed.max(e);
     }
-    Ok(total as f64 / elapsed.as_secs_f64())
+    let per_command = |before: Option<Duration>, after: Option<Duration>| {
+        Some(after?.saturating_sub(before?).as_secs_f64() / total.max(1) as f64)
+    };
+    Ok(Rate {
+        per_sec: total as f64 / elapsed.as_secs_f64(),
+        server_cpu: per_command(cpu_before.0, server_cpu()),
+        client_cpu: per_command(cpu_before.1, cpu_time("self")),
+    })
+}
+
+/// Commands per second, and the CPU seconds each command cost the server
+/// (when this program started it) and this load generator, which share the
+/// machine's cores.
+pub struct Rate {
+    pub per_sec: f64,
+    pub server_cpu: Option<f64>,
+    pub client_cpu: Option<f64>,
+}
+
+/// A load-generating connection: it owns its socket (no reader task) and
+/// reads the replies into borrowed structs. It still checks what a client
+/// must: the start is accepted, the output is what was expected, the exit
+/// status is 0, and `process/closed` ends it.
+struct LoadConn {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next_id: u64,
+}
+
+/// Any frame the server sends, reduced to what the load loop checks.
+#[derive(Deserialize)]
+struct Incoming<'a> {
+    #[serde(borrow)]
+    method: Option<&'a str>,
+    id: Option<u64>,
+    error: Option<Value>,
+    #[serde(borrow)]
+    params: Option<IncomingParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IncomingParams<'a> {
+    #[serde(rename = "processId", borrow)]
+    process_id: Option<&'a str>,
+    #[serde(borrow)]
+    stream: Option<&'a str>,
+    #[serde(borrow)]
+    chunk: Option<&'a str>,
+    #[serde(rename = "exitCode")]
+    exit_code: Option<i64>,
+}
+
+/// One command's frames.
+struct Frames {
+    id: String,
+    /// The start's request id, to match its answer.
+    start_id: u64,
+    start: String,
+    terminate: String,
+}
+
+impl LoadConn {
+    async fn connect(url: &str) -> Result<Self> {
+        // tungstenite zero-fills its whole read buffer (128 KiB by default)
+        // before every read, also the ones that find nothing to read.
+        let config = WebSocketConfig::default().read_buffer_size(8 << 10);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let init = json!({"id": 0, "method": "initialize", "params": {"clientName": "bench"}});
+        ws.send(Message::text(init.to_string())).await?;
+        loop {
+            match ws.next().await.context("connection closed during initialize")?? {
+                Message::Text(t) if t.contains("\"error\"") => bail!("initialize failed: {t}"),
+                Message::Text(_) => break,
+                _ => {}
+            }
+        }
+        ws.send(Message::text(json!({"method": "initialized", "params": {}}).to_string())).await?;
+        Ok(Self { ws, next_id: 1 })
+    }
+
+    /// The frames that start `argv` as process `id` and release it after,
+    /// with the Codex client's parameters.
+    fn frames(&mut self, id: &str, argv: &[String], cwd: &str) -> Frames {
+        let start_id = self.next_id;
+        self.next_id += 2;
+        let start = json!({"id": start_id, "method": "process/start", "params": {
+            "processId": id, "argv": argv, "cwd": cwd, "env": {}, "tty": false,
+            "pipeStdin": false, "arg0": null, "sandbox": null}});
+        let terminate = json!({"id": start_id + 1, "method": "process/terminate", "params": {"processId": id}});
+        Frames { id: id.to_owned(), start_id, start: start.to_string(), terminate: terminate.to_string() }
+    }
+
+    /// Runs one command to `process/closed` and checks it.
+    async fn run(&mut self, f: Frames, expect: &str) -> Result<()> {
+        self.ws.send(Message::text(f.start)).await?;
+        let mut stdout = vec![];
+        let mut exit_code = None;
+        loop {
+            let Message::Text(text) = self.ws.next().await.context("connection closed")?? else { continue };
+            let m: Incoming = serde_json::from_str(&text).with_context(|| format!("bad frame {text}"))?;
+            if m.method.is_none() {
+                // An answer: to this start, or to an earlier terminate (whose
+                // outcome does not matter here).
+                if let (Some(e), true) = (m.error, m.id == Some(f.start_id)) {
+                    bail!("process/start {} failed: {e}", f.id);
+                }
+                continue;
+            }
+            let Some(p) = m.params.filter(|p| p.process_id == Some(f.id.as_str())) else { continue };
+            match m.method {
+                Some("process/output") if p.stream == Some("stdout") => {
+                    stdout.extend(wasm_exec_server::b64::decode(p.chunk.unwrap_or("").as_bytes())?);
+                }
+                Some("process/exited") => exit_code = p.exit_code,
+                Some("process/closed") => break,
+                _ => {}
+            }
+        }
+        ensure!(
+            exit_code == Some(0) && stdout == expect.as_bytes(),
+            "{} gave status {exit_code:?} and {:?}, expected {expect:?}",
+            f.id,
+            String::from_utf8_lossy(&stdout)
+        );
+        // The Codex client sends `process/terminate` after `closed`. Nothing
+        // waits for its answer, so it is queued, not flushed: it goes out in
+        // one write with the next command's start (or the final flush).
+        self.ws.feed(Message::text(f.terminate)).await?;
+        Ok(())
+    }
 }
 
 pub async fn throughput(t: &Target, table: &mut Table, budget: Duration) -> Result<()> {
     for (label, argv) in [("`echo hi` argv", t.kind.echo_argv()), ("`bash -lc 'echo hi'`", bash("echo hi"))] {
         for conns in [1, 8, 64] {
-            let rate = commands_per_sec(t, conns, &argv, budget).await?;
+            let rate = commands_per_sec(t, conns, &argv, "hi\n", budget).await?;
             let name = format!("3. commands/s, {label}, {conns} connection{}", if conns == 1 { "" } else { "s" });
-            table.put(t.kind, &name, Unit::PerSec, Better::Higher, Some(Figure::Value(rate)));
+            table.put(t.kind, &name, Unit::PerSec, Better::Higher, Some(Figure::Value(rate.per_sec)));
+            if conns == 8 {
+                let cpu = |v: Option<f64>| v.map(Figure::Value);
+                let name = format!("3. server CPU per command, {label}, 8 connections");
+                table.put(t.kind, &name, Unit::Time, Better::Lower, cpu(rate.server_cpu));
+                // Not a property of the server (it waits longer on a slower
+                // one), so it is shown for ours only: what the load itself
+                // took from the two cores.
+                if t.kind == Kind::Ours {
+                    let name = format!("3. load generator's CPU per command, {label}, 8 connections");
+                    table.put(t.kind, &name, Unit::Time, Better::Lower, cpu(rate.client_cpu));
+                }
+            }
         }
     }
     Ok(())

@@ -167,6 +167,17 @@ pub fn descendants_pss_kib(pid: u32) -> u64 {
     total
 }
 
+/// CPU time a process and its reaped children have used (`self` for this
+/// one), from `/proc/PID/stat`.
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // After `(comm)`: state is field 3, utime 14, stime 15, cutime 16, cstime 17,
+    // in USER_HZ ticks, which Linux fixes at 100 per second for user space.
+    let ticks: u64 = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// `module_cache{result="miss"}` from our `/metrics`: modules compiled since start.
 pub async fn modules_compiled(url: &str) -> Result<u64> {
     let addr = url.trim_start_matches("ws://").trim_end_matches('/');
