@@ -218,6 +218,7 @@ pub async fn serve<S, K, E, F>(
                                 after();
                             }
                         }
+                        Reply::Handoff(hand_over) => hand_over(crate::session::Responder::new(out_tx.clone(), id)),
                         Reply::Raw(result) => {
                             if out_tx.send(rpc::raw_response_text(id, result)).await.is_err() {
                                 break;

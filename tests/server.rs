@@ -156,6 +156,78 @@ async fn hello_streams_output_and_closes_last() {
     assert_eq!(t, json!({"running": false}));
 }
 
+/// The pump answers `process/start` itself, after the command's first poll
+/// (so a command that finishes at once goes out with its answer). The
+/// answer must still come before anything the process sends, and must not
+/// wait for a command that keeps running: a builtin loop, a spinning guest,
+/// a command blocked on stdin.
+#[tokio::test]
+async fn the_start_answer_comes_first_and_does_not_wait_for_the_command() {
+    let s = TestServer::start().await;
+    let mut ws = raw_socket(&s.url).await;
+    exchange(&mut ws, r#"{"id":0,"method":"initialize","params":{"clientName":"t"}}"#).await.expect("initialize");
+    ws.send(Message::Text(r#"{"method":"initialized","params":{}}"#.into())).await.expect("initialized");
+    let cwd = s.uri("");
+    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame within 5 s") {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("json"),
+                Some(Ok(_)) => continue,
+                other => panic!("socket ended: {other:?}"),
+            }
+        }
+    };
+    let start = |id: u64, pid: &str, argv: Value, pipe: bool| {
+        json!({"id": id, "method": "process/start", "params": {
+            "processId": pid, "argv": argv, "cwd": cwd, "env": {}, "tty": false, "pipeStdin": pipe, "arg0": null}})
+        .to_string()
+    };
+    // Finishes in its first poll: the answer, then output, exited, closed.
+    ws.send(Message::Text(start(1, "quick", json!(["/bin/bash", "-lc", "echo hi"]), false).into())).await.expect("send");
+    let first = next(&mut ws).await;
+    assert_eq!(first["id"], 1, "the answer comes first: {first}");
+    assert_eq!(first["result"]["processId"], "quick");
+    let mut methods = vec![];
+    while methods.last().map(String::as_str) != Some("process/closed") {
+        let v = next(&mut ws).await;
+        assert_eq!(v["params"]["processId"], "quick", "{v}");
+        methods.push(v["method"].as_str().expect("a notification").to_owned());
+    }
+    assert_eq!(methods, ["process/output", "process/exited", "process/closed"]);
+    // Never finish on their own: each is answered while it runs.
+    let runners = [
+        ("loop", json!(["/bin/bash", "-lc", "while :; do :; done"]), false),
+        ("spin", json!(["spin"]), false),
+        ("stdin", json!(["line-echo"]), true),
+    ];
+    let mut answered = std::collections::BTreeSet::new();
+    for (i, (pid, argv, pipe)) in runners.into_iter().enumerate() {
+        let id = 10 + i as u64;
+        ws.send(Message::Text(start(id, pid, argv, pipe).into())).await.expect("send");
+        loop {
+            let v = next(&mut ws).await;
+            if let Some(of) = v["params"]["processId"].as_str().filter(|_| v.get("method").is_some()) {
+                assert!(answered.contains(of), "a notification before its start's answer: {v}");
+                continue;
+            }
+            assert_eq!((v["id"].as_u64(), v["result"]["processId"].as_str()), (Some(id), Some(pid)), "{v}");
+            answered.insert(pid.to_owned());
+            break;
+        }
+    }
+    for (i, pid) in ["loop", "spin", "stdin"].into_iter().enumerate() {
+        let t = json!({"id": 20 + i, "method": "process/terminate", "params": {"processId": pid}}).to_string();
+        ws.send(Message::Text(t.into())).await.expect("send");
+    }
+    let mut closed = std::collections::BTreeSet::new();
+    while closed.len() < 3 {
+        let v = next(&mut ws).await;
+        if v["method"] == "process/closed" {
+            closed.insert(v["params"]["processId"].as_str().expect("id").to_owned());
+        }
+    }
+}
+
 #[tokio::test]
 async fn exit_codes_reach_the_client_unchanged() {
     let s = TestServer::start().await;

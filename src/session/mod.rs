@@ -102,9 +102,32 @@ impl ServerContext {
 /// a stop), so that the reply precedes the notifications it causes.
 pub type AfterReply = Box<dyn FnOnce() + Send>;
 
+/// Where the answer to one request goes, when it is sent by someone other
+/// than the connection's request loop.
+pub struct Responder {
+    tx: mpsc::Sender<String>,
+    id: crate::protocol::RequestId,
+}
+
+impl Responder {
+    pub fn new(tx: mpsc::Sender<String>, id: crate::protocol::RequestId) -> Self {
+        Self { tx, id }
+    }
+
+    /// Queues the answer on the connection that asked (dropped if it has
+    /// gone, also when the session has moved to another connection since).
+    pub async fn send(self, result: Result<Value, RpcError>) {
+        let _ = self.tx.send(rpc::response_text(self.id, result)).await;
+    }
+}
+
 /// The answer to one request.
 pub enum Reply {
     Now(Result<Value, RpcError>, Option<AfterReply>),
+    /// Answered by whoever the function hands the [`Responder`] to: a
+    /// process answers its own `process/start` after its first poll, so a
+    /// command that finishes at once goes out with its answer in one write.
+    Handoff(Box<dyn FnOnce(Responder) + Send>),
     /// A result already serialized as JSON text (`fs/readFile`: megabytes of
     /// base64 are written once, not copied into a `Value` and out again).
     Raw(Result<String, RpcError>),
@@ -195,7 +218,7 @@ impl Connection {
             let code = match &reply {
                 Reply::Now(Ok(_), _) | Reply::Raw(Ok(_)) => Some("ok".to_owned()),
                 Reply::Now(Err(e), _) | Reply::Raw(Err(e)) => Some(e.code.to_string()),
-                Reply::Later(_) => None,
+                Reply::Later(_) | Reply::Handoff(_) => None,
             };
             if let Some(code) = code {
                 let labels = crate::metrics::FsLabels { tenant: self.ctx.tenant.clone(), method: method.to_owned(), code };

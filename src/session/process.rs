@@ -7,7 +7,7 @@
 //! the `process/start` response is queued, so that response precedes the
 //! process's first notification.
 
-use super::{Session, lock};
+use super::{Responder, Session, lock};
 use crate::exec::{CommandStats, OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::{
@@ -163,7 +163,9 @@ impl Process {
     }
 
     /// Starts the pump. `runner` is the command; `stderr` a sink for limit
-    /// messages; `go` fires once the start response is queued.
+    /// messages; `go` brings where to send `answer`, the start's response,
+    /// which the pump sends after the command's first poll and before
+    /// anything the command produced.
     pub fn spawn<F>(
         self: &Arc<Self>,
         session: Arc<Session>,
@@ -171,7 +173,8 @@ impl Process {
         rx: mpsc::Receiver<OutputChunk>,
         limit_note: mpsc::Sender<OutputChunk>,
         max_wall: Duration,
-        go: oneshot::Receiver<()>,
+        go: oneshot::Receiver<Responder>,
+        answer: Result<serde_json::Value, crate::rpc::RpcError>,
     ) where
         F: Future<Output = i32> + Send + 'static,
     {
@@ -184,9 +187,10 @@ impl Process {
         let span = tracing::debug_span!("process", session_id = %session.id, process_id = %self.id);
         let handle = guests.spawn(
             async move {
-                // The session dropping `go` means the start failed to answer:
-                // run anyway, the client may still read the result.
-                let _ = go.await;
+                // The connection dropping `go` means it closed before the
+                // start was answered: run anyway, a resumed session may
+                // still read the result.
+                let answer = go.await.ok().map(|responder| (responder, answer));
                 // The whole process (the command and the delivery of its
                 // output) moves to the tenant's batch pool once it has run
                 // long; the two stay on one thread either way.
@@ -194,7 +198,8 @@ impl Process {
                 let batch = session.guests();
                 // Boxed where it is made: the pump is a large future (15 KB),
                 // and every move of it would be a copy.
-                let pump = Box::pin(this.pump(session, runner, rx, limit_note, max_wall, stats.clone()).instrument(tracing::Span::current()));
+                let pump = this.pump(session, runner, rx, limit_note, max_wall, stats.clone(), answer);
+                let pump = Box::pin(pump.instrument(tracing::Span::current()));
                 crate::exec::run_demotable(pump, stats, batch).await;
             }
             .instrument(span),
@@ -210,6 +215,7 @@ impl Process {
         note: mpsc::Sender<OutputChunk>,
         max_wall: Duration,
         stats: Arc<CommandStats>,
+        mut answer: Option<(Responder, Result<serde_json::Value, crate::rpc::RpcError>)>,
     ) where
         F: Future<Output = i32> + Send + 'static,
     {
@@ -258,11 +264,21 @@ impl Process {
         let mut produced: u64 = 0;
         let mut last_was_cr = false;
         let mut exited = false;
+        // The start's answer goes out after the command's first poll (the
+        // `biased` order below polls it before the last branch), ahead of
+        // anything the command produced: a command that finishes in its
+        // first poll reaches the client in one write with its answer.
+        let answer_first = async |answer: &mut Option<(Responder, _)>| {
+            if let Some((responder, result)) = answer.take() {
+                responder.send(result).await;
+            }
+        };
         loop {
             tokio::select! {
                 biased;
                 chunk = rx.recv(), if rx_open => match chunk {
                     Some(first) => {
+                        answer_first(&mut answer).await;
                         // Output already queued behind this chunk goes out in
                         // the same message (fewer, larger frames when the
                         // command writes faster than the client reads).
@@ -282,6 +298,7 @@ impl Process {
                     }
                 },
                 (status, outcome) = &mut command, if !exited => {
+                    answer_first(&mut answer).await;
                     exited = true;
                     let limit_hit = stats.memory_limit_hit.load(Ordering::Relaxed) || stats.cpu_limit_hit.load(Ordering::Relaxed);
                     let outcome = outcome.unwrap_or(if limit_hit {
@@ -322,8 +339,12 @@ impl Process {
                     self.emit_exited(&session, status, usage).await;
                     if !rx_open { break; }
                 }
+                // The command's first poll did not finish it.
+                () = answer_first(&mut answer), if answer.is_some() => {}
             }
         }
+        // Every way out of the loop has sent it; this keeps it so.
+        answer_first(&mut answer).await;
         self.emit_closed(&session).await;
     }
 

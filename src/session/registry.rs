@@ -242,13 +242,13 @@ impl Session {
             executor.run_command(spec).await
         });
         let (go_tx, go_rx) = oneshot::channel();
-        proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
+        let answer = rpc::to_value(ProcessStartResponse { process_id: p.process_id.clone(), sandbox_type: "none" });
+        proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx, answer);
         self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
         tracing::debug!(session_id = %self.id, process_id = %p.process_id, "process started");
-        let result = rpc::to_value(ProcessStartResponse { process_id: p.process_id, sandbox_type: "none" });
-        Ok(Reply::Now(result, Some(Box::new(move || {
-            let _ = go_tx.send(());
-        }))))
+        Ok(Reply::Handoff(Box::new(move |responder| {
+            let _ = go_tx.send(responder);
+        })))
     }
 
     pub(super) fn process_read(self: &Arc<Self>, p: ProcessReadParams) -> Result<Reply, RpcError> {

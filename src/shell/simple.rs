@@ -17,12 +17,17 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     if let Some(loc) = cmd.location() {
         sh.line = loc.start.line;
     }
-    if !sh.budget.take() {
+    let Some(n) = sh.budget.take() else {
         io.err(&format!("{}command limit reached ({} commands)\n", sh.err_prefix(), super::state::MAX_COMMANDS)).await;
         return Err(Unwind::Exit(137));
+    };
+    // Let other stages, the session and cancellation in between builtins;
+    // not before the line's first command, so that a line of one builtin
+    // (`echo hi`) finishes in its first poll and its output goes out with
+    // the start's answer.
+    if n > 0 {
+        tokio::task::yield_now().await;
     }
-    // Let other stages, the session and cancellation in between builtins.
-    tokio::task::yield_now().await;
 
     let items: Vec<&Item> = cmd.prefix.iter().flat_map(|p| p.0.iter()).collect();
     let mut assigns: Vec<(String, String)> = Vec::new();

@@ -57,9 +57,11 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// Takes one command from the budget; false once it is spent.
-    pub fn take(&self) -> bool {
-        self.commands.fetch_add(1, Ordering::Relaxed) < MAX_COMMANDS
+    /// Takes one command from the budget: its number in the line (0 for
+    /// the first), or `None` once the budget is spent.
+    pub fn take(&self) -> Option<u64> {
+        let n = self.commands.fetch_add(1, Ordering::Relaxed);
+        (n < MAX_COMMANDS).then_some(n)
     }
 }
 
@@ -222,8 +224,9 @@ mod tests {
     #[test]
     fn budget_runs_out() {
         let b = Budget::default();
+        assert_eq!(b.take(), Some(0));
         b.commands.store(MAX_COMMANDS - 1, Ordering::Relaxed);
-        assert!(b.take());
-        assert!(!b.take());
+        assert_eq!(b.take(), Some(MAX_COMMANDS - 1));
+        assert_eq!(b.take(), None);
     }
 }
