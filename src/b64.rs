@@ -36,7 +36,7 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 37 + len) as u8).collect();
             let text = encode(&data);
             assert_eq!(text, b.encode(&data));
-            assert_eq!(decode(text.as_bytes()).unwrap(), data);
+            assert_eq!(decode(text.as_bytes()).expect("decodes"), data);
         }
         for bad in ["a", "ab=c", "!!!!", "YQ", "YQ==="] {
             assert_eq!(decode(bad.as_bytes()).is_err(), b.decode(bad).is_err(), "{bad}");

@@ -468,7 +468,7 @@ mod output_json_tests {
             for stream in [StreamName::Stdout, StreamName::Stderr, StreamName::Pty] {
                 let chunk = base64::engine::general_purpose::STANDARD.encode(data);
                 let params = ProcessOutputNotification { process_id: id, seq: 42, stream, chunk };
-                let expected = serde_json::to_string(&Notification { method: "process/output", params }).unwrap();
+                let expected = serde_json::to_string(&Notification { method: "process/output", params }).expect("json");
                 assert_eq!(process_output_json(id, 42, stream, data), expected);
             }
         }

@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn raw_responses_match_serialized_ones() {
         let raw = r#"{"dataBase64":"aGk="}"#.to_owned();
-        let value: Value = serde_json::from_str(&raw).unwrap();
+        let value: Value = serde_json::from_str(&raw).expect("json");
         for id in [RequestId::Int(7), RequestId::Str("a\"b".into())] {
             assert_eq!(raw_response_text(id.clone(), Ok(raw.clone())), response_text(id.clone(), Ok(value.clone())));
             let e = RpcError::not_found("gone");

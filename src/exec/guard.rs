@@ -358,7 +358,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
             if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                 return Ok(errno);
             }
-            Ok(p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await?)
+            p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
         })
     })?;
     linker.func_wrap_async(M, "path_remove_directory", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
@@ -367,7 +367,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
             if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                 return Ok(errno);
             }
-            Ok(p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await?)
+            p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
         })
     })?;
     linker.func_wrap_async(M, "path_unlink_file", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
@@ -423,7 +423,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         return Ok(errno);
                     }
                 }
-                Ok(p1::path_link(&mut state.wasi, &mut mem, fd, flags, ptr, len, new_fd, new_ptr, new_len).await?)
+                p1::path_link(&mut state.wasi, &mut mem, fd, flags, ptr, len, new_fd, new_ptr, new_len).await
             })
         },
     )?;
@@ -436,7 +436,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                Ok(p1::path_symlink(&mut state.wasi, &mut mem, old_ptr, old_len, fd, ptr, len).await?)
+                p1::path_symlink(&mut state.wasi, &mut mem, old_ptr, old_len, fd, ptr, len).await
             })
         },
     )?;
@@ -449,7 +449,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                Ok(p1::path_filestat_set_times(&mut state.wasi, &mut mem, fd, flags, ptr, len, atim, mtim, fst).await?)
+                p1::path_filestat_set_times(&mut state.wasi, &mut mem, fd, flags, ptr, len, atim, mtim, fst).await
             })
         },
     )?;

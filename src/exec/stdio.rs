@@ -240,41 +240,6 @@ impl Stdin {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn pipe_carries_bytes_and_ends_when_writer_drops() {
-        let (sink, mut reader) = pipe();
-        let w = tokio::spawn(async move {
-            let mut w = sink.writer();
-            w.write_all(&vec![7u8; 100_000]).await.expect("write");
-        });
-        let mut got = Vec::new();
-        reader.read_to_end(&mut got).await.expect("read");
-        w.await.expect("writer");
-        assert_eq!(got.len(), 100_000);
-    }
-
-    #[tokio::test]
-    async fn writer_gets_broken_pipe_when_reader_is_gone() {
-        let (sink, reader) = pipe();
-        drop(reader);
-        let e = sink.write_all(b"x").await.expect_err("reader gone");
-        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
-    }
-
-    #[tokio::test]
-    async fn here_document_stdin_reads_back() {
-        let mut r = Stdin::from_bytes(Bytes::from_static(b"abc\n")).into_async_read();
-        let mut s = String::new();
-        r.read_to_string(&mut s).await.expect("read");
-        assert_eq!(s, "abc\n");
-    }
-}
-
 /// A guest's stdout or stderr as a WASI output stream that writes straight
 /// into its [`Sink`], on the guest's own thread: a permit on the channel is
 /// taken when the guest asks how much it may write, and the write uses it.
@@ -439,5 +404,40 @@ impl wasmtime_wasi::p2::Pollable for PipeStream {
             Some(chunk) => state.pipe.buf = chunk,
             None => state.eof = true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn pipe_carries_bytes_and_ends_when_writer_drops() {
+        let (sink, mut reader) = pipe();
+        let w = tokio::spawn(async move {
+            let mut w = sink.writer();
+            w.write_all(&vec![7u8; 100_000]).await.expect("write");
+        });
+        let mut got = Vec::new();
+        reader.read_to_end(&mut got).await.expect("read");
+        w.await.expect("writer");
+        assert_eq!(got.len(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn writer_gets_broken_pipe_when_reader_is_gone() {
+        let (sink, reader) = pipe();
+        drop(reader);
+        let e = sink.write_all(b"x").await.expect_err("reader gone");
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn here_document_stdin_reads_back() {
+        let mut r = Stdin::from_bytes(Bytes::from_static(b"abc\n")).into_async_read();
+        let mut s = String::new();
+        r.read_to_string(&mut s).await.expect("read");
+        assert_eq!(s, "abc\n");
     }
 }

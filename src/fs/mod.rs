@@ -539,12 +539,12 @@ impl Workspace {
     fn remove_entry(&self, rel: &Path, meta: &cap_std::fs::Metadata, recursive: bool) -> FsResult<()> {
         if meta.is_dir() {
             if recursive {
-                self.root.remove_dir_all(&rel)?;
+                self.root.remove_dir_all(rel)?;
             } else {
-                self.root.remove_dir(&rel)?;
+                self.root.remove_dir(rel)?;
             }
         } else {
-            self.root.remove_file(&rel)?;
+            self.root.remove_file(rel)?;
         }
         Ok(())
     }
@@ -577,12 +577,12 @@ impl Workspace {
             }
             let dst_parent = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             self.root.metadata(dst_parent)?;
-            if dst.starts_with(&src) && !src.as_os_str().is_empty() && src.as_os_str() != "." {
+            if dst.starts_with(src) && !src.as_os_str().is_empty() && src.as_os_str() != "." {
                 return Err(FsError::Invalid("cannot copy a directory into itself".into()));
             }
-            self.copy_tree(&src, &dst, 0)
+            self.copy_tree(src, dst, 0)
         } else {
-            self.root.copy(&src, &self.root, &dst)?;
+            self.root.copy(src, &self.root, dst)?;
             Ok(())
         }
     }

@@ -201,21 +201,21 @@ mod tests {
 
     #[test]
     fn counts_the_tree_and_refuses_growth_past_the_limit() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("a/b")).unwrap();
-        std::fs::write(tmp.path().join("a/b/f"), vec![0u8; 1000]).unwrap();
-        std::fs::write(tmp.path().join("g"), vec![0u8; 24]).unwrap();
+        let tmp = tempfile::tempdir().expect("test setup");
+        std::fs::create_dir_all(tmp.path().join("a/b")).expect("test setup");
+        std::fs::write(tmp.path().join("a/b/f"), vec![0u8; 1000]).expect("test setup");
+        std::fs::write(tmp.path().join("g"), vec![0u8; 24]).expect("test setup");
         #[cfg(unix)]
-        std::os::unix::fs::symlink("g", tmp.path().join("link")).unwrap();
-        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        std::os::unix::fs::symlink("g", tmp.path().join("link")).expect("test setup");
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).expect("test setup");
         let q = DiskQuota::start(2000, &dir);
         assert_eq!(q.used(), 1024, "used() waits for the first count");
         assert!(q.counted());
         assert!(q.check(976).is_ok());
-        let err = q.check(977).unwrap_err();
+        let err = q.check(977).expect_err("past the limit");
         assert_eq!(err, QuotaExceeded { limit: 2000, used: 1024 });
         assert!(err.to_string().contains("max-disk"), "{err}");
-        q.charge(900).unwrap();
+        q.charge(900).expect("test setup");
         assert!(q.charge(100).is_err());
         q.add(-1924);
         assert_eq!(q.used(), 0);

@@ -131,6 +131,9 @@ fn stop_status(stop: Stop, tty: bool) -> i32 {
     }
 }
 
+/// The answer to a `process/start`, sent by the process's pump.
+pub type StartAnswer = Result<serde_json::Value, crate::rpc::RpcError>;
+
 impl Process {
     pub fn new(id: String, tty: bool, stdin: Option<mpsc::Sender<Bytes>>, retain_limit: usize, max_output: u64) -> Arc<Self> {
         let writable = stdin.is_some();
@@ -163,9 +166,9 @@ impl Process {
     }
 
     /// Starts the pump. `runner` is the command; `stderr` a sink for limit
-    /// messages; `go` brings where to send `answer`, the start's response,
-    /// which the pump sends after the command's first poll and before
-    /// anything the command produced.
+    /// messages; `go` brings the start's answer and where to send it, which
+    /// the pump does after the command's first poll and before anything the
+    /// command produced.
     pub fn spawn<F>(
         self: &Arc<Self>,
         session: Arc<Session>,
@@ -173,8 +176,7 @@ impl Process {
         rx: mpsc::Receiver<OutputChunk>,
         limit_note: mpsc::Sender<OutputChunk>,
         max_wall: Duration,
-        go: oneshot::Receiver<Responder>,
-        answer: Result<serde_json::Value, crate::rpc::RpcError>,
+        go: oneshot::Receiver<(Responder, StartAnswer)>,
     ) where
         F: Future<Output = i32> + Send + 'static,
     {
@@ -190,7 +192,7 @@ impl Process {
                 // The connection dropping `go` means it closed before the
                 // start was answered: run anyway, a resumed session may
                 // still read the result.
-                let answer = go.await.ok().map(|responder| (responder, answer));
+                let answer = go.await.ok();
                 // The whole process (the command and the delivery of its
                 // output) moves to the tenant's batch pool once it has run
                 // long; the two stay on one thread either way.
@@ -207,6 +209,7 @@ impl Process {
         *lock(&self.task) = Some(handle);
     }
 
+    #[allow(clippy::too_many_arguments, reason = "the parts of one process, each moved in once")]
     async fn pump<F>(
         self: Arc<Self>,
         session: Arc<Session>,
@@ -215,7 +218,7 @@ impl Process {
         note: mpsc::Sender<OutputChunk>,
         max_wall: Duration,
         stats: Arc<CommandStats>,
-        mut answer: Option<(Responder, Result<serde_json::Value, crate::rpc::RpcError>)>,
+        mut answer: Option<(Responder, StartAnswer)>,
     ) where
         F: Future<Output = i32> + Send + 'static,
     {

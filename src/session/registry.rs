@@ -243,11 +243,11 @@ impl Session {
         });
         let (go_tx, go_rx) = oneshot::channel();
         let answer = rpc::to_value(ProcessStartResponse { process_id: p.process_id.clone(), sandbox_type: "none" });
-        proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx, answer);
+        proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
         self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
         tracing::debug!(session_id = %self.id, process_id = %p.process_id, "process started");
         Ok(Reply::Handoff(Box::new(move |responder| {
-            let _ = go_tx.send(responder);
+            let _ = go_tx.send((responder, answer));
         })))
     }
 

@@ -372,9 +372,10 @@ pub fn lookup(sh: &Shell, name: &str) -> Option<String> {
         Some("function".into())
     } else if is_builtin(name) {
         Some("builtin".into())
-    } else if matches!(name, "bash" | "sh") || is_host_command(crate::exec::command_name(name)) {
-        Some(if name.contains('/') { name.to_owned() } else { format!("/usr/bin/{name}") })
-    } else if sh.exec.runtime.tool(crate::exec::command_name(name)).is_some() {
+    } else if matches!(name, "bash" | "sh")
+        || is_host_command(crate::exec::command_name(name))
+        || sh.exec.runtime.tool(crate::exec::command_name(name)).is_some()
+    {
         Some(if name.contains('/') { name.to_owned() } else { format!("/usr/bin/{name}") })
     } else {
         None

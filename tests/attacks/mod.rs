@@ -90,7 +90,7 @@ async fn auth_refuses_missing_wrong_and_malformed_tokens() {
     assert_eq!(code, 401, "a token with a valid prefix");
     let (code, _) = upgrade_status(&s.url, Some("bearer alice-token")).await;
     assert_eq!(code, 101, "the scheme is case-insensitive");
-    let (code, _) = upgrade_status(&s.url.replace("ws://", "ws://").replace("127.0.0.1", "127.0.0.1"), Some("Bearer bob-token")).await;
+    let (code, _) = upgrade_status(&s.url, Some("Bearer bob-token")).await;
     assert_eq!(code, 101);
     let ready = crate::http_get(&s.url, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "readyz needs no token: {ready}");

@@ -280,9 +280,13 @@ fn line_diff(old: &[u8], new: &[u8], context: u32) -> (u32, u32, Vec<u8>) {
     (diff.count_additions(), diff.count_removals(), text)
 }
 
+/// One file's line in `--stat`: its name, its added and deleted lines (none
+/// for a binary file) and its old and new sizes.
+type StatLine = (String, Option<(u32, u32)>, (usize, usize));
+
 /// Prints `changes`; returns whether there were any.
 pub fn render(git: &mut Git, changes: &[Change], opts: DiffOptions) -> Result<bool, Fail> {
-    let mut stats: Vec<(String, Option<(u32, u32)>, (usize, usize))> = Vec::new();
+    let mut stats: Vec<StatLine> = Vec::new();
     for c in changes {
         let old_data = match &c.old {
             Some((side, _)) => load(git, side, &c.old_path)?,
@@ -375,7 +379,7 @@ fn patch(git: &mut Git, c: &Change, old: &[u8], new: &[u8], binary: bool, contex
     Ok(())
 }
 
-fn print_stat(git: &mut Git, stats: &[(String, Option<(u32, u32)>, (usize, usize))]) {
+fn print_stat(git: &mut Git, stats: &[StatLine]) {
     let name_width = stats.iter().map(|s| s.0.chars().count()).max().unwrap_or(0);
     let max_change = stats.iter().filter_map(|s| s.1.map(|(a, d)| a + d)).max().unwrap_or(0);
     let count_width = stats
