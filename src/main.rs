@@ -168,7 +168,8 @@ struct LimitArgs {
     /// Output a command may write in total before it is stopped (137).
     #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
     max_output: u64,
-    /// Output kept per process for `process/read` after reconnecting.
+    /// Output kept per process for `process/read` after reconnecting (a
+    /// session's closed processes keep 16 times this between them).
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "SIZE")]
     retained_output: u64,
     /// Processes running at once (per tenant).

@@ -444,6 +444,42 @@ async fn process_read_replays_retained_output() {
     assert_eq!(e.code(), Some(-32600));
 }
 
+/// Closed processes keep their output for `process/read`, but a session's
+/// closed processes keep at most 16 × `retained-output` between them: the
+/// oldest lose their output (not their status) past it. Without the bound,
+/// short commands printing a lot made the server hold all of it for 80 s.
+#[tokio::test]
+async fn closed_processes_keep_a_bounded_amount_of_output() {
+    let retained = 64 << 10;
+    let limits = Limits { retained_output: retained, ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let n = 40;
+    for i in 0..n {
+        let f = c.run(&format!("f{i}"), &["flood", "1"], &s.uri("")).await.expect("run");
+        assert_eq!((f.exit_code, f.stdout.len()), (0, 64 << 10), "f{i}");
+    }
+    let mut kept = vec![];
+    for i in 0..n {
+        let r = c
+            .request("process/read", json!({"processId": format!("f{i}"), "afterSeq": 0}))
+            .await
+            .expect("the entry is still there");
+        assert_eq!((r["exited"].clone(), r["exitCode"].clone(), r["closed"].clone()), (json!(true), json!(0), json!(true)));
+        let bytes: usize = r["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .map(|ch| wasm_exec_server::b64::decode(ch["chunk"].as_str().expect("chunk").as_bytes()).expect("b64").len())
+            .sum();
+        kept.push(bytes);
+    }
+    let total: usize = kept.iter().sum();
+    assert!(total <= 16 * retained, "closed processes keep {total} bytes: {kept:?}");
+    assert_eq!(kept[0], 0, "the oldest lost its output: {kept:?}");
+    assert_eq!(kept[n - 1], 64 << 10, "the newest kept all of it: {kept:?}");
+}
+
 #[tokio::test]
 async fn process_read_waits_without_blocking_the_connection() {
     let s = TestServer::start().await;

@@ -349,6 +349,7 @@ impl Process {
         // Every way out of the loop has sent it; this keeps it so.
         answer_first(&mut answer).await;
         self.emit_closed(&session).await;
+        session.retire(&self);
     }
 
     async fn emit_output(&self, session: &Session, stream: StreamName, data: Bytes) {
@@ -399,6 +400,19 @@ impl Process {
         self.changed.notify_waiters();
         session.notify(method::PROCESS_CLOSED, ProcessClosedNotification { process_id: &self.id, seq }).await;
         self.finished.store(true, Ordering::Release);
+    }
+
+    /// Bytes of output kept for `process/read`.
+    pub fn retained_bytes(&self) -> usize {
+        lock(&self.events).retained_bytes
+    }
+
+    /// Forgets the kept output (a closed process, to bound the session's
+    /// memory); `process/read` then returns no chunks for it, and its status.
+    pub fn drop_retained(&self) {
+        let mut ev = lock(&self.events);
+        ev.retained.clear();
+        ev.retained_bytes = 0;
     }
 
     /// Asks a running process to stop; `true` if it was running.

@@ -29,7 +29,24 @@ pub struct Session {
     processes: Mutex<HashMap<String, Arc<Process>>>,
     /// When closed processes were last pruned from the table.
     last_prune: Mutex<std::time::Instant>,
+    /// Output kept by closed processes, oldest first (see [`Session::retire`]).
+    closed_output: Mutex<ClosedOutput>,
 }
+
+/// The output closed processes keep for `process/read`, bounded per session:
+/// without a bound, a client running short commands that print a lot would
+/// make the server hold `retained-output` for every one of them for
+/// [`EXITED_TTL`], gigabytes at a few hundred commands a second.
+#[derive(Default)]
+struct ClosedOutput {
+    queue: std::collections::VecDeque<(std::sync::Weak<Process>, usize)>,
+    bytes: usize,
+}
+
+/// Closed processes of one session keep this many times `retained-output`
+/// of output between them; past it, the oldest lose theirs (their entry,
+/// status and id stay until [`EXITED_TTL`]).
+const CLOSED_OUTPUT_FACTOR: usize = 16;
 
 /// Which connection a session's notifications go to.
 #[derive(Default)]
@@ -51,6 +68,7 @@ impl Session {
             attachment: Mutex::new(Attachment { outbound: Some(outbound), ..Default::default() }),
             processes: Mutex::new(HashMap::new()),
             last_prune: Mutex::new(std::time::Instant::now()),
+            closed_output: Mutex::default(),
         });
         lock(&ctx.sessions).insert(s.id.clone(), s.clone());
         s
@@ -122,6 +140,24 @@ impl Session {
         let tx = lock(&self.attachment).outbound.clone();
         if let Some(tx) = tx {
             let _ = tx.send(text).await;
+        }
+    }
+
+    /// Counts a closed process's kept output against the session's bound,
+    /// dropping the output of the oldest closed processes past it.
+    pub(super) fn retire(&self, proc: &Arc<Process>) {
+        let cap = CLOSED_OUTPUT_FACTOR.saturating_mul(self.ctx.executor.limits.retained_output);
+        let mut closed = lock(&self.closed_output);
+        let kept = proc.retained_bytes();
+        closed.queue.push_back((Arc::downgrade(proc), kept));
+        closed.bytes += kept;
+        while closed.bytes > cap {
+            let Some((old, counted)) = closed.queue.pop_front() else { break };
+            closed.bytes -= counted;
+            // Already forgotten (expired) processes freed theirs.
+            if let Some(old) = old.upgrade() {
+                old.drop_retained();
+            }
         }
     }
 
