@@ -231,6 +231,7 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
         None => None,
     };
     let mut table = Table::default();
+    let before = machine_speed();
     let mut plan: Vec<(Kind, Source)> = vec![];
     if let Some(program) = &args.spawn_ours {
         let bundled = args.bundled.clone().or_else(|| {
@@ -276,12 +277,67 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
             measure_fresh(args, &target, l, &mut table).await?;
         }
     }
+    let after = machine_speed();
+    table.notes.push(format!(
+        "Machine speed check (shared cloud machines vary by tens of percent from minute to minute, and our \
+         figures with them, the reference's much less): a fixed CPU loop {} before, {} after; 20,000 thread \
+         wake-ups {} before, {} after.",
+        dur(before.0),
+        dur(after.0),
+        dur(before.1),
+        dur(after.1)
+    ));
     table.print();
     println!("\nTargets:");
     for t in targets(&table) {
         println!("{t}");
     }
     Ok(())
+}
+
+/// How long fixed work takes on this machine now (best of 5): a CPU-bound
+/// loop, and 20,000 thread wake-ups (a handoff between two threads, the
+/// kernel path a server takes per message), to tell a slow phase of a
+/// shared machine from a slow build.
+fn machine_speed() -> (Duration, Duration) {
+    let best = |f: &dyn Fn()| {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    let cpu = best(&|| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        std::hint::black_box(x);
+    });
+    let wakeups = best(&|| {
+        let (to_tx, to_rx) = std::sync::mpsc::channel::<u32>();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<u32>();
+        let echo = std::thread::spawn(move || {
+            while let Ok(v) = to_rx.recv() {
+                if back_tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        for i in 0..10_000 {
+            if to_tx.send(i).is_err() || back_rx.recv().is_err() {
+                break;
+            }
+        }
+        drop(to_tx);
+        let _ = echo.join();
+    });
+    (cpu, wakeups)
 }
 
 /// Where a server under test comes from.
