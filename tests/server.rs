@@ -480,6 +480,29 @@ async fn closed_processes_keep_a_bounded_amount_of_output() {
     assert_eq!(kept[n - 1], 64 << 10, "the newest kept all of it: {kept:?}");
 }
 
+/// A session remembers at most 1024 closed processes: past that the oldest
+/// are forgotten before their 80 s, so a client running commands back to
+/// back does not grow the server by ~1.7 KiB a command for 80 s.
+#[tokio::test]
+async fn a_session_remembers_a_bounded_number_of_closed_processes() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let n = 1024 + 8;
+    for i in 0..n {
+        let f = c.run(&format!("t{i}"), &["/bin/bash", "-lc", "true"], &s.uri("")).await.expect("run");
+        assert_eq!(f.exit_code, 0);
+    }
+    let read = |id: String| c.request("process/read", json!({"processId": id, "afterSeq": 0}));
+    for i in 0..8 {
+        let e = read(format!("t{i}")).await.expect_err("forgotten");
+        assert_eq!(e.code(), Some(-32600), "t{i}: {e}");
+    }
+    for i in [8, n / 2, n - 1] {
+        let r = read(format!("t{i}")).await.expect("remembered");
+        assert_eq!((r["closed"].clone(), r["exitCode"].clone()), (json!(true), json!(0)), "t{i}");
+    }
+}
+
 #[tokio::test]
 async fn process_read_waits_without_blocking_the_connection() {
     let s = TestServer::start().await;

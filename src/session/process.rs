@@ -350,6 +350,9 @@ impl Process {
         answer_first(&mut answer).await;
         self.emit_closed(&session).await;
         session.retire(&self);
+        // This task is ending: its handle (and the task's memory with it)
+        // need not live as long as the entry.
+        drop(lock(&self.task).take());
     }
 
     async fn emit_output(&self, session: &Session, stream: StreamName, data: Bytes) {

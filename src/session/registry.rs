@@ -33,13 +33,18 @@ pub struct Session {
     closed_output: Mutex<ClosedOutput>,
 }
 
-/// The output closed processes keep for `process/read`, bounded per session:
-/// without a bound, a client running short commands that print a lot would
-/// make the server hold `retained-output` for every one of them for
-/// [`EXITED_TTL`], gigabytes at a few hundred commands a second.
+/// Closed processes and the output they keep for `process/read`, bounded
+/// per session: without a bound, a client running short commands would make
+/// the server hold every one of them (about 1.7 KiB each, plus up to
+/// `retained-output` of output) for [`EXITED_TTL`]: hundreds of MB at the
+/// rates the benchmark reaches, gigabytes for commands that print a lot.
 #[derive(Default)]
 struct ClosedOutput {
-    queue: std::collections::VecDeque<(std::sync::Weak<Process>, usize)>,
+    /// Every closed process still remembered, oldest first.
+    all: std::collections::VecDeque<std::sync::Weak<Process>>,
+    /// Those still keeping output, with how much, oldest first.
+    with_output: std::collections::VecDeque<(std::sync::Weak<Process>, usize)>,
+    /// The output counted in `with_output`.
     bytes: usize,
 }
 
@@ -47,6 +52,12 @@ struct ClosedOutput {
 /// of output between them; past it, the oldest lose theirs (their entry,
 /// status and id stay until [`EXITED_TTL`]).
 const CLOSED_OUTPUT_FACTOR: usize = 16;
+
+/// Closed processes one session remembers at most; past it, the oldest are
+/// forgotten before [`EXITED_TTL`] (their ids become unknown). The Codex
+/// client reads output from notifications and only resumes a few recent
+/// commands after a reconnect.
+const MAX_CLOSED_PROCESSES: usize = 1024;
 
 /// Which connection a session's notifications go to.
 #[derive(Default)]
@@ -143,20 +154,32 @@ impl Session {
         }
     }
 
-    /// Counts a closed process's kept output against the session's bound,
-    /// dropping the output of the oldest closed processes past it.
+    /// Counts a closed process against the session's bounds: past the
+    /// bound on kept output, the oldest closed processes lose their output;
+    /// past [`MAX_CLOSED_PROCESSES`], the oldest are forgotten.
     pub(super) fn retire(&self, proc: &Arc<Process>) {
         let cap = CLOSED_OUTPUT_FACTOR.saturating_mul(self.ctx.executor.limits.retained_output);
         let mut closed = lock(&self.closed_output);
         let kept = proc.retained_bytes();
-        closed.queue.push_back((Arc::downgrade(proc), kept));
-        closed.bytes += kept;
-        while closed.bytes > cap {
-            let Some((old, counted)) = closed.queue.pop_front() else { break };
+        closed.all.push_back(Arc::downgrade(proc));
+        if kept > 0 {
+            closed.with_output.push_back((Arc::downgrade(proc), kept));
+            closed.bytes += kept;
+        }
+        // Past the count bound its oldest are forgotten anyway (below).
+        while closed.bytes > cap || closed.with_output.len() > MAX_CLOSED_PROCESSES {
+            let Some((old, counted)) = closed.with_output.pop_front() else { break };
             closed.bytes -= counted;
-            // Already forgotten (expired) processes freed theirs.
+            // Already forgotten processes freed theirs.
             if let Some(old) = old.upgrade() {
                 old.drop_retained();
+            }
+        }
+        while closed.all.len() > MAX_CLOSED_PROCESSES {
+            let Some(old) = closed.all.pop_front().and_then(|w| w.upgrade()) else { continue };
+            let mut table = lock(&self.processes);
+            if table.get(&old.id).is_some_and(|p| Arc::ptr_eq(p, &old)) {
+                table.remove(&old.id);
             }
         }
     }
