@@ -98,8 +98,8 @@ impl ServerContext {
     }
 }
 
-/// Runs after the reply has been queued (starts a process's pump, delivers
-/// a stop), so that the reply precedes the notifications it causes.
+/// Runs after the reply has been queued (delivers a stop), so that the reply
+/// precedes the notifications it causes.
 pub type AfterReply = Box<dyn FnOnce() + Send>;
 
 /// Where the answer to one request goes, when it is sent by someone other

@@ -3,8 +3,8 @@
 //!
 //! A single task per process (the *pump*) runs the command and owns the
 //! `seq` counter: it numbers every output chunk, the exit and the close, so
-//! the sequence is gapless and `closed` is always last. It starts only once
-//! the `process/start` response is queued, so that response precedes the
+//! the sequence is gapless and `closed` is always last. It also sends the
+//! `process/start` response, after the command's first poll and before the
 //! process's first notification.
 
 use super::{Responder, Session, lock};

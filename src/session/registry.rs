@@ -29,8 +29,9 @@ pub struct Session {
     processes: Mutex<HashMap<String, Arc<Process>>>,
     /// When closed processes were last pruned from the table.
     last_prune: Mutex<std::time::Instant>,
-    /// Output kept by closed processes, oldest first (see [`Session::retire`]).
-    closed_output: Mutex<ClosedOutput>,
+    /// Closed processes and the output they keep, oldest first (see
+    /// [`Session::retire`]).
+    closed: Mutex<ClosedProcesses>,
 }
 
 /// Closed processes and the output they keep for `process/read`, bounded
@@ -39,7 +40,7 @@ pub struct Session {
 /// `retained-output` of output) for [`EXITED_TTL`]: hundreds of MB at the
 /// rates the benchmark reaches, gigabytes for commands that print a lot.
 #[derive(Default)]
-struct ClosedOutput {
+struct ClosedProcesses {
     /// Every closed process still remembered, oldest first.
     all: std::collections::VecDeque<std::sync::Weak<Process>>,
     /// Those still keeping output, with how much, oldest first.
@@ -79,7 +80,7 @@ impl Session {
             attachment: Mutex::new(Attachment { outbound: Some(outbound), ..Default::default() }),
             processes: Mutex::new(HashMap::new()),
             last_prune: Mutex::new(std::time::Instant::now()),
-            closed_output: Mutex::default(),
+            closed: Mutex::default(),
         });
         lock(&ctx.sessions).insert(s.id.clone(), s.clone());
         s
@@ -159,7 +160,7 @@ impl Session {
     /// past [`MAX_CLOSED_PROCESSES`], the oldest are forgotten.
     pub(super) fn retire(&self, proc: &Arc<Process>) {
         let cap = CLOSED_OUTPUT_FACTOR.saturating_mul(self.ctx.executor.limits.retained_output);
-        let mut closed = lock(&self.closed_output);
+        let mut closed = lock(&self.closed);
         let kept = proc.retained_bytes();
         closed.all.push_back(Arc::downgrade(proc));
         if kept > 0 {

@@ -126,7 +126,11 @@ struct ReadResult<'a> {
 
 impl BigConn {
     async fn connect(url: &str) -> Result<Self> {
-        let config = WebSocketConfig::default().max_message_size(None).max_frame_size(None);
+        Self::connect_with(url, WebSocketConfig::default().max_message_size(None).max_frame_size(None)).await
+    }
+
+    /// Connects with `config` and performs the handshake.
+    async fn connect_with(url: &str, config: WebSocketConfig) -> Result<Self> {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
         let mut c = Self { ws };
         c.call(Message::text(json!({"id": 1, "method": "initialize", "params": {"clientName": "bench"}}).to_string()))
@@ -351,18 +355,7 @@ impl LoadConn {
         // tungstenite zero-fills its whole read buffer (128 KiB by default)
         // before every read, also the ones that find nothing to read.
         let config = WebSocketConfig::default().read_buffer_size(8 << 10);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-        let init = json!({"id": 0, "method": "initialize", "params": {"clientName": "bench"}});
-        ws.send(Message::text(init.to_string())).await?;
-        loop {
-            match ws.next().await.context("connection closed during initialize")?? {
-                Message::Text(t) if t.contains("\"error\"") => bail!("initialize failed: {t}"),
-                Message::Text(_) => break,
-                _ => {}
-            }
-        }
-        ws.send(Message::text(json!({"method": "initialized", "params": {}}).to_string())).await?;
-        Ok(Self { ws, next_id: 1 })
+        Ok(Self { ws: BigConn::connect_with(url, config).await?.ws, next_id: 1 })
     }
 
     /// The frames that start `argv` as process `id` and release it after,
