@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let guests_dir = manifest_dir.join("guest-examples");
     println!("cargo:rerun-if-changed=guest-examples/src");
@@ -20,18 +21,18 @@ fn main() {
     // A fuzz build (`cargo fuzz` sets `--cfg fuzzing`) runs no guest, and the
     // nightly toolchain it uses may lack the wasm32-wasip1 target: embed none.
     if env::var_os("CARGO_CFG_FUZZING").is_some() {
-        std::fs::write(out_dir.join("guest_examples.rs"), "pub const GUEST_EXAMPLES: &[(&str, &[u8])] = &[];\n")
-            .expect("write guest_examples.rs");
+        std::fs::write(
+            out_dir.join("guest_examples.rs"),
+            "pub const GUEST_EXAMPLES: &[(&str, &[u8])] = &[];\n",
+        )
+        .expect("write guest_examples.rs");
         return;
     }
 
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: share one guest
     // build between profiles by putting it beside the profiles.
-    let target_root = out_dir
-        .ancestors()
-        .nth(4)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| out_dir.clone());
+    let target_root =
+        out_dir.ancestors().nth(4).map(PathBuf::from).unwrap_or_else(|| out_dir.clone());
     let guest_target = target_root.join("guest-examples");
 
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -72,7 +73,8 @@ fn main() {
     );
     for name in &names {
         let path = wasm_dir.join(format!("{name}.wasm"));
-        writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string()).expect("write to string");
+        writeln!(code, "    ({name:?}, include_bytes!({:?})),", path.display().to_string())
+            .expect("write to string");
     }
     code.push_str("];\n");
     std::fs::write(out_dir.join("guest_examples.rs"), code).expect("write guest_examples.rs");

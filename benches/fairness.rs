@@ -26,7 +26,14 @@ async fn measure(url: &str, label: &str) -> (Duration, Duration) {
     let mut times = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES {
         let t = Instant::now();
-        let f = c.run(&format!("{label}-{i}"), &["/bin/bash", "-lc", "echo-args hi"], "file:///workspace").await.expect("run");
+        let f = c
+            .run(
+                &format!("{label}-{i}"),
+                &["/bin/bash", "-lc", "echo-args hi"],
+                "file:///workspace",
+            )
+            .await
+            .expect("run");
         times.push(t.elapsed());
         assert_eq!(f.stdout, b"hi\n");
     }
@@ -46,10 +53,15 @@ fn main() {
         for (id, processes) in [("benign", 64), ("noisy", NOISY_PROCESSES)] {
             let root = dir.path().join(id);
             std::fs::create_dir(&root).expect("mkdir");
-            let workspace = Workspace::open_in(&root, Some("/workspace"), dir.path()).expect("workspace");
+            let workspace =
+                Workspace::open_in(&root, Some("/workspace"), dir.path()).expect("workspace");
             let limits = Limits { max_processes: processes, ..Limits::default() };
-            let ctx = ServerContext::new(Executor { runtime: runtime.clone(), workspace, limits }).with_tenant(id);
-            entries.push(TenantEntry { digest: digest_of_token(id).expect("token"), ctx: Arc::new(ctx) });
+            let ctx = ServerContext::new(Executor { runtime: runtime.clone(), workspace, limits })
+                .with_tenant(id);
+            entries.push(TenantEntry {
+                digest: digest_of_token(id).expect("token"),
+                ctx: Arc::new(ctx),
+            });
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
@@ -71,14 +83,21 @@ fn main() {
         let noisy = Client::connect_with(&url, Some("noisy")).await.expect("connect");
         noisy.initialize().await.expect("initialize");
         for i in 0..NOISY_PROCESSES {
-            noisy.start(&format!("spin{i}"), &["spin"], "file:///workspace", serde_json::json!({})).await.expect("spin");
+            noisy
+                .start(&format!("spin{i}"), &["spin"], "file:///workspace", serde_json::json!({}))
+                .await
+                .expect("spin");
         }
-        let over = noisy.start("one-more", &["spin"], "file:///workspace", serde_json::json!({})).await;
+        let over =
+            noisy.start("one-more", &["spin"], "file:///workspace", serde_json::json!({})).await;
         assert!(over.is_err(), "the neighbour should be at its process limit");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (noisy_p50, noisy_p90) = measure(&url, "noisy").await;
 
-        println!("benign tenant: `bash -lc 'echo-args hi'` (a wasm instance), {SAMPLES} sequential commands, start to closed");
+        println!(
+            "benign tenant: `bash -lc 'echo-args hi'` (a wasm instance), {SAMPLES} sequential \
+             commands, start to closed"
+        );
         println!("{:<44} {:>10} {:>10}", "", "p50", "p90");
         println!("{:<44} {:>10.3?} {:>10.3?}", "alone", quiet_p50, quiet_p90);
         println!(

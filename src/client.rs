@@ -7,8 +7,8 @@
 //! `process/closed`, checking that `seq` has no gaps.
 
 use crate::protocol::code;
-use futures::stream::{SplitSink, StreamExt};
 use futures::SinkExt;
+use futures::stream::{SplitSink, StreamExt};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -131,7 +131,11 @@ impl Client {
                         let result = match v.get("error") {
                             Some(e) => Err(ClientError::Rpc {
                                 code: e.get("code").and_then(Value::as_i64).unwrap_or(0),
-                                message: e.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
+                                message: e
+                                    .get("message")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("")
+                                    .to_owned(),
                             }),
                             None => Ok(v.get("result").cloned().unwrap_or(Value::Null)),
                         };
@@ -167,7 +171,12 @@ impl Client {
 
     /// `initialize` + `initialized`; returns the `initialize` result.
     pub async fn initialize(&self) -> Result<Value, ClientError> {
-        let r = self.request("initialize", json!({"clientName": "wasm-exec-server-client", "resumeSessionId": null})).await?;
+        let r = self
+            .request(
+                "initialize",
+                json!({"clientName": "wasm-exec-server-client", "resumeSessionId": null}),
+            )
+            .await?;
         self.send_raw(json!({"method": "initialized", "params": {}}).to_string()).await?;
         Ok(r)
     }
@@ -205,7 +214,13 @@ impl Client {
     }
 
     /// Starts a process with the Codex client's defaults; returns its id.
-    pub async fn start(&self, process_id: &str, argv: &[&str], cwd: &str, extra: Value) -> Result<Value, ClientError> {
+    pub async fn start(
+        &self,
+        process_id: &str,
+        argv: &[&str],
+        cwd: &str,
+        extra: Value,
+    ) -> Result<Value, ClientError> {
         let mut params = json!({
             "processId": process_id, "argv": argv, "cwd": cwd, "env": {}, "tty": false,
             "pipeStdin": false, "arg0": null, "sandbox": null,
@@ -245,21 +260,27 @@ impl Client {
             }
             let seq = params.get("seq").and_then(Value::as_u64).unwrap_or(0);
             if seq != expect_seq {
-                return Err(ClientError::Protocol(format!("seq {seq} where {expect_seq} was expected: {n}")));
+                return Err(ClientError::Protocol(format!(
+                    "seq {seq} where {expect_seq} was expected: {n}"
+                )));
             }
             expect_seq += 1;
             out.events.push(method.clone());
             match method.as_str() {
                 "process/output" => {
-                    let data = crate::b64::decode(params.get("chunk").and_then(Value::as_str).unwrap_or("").as_bytes())
-                        .map_err(|e| ClientError::Protocol(format!("bad base64: {e}")))?;
+                    let data = crate::b64::decode(
+                        params.get("chunk").and_then(Value::as_str).unwrap_or("").as_bytes(),
+                    )
+                    .map_err(|e| ClientError::Protocol(format!("bad base64: {e}")))?;
                     let stream = params.get("stream").and_then(Value::as_str).unwrap_or("");
                     on_output(stream, &data);
                     match Some(stream) {
                         Some("stdout") => out.stdout.extend(data),
                         Some("stderr") => out.stderr.extend(data),
                         Some("pty") => out.pty.extend(data),
-                        other => return Err(ClientError::Protocol(format!("unknown stream {other:?}"))),
+                        other => {
+                            return Err(ClientError::Protocol(format!("unknown stream {other:?}")));
+                        }
                     }
                 }
                 "process/exited" => {
@@ -267,7 +288,8 @@ impl Client {
                         return Err(ClientError::Protocol("exited twice".into()));
                     }
                     exited = true;
-                    out.exit_code = params.get("exitCode").and_then(Value::as_i64).unwrap_or(-1) as i32;
+                    out.exit_code =
+                        params.get("exitCode").and_then(Value::as_i64).unwrap_or(-1) as i32;
                 }
                 "process/closed" => {
                     if !exited {
@@ -275,14 +297,21 @@ impl Client {
                     }
                     return Ok(out);
                 }
-                other => return Err(ClientError::Protocol(format!("unknown notification {other}"))),
+                other => {
+                    return Err(ClientError::Protocol(format!("unknown notification {other}")));
+                }
             }
         }
     }
 
     /// Runs argv in `cwd` to completion (and sends `process/terminate`
     /// afterwards, as the Codex client does).
-    pub async fn run(&self, process_id: &str, argv: &[&str], cwd: &str) -> Result<Finished, ClientError> {
+    pub async fn run(
+        &self,
+        process_id: &str,
+        argv: &[&str],
+        cwd: &str,
+    ) -> Result<Finished, ClientError> {
         self.start(process_id, argv, cwd, json!({})).await?;
         let f = self.collect(process_id).await?;
         self.request("process/terminate", json!({"processId": process_id})).await?;
@@ -290,10 +319,19 @@ impl Client {
     }
 
     /// `process/write` of raw bytes.
-    pub async fn write(&self, process_id: &str, data: &[u8], write_id: &str) -> Result<Value, ClientError> {
+    pub async fn write(
+        &self,
+        process_id: &str,
+        data: &[u8],
+        write_id: &str,
+    ) -> Result<Value, ClientError> {
         self.request(
             "process/write",
-            json!({"processId": process_id, "chunk": crate::b64::encode(data), "writeId": write_id}),
+            json!({
+                "processId": process_id,
+                "chunk": crate::b64::encode(data),
+                "writeId": write_id
+            }),
         )
         .await
     }
@@ -307,8 +345,11 @@ impl Client {
 
     /// `fs/writeFile`.
     pub async fn write_file(&self, uri: &str, data: &[u8]) -> Result<(), ClientError> {
-        self.request("fs/writeFile", json!({"path": uri, "dataBase64": crate::b64::encode(data), "sandbox": null}))
-            .await
-            .map(|_| ())
+        self.request(
+            "fs/writeFile",
+            json!({"path": uri, "dataBase64": crate::b64::encode(data), "sandbox": null}),
+        )
+        .await
+        .map(|_| ())
     }
 }

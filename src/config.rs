@@ -79,7 +79,9 @@ impl std::str::FromStr for WorkspaceSpec {
             Some((host, visible)) if visible.starts_with('/') && !host.is_empty() => {
                 Ok(Self { host: host.into(), visible: Some(visible.to_owned()) })
             }
-            Some((_, visible)) if !visible.is_empty() && !visible.starts_with('/') && s.contains(":/") => {
+            Some((_, visible))
+                if !visible.is_empty() && !visible.starts_with('/') && s.contains(":/") =>
+            {
                 Err(format!("the visible path `{visible}` must be absolute"))
             }
             _ => Ok(Self { host: s.into(), visible: None }),
@@ -104,7 +106,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
         None => (s, 1),
     };
-    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (examples: 512M, 1G, 65536)"))?;
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 512M, 1G, 65536)"))?;
     n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
@@ -113,7 +118,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.trim().parse().map_err(|_| format!("`{s}` is not a duration (examples: 30s, 15m, 500ms)"))?;
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 30s, 15m, 500ms)"))?;
     Ok(match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),

@@ -88,12 +88,13 @@ pub async fn serve_stdio(ctx: Arc<ServerContext>, shutdown: tokio::sync::watch::
     let max = ctx.executor.limits.max_message();
     let stream = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
         .map(|line| line.map(Inbound::Text));
-    let sink = FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|o: Outbound| async move {
-        Ok::<_, tokio_util::codec::LinesCodecError>(match o {
-            Outbound::Text(t) => t,
-            Outbound::Ping => String::new(),
-        })
-    });
+    let sink =
+        FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|o: Outbound| async move {
+            Ok::<_, tokio_util::codec::LinesCodecError>(match o {
+                Outbound::Text(t) => t,
+                Outbound::Ping => String::new(),
+            })
+        });
     serve(Box::pin(stream), Box::pin(sink), ctx, shutdown, false).await
 }
 
@@ -114,7 +115,10 @@ pub async fn serve<S, K, E, F>(
     async move {
         let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
         let writer = tokio::spawn(async move {
-            let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+            let mut ping = tokio::time::interval_at(
+                tokio::time::Instant::now() + PING_INTERVAL,
+                PING_INTERVAL,
+            );
             loop {
                 let out = tokio::select! {
                     msg = out_rx.recv() => match msg {
@@ -133,7 +137,8 @@ pub async fn serve<S, K, E, F>(
                     match out_rx.try_recv() {
                         Ok(text) => {
                             pending += text.len();
-                            result = sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string());
+                            result =
+                                sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string());
                         }
                         Err(_) => break,
                     }
@@ -171,7 +176,9 @@ pub async fn serve<S, K, E, F>(
                 Some(Ok(Inbound::Binary(b))) => match String::from_utf8(b) {
                     Ok(t) => t,
                     Err(_) => {
-                        let msg = rpc::parse_error_text("failed to parse JSON-RPC message: binary frame is not UTF-8".into());
+                        let msg = rpc::parse_error_text(
+                            "failed to parse JSON-RPC message: binary frame is not UTF-8".into(),
+                        );
                         if out_tx.send(msg).await.is_err() {
                             break;
                         }
@@ -218,7 +225,9 @@ pub async fn serve<S, K, E, F>(
                                 after();
                             }
                         }
-                        Reply::Handoff(hand_over) => hand_over(crate::session::Responder::new(out_tx.clone(), id)),
+                        Reply::Handoff(hand_over) => {
+                            hand_over(crate::session::Responder::new(out_tx.clone(), id))
+                        }
                         Reply::Raw(result) => {
                             if out_tx.send(rpc::raw_response_text(id, result)).await.is_err() {
                                 break;

@@ -38,7 +38,7 @@ pub mod protocol;
 pub mod rpc;
 pub mod server;
 pub mod session;
-pub mod tenant;
 pub mod shell;
+pub mod tenant;
 
 include!(concat!(env!("OUT_DIR"), "/guest_examples.rs"));

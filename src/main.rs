@@ -122,7 +122,12 @@ struct ServeArgs {
     /// The workspace root: `DIR`, or `DIR:VISIBLE_PATH` to show it to clients
     /// and commands at another absolute path. By default clients see DIR's
     /// canonical path, which should be the directory you run `codex` in.
-    #[arg(long, value_name = "DIR[:VISIBLE]", required_unless_present = "config", conflicts_with = "config")]
+    #[arg(
+        long,
+        value_name = "DIR[:VISIBLE]",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
     workspace: Option<WorkspaceSpec>,
 
     /// Subpaths of the workspace that `fs/*` calls and shell redirections may
@@ -137,7 +142,12 @@ struct ServeArgs {
 
     /// Authentication of WebSocket upgrades: `none`, or `capability-token`
     /// (a bearer token from --ws-token-file or --ws-token-sha256).
-    #[arg(long, default_value = "none", value_parser = ["none", "capability-token"], value_name = "MODE")]
+    #[arg(
+        long,
+        default_value = "none",
+        value_parser = ["none", "capability-token"],
+        value_name = "MODE"
+    )]
     ws_auth: String,
 
     /// File holding the bearer token (surrounding whitespace ignored).
@@ -230,12 +240,15 @@ fn load_runtime(args: &ToolArgs) -> Result<Runtime> {
     rt.add_examples().context("could not load the example guests")?;
     match &args.bundled {
         Some(dir) if dir.is_dir() => {
-            let n = rt.add_bundled(dir).with_context(|| format!("could not load the toolset in {}", dir.display()))?;
+            let n = rt
+                .add_bundled(dir)
+                .with_context(|| format!("could not load the toolset in {}", dir.display()))?;
             tracing::info!(dir = %dir.display(), modules = n, "loaded the bundled toolset");
         }
         Some(dir) => tracing::warn!(
             dir = %dir.display(),
-            "the bundled toolset is not built; run `tools/build.sh` (or `./dev serve`, which does it)"
+            "the bundled toolset is not built; run `tools/build.sh` \
+             (or `./dev serve`, which does it)"
         ),
         None => {}
     }
@@ -249,9 +262,9 @@ fn parse_listen(url: &str) -> Result<std::net::SocketAddr> {
     let Some(addr) = url.strip_prefix("ws://") else {
         bail!("--listen must look like ws://IP:PORT (got `{url}`); for TLS put a proxy in front");
     };
-    addr.trim_end_matches('/')
-        .parse()
-        .with_context(|| format!("--listen: `{addr}` is not an IP:PORT address (e.g. 127.0.0.1:8765)"))
+    addr.trim_end_matches('/').parse().with_context(|| {
+        format!("--listen: `{addr}` is not an IP:PORT address (e.g. 127.0.0.1:8765)")
+    })
 }
 
 async fn shutdown_signal() {
@@ -281,12 +294,18 @@ async fn shutdown_signal() {
 fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
     let limits = args.limits.to_limits(args.detach_grace);
     if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("--config: cannot read {}", path.display()))?;
-        let cfg = ConfigFile::parse(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-        let defaults = cfg.defaults.apply(limits).map_err(|e| anyhow::anyhow!("--config [defaults]: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--config: cannot read {}", path.display()))?;
+        let cfg = ConfigFile::parse(&text)
+            .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
+        let defaults =
+            cfg.defaults.apply(limits).map_err(|e| anyhow::anyhow!("--config [defaults]: {e}"))?;
         let mut entries = Vec::new();
         for t in &cfg.tenants {
-            let limits = t.limits.apply(defaults.clone()).map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
+            let limits = t
+                .limits
+                .apply(defaults.clone())
+                .map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
             let digest = match (&t.token_sha256, &t.token_file) {
                 (Some(hex), _) => tenant::parse_digest(hex),
                 (None, Some(file)) => std::fs::read_to_string(file)
@@ -297,12 +316,19 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
             .map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
             let read_only = t.read_only.clone().unwrap_or_else(|| vec![".git".into()]);
             let workspace = Workspace::open(&t.root, t.visible.as_deref())
-                .with_context(|| format!("tenant `{}`: cannot open root {}", t.id, t.root.display()))?
+                .with_context(|| {
+                    format!("tenant `{}`: cannot open root {}", t.id, t.root.display())
+                })?
                 .with_read_only(&read_only);
-            let workspace = if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
+            let workspace =
+                if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
             let executor = Executor { runtime: runtime.clone(), workspace, limits };
             let ctx = Arc::new(ServerContext::new(executor).with_tenant(&t.id));
-            tracing::info!(tenant = %t.id, root = %ctx.executor.workspace.visible_root(), "tenant loaded");
+            tracing::info!(
+                tenant = %t.id,
+                root = %ctx.executor.workspace.visible_root(),
+                "tenant loaded"
+            );
             entries.push(tenant::TenantEntry { digest, ctx });
         }
         return Ok(Gate::Tokens(entries));
@@ -311,7 +337,8 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
     let workspace = Workspace::open(&spec.host, spec.visible.as_deref())
         .with_context(|| format!("--workspace: cannot open {}", spec.host.display()))?
         .with_read_only(&args.read_only);
-    let workspace = if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
+    let workspace =
+        if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
     let ctx = Arc::new(ServerContext::new(Executor { runtime, workspace, limits }));
     if args.ws_auth == "none" {
         if args.ws_token_file.is_some() || args.ws_token_sha256.is_some() {
@@ -321,11 +348,16 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
     }
     let digest = match (&args.ws_token_file, &args.ws_token_sha256) {
         (Some(file), _) => {
-            let token = std::fs::read_to_string(file).with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
             tenant::digest_of_token(&token).map_err(|e| anyhow::anyhow!("--ws-token-file: {e}"))?
         }
-        (None, Some(hex)) => tenant::parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?,
-        (None, None) => bail!("--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX"),
+        (None, Some(hex)) => {
+            tenant::parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?
+        }
+        (None, None) => {
+            bail!("--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX")
+        }
     };
     Ok(Gate::Tokens(vec![tenant::TenantEntry { digest, ctx }]))
 }
@@ -336,7 +368,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     std::thread::spawn(|| {
         let removed = wasm_exec_server::fs::sweep_stale_scratch(&std::env::temp_dir());
         if removed > 0 {
-            tracing::info!(removed, "removed scratch directories left by servers that did not shut down");
+            tracing::info!(
+                removed,
+                "removed scratch directories left by servers that did not shut down"
+            );
         }
     });
     let stdio = args.listen == "stdio";
@@ -349,7 +384,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let gate = build_gate(&args, Arc::new(runtime))?;
     let Some(addr) = addr else {
         let Gate::Open(ctx) = gate else {
-            bail!("--listen stdio serves one local client: it cannot be combined with --config or --ws-auth");
+            bail!(
+                "--listen stdio serves one local client: it cannot be combined with --config \
+                 or --ws-auth"
+            );
         };
         tracing::info!(workspace = %ctx.executor.workspace.visible_root(), "serving on stdio");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -366,7 +404,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         }
         return Ok(());
     };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("ws://{bound}");
     tracing::info!(url = %format!("ws://{bound}"), tenants = gate.contexts().len(), "listening");
@@ -446,10 +486,15 @@ async fn run(args: RunArgs) -> Result<i32> {
         (Stdin::Pipe(PipeReader::from_channel(rx)), Some(pump))
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let env = [("HOME", root.as_str()), ("PATH", "/usr/local/bin:/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("USER", "sandbox")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env = [
+        ("HOME", root.as_str()),
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("USER", "sandbox"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
     let spec = CommandSpec {
         argv: vec!["bash".into(), "-c".into(), args.command.join(" ")],
         arg0: None,
@@ -464,7 +509,9 @@ async fn run(args: RunArgs) -> Result<i32> {
         match tokio::time::timeout(max_wall, executor.run_command(spec)).await {
             Ok(status) => status,
             Err(_) => {
-                eprintln!("wasm-exec-server: the command ran longer than --max-wall and was stopped");
+                eprintln!(
+                    "wasm-exec-server: the command ran longer than --max-wall and was stopped"
+                );
                 wasm_exec_server::exec::STATUS_KILLED
             }
         }
@@ -501,10 +548,15 @@ const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     // Colours only on a terminal: a log file or collector gets plain text.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     if cli.log_format == "json" {
         logs.json().init();
     } else {

@@ -92,7 +92,11 @@ impl Default for Metrics {
         registry.register("connections_open", "Connections open now", m.connections_open.clone());
         registry.register("connections", "Connections accepted", m.connections.clone());
         registry.register("processes_started", "Processes started", m.processes_started.clone());
-        registry.register("processes_finished", "Processes finished, by outcome", m.processes_finished.clone());
+        registry.register(
+            "processes_finished",
+            "Processes finished, by outcome",
+            m.processes_finished.clone(),
+        );
         registry.register(
             "command_seconds",
             "Time from process/start to exit",
@@ -100,7 +104,11 @@ impl Default for Metrics {
         );
         registry.register("output_bytes", "Bytes of command output", m.output_bytes.clone());
         registry.register("fs_calls", "fs/* calls by method and result code", m.fs_calls.clone());
-        registry.register("module_cache", "Module loads from the compiled-module cache", m.module_cache.clone());
+        registry.register(
+            "module_cache",
+            "Module loads from the compiled-module cache",
+            m.module_cache.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

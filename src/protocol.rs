@@ -464,11 +464,17 @@ mod output_json_tests {
     #[test]
     fn hand_built_output_notification_matches_serde() {
         use base64::Engine as _;
-        for (id, data) in [("p1", &b"hello\n"[..]), ("we\"ird\\id\u{1}é", &[0u8, 255, 10, 13][..]), ("", &b""[..])] {
+        for (id, data) in [
+            ("p1", &b"hello\n"[..]),
+            ("we\"ird\\id\u{1}é", &[0u8, 255, 10, 13][..]),
+            ("", &b""[..]),
+        ] {
             for stream in [StreamName::Stdout, StreamName::Stderr, StreamName::Pty] {
                 let chunk = base64::engine::general_purpose::STANDARD.encode(data);
                 let params = ProcessOutputNotification { process_id: id, seq: 42, stream, chunk };
-                let expected = serde_json::to_string(&Notification { method: "process/output", params }).expect("json");
+                let expected =
+                    serde_json::to_string(&Notification { method: "process/output", params })
+                        .expect("json");
                 assert_eq!(process_output_json(id, 42, stream, data), expected);
             }
         }

@@ -3,7 +3,9 @@
 //! wire errors (codes and messages the Codex client relies on).
 
 use crate::fs::{FsError, UriError};
-use crate::protocol::{ErrorObject, IncomingMessage, ParseErrorResponse, RequestId, Response, code};
+use crate::protocol::{
+    ErrorObject, IncomingMessage, ParseErrorResponse, RequestId, Response, code,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -34,7 +36,10 @@ impl RpcError {
         Self::new(code::NOT_FOUND, message)
     }
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(code::METHOD_NOT_FOUND, format!("exec-server stub does not implement `{method}` yet"))
+        Self::new(
+            code::METHOD_NOT_FOUND,
+            format!("exec-server stub does not implement `{method}` yet"),
+        )
     }
 }
 
@@ -74,7 +79,9 @@ impl From<FsError> for RpcError {
             FsError::Uri(u) => u.into(),
             FsError::Io(io) => io_error(&io),
             FsError::Invalid(m) => RpcError::invalid_request(m),
-            FsError::PermissionDenied => RpcError::invalid_request("Permission denied (os error 13)"),
+            FsError::PermissionDenied => {
+                RpcError::invalid_request("Permission denied (os error 13)")
+            }
             FsError::Limit(m) => RpcError::invalid_request(m),
         }
     }
@@ -92,8 +99,14 @@ impl From<UriError> for RpcError {
 /// What one frame turned out to be.
 #[derive(Debug)]
 pub enum Incoming {
-    Request { id: RequestId, method: String, params: Option<Value> },
-    Notification { method: String },
+    Request {
+        id: RequestId,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+    },
     /// A response or error frame from the client: we never send requests,
     /// so it cannot match anything.
     StrayResponse,
@@ -108,7 +121,9 @@ pub fn decode(text: &str) -> Incoming {
         Err(e) => return Incoming::Malformed(format!("failed to parse JSON-RPC message: {e}")),
     };
     if !value.is_object() {
-        return Incoming::Malformed("failed to parse JSON-RPC message: expected a JSON-RPC object".into());
+        return Incoming::Malformed(
+            "failed to parse JSON-RPC message: expected a JSON-RPC object".into(),
+        );
     }
     let msg: IncomingMessage = match serde_json::from_value(value) {
         Ok(m) => m,
@@ -118,7 +133,9 @@ pub fn decode(text: &str) -> Incoming {
         (Some(id), Some(method)) => Incoming::Request { id, method, params: msg.params },
         (None, Some(method)) => Incoming::Notification { method },
         (Some(_), None) if msg.result.is_some() || msg.error.is_some() => Incoming::StrayResponse,
-        _ => Incoming::Malformed("failed to parse JSON-RPC message: expected a JSON-RPC object".into()),
+        _ => Incoming::Malformed(
+            "failed to parse JSON-RPC message: expected a JSON-RPC object".into(),
+        ),
     }
 }
 
@@ -136,7 +153,11 @@ pub fn params<T: DeserializeOwned>(params: Option<Value>) -> Result<T, RpcError>
 pub fn response_text(id: RequestId, result: Result<Value, RpcError>) -> String {
     let resp = match result {
         Ok(v) => Response { id, result: Some(v), error: None },
-        Err(e) => Response { id, result: None, error: Some(ErrorObject { code: e.code, message: e.message }) },
+        Err(e) => Response {
+            id,
+            result: None,
+            error: Some(ErrorObject { code: e.code, message: e.message }),
+        },
     };
     serde_json::to_string(&resp).unwrap_or_else(|_| String::from("{}"))
 }
@@ -160,7 +181,8 @@ pub fn raw_response_text(id: RequestId, result: Result<String, RpcError>) -> Str
 
 /// The answer to a malformed frame.
 pub fn parse_error_text(message: String) -> String {
-    let resp = ParseErrorResponse { error: ErrorObject { code: code::INVALID_REQUEST, message }, id: -1 };
+    let resp =
+        ParseErrorResponse { error: ErrorObject { code: code::INVALID_REQUEST, message }, id: -1 };
     serde_json::to_string(&resp).unwrap_or_else(|_| String::from("{}"))
 }
 
@@ -176,7 +198,10 @@ mod tests {
     #[test]
     fn frames_are_classified() {
         assert!(matches!(decode("nope"), Incoming::Malformed(_)));
-        assert!(matches!(decode("[1,2]"), Incoming::Malformed(m) if m.contains("expected a JSON-RPC object")));
+        assert!(matches!(
+            decode("[1,2]"),
+            Incoming::Malformed(m) if m.contains("expected a JSON-RPC object")
+        ));
         assert!(matches!(decode("3"), Incoming::Malformed(_)));
         assert!(matches!(decode(r#"{"id":1,"result":{}}"#), Incoming::StrayResponse));
         assert!(matches!(decode(r#"{"method":"initialized"}"#), Incoming::Notification { .. }));
@@ -191,7 +216,10 @@ mod tests {
         let raw = r#"{"dataBase64":"aGk="}"#.to_owned();
         let value: Value = serde_json::from_str(&raw).expect("json");
         for id in [RequestId::Int(7), RequestId::Str("a\"b".into())] {
-            assert_eq!(raw_response_text(id.clone(), Ok(raw.clone())), response_text(id.clone(), Ok(value.clone())));
+            assert_eq!(
+                raw_response_text(id.clone(), Ok(raw.clone())),
+                response_text(id.clone(), Ok(value.clone()))
+            );
             let e = RpcError::not_found("gone");
             assert_eq!(raw_response_text(id.clone(), Err(e.clone())), response_text(id, Err(e)));
         }
@@ -218,6 +246,10 @@ mod tests {
             client_name: String,
         }
         let e = params::<InitializeParams>(None).expect_err("null params");
-        assert!(e.message.contains("invalid type: null, expected struct InitializeParams"), "{}", e.message);
+        assert!(
+            e.message.contains("invalid type: null, expected struct InitializeParams"),
+            "{}",
+            e.message
+        );
     }
 }

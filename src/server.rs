@@ -38,7 +38,12 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.gate.contexts().first().map(|c| c.executor.runtime.metrics.encode()).unwrap_or_default();
+    let body = state
+        .gate
+        .contexts()
+        .first()
+        .map(|c| c.executor.runtime.metrics.encode())
+        .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -60,22 +65,30 @@ async fn upgrade(
         return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
     };
     let max = ctx.executor.limits.max_connections;
-    if let Err(open) = ctx.open_connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)) {
+    if let Err(open) = ctx
+        .open_connections
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+    {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("connection limit reached: {open} connections are open (max-connections is {max})"),
+            format!(
+                "connection limit reached: {open} connections are open (max-connections is {max})"
+            ),
         );
     }
     let guard = ConnectionSlot(ctx.clone());
     let max_message = ctx.executor.limits.max_message();
     // A small read buffer keeps idle connections cheap (the default is a
     // zero-filled 128 KiB per connection); it grows for large frames.
-    ws.max_message_size(max_message).max_frame_size(max_message).read_buffer_size(8 * 1024).on_upgrade(move |socket| {
-        state.connections.track_future(async move {
-            let _slot = guard;
-            crate::connection::serve_websocket(socket, ctx, state.shutdown).await
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
+        .read_buffer_size(8 * 1024)
+        .on_upgrade(move |socket| {
+            state.connections.track_future(async move {
+                let _slot = guard;
+                crate::connection::serve_websocket(socket, ctx, state.shutdown).await
+            })
         })
-    })
 }
 
 /// Holds one of a tenant's connection slots until the connection ends.
@@ -99,7 +112,11 @@ pub async fn run(
     let gate = Arc::new(gate.into());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = TaskTracker::new();
-    let app = router(AppState { gate: gate.clone(), shutdown: stop_rx, connections: connections.clone() });
+    let app = router(AppState {
+        gate: gate.clone(),
+        shutdown: stop_rx,
+        connections: connections.clone(),
+    });
     // Small frames (a response, then the first notifications) must not wait
     // for the client's delayed ACK: without TCP_NODELAY every command takes
     // ~40 ms longer.
@@ -140,7 +157,11 @@ pub async fn drain_sessions(ctx: &ServerContext, drain: Duration) {
     }
     let left = running();
     if left > 0 {
-        tracing::info!(tenant = %ctx.tenant, processes = left, "stopping commands still running after the drain period");
+        tracing::info!(
+            tenant = %ctx.tenant,
+            processes = left,
+            "stopping commands still running after the drain period"
+        );
         for s in ctx.all_sessions() {
             s.stop_all();
         }

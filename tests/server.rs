@@ -17,13 +17,17 @@ use wasm_exec_server::config::Limits;
 
 const T: Duration = Duration::from_secs(20);
 
-async fn raw_socket(url: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn raw_socket(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     tokio_tungstenite::connect_async(url).await.expect("connect").0
 }
 
 /// Sends a frame and returns the next text frame (or None if the socket closed).
 async fn exchange(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     text: &str,
 ) -> Option<Value> {
     ws.send(Message::Text(text.into())).await.ok()?;
@@ -66,26 +70,48 @@ async fn initialize_reports_environment_info() {
 async fn handshake_ordering_errors() {
     let s = TestServer::start().await;
     let mut ws = raw_socket(&s.url).await;
-    let start = r#"{"id":1,"method":"process/start","params":{"processId":"p","argv":["hello"],"cwd":"file:///","env":{},"tty":false}}"#;
+    let start = concat!(
+        r#"{"id":1,"method":"process/start","params":{"processId":"p","argv":["hello"],"#,
+        r#""cwd":"file:///","env":{},"tty":false}}"#
+    );
     let v = exchange(&mut ws, start).await.expect("answer");
-    assert_eq!(err_of(&v), (-32600, "client must call initialize before using exec methods".into()));
-    let v = exchange(&mut ws, r#"{"id":2,"method":"fs/readFile","params":{"path":"file:///x"}}"#).await.expect("answer");
-    assert_eq!(err_of(&v), (-32600, "client must call initialize before using filesystem methods".into()));
+    assert_eq!(
+        err_of(&v),
+        (-32600, "client must call initialize before using exec methods".into())
+    );
+    let v = exchange(&mut ws, r#"{"id":2,"method":"fs/readFile","params":{"path":"file:///x"}}"#)
+        .await
+        .expect("answer");
+    assert_eq!(
+        err_of(&v),
+        (-32600, "client must call initialize before using filesystem methods".into())
+    );
     // Params are decoded before the handshake check.
-    let v = exchange(&mut ws, r#"{"id":3,"method":"fs/readFile","params":{}}"#).await.expect("answer");
+    let v =
+        exchange(&mut ws, r#"{"id":3,"method":"fs/readFile","params":{}}"#).await.expect("answer");
     assert_eq!(err_of(&v), (-32602, "missing field `path`".into()));
     let v = exchange(&mut ws, r#"{"id":4,"method":"initialize"}"#).await.expect("answer");
     assert_eq!(err_of(&v), (-32602, "invalid type: null, expected struct InitializeParams".into()));
-    let v = exchange(&mut ws, r#"{"id":5,"method":"initialize","params":{}}"#).await.expect("answer");
+    let v =
+        exchange(&mut ws, r#"{"id":5,"method":"initialize","params":{}}"#).await.expect("answer");
     assert_eq!(err_of(&v), (-32602, "missing field `clientName`".into()));
-    let v = exchange(&mut ws, r#"{"id":6,"method":"initialize","params":{"clientName":"t"}}"#).await.expect("answer");
+    let v = exchange(&mut ws, r#"{"id":6,"method":"initialize","params":{"clientName":"t"}}"#)
+        .await
+        .expect("answer");
     assert!(v["result"]["sessionId"].is_string(), "{v}");
     let v = exchange(&mut ws, r#"{"id":7,"method":"environment/info"}"#).await.expect("answer");
-    assert_eq!(err_of(&v), (-32600, "client must send initialized before using environment info methods".into()));
-    let v = exchange(&mut ws, r#"{"id":8,"method":"initialize","params":{"clientName":"t"}}"#).await.expect("answer");
+    assert_eq!(
+        err_of(&v),
+        (-32600, "client must send initialized before using environment info methods".into())
+    );
+    let v = exchange(&mut ws, r#"{"id":8,"method":"initialize","params":{"clientName":"t"}}"#)
+        .await
+        .expect("answer");
     assert_eq!(err_of(&v), (-32600, "initialize may only be sent once per connection".into()));
     ws.send(Message::Text(r#"{"method":"initialized","params":{}}"#.into())).await.expect("send");
-    let v = exchange(&mut ws, r#"{"id":"str-id","method":"environment/status","params":null}"#).await.expect("answer");
+    let v = exchange(&mut ws, r#"{"id":"str-id","method":"environment/status","params":null}"#)
+        .await
+        .expect("answer");
     assert_eq!(v, json!({"id": "str-id", "result": {"status": "ready"}}));
 }
 
@@ -103,12 +129,15 @@ async fn malformed_frames_and_unknown_methods() {
     assert_eq!(v["id"], json!(-1));
     let v = exchange(&mut ws, r#"{"id":9,"method":"fs/watch","params":{}}"#).await.expect("answer");
     assert_eq!(err_of(&v), (-32601, "exec-server stub does not implement `fs/watch` yet".into()));
-    let v = exchange(&mut ws, r#"{"id":9223372036854775807,"method":"nope"}"#).await.expect("answer");
+    let v =
+        exchange(&mut ws, r#"{"id":9223372036854775807,"method":"nope"}"#).await.expect("answer");
     assert_eq!(v["id"], json!(i64::MAX));
     // Binary frames holding JSON are accepted too.
-    ws.send(Message::Binary(br#"{"id":10,"method":"initialize","params":{"clientName":"b"}}"#.to_vec().into()))
-        .await
-        .expect("send");
+    ws.send(Message::Binary(
+        br#"{"id":10,"method":"initialize","params":{"clientName":"b"}}"#.to_vec().into(),
+    ))
+    .await
+    .expect("send");
     let v = loop {
         if let Some(Ok(Message::Text(t))) = ws.next().await {
             break serde_json::from_str::<Value>(&t).expect("json");
@@ -117,7 +146,10 @@ async fn malformed_frames_and_unknown_methods() {
     assert!(v["result"]["sessionId"].is_string());
     // The connection survived all of it, and the server serves others.
     let c = s.client().await;
-    assert_eq!(c.run("p", &["hello"], &s.uri("")).await.expect("run").stdout_str(), "hello from wasm\n");
+    assert_eq!(
+        c.run("p", &["hello"], &s.uri("")).await.expect("run").stdout_str(),
+        "hello from wasm\n"
+    );
 }
 
 #[tokio::test]
@@ -165,12 +197,19 @@ async fn hello_streams_output_and_closes_last() {
 async fn the_start_answer_comes_first_and_does_not_wait_for_the_command() {
     let s = TestServer::start().await;
     let mut ws = raw_socket(&s.url).await;
-    exchange(&mut ws, r#"{"id":0,"method":"initialize","params":{"clientName":"t"}}"#).await.expect("initialize");
-    ws.send(Message::Text(r#"{"method":"initialized","params":{}}"#.into())).await.expect("initialized");
+    exchange(&mut ws, r#"{"id":0,"method":"initialize","params":{"clientName":"t"}}"#)
+        .await
+        .expect("initialize");
+    ws.send(Message::Text(r#"{"method":"initialized","params":{}}"#.into()))
+        .await
+        .expect("initialized");
     let cwd = s.uri("");
     let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| -> Value {
         loop {
-            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("a frame within 5 s") {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("a frame within 5 s")
+            {
                 Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).expect("json"),
                 Some(Ok(_)) => continue,
                 other => panic!("socket ended: {other:?}"),
@@ -178,12 +217,25 @@ async fn the_start_answer_comes_first_and_does_not_wait_for_the_command() {
         }
     };
     let start = |id: u64, pid: &str, argv: Value, pipe: bool| {
-        json!({"id": id, "method": "process/start", "params": {
-            "processId": pid, "argv": argv, "cwd": cwd, "env": {}, "tty": false, "pipeStdin": pipe, "arg0": null}})
+        json!({
+            "id": id,
+            "method": "process/start",
+            "params": {
+                "processId": pid,
+                "argv": argv,
+                "cwd": cwd,
+                "env": {},
+                "tty": false,
+                "pipeStdin": pipe,
+                "arg0": null
+            }
+        })
         .to_string()
     };
     // Finishes in its first poll: the answer, then output, exited, closed.
-    ws.send(Message::Text(start(1, "quick", json!(["/bin/bash", "-lc", "echo hi"]), false).into())).await.expect("send");
+    ws.send(Message::Text(start(1, "quick", json!(["/bin/bash", "-lc", "echo hi"]), false).into()))
+        .await
+        .expect("send");
     let first = next(&mut ws).await;
     assert_eq!(first["id"], 1, "the answer comes first: {first}");
     assert_eq!(first["result"]["processId"], "quick");
@@ -206,17 +258,24 @@ async fn the_start_answer_comes_first_and_does_not_wait_for_the_command() {
         ws.send(Message::Text(start(id, pid, argv, pipe).into())).await.expect("send");
         loop {
             let v = next(&mut ws).await;
-            if let Some(of) = v["params"]["processId"].as_str().filter(|_| v.get("method").is_some()) {
+            if let Some(of) =
+                v["params"]["processId"].as_str().filter(|_| v.get("method").is_some())
+            {
                 assert!(answered.contains(of), "a notification before its start's answer: {v}");
                 continue;
             }
-            assert_eq!((v["id"].as_u64(), v["result"]["processId"].as_str()), (Some(id), Some(pid)), "{v}");
+            assert_eq!(
+                (v["id"].as_u64(), v["result"]["processId"].as_str()),
+                (Some(id), Some(pid)),
+                "{v}"
+            );
             answered.insert(pid.to_owned());
             break;
         }
     }
     for (i, pid) in ["loop", "spin", "stdin"].into_iter().enumerate() {
-        let t = json!({"id": 20 + i, "method": "process/terminate", "params": {"processId": pid}}).to_string();
+        let t = json!({"id": 20 + i, "method": "process/terminate", "params": {"processId": pid}})
+            .to_string();
         ws.send(Message::Text(t.into())).await.expect("send");
     }
     let mut closed = std::collections::BTreeSet::new();
@@ -233,7 +292,10 @@ async fn exit_codes_reach_the_client_unchanged() {
     let s = TestServer::start().await;
     let c = s.client().await;
     for code in [0, 1, 3, 126, 200, 255] {
-        let f = c.run(&format!("e{code}"), &["exit-code", &code.to_string()], &s.uri("")).await.expect("run");
+        let f = c
+            .run(&format!("e{code}"), &["exit-code", &code.to_string()], &s.uri(""))
+            .await
+            .expect("run");
         assert_eq!(f.exit_code, code, "exit-code {code}: {f:?}");
         assert_eq!(f.stdout_str(), format!("exiting with {code}\n"));
         assert_eq!(f.stderr_str(), "this goes to stderr\n");
@@ -274,9 +336,11 @@ async fn terminate_stops_a_spinning_guest_with_137() {
     assert_eq!(exited["params"]["seq"], 2);
     let closed = c.next_notification().await.expect("closed");
     assert_eq!(closed["params"], json!({"processId": "spin", "seq": 3}));
-    let again = c.request("process/terminate", json!({"processId": "spin"})).await.expect("terminate");
+    let again =
+        c.request("process/terminate", json!({"processId": "spin"})).await.expect("terminate");
     assert_eq!(again, json!({"running": false}));
-    let unknown = c.request("process/terminate", json!({"processId": "nope"})).await.expect("terminate");
+    let unknown =
+        c.request("process/terminate", json!({"processId": "nope"})).await.expect("terminate");
     assert_eq!(unknown, json!({"running": false}));
 }
 
@@ -286,14 +350,23 @@ async fn interrupt_is_130() {
     let c = s.client().await;
     c.start("spin", &["spin"], &s.uri(""), json!({})).await.expect("start");
     c.next_notification().await.expect("output");
-    let r = c.request("process/signal", json!({"processId": "spin", "signal": "interrupt"})).await.expect("signal");
+    let r = c
+        .request("process/signal", json!({"processId": "spin", "signal": "interrupt"}))
+        .await
+        .expect("signal");
     assert_eq!(r, json!({}));
     let exited = c.next_notification().await.expect("exited");
     assert_eq!(exited["params"]["exitCode"], 130);
-    let e = c.request("process/signal", json!({"processId": "spin", "signal": "kill"})).await.expect_err("kill");
+    let e = c
+        .request("process/signal", json!({"processId": "spin", "signal": "kill"}))
+        .await
+        .expect_err("kill");
     assert_eq!(e.code(), Some(-32602));
     assert!(e.to_string().contains("unknown variant `kill`, expected `interrupt`"), "{e}");
-    let r = c.request("process/signal", json!({"processId": "gone", "signal": "interrupt"})).await.expect("signal");
+    let r = c
+        .request("process/signal", json!({"processId": "gone", "signal": "interrupt"}))
+        .await
+        .expect("signal");
     assert_eq!(r, json!({}));
 }
 
@@ -323,9 +396,15 @@ async fn stdin_from_process_write_streams_through() {
 async fn write_statuses() {
     let s = TestServer::start().await;
     let c = s.client().await;
-    assert_eq!(c.write("nobody", b"x", "1").await.expect("write"), json!({"status": "unknownProcess"}));
+    assert_eq!(
+        c.write("nobody", b"x", "1").await.expect("write"),
+        json!({"status": "unknownProcess"})
+    );
     c.start("closed", &["line-echo"], &s.uri(""), json!({})).await.expect("start");
-    assert_eq!(c.write("closed", b"x\n", "1").await.expect("write"), json!({"status": "stdinClosed"}));
+    assert_eq!(
+        c.write("closed", b"x\n", "1").await.expect("write"),
+        json!({"status": "stdinClosed"})
+    );
     let f = c.collect("closed").await.expect("collect");
     assert_eq!(f.stdout_str(), "bye\n", "stdin is closed when not requested");
     let e = c.write("closed", b"x", "").await.expect_err("empty writeId");
@@ -359,16 +438,32 @@ async fn environment_is_exactly_the_request_env_plus_pwd() {
     let s = TestServer::start().await;
     std::fs::create_dir(s.root().join("sub")).expect("mkdir");
     let c = s.client().await;
-    c.start("env", &["echo-args", "--all-env"], &s.uri("sub"), json!({"env": {"A": "1", "TERM": "dumb"}}))
-        .await
-        .expect("start");
+    c.start(
+        "env",
+        &["echo-args", "--all-env"],
+        &s.uri("sub"),
+        json!({"env": {"A": "1", "TERM": "dumb"}}),
+    )
+    .await
+    .expect("start");
     let f = c.collect("env").await.expect("collect");
     assert_eq!(f.stdout_str(), format!("A=1\nPWD={}/sub\nTERM=dumb\n", s.visible));
     // With an envPolicy the base is a fixed sandbox environment, never ours.
-    let policy = json!({"inherit": "all", "ignoreDefaultExcludes": true, "exclude": [], "set": {}, "includeOnly": []});
-    c.start("env2", &["echo-args", "--all-env"], &s.uri(""), json!({"envPolicy": policy, "env": {"X": "y"}}))
-        .await
-        .expect("start");
+    let policy = json!({
+        "inherit": "all",
+        "ignoreDefaultExcludes": true,
+        "exclude": [],
+        "set": {},
+        "includeOnly": []
+    });
+    c.start(
+        "env2",
+        &["echo-args", "--all-env"],
+        &s.uri(""),
+        json!({"envPolicy": policy, "env": {"X": "y"}}),
+    )
+    .await
+    .expect("start");
     let out = c.collect("env2").await.expect("collect").stdout_str();
     assert!(out.contains("PATH=/usr/local/bin:/usr/bin:/bin\n"), "{out}");
     assert!(out.contains("X=y\n") && out.contains("USER=sandbox\n"), "{out}");
@@ -395,7 +490,8 @@ async fn visible_path_can_differ_from_the_host_path() {
     let s = TestServer::start_with(Limits::default(), Some("/workspace")).await;
     s.write("a.txt", "A\n");
     let c = s.client().await;
-    let f = c.run("cat", &["cat-files", "/workspace/a.txt"], "file:///workspace").await.expect("run");
+    let f =
+        c.run("cat", &["cat-files", "/workspace/a.txt"], "file:///workspace").await.expect("run");
     assert_eq!(f.stdout_str(), "A\n");
     let f = c.run("pwd", &["echo-args", "--pwd"], "file:///workspace").await.expect("run");
     assert_eq!(f.stdout_str(), "/workspace\n");
@@ -430,15 +526,28 @@ async fn process_read_replays_retained_output() {
     let c = s.client().await;
     let f = c.run("r", &["exit-code", "3"], &s.uri("")).await.expect("run");
     assert_eq!(f.events.len(), 4);
-    let r = c.request("process/read", json!({"processId": "r", "afterSeq": 0, "maxBytes": null, "waitMs": 0})).await.expect("read");
+    let r = c
+        .request(
+            "process/read",
+            json!({"processId": "r", "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
+        )
+        .await
+        .expect("read");
     assert_eq!(r["nextSeq"], 5);
-    assert_eq!((r["exited"].clone(), r["exitCode"].clone(), r["closed"].clone()), (json!(true), json!(3), json!(true)));
+    assert_eq!(
+        (r["exited"].clone(), r["exitCode"].clone(), r["closed"].clone()),
+        (json!(true), json!(3), json!(true))
+    );
     assert_eq!(r["chunks"].as_array().map(Vec::len), Some(2));
     assert_eq!(r["failure"], Value::Null);
-    let r = c.request("process/read", json!({"processId": "r", "afterSeq": 1})).await.expect("read");
+    let r =
+        c.request("process/read", json!({"processId": "r", "afterSeq": 1})).await.expect("read");
     assert_eq!(r["chunks"][0]["seq"], 2);
     assert_eq!(r["chunks"][0]["stream"], "stderr");
-    let r = c.request("process/read", json!({"processId": "r", "afterSeq": 0, "maxBytes": 1})).await.expect("read");
+    let r = c
+        .request("process/read", json!({"processId": "r", "afterSeq": 0, "maxBytes": 1}))
+        .await
+        .expect("read");
     assert_eq!((r["chunks"].as_array().map(Vec::len), r["nextSeq"].clone()), (Some(1), json!(2)));
     let e = c.request("process/read", json!({"processId": "zzz"})).await.expect_err("unknown");
     assert_eq!(e.code(), Some(-32600));
@@ -465,12 +574,19 @@ async fn closed_processes_keep_a_bounded_amount_of_output() {
             .request("process/read", json!({"processId": format!("f{i}"), "afterSeq": 0}))
             .await
             .expect("the entry is still there");
-        assert_eq!((r["exited"].clone(), r["exitCode"].clone(), r["closed"].clone()), (json!(true), json!(0), json!(true)));
+        assert_eq!(
+            (r["exited"].clone(), r["exitCode"].clone(), r["closed"].clone()),
+            (json!(true), json!(0), json!(true))
+        );
         let bytes: usize = r["chunks"]
             .as_array()
             .expect("chunks")
             .iter()
-            .map(|ch| wasm_exec_server::b64::decode(ch["chunk"].as_str().expect("chunk").as_bytes()).expect("b64").len())
+            .map(|ch| {
+                wasm_exec_server::b64::decode(ch["chunk"].as_str().expect("chunk").as_bytes())
+                    .expect("b64")
+                    .len()
+            })
             .sum();
         kept.push(bytes);
     }
@@ -489,7 +605,8 @@ async fn a_session_remembers_a_bounded_number_of_closed_processes() {
     let c = s.client().await;
     let n = 1024 + 8;
     for i in 0..n {
-        let f = c.run(&format!("t{i}"), &["/bin/bash", "-lc", "true"], &s.uri("")).await.expect("run");
+        let f =
+            c.run(&format!("t{i}"), &["/bin/bash", "-lc", "true"], &s.uri("")).await.expect("run");
         assert_eq!(f.exit_code, 0);
     }
     let read = |id: String| c.request("process/read", json!({"processId": id, "afterSeq": 0}));
@@ -510,7 +627,8 @@ async fn process_read_waits_without_blocking_the_connection() {
     c.start("le", &["line-echo"], &s.uri(""), json!({"pipeStdin": true})).await.expect("start");
     let c2 = c.clone();
     let waiter = tokio::spawn(async move {
-        c2.request("process/read", json!({"processId": "le", "afterSeq": 0, "waitMs": 10_000})).await
+        c2.request("process/read", json!({"processId": "le", "afterSeq": 0, "waitMs": 10_000}))
+            .await
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // The connection still answers while the read waits.
@@ -529,7 +647,11 @@ async fn memory_limit_is_enforced_and_named() {
     let c = s.client().await;
     let f = c.run("m", &["memhog"], &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 137);
-    assert!(f.stderr_str().contains("memory limit exceeded (max-memory is 64 MiB)"), "{}", f.stderr_str());
+    assert!(
+        f.stderr_str().contains("memory limit exceeded (max-memory is 64 MiB)"),
+        "{}",
+        f.stderr_str()
+    );
     let f = c.run("m2", &["memhog", "8"], &s.uri("")).await.expect("run");
     assert_eq!((f.exit_code, f.stdout_str()), (0, "allocated 8 MiB\n".into()));
 }
@@ -541,7 +663,11 @@ async fn wall_clock_limit_stops_a_spinner() {
     let c = s.client().await;
     let f = c.run("w", &["spin"], &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 137);
-    assert!(f.stderr_str().contains("timed out") && f.stderr_str().contains("max-wall"), "{}", f.stderr_str());
+    assert!(
+        f.stderr_str().contains("timed out") && f.stderr_str().contains("max-wall"),
+        "{}",
+        f.stderr_str()
+    );
 }
 
 #[tokio::test]
@@ -594,7 +720,10 @@ async fn many_processes_in_parallel_have_their_own_seq() {
         let cwd = s.uri("");
         handles.push(tokio::spawn(async move {
             let c = Client::connect(&url).await.expect("connect");
-            let f = c.run(&format!("p{i}"), &["echo-args", "n", &i.to_string()], &cwd).await.expect("run");
+            let f = c
+                .run(&format!("p{i}"), &["echo-args", "n", &i.to_string()], &cwd)
+                .await
+                .expect("run");
             assert_eq!(f.stdout_str(), format!("n {i}\n"));
         }));
     }
@@ -640,9 +769,14 @@ async fn a_dropped_connection_resumes_with_its_output() {
         .await
         .expect("resume");
     assert_eq!(r["sessionId"], json!(id));
-    c3.send_raw(json!({"method": "initialized", "params": {}}).to_string()).await.expect("initialized");
+    c3.send_raw(json!({"method": "initialized", "params": {}}).to_string())
+        .await
+        .expect("initialized");
     let read = c3
-        .request("process/read", json!({"processId": "t", "afterSeq": last_seen, "maxBytes": null, "waitMs": 0}))
+        .request(
+            "process/read",
+            json!({"processId": "t", "afterSeq": last_seen, "maxBytes": null, "waitMs": 0}),
+        )
         .await
         .expect("read");
     let chunks = read["chunks"].as_array().expect("chunks");
@@ -683,7 +817,10 @@ async fn a_detached_session_expires_and_its_commands_stop() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(ticks(&s), before, "commands of an expired session kept running");
     let c = Client::connect_with(&s.url, None).await.expect("connect");
-    let e = c.request("initialize", json!({"clientName": "x", "resumeSessionId": id})).await.expect_err("expired");
+    let e = c
+        .request("initialize", json!({"clientName": "x", "resumeSessionId": id}))
+        .await
+        .expect_err("expired");
     assert_eq!(e.code(), Some(-32600));
 }
 
@@ -691,10 +828,13 @@ async fn a_detached_session_expires_and_its_commands_stop() {
 
 async fn http_get(url: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await.expect("tcp");
-    sock.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
+    let mut sock =
+        tokio::net::TcpStream::connect(url.trim_start_matches("ws://")).await.expect("tcp");
+    sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("write");
     let mut out = String::new();
     sock.read_to_string(&mut out).await.expect("read");
     out
@@ -726,11 +866,33 @@ async fn metrics_count_connections_processes_and_fs_calls() {
     let after = http_get(&s.url, "/metrics").await;
     let moved = |prefix: &str| sample(&after, prefix) - sample(&before, prefix);
     assert!(moved(r#"wasm_exec_server_connections_total{tenant="default"}"#) >= 1.0, "{after}");
-    assert!(moved(r#"wasm_exec_server_processes_started_total{tenant="default"}"#) >= 3.0, "{after}");
-    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Exit"}"#) >= 1.0, "{after}");
-    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Trap"}"#) >= 1.0, "{after}");
-    assert!(moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Terminated"}"#) >= 1.0, "{after}");
-    assert!(moved(r#"wasm_exec_server_fs_calls_total{tenant="default",method="fs/readFile",code="-32004"}"#) >= 1.0, "{after}");
+    assert!(
+        moved(r#"wasm_exec_server_processes_started_total{tenant="default"}"#) >= 3.0,
+        "{after}"
+    );
+    assert!(
+        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Exit"}"#)
+            >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Trap"}"#)
+            >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved(
+            r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Terminated"}"#
+        ) >= 1.0,
+        "{after}"
+    );
+    assert!(
+        moved(concat!(
+            r#"wasm_exec_server_fs_calls_total{tenant="default","#,
+            r#"method="fs/readFile",code="-32004"}"#
+        )) >= 1.0,
+        "{after}"
+    );
     assert!(moved(r#"wasm_exec_server_output_bytes_total{tenant="default"}"#) > 0.0, "{after}");
     assert!(after.contains("wasm_exec_server_command_seconds_bucket"), "{after}");
     assert!(after.contains("wasm_exec_server_module_cache_total"), "{after}");
@@ -765,68 +927,149 @@ async fn fs_methods_success_and_not_found() {
     let s = TestServer::start().await;
     s.write("notes.md", "# project notes\n");
     let c = s.client().await;
-    let md = c.request("fs/getMetadata", json!({"path": s.uri("notes.md"), "sandbox": null})).await.expect("md");
-    assert_eq!((md["isFile"].clone(), md["isDirectory"].clone(), md["isSymlink"].clone(), md["size"].clone()),
-        (json!(true), json!(false), json!(false), json!(16)));
+    let md = c
+        .request("fs/getMetadata", json!({"path": s.uri("notes.md"), "sandbox": null}))
+        .await
+        .expect("md");
+    assert_eq!(
+        (
+            md["isFile"].clone(),
+            md["isDirectory"].clone(),
+            md["isSymlink"].clone(),
+            md["size"].clone()
+        ),
+        (json!(true), json!(false), json!(false), json!(16))
+    );
     assert!(md["modifiedAtMs"].as_i64().expect("mtime") > 1_600_000_000_000);
     assert!(md["createdAtMs"].is_i64());
-    let e = c.request("fs/getMetadata", json!({"path": s.uri("AGENTS.md")})).await.expect_err("missing");
+    let e = c
+        .request("fs/getMetadata", json!({"path": s.uri("AGENTS.md")}))
+        .await
+        .expect_err("missing");
     assert_eq!(e.code(), Some(-32004));
     assert!(e.to_string().contains("No such file or directory (os error 2)"), "{e}");
     assert_eq!(c.read_file(&s.uri("notes.md")).await.expect("read"), b"# project notes\n");
     assert!(c.read_file(&s.uri("src/new.txt")).await.expect_err("missing").is_not_found());
     // apply_patch's "add file in a new directory": -32004, mkdir -p, retry.
-    assert!(c.write_file(&s.uri("src/new.txt"), b"new file\n").await.expect_err("no parent").is_not_found());
-    c.request("fs/createDirectory", json!({"path": s.uri("src"), "recursive": true})).await.expect("mkdir");
+    assert!(
+        c.write_file(&s.uri("src/new.txt"), b"new file\n")
+            .await
+            .expect_err("no parent")
+            .is_not_found()
+    );
+    c.request("fs/createDirectory", json!({"path": s.uri("src"), "recursive": true}))
+        .await
+        .expect("mkdir");
     c.write_file(&s.uri("src/new.txt"), b"new file\n").await.expect("write");
     assert_eq!(std::fs::read(s.root().join("src/new.txt")).expect("on disk"), b"new file\n");
-    let e = c.request("fs/createDirectory", json!({"path": s.uri("a/b"), "recursive": false})).await.expect_err("np");
+    let e = c
+        .request("fs/createDirectory", json!({"path": s.uri("a/b"), "recursive": false}))
+        .await
+        .expect_err("np");
     assert_eq!(e.code(), Some(-32004));
-    let e = c.request("fs/createDirectory", json!({"path": s.uri("src"), "recursive": false})).await.expect_err("exists");
+    let e = c
+        .request("fs/createDirectory", json!({"path": s.uri("src"), "recursive": false}))
+        .await
+        .expect_err("exists");
     assert_eq!(e.code(), Some(-32603));
-    let e = c.request("fs/createDirectory", json!({"path": s.uri("notes.md"), "recursive": true})).await.expect_err("file");
+    let e = c
+        .request("fs/createDirectory", json!({"path": s.uri("notes.md"), "recursive": true}))
+        .await
+        .expect_err("file");
     assert_eq!((e.code(), e.to_string().contains("File exists")), (Some(-32603), true));
     let d = c.request("fs/readDirectory", json!({"path": s.uri("src")})).await.expect("readdir");
-    assert_eq!(d, json!({"entries": [{"fileName": "new.txt", "isDirectory": false, "isFile": true}]}));
-    let e = c.request("fs/readDirectory", json!({"path": s.uri("nope")})).await.expect_err("missing");
+    assert_eq!(
+        d,
+        json!({"entries": [{"fileName": "new.txt", "isDirectory": false, "isFile": true}]})
+    );
+    let e =
+        c.request("fs/readDirectory", json!({"path": s.uri("nope")})).await.expect_err("missing");
     assert_eq!(e.code(), Some(-32004));
-    let e = c.request("fs/readDirectory", json!({"path": s.uri("notes.md")})).await.expect_err("file");
+    let e =
+        c.request("fs/readDirectory", json!({"path": s.uri("notes.md")})).await.expect_err("file");
     assert_eq!(e.code(), Some(-32603));
-    c.request("fs/copy", json!({"sourcePath": s.uri("src"), "destinationPath": s.uri("src2"), "recursive": true}))
-        .await
-        .expect("copy");
+    c.request(
+        "fs/copy",
+        json!({"sourcePath": s.uri("src"), "destinationPath": s.uri("src2"), "recursive": true}),
+    )
+    .await
+    .expect("copy");
     assert_eq!(std::fs::read(s.root().join("src2/new.txt")).expect("copied"), b"new file\n");
-    c.request("fs/copy", json!({"sourcePath": s.uri("notes.md"), "destinationPath": s.uri("n2.md"), "recursive": false}))
-        .await
-        .expect("copy file");
-    let e = c.request("fs/copy", json!({"sourcePath": s.uri("src"), "destinationPath": s.uri("x"), "recursive": false}))
+    c.request(
+        "fs/copy",
+        json!({
+            "sourcePath": s.uri("notes.md"),
+            "destinationPath": s.uri("n2.md"),
+            "recursive": false
+        }),
+    )
+    .await
+    .expect("copy file");
+    let e = c
+        .request(
+            "fs/copy",
+            json!({"sourcePath": s.uri("src"), "destinationPath": s.uri("x"), "recursive": false}),
+        )
         .await
         .expect_err("dir without recursive");
     assert_eq!(e.code(), Some(-32600));
     assert!(e.to_string().contains("requires recursive: true"), "{e}");
-    let e = c.request("fs/copy", json!({"sourcePath": s.uri("nope"), "destinationPath": s.uri("x"), "recursive": false}))
+    let e = c
+        .request(
+            "fs/copy",
+            json!({"sourcePath": s.uri("nope"), "destinationPath": s.uri("x"), "recursive": false}),
+        )
         .await
         .expect_err("missing source");
     assert_eq!(e.code(), Some(-32004));
-    let r = c.request("fs/canonicalize", json!({"path": s.uri("src2/../src/new.txt")})).await.expect("canon");
+    let r = c
+        .request("fs/canonicalize", json!({"path": s.uri("src2/../src/new.txt")}))
+        .await
+        .expect("canon");
     assert_eq!(r, json!({"path": s.uri("src/new.txt")}));
-    assert_eq!(c.request("fs/canonicalize", json!({"path": s.uri("nope")})).await.expect_err("m").code(), Some(-32004));
-    c.request("fs/remove", json!({"path": s.uri("src2"), "recursive": true, "force": true})).await.expect("rm -rf");
+    assert_eq!(
+        c.request("fs/canonicalize", json!({"path": s.uri("nope")})).await.expect_err("m").code(),
+        Some(-32004)
+    );
+    c.request("fs/remove", json!({"path": s.uri("src2"), "recursive": true, "force": true}))
+        .await
+        .expect("rm -rf");
     assert!(!s.root().join("src2").exists());
-    let e = c.request("fs/remove", json!({"path": s.uri("gone.txt"), "recursive": false, "force": false})).await.expect_err("m");
+    let e = c
+        .request(
+            "fs/remove",
+            json!({"path": s.uri("gone.txt"), "recursive": false, "force": false}),
+        )
+        .await
+        .expect_err("m");
     assert_eq!(e.code(), Some(-32004));
     c.request("fs/remove", json!({"path": s.uri("gone.txt"), "force": true})).await.expect("force");
-    let e = c.request("fs/remove", json!({"path": s.uri("src"), "recursive": false, "force": false})).await.expect_err("ne");
+    let e = c
+        .request("fs/remove", json!({"path": s.uri("src"), "recursive": false, "force": false}))
+        .await
+        .expect_err("ne");
     assert_eq!((e.code(), e.to_string().contains("Directory not empty")), (Some(-32603), true));
-    let e = c.request("fs/readFile", json!({"path": "/home/dev/project/notes.md"})).await.expect_err("plain");
+    let e = c
+        .request("fs/readFile", json!({"path": "/home/dev/project/notes.md"}))
+        .await
+        .expect_err("plain");
     assert_eq!(e.to_string(), "server error -32602: invalid URI: relative URL without a base");
     let e = c.request("fs/readFile", json!({"path": s.uri("src")})).await.expect_err("dir");
     assert_eq!(e.code(), Some(-32600));
-    let e = c.request("fs/writeFile", json!({"path": s.uri("b64"), "dataBase64": "!!!"})).await.expect_err("b64");
+    let e = c
+        .request("fs/writeFile", json!({"path": s.uri("b64"), "dataBase64": "!!!"}))
+        .await
+        .expect_err("b64");
     assert_eq!(e.code(), Some(-32600));
     assert!(e.to_string().contains("fs/writeFile requires valid base64 dataBase64"), "{e}");
-    let e = c.request("fs/writeFile", json!({"path": s.uri("src"), "dataBase64": ""})).await.expect_err("dir");
-    assert_eq!((e.code(), e.to_string().contains("Is a directory (os error 21)")), (Some(-32603), true));
+    let e = c
+        .request("fs/writeFile", json!({"path": s.uri("src"), "dataBase64": ""}))
+        .await
+        .expect_err("dir");
+    assert_eq!(
+        (e.code(), e.to_string().contains("Is a directory (os error 21)")),
+        (Some(-32603), true)
+    );
 }
 
 #[cfg(unix)]
@@ -838,16 +1081,33 @@ async fn fs_symlinks_inside_the_root_work() {
     std::os::unix::fs::symlink("missing", s.root().join("dangling")).expect("symlink");
     let c = s.client().await;
     let md = c.request("fs/getMetadata", json!({"path": s.uri("link.txt")})).await.expect("md");
-    assert_eq!((md["isSymlink"].clone(), md["isFile"].clone(), md["size"].clone()), (json!(true), json!(true), json!(1)));
-    assert_eq!(c.request("fs/getMetadata", json!({"path": s.uri("dangling")})).await.expect_err("d").code(), Some(-32004));
+    assert_eq!(
+        (md["isSymlink"].clone(), md["isFile"].clone(), md["size"].clone()),
+        (json!(true), json!(true), json!(1))
+    );
+    assert_eq!(
+        c.request("fs/getMetadata", json!({"path": s.uri("dangling")}))
+            .await
+            .expect_err("d")
+            .code(),
+        Some(-32004)
+    );
     let r = c.request("fs/canonicalize", json!({"path": s.uri("link.txt")})).await.expect("canon");
     assert_eq!(r["path"], json!(s.uri("real/target.txt")));
     c.write_file(&s.uri("link.txt"), b"new").await.expect("write through link");
     assert_eq!(std::fs::read(s.root().join("real/target.txt")).expect("target"), b"new");
     let d = c.request("fs/readDirectory", json!({"path": s.uri("")})).await.expect("ls");
-    let names: Vec<&str> = d["entries"].as_array().expect("entries").iter().filter_map(|e| e["fileName"].as_str()).collect();
+    let names: Vec<&str> = d["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["fileName"].as_str())
+        .collect();
     assert!(names.contains(&"link.txt") && !names.contains(&"dangling"), "{names:?}");
-    let e = c.request("fs/getMetadata", json!({"path": s.uri("link.txt"), "followSymlinks": false})).await.expect_err("nofollow");
+    let e = c
+        .request("fs/getMetadata", json!({"path": s.uri("link.txt"), "followSymlinks": false}))
+        .await
+        .expect_err("nofollow");
     assert_eq!(e.to_string(), "server error -32600: path contains a symbolic link");
 }
 
@@ -859,9 +1119,11 @@ fn plant(s: &TestServer) {
     std::fs::write(s.dir.path().join("secret"), "TOP SECRET").expect("secret");
     std::fs::create_dir(s.dir.path().join("outdir")).expect("outdir");
     std::fs::write(s.dir.path().join("outdir/secret"), "TOP SECRET").expect("secret");
-    std::os::unix::fs::symlink(s.dir.path().join("secret"), s.root().join("abs-link")).expect("link");
+    std::os::unix::fs::symlink(s.dir.path().join("secret"), s.root().join("abs-link"))
+        .expect("link");
     std::os::unix::fs::symlink("../secret", s.root().join("rel-link")).expect("link");
-    std::os::unix::fs::symlink(s.dir.path().join("outdir"), s.root().join("planted-link")).expect("link");
+    std::os::unix::fs::symlink(s.dir.path().join("outdir"), s.root().join("planted-link"))
+        .expect("link");
 }
 
 #[cfg(unix)]
@@ -877,27 +1139,83 @@ async fn fs_escape_attempts_are_blocked() {
         ("readFile %2e%2e", json!(["fs/readFile", {"path": s.uri("%2e%2e/secret")}])),
         ("readFile absolute outside", json!(["fs/readFile", {"path": outside_uri}])),
         ("readFile /etc/passwd", json!(["fs/readFile", {"path": "file:///etc/passwd"}])),
-        ("readFile /proc/self/environ", json!(["fs/readFile", {"path": "file:///proc/self/environ"}])),
+        (
+            "readFile /proc/self/environ",
+            json!(["fs/readFile", {"path": "file:///proc/self/environ"}]),
+        ),
         ("readFile abs symlink", json!(["fs/readFile", {"path": s.uri("abs-link")}])),
         ("readFile rel symlink", json!(["fs/readFile", {"path": s.uri("rel-link")}])),
-        ("readFile through dir symlink", json!(["fs/readFile", {"path": s.uri("planted-link/secret")}])),
+        (
+            "readFile through dir symlink",
+            json!(["fs/readFile", {"path": s.uri("planted-link/secret")}]),
+        ),
         ("getMetadata outside", json!(["fs/getMetadata", {"path": outside_uri}])),
-        ("readDirectory through link", json!(["fs/readDirectory", {"path": s.uri("planted-link")}])),
+        (
+            "readDirectory through link",
+            json!(["fs/readDirectory", {"path": s.uri("planted-link")}]),
+        ),
         ("readDirectory /", json!(["fs/readDirectory", {"path": "file:///"}])),
         ("canonicalize link", json!(["fs/canonicalize", {"path": s.uri("abs-link")}])),
-        ("writeFile ..", json!(["fs/writeFile", {"path": s.uri("../secret"), "dataBase64": "cHduZWQ="}])),
-        ("writeFile abs symlink", json!(["fs/writeFile", {"path": s.uri("abs-link"), "dataBase64": "cHduZWQ="}])),
-        ("writeFile rel symlink", json!(["fs/writeFile", {"path": s.uri("rel-link"), "dataBase64": "cHduZWQ="}])),
-        ("writeFile through dir link", json!(["fs/writeFile", {"path": s.uri("planted-link/secret"), "dataBase64": "cHduZWQ="}])),
-        ("writeFile new through dir link", json!(["fs/writeFile", {"path": s.uri("planted-link/new"), "dataBase64": "cHduZWQ="}])),
+        (
+            "writeFile ..",
+            json!(["fs/writeFile", {"path": s.uri("../secret"), "dataBase64": "cHduZWQ="}]),
+        ),
+        (
+            "writeFile abs symlink",
+            json!(["fs/writeFile", {"path": s.uri("abs-link"), "dataBase64": "cHduZWQ="}]),
+        ),
+        (
+            "writeFile rel symlink",
+            json!(["fs/writeFile", {"path": s.uri("rel-link"), "dataBase64": "cHduZWQ="}]),
+        ),
+        (
+            "writeFile through dir link",
+            json!([
+                "fs/writeFile",
+                {"path": s.uri("planted-link/secret"), "dataBase64": "cHduZWQ="}
+            ]),
+        ),
+        (
+            "writeFile new through dir link",
+            json!(["fs/writeFile", {"path": s.uri("planted-link/new"), "dataBase64": "cHduZWQ="}]),
+        ),
         ("createDirectory outside", json!(["fs/createDirectory", {"path": s.uri("../newdir")}])),
-        ("createDirectory through link", json!(["fs/createDirectory", {"path": s.uri("planted-link/newdir")}])),
+        (
+            "createDirectory through link",
+            json!(["fs/createDirectory", {"path": s.uri("planted-link/newdir")}]),
+        ),
         ("remove outside", json!(["fs/remove", {"path": s.uri("../secret")}])),
         ("remove through link", json!(["fs/remove", {"path": s.uri("planted-link/secret")}])),
         ("remove root", json!(["fs/remove", {"path": s.uri(""), "recursive": true}])),
-        ("copy from outside", json!(["fs/copy", {"sourcePath": outside_uri, "destinationPath": s.uri("stolen"), "recursive": false}])),
-        ("copy from link", json!(["fs/copy", {"sourcePath": s.uri("abs-link"), "destinationPath": s.uri("stolen"), "recursive": false}])),
-        ("copy to outside", json!(["fs/copy", {"sourcePath": s.uri(""), "destinationPath": s.uri("../copy"), "recursive": true}])),
+        (
+            "copy from outside",
+            json!([
+                "fs/copy",
+                {
+                    "sourcePath": outside_uri,
+                    "destinationPath": s.uri("stolen"),
+                    "recursive": false
+                }
+            ]),
+        ),
+        (
+            "copy from link",
+            json!([
+                "fs/copy",
+                {
+                    "sourcePath": s.uri("abs-link"),
+                    "destinationPath": s.uri("stolen"),
+                    "recursive": false
+                }
+            ]),
+        ),
+        (
+            "copy to outside",
+            json!([
+                "fs/copy",
+                {"sourcePath": s.uri(""), "destinationPath": s.uri("../copy"), "recursive": true}
+            ]),
+        ),
         ("remote host", json!(["fs/readFile", {"path": "file://evil.example/etc/passwd"}])),
     ];
     for (what, call) in attempts {
@@ -910,7 +1228,10 @@ async fn fs_escape_attempts_are_blocked() {
     // Reads outside answer not-found; writes outside answer permission denied.
     let e = c.request("fs/readFile", json!({"path": s.uri("../secret")})).await.expect_err("read");
     assert_eq!(e.code(), Some(-32004));
-    let e = c.request("fs/writeFile", json!({"path": s.uri("../x"), "dataBase64": ""})).await.expect_err("write");
+    let e = c
+        .request("fs/writeFile", json!({"path": s.uri("../x"), "dataBase64": ""}))
+        .await
+        .expect_err("write");
     assert_eq!(e.to_string(), "server error -32600: Permission denied (os error 13)");
     assert!(!s.root().join("stolen").exists());
     assert_eq!(snapshot_outside(s.dir.path()), before, "something outside the root changed");
@@ -934,7 +1255,10 @@ async fn guest_escape_attempts_are_blocked() {
     assert!(r.is_err());
     assert_eq!(snapshot_outside(s.dir.path()), before, "something outside the root changed");
     // Files the guest reads through a planted link stay unreadable.
-    let f = c.run("cat", &["cat-files", "planted-link/secret", "abs-link"], &s.uri("")).await.expect("run");
+    let f = c
+        .run("cat", &["cat-files", "planted-link/secret", "abs-link"], &s.uri(""))
+        .await
+        .expect("run");
     assert_eq!((f.exit_code, f.stdout.len()), (1, 0), "{}", f.stderr_str());
 }
 
@@ -962,14 +1286,28 @@ async fn stdio_transport_speaks_newline_delimited_json() {
     let mut stdin = child.stdin.take().expect("stdin");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut next = async || -> Value {
-        let line = tokio::time::timeout(T, lines.next_line()).await.expect("in time").expect("read").expect("line");
+        let line = tokio::time::timeout(T, lines.next_line())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("line");
         serde_json::from_str(&line).expect("json line")
     };
     let send = |v: Value| format!("{v}\n");
-    stdin.write_all(send(json!({"id": 1, "method": "initialize", "params": {"clientName": "stdio"}})).as_bytes()).await.expect("w");
+    stdin
+        .write_all(
+            send(json!({"id": 1, "method": "initialize", "params": {"clientName": "stdio"}}))
+                .as_bytes(),
+        )
+        .await
+        .expect("w");
     assert!(next().await["result"]["sessionId"].is_string());
     stdin.write_all(send(json!({"method": "initialized"})).as_bytes()).await.expect("w");
-    let start = json!({"id": 2, "method": "process/start", "params": {"processId": "h", "argv": ["hello"], "cwd": cwd, "env": {}, "tty": false}});
+    let start = json!({
+        "id": 2,
+        "method": "process/start",
+        "params": {"processId": "h", "argv": ["hello"], "cwd": cwd, "env": {}, "tty": false}
+    });
     stdin.write_all(send(start).as_bytes()).await.expect("w");
     assert_eq!(next().await, json!({"id": 2, "result": {"processId": "h", "sandboxType": "none"}}));
     let out = next().await;
@@ -996,7 +1334,10 @@ async fn sigterm_drains_then_stops_commands_and_exits_zero() {
     let kill = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
     assert!(kill.success());
     let exited = c.next_notification().await.expect("exited");
-    assert_eq!((exited["method"].as_str(), exited["params"]["exitCode"].as_i64()), (Some("process/exited"), Some(137)));
+    assert_eq!(
+        (exited["method"].as_str(), exited["params"]["exitCode"].as_i64()),
+        (Some("process/exited"), Some(137))
+    );
     assert_eq!(c.next_notification().await.expect("closed")["method"], "process/closed");
     let status = tokio::time::timeout(T, child.wait()).await.expect("server exits").expect("wait");
     assert_eq!(status.code(), Some(0));
@@ -1021,7 +1362,10 @@ async fn exec_subcommand_streams_output_and_returns_the_status() {
         .output()
         .await
         .expect("exec");
-    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()), (Some(0), format!("{}\n", s.visible)));
+    assert_eq!(
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()),
+        (Some(0), format!("{}\n", s.visible))
+    );
     // A server that is not there is a clear error.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
         .args(["exec", "--url", "ws://127.0.0.1:9", "--", "true"])
@@ -1035,7 +1379,8 @@ async fn exec_subcommand_streams_output_and_returns_the_status() {
 /// The README's configuration reference names every flag of every command.
 #[test]
 fn readme_documents_every_flag() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
     for cmd in ["serve", "exec", "run", "tools"] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
             .args([cmd, "--help"])
@@ -1048,7 +1393,10 @@ fn readme_documents_every_flag() {
             .collect();
         assert!(!flags.is_empty(), "{cmd} --help lists no flags");
         for flag in flags {
-            assert!(readme.contains(&format!("`{flag}`")) || readme.contains(&format!("{flag} ")), "README does not document `{cmd} {flag}`");
+            assert!(
+                readme.contains(&format!("`{flag}`")) || readme.contains(&format!("{flag} ")),
+                "README does not document `{cmd} {flag}`"
+            );
         }
     }
 }
@@ -1060,7 +1408,15 @@ fn help_explains_every_flag() {
         .output()
         .expect("run --help");
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--workspace", "--tools", "--max-memory", "--max-wall", "--max-output", "--cache-dir"] {
+    for flag in [
+        "--listen",
+        "--workspace",
+        "--tools",
+        "--max-memory",
+        "--max-wall",
+        "--max-output",
+        "--cache-dir",
+    ] {
         assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
     }
 }

@@ -23,22 +23,57 @@ const EXPECTED: &str = "tests/shell/corpus.expected";
 fn fixture(root: &Path) {
     let mut log = String::new();
     for i in 1..=40 {
-        let level = if i % 10 == 0 { "ERROR" } else if i % 7 == 0 { "WARN" } else { "INFO" };
+        let level = if i % 10 == 0 {
+            "ERROR"
+        } else if i % 7 == 0 {
+            "WARN"
+        } else {
+            "INFO"
+        };
         log.push_str(&format!("2024-01-01 12:00:{:02} {level} request {i} handled\n", i));
     }
     let files: &[(&str, &str)] = &[
-        ("README.md", "# Fixture\n\nHello world, this is a fixture repository.\n\n## Usage\n\nRun `cargo build`.\n"),
-        ("Cargo.toml", "[package]\nname = \"fixture\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n"),
-        ("src/main.rs", "use fixture::greet;\n\nfn main() {\n    // TODO: parse args\n    println!(\"{}\", greet(\"world\"));\n}\n"),
-        ("src/lib.rs", "pub mod util;\n\npub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n\npub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n"),
+        (
+            "README.md",
+            "# Fixture\n\nHello world, this is a fixture repository.\n\n\
+             ## Usage\n\nRun `cargo build`.\n",
+        ),
+        (
+            "Cargo.toml",
+            "[package]\nname = \"fixture\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\n",
+        ),
+        (
+            "src/main.rs",
+            "use fixture::greet;\n\n\
+             fn main() {\n    // TODO: parse args\n    println!(\"{}\", greet(\"world\"));\n}\n",
+        ),
+        (
+            "src/lib.rs",
+            "pub mod util;\n\n\
+             pub fn greet(name: &str) -> String {\n    format!(\"Hello, {name}!\")\n}\n\n\
+             pub fn add(a: i32, b: i32) -> i32 {\n    a + b\n}\n",
+        ),
         ("src/util/mod.rs", "pub mod strings;\n"),
-        ("src/util/strings.rs", "// TODO: more helpers\npub fn shout(s: &str) -> String {\n    s.to_uppercase()\n}\n"),
-        ("tests/integration.rs", "#[test]\nfn adds() {\n    assert_eq!(fixture::add(2, 2), 4);\n}\n"),
+        (
+            "src/util/strings.rs",
+            "// TODO: more helpers\npub fn shout(s: &str) -> String {\n    s.to_uppercase()\n}\n",
+        ),
+        (
+            "tests/integration.rs",
+            "#[test]\nfn adds() {\n    assert_eq!(fixture::add(2, 2), 4);\n}\n",
+        ),
         ("docs/guide.md", "# Guide\n\nStep one.\nStep two.\n"),
         ("docs/notes with space.txt", "notes line\n"),
-        ("scripts/build.sh", "#!/bin/bash\n# build script\necho \"building with $# args\"\nexit 0\n"),
+        (
+            "scripts/build.sh",
+            "#!/bin/bash\n# build script\necho \"building with $# args\"\nexit 0\n",
+        ),
         ("scripts/check.py", "print('ok')\n"),
-        ("data/users.csv", "name,age,city\nalice,30,Paris\nbob,25,Berlin\ncarol,35,Paris\ndave,28,Rome\n"),
+        (
+            "data/users.csv",
+            "name,age,city\nalice,30,Paris\nbob,25,Berlin\ncarol,35,Paris\ndave,28,Rome\n",
+        ),
         ("data/config.json", "{\n  \"name\": \"fixture\",\n  \"debug\": true\n}\n"),
         (".gitignore", "target/\n*.log\n"),
         (".hidden/secret.txt", "hidden\n"),
@@ -52,7 +87,8 @@ fn fixture(root: &Path) {
     std::fs::create_dir_all(root.join("logs")).expect("mkdir logs");
     std::fs::write(root.join("logs/app.log"), log).expect("write log");
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("scripts/build.sh"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(root.join("scripts/build.sh"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
     std::os::unix::fs::symlink("README.md", root.join("link_to_readme")).expect("symlink");
 }
 
@@ -88,10 +124,16 @@ struct Outcome {
 }
 
 fn env_for(root: &str) -> Vec<(String, String)> {
-    [("HOME", root), ("PATH", "/usr/bin:/bin"), ("LANG", "C.UTF-8"), ("LC_ALL", "C.UTF-8"), ("USER", "sandbox")]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    [
+        ("HOME", root),
+        ("PATH", "/usr/bin:/bin"),
+        ("LANG", "C.UTF-8"),
+        ("LC_ALL", "C.UTF-8"),
+        ("USER", "sandbox"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
 }
 
 fn normalize(s: &[u8], root: &str) -> String {
@@ -110,7 +152,8 @@ fn fresh_fixture() -> (tempfile::TempDir, PathBuf) {
 
 /// Runs a line through our shell on a workspace rooted at `root`.
 async fn run_ours(root: &Path, cwd: &str, line: &str, stdin: Stdin) -> Outcome {
-    let workspace = Workspace::open_in(root, None, root.parent().expect("fixture dir")).expect("workspace");
+    let workspace =
+        Workspace::open_in(root, None, root.parent().expect("fixture dir")).expect("workspace");
     let root_s = workspace.visible_root().to_owned();
     let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -125,7 +168,9 @@ async fn run_ours(root: &Path, cwd: &str, line: &str, stdin: Stdin) -> Outcome {
         stderr: Sink::Output { tx, stream: StreamKind::Stderr },
         tty: false,
     };
-    let run = async { tokio::time::timeout(Duration::from_secs(30), exec.run_command(spec)).await.unwrap_or(-1) };
+    let run = async {
+        tokio::time::timeout(Duration::from_secs(30), exec.run_command(spec)).await.unwrap_or(-1)
+    };
     let collect = async {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         while let Some((kind, data)) = rx.recv().await {
@@ -153,12 +198,15 @@ esac"#,
     ),
     (
         "cat-files",
-        r#"[ $# -eq 0 ] && set -- -
+        concat!(
+            r#"[ $# -eq 0 ] && set -- -
 s=0
 for f in "$@"; do
-  if [ "$f" = - ]; then cat; elif [ -r "$f" ] && [ ! -d "$f" ]; then cat "$f"; else echo "cat-files: $f: No such file or directory (os error 2)" >&2; s=1; fi
+  if [ "$f" = - ]; then cat; elif [ -r "$f" ] && [ ! -d "$f" ]; then cat "$f"; else "#,
+            r#"echo "cat-files: $f: No such file or directory (os error 2)" >&2; s=1; fi
 done
-exit $s"#,
+exit $s"#
+        ),
     ),
     ("exit-code", "echo \"exiting with $1\"; echo 'this goes to stderr' >&2; exit $1"),
 ];
@@ -191,7 +239,9 @@ fn run_bash(root: &Path, line: &str) -> Outcome {
         .stdin(std::process::Stdio::null())
         .output()
         .expect("run /bin/bash");
-    let clean = |b: &[u8]| normalize(b, root_s).replace(&format!("{shims_s}:"), "").replace(&shims_s, "/usr/bin");
+    let clean = |b: &[u8]| {
+        normalize(b, root_s).replace(&format!("{shims_s}:"), "").replace(&shims_s, "/usr/bin")
+    };
     Outcome {
         stdout: clean(&out.stdout),
         stderr: clean(&out.stderr),
@@ -211,11 +261,13 @@ fn record_corpus() {
         lines.push_str(&serde_json::to_string(&entry).expect("json"));
         lines.push('\n');
     }
-    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED), lines).expect("write expected");
+    std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED), lines)
+        .expect("write expected");
 }
 
 fn expected() -> BTreeMap<String, Outcome> {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED)).expect("corpus.expected");
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(EXPECTED))
+        .expect("corpus.expected");
     text.lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("json line");
@@ -232,12 +284,17 @@ fn commands_in(script: &str) -> Vec<String> {
     use brush_parser::ast;
     fn word(w: &str, out: &mut Vec<String>, funcs: &mut Vec<String>) {
         let Ok(pieces) = brush_parser::word::parse(w, &Default::default()) else { return };
-        let mut stack: Vec<brush_parser::word::WordPiece> = pieces.into_iter().map(|p| p.piece).collect();
+        let mut stack: Vec<brush_parser::word::WordPiece> =
+            pieces.into_iter().map(|p| p.piece).collect();
         while let Some(p) = stack.pop() {
             match p {
                 brush_parser::word::WordPiece::CommandSubstitution(s)
-                | brush_parser::word::WordPiece::BackquotedCommandSubstitution(s) => program(&s, out, funcs),
-                brush_parser::word::WordPiece::DoubleQuotedSequence(inner) => stack.extend(inner.into_iter().map(|p| p.piece)),
+                | brush_parser::word::WordPiece::BackquotedCommandSubstitution(s) => {
+                    program(&s, out, funcs)
+                }
+                brush_parser::word::WordPiece::DoubleQuotedSequence(inner) => {
+                    stack.extend(inner.into_iter().map(|p| p.piece))
+                }
                 _ => {}
             }
         }
@@ -254,11 +311,19 @@ fn commands_in(script: &str) -> Vec<String> {
     fn command(c: &ast::Command, out: &mut Vec<String>, funcs: &mut Vec<String>) {
         match c {
             ast::Command::Simple(s) => {
-                let mut words: Vec<String> = s.word_or_name.iter().map(|w| w.value.clone()).collect();
-                for item in s.suffix.iter().flat_map(|x| x.0.iter()).chain(s.prefix.iter().flat_map(|x| x.0.iter())) {
+                let mut words: Vec<String> =
+                    s.word_or_name.iter().map(|w| w.value.clone()).collect();
+                for item in s
+                    .suffix
+                    .iter()
+                    .flat_map(|x| x.0.iter())
+                    .chain(s.prefix.iter().flat_map(|x| x.0.iter()))
+                {
                     match item {
                         ast::CommandPrefixOrSuffixItem::Word(w) => words.push(w.value.clone()),
-                        ast::CommandPrefixOrSuffixItem::AssignmentWord(_, w) => word(&w.value, out, funcs),
+                        ast::CommandPrefixOrSuffixItem::AssignmentWord(_, w) => {
+                            word(&w.value, out, funcs)
+                        }
                         _ => {}
                     }
                 }
@@ -269,13 +334,18 @@ fn commands_in(script: &str) -> Vec<String> {
                 let mut after_exec = false;
                 for w in &words {
                     if after_exec || runner {
-                        if w.starts_with('-') || w.contains('=') || w.parse::<f64>().is_ok() || w == "{}" {
+                        if w.starts_with('-')
+                            || w.contains('=')
+                            || w.parse::<f64>().is_ok()
+                            || w == "{}"
+                        {
                             continue;
                         }
                         if !w.contains('$') {
                             out.push(w.clone());
                         }
-                        runner = matches!(w.as_str(), "xargs" | "env" | "timeout" | "command" | "exec");
+                        runner =
+                            matches!(w.as_str(), "xargs" | "env" | "timeout" | "command" | "exec");
                         after_exec = false;
                     }
                     if w == "-exec" || w == "-execdir" {
@@ -303,7 +373,9 @@ fn commands_in(script: &str) -> Vec<String> {
                 list(&f.body.list, out, funcs);
             }
             C::ArithmeticForClause(f) => list(&f.body.list, out, funcs),
-            C::CaseClause(c) => c.cases.iter().filter_map(|i| i.cmd.as_ref()).for_each(|l| list(l, out, funcs)),
+            C::CaseClause(c) => {
+                c.cases.iter().filter_map(|i| i.cmd.as_ref()).for_each(|l| list(l, out, funcs))
+            }
             C::IfClause(i) => {
                 list(&i.condition, out, funcs);
                 list(&i.then, out, funcs);
@@ -322,8 +394,13 @@ fn commands_in(script: &str) -> Vec<String> {
         }
     }
     fn program(text: &str, out: &mut Vec<String>, funcs: &mut Vec<String>) {
-        let opts = brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() };
-        let Ok(p) = brush_parser::Parser::new(std::io::BufReader::new(text.as_bytes()), &opts).parse_program() else { return };
+        let opts =
+            brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() };
+        let Ok(p) = brush_parser::Parser::new(std::io::BufReader::new(text.as_bytes()), &opts)
+            .parse_program()
+        else {
+            return;
+        };
         for l in &p.complete_commands {
             list(l, out, funcs);
         }
@@ -346,7 +423,23 @@ fn runnable(script: &str) -> Result<(), Vec<String>> {
         .filter(|c| {
             let name = wasm_exec_server::exec::command_name(c);
             !(wasm_exec_server::shell::builtins::is_builtin(name)
-                || matches!(name, "bash" | "sh" | "for" | "case" | "esac" | "fi" | "done" | "in" | "function" | "[[" | "]]" | "((" | "cd" | "select")
+                || matches!(
+                    name,
+                    "bash"
+                        | "sh"
+                        | "for"
+                        | "case"
+                        | "esac"
+                        | "fi"
+                        | "done"
+                        | "in"
+                        | "function"
+                        | "[["
+                        | "]]"
+                        | "(("
+                        | "cd"
+                        | "select"
+                )
                 || c.contains('/')
                 || INTENDED_MISSING.contains(&name)
                 || rt.tool(name).is_some())
@@ -400,7 +493,10 @@ async fn corpus_matches_bash() {
                     report.push_str(&format!("  stderr\n{}\n", diff(&want.stderr, &got.stderr)));
                 }
                 if got.status != want.status {
-                    report.push_str(&format!("  status: expected {} got {}\n", want.status, got.status));
+                    report.push_str(&format!(
+                        "  status: expected {} got {}\n",
+                        want.status, got.status
+                    ));
                 }
             }
         }
@@ -409,7 +505,8 @@ async fn corpus_matches_bash() {
     println!("{report}");
     println!("tools missing (cases): {missing_tools:?}");
     println!(
-        "corpus: {pass}/{total} cases match bash ({:.1}%); with every tool available: {pass_avail}/{avail} ({:.1}%); {:.1?}",
+        "corpus: {pass}/{total} cases match bash ({:.1}%); with every tool available: \
+         {pass_avail}/{avail} ({:.1}%); {:.1?}",
         100.0 * pass as f64 / total as f64,
         100.0 * pass_avail as f64 / avail.max(1) as f64,
         started.elapsed()
@@ -433,20 +530,25 @@ async fn paths_outside_the_workspace_fail_like_bash() {
     std::fs::create_dir(&outside).expect("mkdir outside");
     std::fs::write(outside.join("secret"), "secret\n").expect("write secret");
     std::os::unix::fs::symlink(&outside, root.join("escape")).expect("symlink out");
-    let line = "echo x > ../x; echo \"a $?\"; echo x > /etc/x; echo \"b $?\"; echo x > escape/new; echo \"c $?\"; \
-                cat-files < escape/secret; echo \"d $?\"; cd ..; echo \"e $?\"; cd /etc; echo \"f $?\"; test -f escape/secret || echo g";
+    let line = "echo x > ../x; echo \"a $?\"; echo x > /etc/x; echo \"b $?\"; \
+                echo x > escape/new; echo \"c $?\"; cat-files < escape/secret; echo \"d $?\"; \
+                cd ..; echo \"e $?\"; cd /etc; echo \"f $?\"; test -f escape/secret || echo g";
     let got = run_ours(&root, "", line, Stdin::Closed).await;
     assert_eq!(got.stdout, "a 1\nb 1\nc 1\nd 1\ne 1\nf 1\ng\n", "stderr: {}", got.stderr);
     assert!(got.stderr.contains("bash: line 1: ../x: Permission denied"), "{}", got.stderr);
     assert!(got.stderr.contains("bash: line 1: /etc/x: Permission denied"), "{}", got.stderr);
     assert!(got.stderr.contains("escape/new: Permission denied"), "{}", got.stderr);
-    assert!(!tmp.path().join("x").exists() && !outside.join("new").exists(), "a file was written outside");
+    assert!(
+        !tmp.path().join("x").exists() && !outside.join("new").exists(),
+        "a file was written outside"
+    );
 }
 
 #[tokio::test]
 async fn a_writer_stops_when_its_reader_is_gone() {
     let started = Instant::now();
-    let (_t, _r, got) = run_line("while true; do echo y; done | { read -r l; echo \"$l\"; }; echo after").await;
+    let (_t, _r, got) =
+        run_line("while true; do echo y; done | { read -r l; echo \"$l\"; }; echo after").await;
     assert_eq!(got.stdout, "y\nafter\n");
     let (_t, _r, got) = run_line("flood 100000000 | { read -r l; echo done; }").await;
     assert_eq!(got.stdout, "done\n", "{}", got.stderr);
@@ -456,22 +558,40 @@ async fn a_writer_stops_when_its_reader_is_gone() {
 #[tokio::test]
 async fn dropping_the_future_stops_every_stage() {
     let (_tmp, root) = fresh_fixture();
-    for line in ["while true; do :; done", "spin | cat-files", "while true; do echo x; done | cat-files > /dev/null", "sleep 100"] {
+    for line in [
+        "while true; do :; done",
+        "spin | cat-files",
+        "while true; do echo x; done | cat-files > /dev/null",
+        "sleep 100",
+    ] {
         let started = Instant::now();
-        let r = tokio::time::timeout(Duration::from_millis(300), run_ours(&root, "", line, Stdin::Closed)).await;
+        let r = tokio::time::timeout(
+            Duration::from_millis(300),
+            run_ours(&root, "", line, Stdin::Closed),
+        )
+        .await;
         assert!(r.is_err(), "{line} finished on its own");
-        assert!(started.elapsed() < Duration::from_secs(3), "{line}: cancellation took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{line}: cancellation took {:?}",
+            started.elapsed()
+        );
     }
 }
 
 #[tokio::test]
 async fn output_streams_while_a_loop_runs() {
     let (_tmp, root) = fresh_fixture();
-    let workspace = Workspace::open_in(&root, None, root.parent().expect("fixture dir")).expect("workspace");
+    let workspace =
+        Workspace::open_in(&root, None, root.parent().expect("fixture dir")).expect("workspace");
     let exec = Executor { runtime: common::runtime(), workspace, limits: Limits::default() };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let spec = CommandSpec {
-        argv: vec!["/bin/bash".into(), "-lc".into(), "for i in 1 2 3; do echo $i; sleep 0.3; done".into()],
+        argv: vec![
+            "/bin/bash".into(),
+            "-lc".into(),
+            "for i in 1 2 3; do echo $i; sleep 0.3; done".into(),
+        ],
         arg0: None,
         env: vec![],
         cwd: exec.workspace.visible_root().to_owned(),
@@ -488,7 +608,11 @@ async fn output_streams_while_a_loop_runs() {
         _ = &mut run => panic!("finished before any output"),
     };
     assert_eq!(first.map(|c| c.1), Some(bytes::Bytes::from_static(b"1\n")));
-    assert!(started.elapsed() < Duration::from_millis(250), "first line after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "first line after {:?}",
+        started.elapsed()
+    );
     assert_eq!(run.await, 0);
 }
 
@@ -508,15 +632,69 @@ async fn limits_stop_runaway_lines() {
 async fn odd_input_never_panics_or_hangs() {
     let (_tmp, root) = fresh_fixture();
     let inputs = [
-        "", " ", "(((", "${", "$((1/0))", "echo ${x:?}", "'", "\\", "[[", "case", ";;", "|", "&&", "echo $(( ))", "echo ${#}",
-        "<<", "cat <<EOF", "echo $((2**64))", "printf %", "printf '%*d' x 1", "x=(", "echo ${x/", "}", "{", "fi", "echo \u{0}",
-        "for", "for ((;;)); do break; done", "[ ", "[ -f", "test -z", "[[ -f ]]", "echo $'\\x'", "read", "shift 5", "return",
-        "break 3", "exec", "set -o nosuch", "echo {1..3..0}", "echo {a..}", "printf '%d' abc", ": $((x=))", "echo ${!}",
-        "echo $[1+1]", "cd ''", "source", ". /nonexistent", "eval ')'", "time echo", "coproc x", "echo >", "echo <(ls)",
-        "a=1 b=2", "!", "! !", "echo ${x:-${y:-${z:-deep}}}", "echo \"$(echo \"$(echo \"$(echo x)\")\")\"",
+        "",
+        " ",
+        "(((",
+        "${",
+        "$((1/0))",
+        "echo ${x:?}",
+        "'",
+        "\\",
+        "[[",
+        "case",
+        ";;",
+        "|",
+        "&&",
+        "echo $(( ))",
+        "echo ${#}",
+        "<<",
+        "cat <<EOF",
+        "echo $((2**64))",
+        "printf %",
+        "printf '%*d' x 1",
+        "x=(",
+        "echo ${x/",
+        "}",
+        "{",
+        "fi",
+        "echo \u{0}",
+        "for",
+        "for ((;;)); do break; done",
+        "[ ",
+        "[ -f",
+        "test -z",
+        "[[ -f ]]",
+        "echo $'\\x'",
+        "read",
+        "shift 5",
+        "return",
+        "break 3",
+        "exec",
+        "set -o nosuch",
+        "echo {1..3..0}",
+        "echo {a..}",
+        "printf '%d' abc",
+        ": $((x=))",
+        "echo ${!}",
+        "echo $[1+1]",
+        "cd ''",
+        "source",
+        ". /nonexistent",
+        "eval ')'",
+        "time echo",
+        "coproc x",
+        "echo >",
+        "echo <(ls)",
+        "a=1 b=2",
+        "!",
+        "! !",
+        "echo ${x:-${y:-${z:-deep}}}",
+        "echo \"$(echo \"$(echo \"$(echo x)\")\")\"",
     ];
     for line in inputs {
-        let r = tokio::time::timeout(Duration::from_secs(10), run_ours(&root, "", line, Stdin::Closed)).await;
+        let r =
+            tokio::time::timeout(Duration::from_secs(10), run_ours(&root, "", line, Stdin::Closed))
+                .await;
         assert!(r.is_ok(), "{line:?} hung");
     }
 }
@@ -529,7 +707,11 @@ async fn pipeline_overhead() {
     let rt = common::runtime();
     let have_tools = ["cat", "grep", "wc"].iter().all(|t| rt.tool(t).is_some());
     let lines: Vec<&str> = if have_tools {
-        vec!["cat logs/app.log | grep ERROR | wc -l", "cat-files logs/app.log | cat-files | cat-files > /dev/null", "echo x | { read v; }"]
+        vec![
+            "cat logs/app.log | grep ERROR | wc -l",
+            "cat-files logs/app.log | cat-files | cat-files > /dev/null",
+            "echo x | { read v; }",
+        ]
     } else {
         vec!["cat-files logs/app.log | cat-files | cat-files > /dev/null", "echo x | { read v; }"]
     };

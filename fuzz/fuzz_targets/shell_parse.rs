@@ -3,5 +3,8 @@
 //! on a thread with the server's stack size (`wes_fuzz::SERVER_STACK`).
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    wes_fuzz::escaping_panics_only(|data| wes_fuzz::on_server_stack(wes_fuzz::shell_line, data), data)
+    wes_fuzz::escaping_panics_only(
+        |data| wes_fuzz::on_server_stack(wes_fuzz::shell_line, data),
+        data,
+    )
 });

@@ -12,7 +12,9 @@
 use serde_json::Value;
 use std::path::{Component, Path};
 use std::sync::{Mutex, PoisonError};
-use wasm_exec_server::fs::path::{Mapped, PathMap, normalize_absolute, parse_file_uri, to_file_uri};
+use wasm_exec_server::fs::path::{
+    Mapped, PathMap, normalize_absolute, parse_file_uri, to_file_uri,
+};
 use wasm_exec_server::protocol::{self, RequestId, code};
 use wasm_exec_server::rpc::{self, Incoming, RpcError};
 use wasm_exec_server::shell::{arith, expand, param, parse, pattern};
@@ -81,17 +83,31 @@ pub fn jsonrpc_frame(data: &[u8]) {
         Incoming::Malformed(message) => check_parse_error_reply(&message),
         Incoming::StrayResponse => {
             let v: Value = serde_json::from_str(text).expect("a stray response was valid JSON");
-            assert!(v.get("id").is_some_and(|id| !id.is_null()), "stray response without id: {text}");
-            assert!(v.get("method").is_none_or(Value::is_null), "stray response with a method: {text}");
+            assert!(
+                v.get("id").is_some_and(|id| !id.is_null()),
+                "stray response without id: {text}"
+            );
+            assert!(
+                v.get("method").is_none_or(Value::is_null),
+                "stray response with a method: {text}"
+            );
         }
         Incoming::Notification { method } => {
             let v: Value = serde_json::from_str(text).expect("a notification was valid JSON");
-            assert_eq!(v["method"], Value::String(method), "notification method differs from the frame");
+            assert_eq!(
+                v["method"],
+                Value::String(method),
+                "notification method differs from the frame"
+            );
             assert!(v.get("id").is_none_or(Value::is_null), "notification with an id: {text}");
         }
         Incoming::Request { id, method, params } => {
             let v: Value = serde_json::from_str(text).expect("a request was valid JSON");
-            assert_eq!(v["method"], Value::String(method.clone()), "request method differs from the frame");
+            assert_eq!(
+                v["method"],
+                Value::String(method.clone()),
+                "request method differs from the frame"
+            );
             let wire_id = serde_json::to_value(&id).expect("ids serialize");
             assert_eq!(v["id"], wire_id, "request id is not echoed verbatim");
             let errors = [
@@ -117,7 +133,10 @@ pub fn jsonrpc_frame(data: &[u8]) {
             let ok = rpc::response_text(id, Ok(params.unwrap_or(Value::Null)));
             let reply: Value = serde_json::from_str(&ok).expect("a result reply is JSON");
             assert_eq!(reply["id"], wire_id);
-            assert!(reply.get("result").is_some() && reply.get("error").is_none(), "odd result reply {ok}");
+            assert!(
+                reply.get("result").is_some() && reply.get("error").is_none(),
+                "odd result reply {ok}"
+            );
         }
     }
 }
@@ -128,15 +147,16 @@ fn typed<T: serde::de::DeserializeOwned>(params: &Option<Value>) -> Option<RpcEr
 }
 
 fn check_parse_error_reply(message: &str) {
-    let reply: Value = serde_json::from_str(&rpc::parse_error_text(message.to_owned())).expect("a parse-error reply is JSON");
+    let reply: Value = serde_json::from_str(&rpc::parse_error_text(message.to_owned()))
+        .expect("a parse-error reply is JSON");
     assert_eq!(reply["id"], Value::from(-1));
     assert_eq!(reply["error"]["code"], Value::from(code::INVALID_REQUEST));
     assert_eq!(reply["error"]["message"], Value::String(message.to_owned()));
 }
 
 fn check_error_reply(id: &RequestId, e: &RpcError) {
-    let reply: Value =
-        serde_json::from_str(&rpc::response_text(id.clone(), Err(e.clone()))).expect("an error reply is JSON");
+    let reply: Value = serde_json::from_str(&rpc::response_text(id.clone(), Err(e.clone())))
+        .expect("an error reply is JSON");
     assert_eq!(reply["id"], serde_json::to_value(id).expect("ids serialize"));
     assert_eq!(reply["error"]["code"], Value::from(e.code));
     assert_eq!(reply["error"]["message"], Value::String(e.message.clone()));
@@ -161,7 +181,11 @@ pub fn path_map(data: &[u8]) {
             assert_eq!(normalize_absolute(&abs), abs, "{uri:?} parsed to an unnormalized path");
             assert!(!abs.contains('\0'), "{uri:?} parsed to a path with NUL");
             let again = to_file_uri(&abs);
-            assert_eq!(parse_file_uri(&again), Ok(abs.clone()), "{abs:?} does not survive {again:?}");
+            assert_eq!(
+                parse_file_uri(&again),
+                Ok(abs.clone()),
+                "{abs:?} does not survive {again:?}"
+            );
             check_mapping(&map, &abs);
         }
         Err(e) => {
@@ -184,13 +208,21 @@ fn check_mapping(map: &PathMap, path: &str) {
             assert!(rel.is_relative(), "{path:?} mapped to non-relative {rel:?}");
             if rel != Path::new(".") {
                 for c in rel.components() {
-                    assert!(matches!(c, Component::Normal(_)), "{path:?} mapped to {rel:?} with component {c:?}");
+                    assert!(
+                        matches!(c, Component::Normal(_)),
+                        "{path:?} mapped to {rel:?} with component {c:?}"
+                    );
                 }
             }
-            assert_eq!(map.to_visible(&rel), Some(normalized), "{path:?} ({rel:?}) does not map back");
+            assert_eq!(
+                map.to_visible(&rel),
+                Some(normalized),
+                "{path:?} ({rel:?}) does not map back"
+            );
         }
         Mapped::Outside => {
-            let inside = root == "/" || normalized == root || normalized.starts_with(&format!("{root}/"));
+            let inside =
+                root == "/" || normalized == root || normalized.starts_with(&format!("{root}/"));
             assert!(!inside, "{path:?} is under {root:?} but mapped Outside");
         }
     }
@@ -221,7 +253,9 @@ pub fn shell_line(data: &[u8]) {
     // brush-parser's own panics are caught by `parse::guarded`, as in the
     // shell; what must not happen is one escaping it, a hang or a blow-up.
     let words = parse::tokens(text).unwrap_or_default();
-    for token in words.iter().filter(|t| matches!(t, brush_parser::Token::Word(..))).take(WORDS_PER_LINE) {
+    for token in
+        words.iter().filter(|t| matches!(t, brush_parser::Token::Word(..))).take(WORDS_PER_LINE)
+    {
         let word = token.to_str();
         let alternatives = expand::braces(word);
         assert!(!alternatives.is_empty(), "brace expansion of {word:?} produced nothing");
@@ -237,8 +271,14 @@ pub fn shell_line(data: &[u8]) {
     let (pat, subject) = text.split_once('\n').unwrap_or((text, text));
     let _ = pattern::has_glob(pat);
     if !pattern::has_glob(pat) {
-        assert!(pattern::matches(pat, &pattern::unescape(pat)), "{pat:?} does not match its own text");
+        assert!(
+            pattern::matches(pat, &pattern::unescape(pat)),
+            "{pat:?} does not match its own text"
+        );
     }
     let _ = pattern::matches(pat, subject);
-    assert!(pattern::matches(&pattern::escape(subject), subject), "escaped {subject:?} does not match itself");
+    assert!(
+        pattern::matches(&pattern::escape(subject), subject),
+        "escaped {subject:?} does not match itself"
+    );
 }

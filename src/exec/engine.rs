@@ -157,9 +157,13 @@ fn lower_priority(nice: i32) {
         }
         // SAFETY: two syscalls about the calling thread; no memory is shared.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+        let rc =
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
         if rc != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower a guest thread's priority");
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "could not lower a guest thread's priority"
+            );
         }
     }
 }
@@ -241,7 +245,8 @@ impl Runtime {
             })
             .map_err(|source| EngineError::Io { path: PathBuf::from("epoch-ticker"), source })?;
         if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).map_err(|source| EngineError::Io { path: dir.clone(), source })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| EngineError::Io { path: dir.clone(), source })?;
         }
         Ok(Self {
             engine,
@@ -282,12 +287,15 @@ impl Runtime {
         let n = self.add_wasm_files(dir, |p| ToolSource::Bundled(p.to_path_buf()))?;
         let aliases = dir.join("aliases.txt");
         if let Ok(text) = std::fs::read_to_string(&aliases) {
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
                 let mut parts = line.split_whitespace();
                 let (Some(name), Some(file)) = (parts.next(), parts.next()) else { continue };
                 let target = file.trim_end_matches(".wasm");
                 let args: Vec<&str> = parts.collect();
-                if (name != target || !args.is_empty()) && !self.alias_with_args(name, target, &args) {
+                if (name != target || !args.is_empty())
+                    && !self.alias_with_args(name, target, &args)
+                {
                     tracing::warn!(alias = name, target, "alias names a tool that is not there");
                 }
             }
@@ -301,7 +309,11 @@ impl Runtime {
         self.add_wasm_files(dir, |p| ToolSource::File(p.to_path_buf()))
     }
 
-    fn add_wasm_files(&mut self, dir: &Path, source: impl Fn(&Path) -> ToolSource) -> Result<usize, EngineError> {
+    fn add_wasm_files(
+        &mut self,
+        dir: &Path,
+        source: impl Fn(&Path) -> ToolSource,
+    ) -> Result<usize, EngineError> {
         let io_err = |source| EngineError::Io { path: dir.to_path_buf(), source };
         let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err)?
@@ -314,7 +326,8 @@ impl Runtime {
             let module = match self.cached_by_file(path) {
                 Some(m) => m,
                 None => {
-                    let wasm = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+                    let wasm = std::fs::read(path)
+                        .map_err(|source| EngineError::Io { path: path.clone(), source })?;
                     let module = self.load_module(&wasm)?;
                     self.remember_file(path, &wasm);
                     module
@@ -378,11 +391,19 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache) and registers one tool.
-    pub fn add_tool(&mut self, name: &str, wasm: &[u8], source: ToolSource) -> Result<(), EngineError> {
+    pub fn add_tool(
+        &mut self,
+        name: &str,
+        wasm: &[u8],
+        source: ToolSource,
+    ) -> Result<(), EngineError> {
         let module = self.load_module(wasm)?;
         let pre = self.linker.instantiate_pre(&module)?;
         tracing::debug!(tool = name, %source, "registered tool");
-        self.tools.insert(name.to_owned(), Arc::new(Tool { name: name.to_owned(), source, pre, args: Vec::new() }));
+        self.tools.insert(
+            name.to_owned(),
+            Arc::new(Tool { name: name.to_owned(), source, pre, args: Vec::new() }),
+        );
         Ok(())
     }
 
@@ -423,7 +444,13 @@ impl Runtime {
                     self.cache_result("hit");
                     return Ok(m);
                 }
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "stale module cache entry; recompiling"),
+                Err(e) => {
+                    tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "stale module cache entry; recompiling"
+                    )
+                }
             }
         }
         self.cache_result("miss");
@@ -443,7 +470,10 @@ impl Runtime {
     }
 
     fn cache_result(&self, result: &str) {
-        self.metrics.module_cache.get_or_create(&crate::metrics::CacheLabels { result: result.into() }).inc();
+        self.metrics
+            .module_cache
+            .get_or_create(&crate::metrics::CacheLabels { result: result.into() })
+            .inc();
     }
 
     /// The tool registered under `name`.

@@ -99,7 +99,11 @@ impl FsGuard {
 
     /// [`target`](Self::target), then refuses a change there if it is in a
     /// read-only area.
-    fn writable_target(&mut self, fd: i32, path: Option<String>) -> Result<Option<(Area, PathBuf)>, i32> {
+    fn writable_target(
+        &mut self,
+        fd: i32,
+        path: Option<String>,
+    ) -> Result<Option<(Area, PathBuf)>, i32> {
         let target = self.target(fd, path)?;
         if let Some((area, rel)) = &target {
             self.check_writable(*area, rel)?;
@@ -149,7 +153,10 @@ impl FsGuard {
     }
 
     fn file_size(&self, area: Area, rel: &Path) -> u64 {
-        self.dir(area).and_then(|d| d.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len())
+        self.dir(area)
+            .and_then(|d| d.metadata(rel).ok())
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len())
     }
 
     fn quota_check(&mut self, growth: u64) -> Result<(), i32> {
@@ -170,7 +177,9 @@ impl FsGuard {
 }
 
 /// The guest's memory and its store data, as wiggle's own glue gets them.
-fn split<'a>(caller: &'a mut Caller<'_, GuestState>) -> wasmtime::Result<(GuestMemory<'a>, &'a mut GuestState)> {
+fn split<'a>(
+    caller: &'a mut Caller<'_, GuestState>,
+) -> wasmtime::Result<(GuestMemory<'a>, &'a mut GuestState)> {
     let fuel = caller.as_context_mut().hostcall_fuel();
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => {
@@ -238,12 +247,28 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
         M,
         "path_open",
         |mut caller: Caller<'_, GuestState>,
-         (fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out): (i32, i32, i32, i32, i32, i64, i64, i32, i32)| {
+         (fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i64,
+            i64,
+            i32,
+            i32,
+        )| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let path = read_str(&mem, path_ptr, path_len);
-                let writes = oflags & (O_CREAT | O_TRUNC) != 0 || base & RIGHTS_WRITE != 0 || fdflags & FDFLAGS_APPEND != 0;
-                let target = if writes { state.guard.writable_target(fd, path) } else { state.guard.target(fd, path) };
+                let writes = oflags & (O_CREAT | O_TRUNC) != 0
+                    || base & RIGHTS_WRITE != 0
+                    || fdflags & FDFLAGS_APPEND != 0;
+                let target = if writes {
+                    state.guard.writable_target(fd, path)
+                } else {
+                    state.guard.target(fd, path)
+                };
                 let target = match target {
                     Ok(t) => t,
                     Err(errno) => return Ok(errno),
@@ -254,7 +279,20 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         freed = state.guard.file_size(*area, rel);
                     }
                 }
-                let errno = p1::path_open(&mut state.wasi, &mut mem, fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out).await?;
+                let errno = p1::path_open(
+                    &mut state.wasi,
+                    &mut mem,
+                    fd,
+                    dirflags,
+                    path_ptr,
+                    path_len,
+                    oflags,
+                    base,
+                    inheriting,
+                    fdflags,
+                    out,
+                )
+                .await?;
                 if errno != ERRNO_SUCCESS {
                     return Ok(errno);
                 }
@@ -277,49 +315,41 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(M, "fd_close", |mut caller: Caller<'_, GuestState>, (fd,): (i32,)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            let errno = p1::fd_close(&mut state.wasi, &mut mem, fd).await?;
-            if errno == ERRNO_SUCCESS {
-                state.guard.fds.remove(&(fd as u32));
-            }
-            Ok(errno)
-        })
-    })?;
-    linker.func_wrap_async(M, "fd_renumber", |mut caller: Caller<'_, GuestState>, (from, to): (i32, i32)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            let errno = p1::fd_renumber(&mut state.wasi, &mut mem, from, to).await?;
-            if errno == ERRNO_SUCCESS {
-                match state.guard.fds.remove(&(from as u32)) {
-                    Some(open) => state.guard.fds.insert(to as u32, open),
-                    None => state.guard.fds.remove(&(to as u32)),
-                };
-            }
-            Ok(errno)
-        })
-    })?;
-    linker.func_wrap_async(M, "fd_write", |mut caller: Caller<'_, GuestState>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
-            if tracked {
-                if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
-                    return Ok(errno);
-                }
-            }
-            let errno = p1::fd_write(&mut state.wasi, &mut mem, fd, iovs, count, out).await?;
-            if tracked && errno == ERRNO_SUCCESS {
-                account_write(state, &mut mem, fd).await;
-            }
-            Ok(errno)
-        })
-    })?;
     linker.func_wrap_async(
         M,
-        "fd_pwrite",
-        |mut caller: Caller<'_, GuestState>, (fd, iovs, count, offset, out): (i32, i32, i32, i64, i32)| {
+        "fd_close",
+        |mut caller: Caller<'_, GuestState>, (fd,): (i32,)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let errno = p1::fd_close(&mut state.wasi, &mut mem, fd).await?;
+                if errno == ERRNO_SUCCESS {
+                    state.guard.fds.remove(&(fd as u32));
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "fd_renumber",
+        |mut caller: Caller<'_, GuestState>, (from, to): (i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let errno = p1::fd_renumber(&mut state.wasi, &mut mem, from, to).await?;
+                if errno == ERRNO_SUCCESS {
+                    match state.guard.fds.remove(&(from as u32)) {
+                        Some(open) => state.guard.fds.insert(to as u32, open),
+                        None => state.guard.fds.remove(&(to as u32)),
+                    };
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "fd_write",
+        |mut caller: Caller<'_, GuestState>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
@@ -328,7 +358,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         return Ok(errno);
                     }
                 }
-                let errno = p1::fd_pwrite(&mut state.wasi, &mut mem, fd, iovs, count, offset, out).await?;
+                let errno = p1::fd_write(&mut state.wasi, &mut mem, fd, iovs, count, out).await?;
                 if tracked && errno == ERRNO_SUCCESS {
                     account_write(state, &mut mem, fd).await;
                 }
@@ -336,60 +366,101 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
             })
         },
     )?;
-    linker.func_wrap_async(M, "fd_filestat_set_size", |mut caller: Caller<'_, GuestState>, (fd, size): (i32, i64)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            let old = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size);
-            if let Some(old) = old {
-                if let Err(errno) = state.guard.quota_check((size as u64).saturating_sub(old)) {
+    linker.func_wrap_async(
+        M,
+        "fd_pwrite",
+        |mut caller: Caller<'_, GuestState>,
+         (fd, iovs, count, offset, out): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
+                if tracked {
+                    if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
+                        return Ok(errno);
+                    }
+                }
+                let errno =
+                    p1::fd_pwrite(&mut state.wasi, &mut mem, fd, iovs, count, offset, out).await?;
+                if tracked && errno == ERRNO_SUCCESS {
+                    account_write(state, &mut mem, fd).await;
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "fd_filestat_set_size",
+        |mut caller: Caller<'_, GuestState>, (fd, size): (i32, i64)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let old = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size);
+                if let Some(old) = old {
+                    if let Err(errno) = state.guard.quota_check((size as u64).saturating_sub(old)) {
+                        return Ok(errno);
+                    }
+                }
+                let errno = p1::fd_filestat_set_size(&mut state.wasi, &mut mem, fd, size).await?;
+                if old.is_some() && errno == ERRNO_SUCCESS {
+                    account_write(state, &mut mem, fd).await;
+                }
+                Ok(errno)
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_create_directory",
+        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-            }
-            let errno = p1::fd_filestat_set_size(&mut state.wasi, &mut mem, fd, size).await?;
-            if old.is_some() && errno == ERRNO_SUCCESS {
-                account_write(state, &mut mem, fd).await;
-            }
-            Ok(errno)
-        })
-    })?;
-    linker.func_wrap_async(M, "path_create_directory", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
-                return Ok(errno);
-            }
-            p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
-        })
-    })?;
-    linker.func_wrap_async(M, "path_remove_directory", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
-                return Ok(errno);
-            }
-            p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
-        })
-    })?;
-    linker.func_wrap_async(M, "path_unlink_file", |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
-        Box::new(async move {
-            let (mut mem, state) = split(&mut caller)?;
-            let mut freed = 0;
-            match state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
-                Err(errno) => return Ok(errno),
-                Ok(Some((area, rel))) if state.guard.quota_applies(area) => freed = state.guard.sole_file_size(area, &rel),
-                Ok(_) => {}
-            }
-            let errno = p1::path_unlink_file(&mut state.wasi, &mut mem, fd, ptr, len).await?;
-            if errno == ERRNO_SUCCESS {
-                state.guard.quota_add(-(freed as i64));
-            }
-            Ok(errno)
-        })
-    })?;
+                p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_remove_directory",
+        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    return Ok(errno);
+                }
+                p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
+            })
+        },
+    )?;
+    linker.func_wrap_async(
+        M,
+        "path_unlink_file",
+        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let mut freed = 0;
+                match state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    Err(errno) => return Ok(errno),
+                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => {
+                        freed = state.guard.sole_file_size(area, &rel)
+                    }
+                    Ok(_) => {}
+                }
+                let errno = p1::path_unlink_file(&mut state.wasi, &mut mem, fd, ptr, len).await?;
+                if errno == ERRNO_SUCCESS {
+                    state.guard.quota_add(-(freed as i64));
+                }
+                Ok(errno)
+            })
+        },
+    )?;
     linker.func_wrap_async(
         M,
         "path_rename",
-        |mut caller: Caller<'_, GuestState>, (fd, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32)| {
+        |mut caller: Caller<'_, GuestState>,
+         (fd, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let mut freed = 0;
@@ -399,10 +470,22 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 match state.guard.writable_target(new_fd, read_str(&mem, new_ptr, new_len)) {
                     Err(errno) => return Ok(errno),
                     // Renaming over a file frees it.
-                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => freed = state.guard.sole_file_size(area, &rel),
+                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => {
+                        freed = state.guard.sole_file_size(area, &rel)
+                    }
                     Ok(_) => {}
                 }
-                let errno = p1::path_rename(&mut state.wasi, &mut mem, fd, ptr, len, new_fd, new_ptr, new_len).await?;
+                let errno = p1::path_rename(
+                    &mut state.wasi,
+                    &mut mem,
+                    fd,
+                    ptr,
+                    len,
+                    new_fd,
+                    new_ptr,
+                    new_len,
+                )
+                .await?;
                 if errno == ERRNO_SUCCESS {
                     state.guard.quota_add(-(freed as i64));
                 }
@@ -413,7 +496,16 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_link",
-        |mut caller: Caller<'_, GuestState>, (fd, flags, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32, i32)| {
+        |mut caller: Caller<'_, GuestState>,
+         (fd, flags, ptr, len, new_fd, new_ptr, new_len): (
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+            i32,
+        )| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 // Both ends: a new name for a read-only file would let the
@@ -423,14 +515,26 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                         return Ok(errno);
                     }
                 }
-                p1::path_link(&mut state.wasi, &mut mem, fd, flags, ptr, len, new_fd, new_ptr, new_len).await
+                p1::path_link(
+                    &mut state.wasi,
+                    &mut mem,
+                    fd,
+                    flags,
+                    ptr,
+                    len,
+                    new_fd,
+                    new_ptr,
+                    new_len,
+                )
+                .await
             })
         },
     )?;
     linker.func_wrap_async(
         M,
         "path_symlink",
-        |mut caller: Caller<'_, GuestState>, (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
+        |mut caller: Caller<'_, GuestState>,
+         (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
@@ -443,13 +547,25 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_filestat_set_times",
-        |mut caller: Caller<'_, GuestState>, (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, i32, i32, i64, i64, i32)| {
+        |mut caller: Caller<'_, GuestState>,
+         (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, i32, i32, i64, i64, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                p1::path_filestat_set_times(&mut state.wasi, &mut mem, fd, flags, ptr, len, atim, mtim, fst).await
+                p1::path_filestat_set_times(
+                    &mut state.wasi,
+                    &mut mem,
+                    fd,
+                    flags,
+                    ptr,
+                    len,
+                    atim,
+                    mtim,
+                    fst,
+                )
+                .await
             })
         },
     )?;

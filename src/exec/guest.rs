@@ -8,11 +8,11 @@
 //! time is bounded by the caller, who may drop the future at any epoch tick
 //! (that is how terminate, interrupt and deadlines stop a spinning guest).
 
+use super::CommandStats;
 use super::engine::{Runtime, Tool};
 use super::guard::{Area, FsGuard};
-use crate::fs::Workspace;
-use super::CommandStats;
 use super::stdio::{Sink, Stdin};
+use crate::fs::Workspace;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -43,7 +43,12 @@ struct MemoryLimiter {
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
             self.hit = true;
             return Ok(false);
@@ -52,7 +57,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
@@ -206,7 +216,11 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
         }
     }
     let guard = &mut store.data_mut().guard;
-    GuestRun { outcome, read_only_denied: guard.read_only_denied.take(), quota_denied: guard.quota_denied }
+    GuestRun {
+        outcome,
+        read_only_denied: guard.read_only_denied.take(),
+        quota_denied: guard.quota_denied,
+    }
 }
 
 fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> GuestOutcome {
@@ -216,7 +230,9 @@ fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> Guest
             if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 GuestOutcome::Exited(exit.0)
             } else if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
-                GuestOutcome::Trapped("the server is running as many wasm instances as it can; try again".into())
+                GuestOutcome::Trapped(
+                    "the server is running as many wasm instances as it can; try again".into(),
+                )
             } else if hit {
                 GuestOutcome::MemoryLimit(max_memory)
             } else if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
@@ -228,7 +244,11 @@ fn classify(result: wasmtime::Result<()>, hit: bool, max_memory: usize) -> Guest
     }
 }
 
-fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>) -> wasmtime::Result<Store<GuestState>> {
+fn build_store(
+    rt: &Runtime,
+    req: GuestRequest,
+    stats: Option<Arc<CommandStats>>,
+) -> wasmtime::Result<Store<GuestState>> {
     let req_max_cpu_ticks = req.max_cpu_ticks;
     let mut b = WasiCtxBuilder::new();
     b.args(&req.argv);
@@ -258,14 +278,27 @@ fn build_store(rt: &Runtime, req: GuestRequest, stats: Option<Arc<CommandStats>>
     }
     b.allow_blocking_current_thread(false);
     match req.stdin {
-        Stdin::Pipe(pipe) => b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty: req.tty }),
-        other => b.stdin(Terminal { inner: AsyncStdinStream::new(other.into_async_read()), tty: req.tty }),
+        Stdin::Pipe(pipe) => {
+            b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty: req.tty })
+        }
+        other => b.stdin(Terminal {
+            inner: AsyncStdinStream::new(other.into_async_read()),
+            tty: req.tty,
+        }),
     };
     b.stdout(Terminal { inner: SinkOut(req.stdout), tty: req.tty });
     b.stderr(Terminal { inner: SinkOut(req.stderr), tty: req.tty });
     let wasi = b.build_p1();
     let guard = FsGuard::new(req.workspace, &preopens);
-    let mut store = Store::new(&rt.engine, GuestState { wasi, guard, limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 }, cpu_exhausted: false });
+    let mut store = Store::new(
+        &rt.engine,
+        GuestState {
+            wasi,
+            guard,
+            limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 },
+            cpu_exhausted: false,
+        },
+    );
     store.limiter(|s| &mut s.limiter);
     store.set_epoch_deadline(1);
     // Yield to the scheduler at every tick (so a spinning guest never holds a

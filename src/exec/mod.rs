@@ -51,7 +51,10 @@ pub const DEMOTE_TICKS: u64 = 4;
 pub fn demote_ticks() -> u64 {
     static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *TICKS.get_or_init(|| {
-        std::env::var("WES_DEMOTE_TICKS").ok().and_then(|v| v.parse().ok()).map_or(DEMOTE_TICKS, |t: u64| if t == 0 { u64::MAX } else { t })
+        std::env::var("WES_DEMOTE_TICKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEMOTE_TICKS, |t: u64| if t == 0 { u64::MAX } else { t })
     })
 }
 
@@ -60,7 +63,11 @@ pub fn demote_ticks() -> u64 {
 /// notices at an epoch tick, where it yields). Dropping this future stops
 /// the command wherever it runs. A future that panics on the batch pool
 /// gives `None`.
-pub async fn run_demotable<F, T>(fut: F, stats: Arc<CommandStats>, batch: tokio::runtime::Handle) -> Option<T>
+pub async fn run_demotable<F, T>(
+    fut: F,
+    stats: Arc<CommandStats>,
+    batch: tokio::runtime::Handle,
+) -> Option<T>
 where
     F: Future<Output = T> + Send + 'static,
     T: Send + 'static,
@@ -109,7 +116,11 @@ tokio::task_local! {
 
 /// Runs `f` with `stats` collecting what its guests use; tasks it spawns
 /// through [`spawn_part`] move to `batch` once the command is demoted.
-pub async fn with_scope<F: Future>(stats: Arc<CommandStats>, batch: tokio::runtime::Handle, f: F) -> F::Output {
+pub async fn with_scope<F: Future>(
+    stats: Arc<CommandStats>,
+    batch: tokio::runtime::Handle,
+    f: F,
+) -> F::Output {
     SCOPE.scope(Scope { stats, batch }, f).await
 }
 
@@ -230,11 +241,15 @@ impl Executor {
             stderr: spec.stderr,
             tty: spec.tty,
             max_memory: self.limits.max_memory,
-            max_cpu_ticks: (self.limits.max_cpu.as_nanos() / engine::EPOCH_TICK.as_nanos()).max(1) as u64,
+            max_cpu_ticks: (self.limits.max_cpu.as_nanos() / engine::EPOCH_TICK.as_nanos()).max(1)
+                as u64,
         };
         let run = guest::run(&self.runtime, tool, req).await;
         if let Some(path) = &run.read_only_denied {
-            let msg = format!("{name}: {path}: this path is read-only for commands (a read-only area of the workspace)\n");
+            let msg = format!(
+                "{name}: {path}: this path is read-only for commands \
+                 (a read-only area of the workspace)\n"
+            );
             let _ = stderr.write_all(msg.as_bytes()).await;
         }
         if run.quota_denied {
@@ -250,14 +265,21 @@ impl Executor {
                 STATUS_TRAP
             }
             GuestOutcome::CpuLimit => {
-                let msg = format!("{name}: CPU time limit exceeded (max-cpu is {:?})\n", self.limits.max_cpu);
+                let msg = format!(
+                    "{name}: CPU time limit exceeded (max-cpu is {:?})\n",
+                    self.limits.max_cpu
+                );
                 let _ = stderr.write_all(msg.as_bytes()).await;
                 STATUS_KILLED
             }
             GuestOutcome::MemoryLimit(limit) => {
                 let _ = stderr
                     .write_all(
-                        format!("{name}: memory limit exceeded (max-memory is {} MiB)\n", limit >> 20).as_bytes(),
+                        format!(
+                            "{name}: memory limit exceeded (max-memory is {} MiB)\n",
+                            limit >> 20
+                        )
+                        .as_bytes(),
                     )
                     .await;
                 STATUS_KILLED
@@ -271,12 +293,50 @@ impl Executor {
 fn rg_has_path(args: &[String]) -> bool {
     // Options that take a value as the next argument.
     const WITH_VALUE: &[&str] = &[
-        "-e", "--regexp", "-f", "--file", "-g", "--glob", "--iglob", "-t", "--type", "-T", "--type-not",
-        "-m", "--max-count", "-A", "--after-context", "-B", "--before-context", "-C", "--context", "-j",
-        "--threads", "-M", "--max-columns", "-d", "--max-depth", "-E", "--encoding", "--type-add", "-r",
-        "--replace", "--sort", "--sortr", "--color", "--colors", "--max-filesize", "--path-separator",
-        "--context-separator", "--field-match-separator", "--field-context-separator", "--pre", "--pre-glob",
-        "--engine", "--dfa-size-limit", "--regex-size-limit",
+        "-e",
+        "--regexp",
+        "-f",
+        "--file",
+        "-g",
+        "--glob",
+        "--iglob",
+        "-t",
+        "--type",
+        "-T",
+        "--type-not",
+        "-m",
+        "--max-count",
+        "-A",
+        "--after-context",
+        "-B",
+        "--before-context",
+        "-C",
+        "--context",
+        "-j",
+        "--threads",
+        "-M",
+        "--max-columns",
+        "-d",
+        "--max-depth",
+        "-E",
+        "--encoding",
+        "--type-add",
+        "-r",
+        "--replace",
+        "--sort",
+        "--sortr",
+        "--color",
+        "--colors",
+        "--max-filesize",
+        "--path-separator",
+        "--context-separator",
+        "--field-match-separator",
+        "--field-context-separator",
+        "--pre",
+        "--pre-glob",
+        "--engine",
+        "--dfa-size-limit",
+        "--regex-size-limit",
     ];
     let mut positional = Vec::new();
     let mut pattern_given = false;
@@ -291,7 +351,10 @@ fn rg_has_path(args: &[String]) -> bool {
         if a == "--files" || a == "--type-list" {
             files_mode = true;
         }
-        if matches!(a, "-e" | "--regexp" | "-f" | "--file") || a.starts_with("--regexp=") || a.starts_with("--file=") {
+        if matches!(a, "-e" | "--regexp" | "-f" | "--file")
+            || a.starts_with("--regexp=")
+            || a.starts_with("--file=")
+        {
             pattern_given = true;
         }
         if WITH_VALUE.contains(&a) {
@@ -305,7 +368,11 @@ fn rg_has_path(args: &[String]) -> bool {
         positional.push(a);
         i += 1;
     }
-    let paths = if pattern_given || files_mode { positional.len() } else { positional.len().saturating_sub(1) };
+    let paths = if pattern_given || files_mode {
+        positional.len()
+    } else {
+        positional.len().saturating_sub(1)
+    };
     paths > 0 || files_mode
 }
 

@@ -124,7 +124,11 @@ pub enum SinkWriter {
 }
 
 impl AsyncWrite for SinkWriter {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let n = buf.len().min(CHUNK);
         match self.get_mut() {
             SinkWriter::Null => Poll::Ready(Ok(buf.len())),
@@ -187,7 +191,11 @@ impl PipeReader {
 }
 
 impl AsyncRead for PipeReader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.buf.is_empty() {
             match ready!(this.rx.poll_recv(cx)) {
@@ -299,9 +307,8 @@ impl wasmtime_wasi::p2::OutputStream for SinkStream {
         }
         match (&self.sink, std::mem::replace(&mut self.permit, Permit::None)) {
             (Sink::Null, _) => Ok(()),
-            (Sink::File(f), _) => {
-                write_file(f, &bytes).map_err(|e| wasmtime_wasi::p2::StreamError::LastOperationFailed(e.into()))
-            }
+            (Sink::File(f), _) => write_file(f, &bytes)
+                .map_err(|e| wasmtime_wasi::p2::StreamError::LastOperationFailed(e.into())),
             (Sink::Output { stream, .. }, Permit::Output(p)) => {
                 p.send((*stream, bytes));
                 Ok(())
@@ -314,7 +321,9 @@ impl wasmtime_wasi::p2::OutputStream for SinkStream {
                 self.permit = Permit::Closed;
                 Err(epipe())
             }
-            _ => Err(wasmtime_wasi::p2::StreamError::Trap(wasmtime::Error::msg("write without a permit"))),
+            _ => Err(wasmtime_wasi::p2::StreamError::Trap(wasmtime::Error::msg(
+                "write without a permit",
+            ))),
         }
     }
 
@@ -328,7 +337,9 @@ impl wasmtime_wasi::p2::OutputStream for SinkStream {
             (_, Permit::Closed) => Err(epipe()),
             (Sink::Output { .. }, Permit::Output(_)) => Ok(OUTPUT_CHUNK),
             (Sink::Pipe(_), Permit::Pipe(_)) => Ok(CHUNK),
-            (Sink::Output { tx, .. }, _) => reserve(tx, Permit::Output, OUTPUT_CHUNK, &mut self.permit),
+            (Sink::Output { tx, .. }, _) => {
+                reserve(tx, Permit::Output, OUTPUT_CHUNK, &mut self.permit)
+            }
             (Sink::Pipe(tx), _) => reserve(tx, Permit::Pipe, CHUNK, &mut self.permit),
         }
     }
@@ -341,7 +352,9 @@ impl wasmtime_wasi::p2::Pollable for SinkStream {
             return;
         }
         self.permit = match &self.sink {
-            Sink::Output { tx, .. } => tx.clone().reserve_owned().await.map_or(Permit::Closed, Permit::Output),
+            Sink::Output { tx, .. } => {
+                tx.clone().reserve_owned().await.map_or(Permit::Closed, Permit::Output)
+            }
             Sink::Pipe(tx) => tx.clone().reserve_owned().await.map_or(Permit::Closed, Permit::Pipe),
             Sink::Null | Sink::File(_) => Permit::None,
         };

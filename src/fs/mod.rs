@@ -212,7 +212,11 @@ impl Workspace {
     /// skeleton above the root made in `scratch_parent` instead of the
     /// system's temporary directory (for example inside a directory that is
     /// removed as a whole, whoever still holds the workspace).
-    pub fn open_in(host_dir: &Path, visible: Option<&str>, scratch_parent: &Path) -> io::Result<Self> {
+    pub fn open_in(
+        host_dir: &Path,
+        visible: Option<&str>,
+        scratch_parent: &Path,
+    ) -> io::Result<Self> {
         let host_root = std::fs::canonicalize(host_dir)?;
         let root = Dir::open_ambient_dir(&host_root, ambient_authority())?;
         let visible = match visible {
@@ -234,14 +238,23 @@ impl Workspace {
                 None
             }
         };
-        Ok(Self { root: Arc::new(root), host_root, map: PathMap::new(&visible), read_only: Arc::default(), scratch, quota: None })
+        Ok(Self {
+            root: Arc::new(root),
+            host_root,
+            map: PathMap::new(&visible),
+            read_only: Arc::default(),
+            scratch,
+            quota: None,
+        })
     }
 
     /// Marks root-relative subtrees read-only (for `fs/*` and redirections).
     pub fn with_read_only(mut self, paths: &[String]) -> Self {
         let cleaned: Vec<PathBuf> = paths
             .iter()
-            .map(|p| PathBuf::from(path::normalize_absolute(&format!("/{p}")).trim_start_matches('/')))
+            .map(|p| {
+                PathBuf::from(path::normalize_absolute(&format!("/{p}")).trim_start_matches('/'))
+            })
             .filter(|p| !p.as_os_str().is_empty())
             .collect();
         self.read_only = Arc::new(cleaned);
@@ -300,7 +313,11 @@ impl Workspace {
                 Err(_) => match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
                     (Some(name), Some(parent)) => {
                         rest.push(name);
-                        existing = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent.to_path_buf() };
+                        existing = if parent.as_os_str().is_empty() {
+                            PathBuf::from(".")
+                        } else {
+                            parent.to_path_buf()
+                        };
                     }
                     _ => break PathBuf::new(),
                 },
@@ -312,7 +329,8 @@ impl Workspace {
         }
         for candidate in [rel, full.as_path()] {
             let normalized = PathBuf::from(
-                path::normalize_absolute(&format!("/{}", candidate.to_string_lossy())).trim_start_matches('/'),
+                path::normalize_absolute(&format!("/{}", candidate.to_string_lossy()))
+                    .trim_start_matches('/'),
             );
             if self.read_only.iter().any(|ro| normalized.starts_with(ro)) {
                 return Err(FsError::PermissionDenied);
@@ -398,7 +416,9 @@ impl Workspace {
         let mut buf = Vec::with_capacity(meta.len() as usize);
         io::Read::read_to_end(&mut io::Read::take(&mut file, max + 1), &mut buf)?;
         if buf.len() as u64 > max {
-            return Err(FsError::Limit(format!("file grew over the fs/readFile limit of {max} bytes")));
+            return Err(FsError::Limit(format!(
+                "file grew over the fs/readFile limit of {max} bytes"
+            )));
         }
         Ok(buf)
     }
@@ -481,7 +501,8 @@ impl Workspace {
             self.reject_symlinks(&rel)?;
         }
         let link = self.root.symlink_metadata(&rel)?;
-        let meta = if link.file_type().is_symlink() { self.root.metadata(&rel)? } else { link.clone() };
+        let meta =
+            if link.file_type().is_symlink() { self.root.metadata(&rel)? } else { link.clone() };
         Ok(Metadata {
             is_directory: meta.is_dir(),
             is_file: meta.is_file(),
@@ -531,12 +552,18 @@ impl Workspace {
         let freed = if self.quota.is_some() { quota::path_size(&self.root, &rel) } else { 0 };
         let result = self.remove_entry(&rel, &meta, recursive);
         // A recursive removal that failed half way freed an unknown part.
-        let left = if result.is_err() && freed > 0 { quota::path_size(&self.root, &rel) } else { 0 };
+        let left =
+            if result.is_err() && freed > 0 { quota::path_size(&self.root, &rel) } else { 0 };
         self.account(-((freed - left.min(freed)) as i64));
         result
     }
 
-    fn remove_entry(&self, rel: &Path, meta: &cap_std::fs::Metadata, recursive: bool) -> FsResult<()> {
+    fn remove_entry(
+        &self,
+        rel: &Path,
+        meta: &cap_std::fs::Metadata,
+        recursive: bool,
+    ) -> FsResult<()> {
         if meta.is_dir() {
             if recursive {
                 self.root.remove_dir_all(rel)?;
@@ -562,20 +589,31 @@ impl Workspace {
         // Checked against the whole source (a merge or an overwrite may need
         // less); the usage is then corrected by what the destination grew.
         let before = quota::path_size(&self.root, &dst);
-        self.check_quota(if meta.is_dir() { quota::tree_size(&self.root, &src, 0) } else { meta.len() })?;
+        self.check_quota(if meta.is_dir() {
+            quota::tree_size(&self.root, &src, 0)
+        } else {
+            meta.len()
+        })?;
         let result = self.copy_entry(&src, &dst, &meta, recursive);
         self.account(quota::path_size(&self.root, &dst) as i64 - before as i64);
         result
     }
 
-    fn copy_entry(&self, src: &Path, dst: &Path, meta: &cap_std::fs::Metadata, recursive: bool) -> FsResult<()> {
+    fn copy_entry(
+        &self,
+        src: &Path,
+        dst: &Path,
+        meta: &cap_std::fs::Metadata,
+        recursive: bool,
+    ) -> FsResult<()> {
         if meta.is_dir() {
             if !recursive {
                 return Err(FsError::Invalid(
                     "fs/copy requires recursive: true when sourcePath is a directory".into(),
                 ));
             }
-            let dst_parent = dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dst_parent =
+                dst.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
             self.root.metadata(dst_parent)?;
             if dst.starts_with(src) && !src.as_os_str().is_empty() && src.as_os_str() != "." {
                 return Err(FsError::Invalid("cannot copy a directory into itself".into()));
@@ -688,7 +726,8 @@ mod tests {
         std::fs::create_dir(&victim).expect("mkdir victim");
         std::fs::write(victim.join(SCRATCH_LOCK), "").expect("victim lock");
         #[cfg(unix)]
-        std::os::unix::fs::symlink(&victim, parent.join(format!("{SCRATCH_PREFIX}link"))).expect("symlink");
+        std::os::unix::fs::symlink(&victim, parent.join(format!("{SCRATCH_PREFIX}link")))
+            .expect("symlink");
 
         assert_eq!(sweep_stale_scratch(&parent), 1);
         assert!(!dead.exists(), "the dead server's directory is gone");
@@ -701,7 +740,8 @@ mod tests {
     fn ws() -> (tempfile::TempDir, Workspace) {
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(tmp.path().join("root")).expect("mkdir");
-        let ws = Workspace::open_in(&tmp.path().join("root"), Some("/w"), tmp.path()).expect("open");
+        let ws =
+            Workspace::open_in(&tmp.path().join("root"), Some("/w"), tmp.path()).expect("open");
         (tmp, ws)
     }
 
@@ -730,7 +770,8 @@ mod tests {
     fn planted_symlink_out_of_root_is_refused() {
         let (t, ws) = ws();
         std::fs::write(t.path().join("secret"), "s").expect("plant");
-        std::os::unix::fs::symlink(t.path().join("secret"), t.path().join("root/link")).expect("symlink");
+        std::os::unix::fs::symlink(t.path().join("secret"), t.path().join("root/link"))
+            .expect("symlink");
         assert!(ws.read_file("file:///w/link", true, 100).is_err());
         assert!(ws.write_file("file:///w/link", b"pwned", true).is_err());
         assert!(ws.canonicalize("file:///w/link").is_err());
@@ -756,11 +797,22 @@ mod tests {
         std::os::unix::fs::symlink(".git", t.path().join("root/g")).expect("symlink");
         let ws = ws.with_read_only(&[".git".into()]);
         assert!(ws.read_file("file:///w/.git/config", true, 100).is_ok(), "reads are fine");
-        for uri in ["file:///w/.git/config", "file:///w/.git/new", "file:///w/g/config", "file:///w/x/../.git/config"] {
-            assert!(matches!(ws.write_file(uri, b"x", true), Err(FsError::PermissionDenied)), "{uri}");
+        for uri in [
+            "file:///w/.git/config",
+            "file:///w/.git/new",
+            "file:///w/g/config",
+            "file:///w/x/../.git/config",
+        ] {
+            assert!(
+                matches!(ws.write_file(uri, b"x", true), Err(FsError::PermissionDenied)),
+                "{uri}"
+            );
         }
         assert!(matches!(ws.remove("file:///w/.git", true, true), Err(FsError::PermissionDenied)));
-        assert!(matches!(ws.create_directory("file:///w/g/refs/x", true), Err(FsError::PermissionDenied)));
+        assert!(matches!(
+            ws.create_directory("file:///w/g/refs/x", true),
+            Err(FsError::PermissionDenied)
+        ));
         ws.write_file("file:///w/gitignore", b"ok", true).expect("other paths stay writable");
         assert_eq!(std::fs::read_to_string(t.path().join("root/.git/config")).expect("read"), "c");
     }

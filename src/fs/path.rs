@@ -43,9 +43,7 @@ pub fn parse_file_uri(uri: &str) -> Result<String, UriError> {
     let scheme = &uri[..colon];
     let valid_scheme = !scheme.is_empty()
         && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     if !valid_scheme {
         return Err(UriError::RelativeWithoutBase);
     }
@@ -74,9 +72,7 @@ pub fn parse_file_uri(uri: &str) -> Result<String, UriError> {
         // `file:relative` has no absolute path.
         return Err(UriError::RelativeWithoutBase);
     };
-    let decoded = percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| UriError::BadEncoding)?;
+    let decoded = percent_decode_str(path).decode_utf8().map_err(|_| UriError::BadEncoding)?;
     if decoded.contains('\0') {
         return Err(UriError::BadEncoding);
     }
@@ -184,7 +180,8 @@ impl PathMap {
     /// plain relative path (cap-std never produces one, but we do not trust
     /// that blindly: this is what `fs/canonicalize` reveals).
     pub fn to_visible(&self, rel: &Path) -> Option<String> {
-        let mut out = if self.visible_root == "/" { String::new() } else { self.visible_root.clone() };
+        let mut out =
+            if self.visible_root == "/" { String::new() } else { self.visible_root.clone() };
         for comp in rel.components() {
             match comp {
                 Component::CurDir => {}
@@ -239,7 +236,10 @@ mod tests {
         assert_eq!(err("file:///C:/x"), NotLocal("file:///C:/x".into()));
         // Found by `fuzz/` (path_map): a drive letter that appears once the
         // dot segments are removed.
-        assert_eq!(err("file:///../../e://localh.tcpasswd"), NotLocal("file:///../../e://localh.tcpasswd".into()));
+        assert_eq!(
+            err("file:///../../e://localh.tcpasswd"),
+            NotLocal("file:///../../e://localh.tcpasswd".into())
+        );
         assert_eq!(err("file:///x/../C:/y"), NotLocal("file:///x/../C:/y".into()));
         assert_eq!(err("file:////C:/y"), NotLocal("file:////C:/y".into()));
         assert_eq!(err("file:///a%00b"), BadEncoding);

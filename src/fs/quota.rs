@@ -86,7 +86,10 @@ impl DiskQuota {
             })
         });
         if let Err(e) = spawned {
-            tracing::warn!(error = %e, "could not count the workspace's disk usage; counting from zero");
+            tracing::warn!(
+                error = %e,
+                "could not count the workspace's disk usage; counting from zero"
+            );
             quota.finish();
         }
         quota
@@ -207,7 +210,8 @@ mod tests {
         std::fs::write(tmp.path().join("g"), vec![0u8; 24]).expect("test setup");
         #[cfg(unix)]
         std::os::unix::fs::symlink("g", tmp.path().join("link")).expect("test setup");
-        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).expect("test setup");
+        let dir =
+            Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).expect("test setup");
         let q = DiskQuota::start(2000, &dir);
         assert_eq!(q.used(), 1024, "used() waits for the first count");
         assert!(q.counted());

@@ -9,7 +9,10 @@ use crate::protocol::{EnvInherit, EnvPolicy};
 use std::collections::BTreeMap;
 
 /// Names kept by `inherit: "core"`.
-const CORE: &[&str] = &["PATH", "SHELL", "TMPDIR", "TEMP", "TMP", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME", "USER"];
+const CORE: &[&str] = &[
+    "PATH", "SHELL", "TMPDIR", "TEMP", "TMP", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "LOGNAME",
+    "USER",
+];
 
 /// Names dropped unless `ignoreDefaultExcludes`.
 const DEFAULT_EXCLUDES: &[&str] = &["*KEY*", "*SECRET*", "*TOKEN*"];
@@ -31,14 +34,21 @@ pub fn sandbox_base(home: &str, shell_path: &str) -> BTreeMap<String, String> {
 }
 
 /// Builds the final environment, sorted by name.
-pub fn build(env: &BTreeMap<String, String>, policy: Option<&EnvPolicy>, base: BTreeMap<String, String>) -> Vec<(String, String)> {
+pub fn build(
+    env: &BTreeMap<String, String>,
+    policy: Option<&EnvPolicy>,
+    base: BTreeMap<String, String>,
+) -> Vec<(String, String)> {
     let Some(policy) = policy else {
         return env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     };
     let mut vars: BTreeMap<String, String> = match policy.inherit {
         EnvInherit::All => base,
         EnvInherit::None => BTreeMap::new(),
-        EnvInherit::Core => base.into_iter().filter(|(k, _)| CORE.iter().any(|c| c.eq_ignore_ascii_case(k))).collect(),
+        EnvInherit::Core => base
+            .into_iter()
+            .filter(|(k, _)| CORE.iter().any(|c| c.eq_ignore_ascii_case(k)))
+            .collect(),
     };
     if !policy.ignore_default_excludes {
         vars.retain(|k, _| !DEFAULT_EXCLUDES.iter().any(|g| glob_match(g, k)));
@@ -89,7 +99,13 @@ mod tests {
     use pretty_assertions::assert_eq;
 
     fn policy(inherit: EnvInherit) -> EnvPolicy {
-        EnvPolicy { inherit, ignore_default_excludes: false, exclude: vec![], set: BTreeMap::new(), include_only: vec![] }
+        EnvPolicy {
+            inherit,
+            ignore_default_excludes: false,
+            exclude: vec![],
+            set: BTreeMap::new(),
+            include_only: vec![],
+        }
     }
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -107,7 +123,10 @@ mod tests {
     #[test]
     fn no_policy_means_exactly_env() {
         let env = map(&[("A", "1")]);
-        assert_eq!(build(&env, None, sandbox_base("/w", "/bin/bash")), vec![("A".into(), "1".into())]);
+        assert_eq!(
+            build(&env, None, sandbox_base("/w", "/bin/bash")),
+            vec![("A".into(), "1".into())]
+        );
     }
 
     #[test]
@@ -118,7 +137,8 @@ mod tests {
         let mut p = policy(EnvInherit::All);
         p.exclude = vec!["extra".into()];
         p.set = map(&[("FROM_SET", "s")]);
-        let out: BTreeMap<_, _> = build(&map(&[("TERM", "dumb")]), Some(&p), base).into_iter().collect();
+        let out: BTreeMap<_, _> =
+            build(&map(&[("TERM", "dumb")]), Some(&p), base).into_iter().collect();
         assert!(!out.contains_key("API_KEY"), "default excludes drop *KEY*");
         assert!(!out.contains_key("EXTRA"), "exclude globs are case-insensitive");
         assert_eq!(out.get("FROM_SET").map(String::as_str), Some("s"));
@@ -130,7 +150,10 @@ mod tests {
     fn core_and_none_and_include_only() {
         let mut base = sandbox_base("/w", "/bin/bash");
         base.insert("OTHER".into(), "o".into());
-        let core: BTreeMap<_, _> = build(&BTreeMap::new(), Some(&policy(EnvInherit::Core)), base.clone()).into_iter().collect();
+        let core: BTreeMap<_, _> =
+            build(&BTreeMap::new(), Some(&policy(EnvInherit::Core)), base.clone())
+                .into_iter()
+                .collect();
         assert!(core.contains_key("PATH") && !core.contains_key("OTHER"));
         assert!(build(&BTreeMap::new(), Some(&policy(EnvInherit::None)), base.clone()).is_empty());
         let mut p = policy(EnvInherit::All);

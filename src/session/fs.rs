@@ -43,10 +43,15 @@ pub async fn fs_read_file(ws: Workspace, p: FsPathParams, max: u64) -> Result<St
     }
 }
 
-pub async fn fs_write_file(ws: Workspace, p: FsWriteFileParams, max: u64) -> Result<Value, RpcError> {
+pub async fn fs_write_file(
+    ws: Workspace,
+    p: FsWriteFileParams,
+    max: u64,
+) -> Result<Value, RpcError> {
     blocking(move || {
-        let data = crate::b64::decode(p.data_base64.as_bytes())
-            .map_err(|e| FsError::Invalid(format!("fs/writeFile requires valid base64 dataBase64: {e}")))?;
+        let data = crate::b64::decode(p.data_base64.as_bytes()).map_err(|e| {
+            FsError::Invalid(format!("fs/writeFile requires valid base64 dataBase64: {e}"))
+        })?;
         if data.len() as u64 > max {
             return Err(FsError::Limit(format!(
                 "data is {} bytes, over the fs/writeFile limit of {max} bytes (max-file)",
@@ -59,8 +64,12 @@ pub async fn fs_write_file(ws: Workspace, p: FsWriteFileParams, max: u64) -> Res
     .await
 }
 
-pub async fn fs_create_directory(ws: Workspace, p: FsCreateDirectoryParams) -> Result<Value, RpcError> {
-    blocking(move || ws.create_directory(&p.path, p.recursive.unwrap_or(true)).map(|()| Empty {})).await
+pub async fn fs_create_directory(
+    ws: Workspace,
+    p: FsCreateDirectoryParams,
+) -> Result<Value, RpcError> {
+    blocking(move || ws.create_directory(&p.path, p.recursive.unwrap_or(true)).map(|()| Empty {}))
+        .await
 }
 
 pub async fn fs_get_metadata(ws: Workspace, p: FsPathParams) -> Result<Value, RpcError> {
@@ -83,7 +92,11 @@ pub async fn fs_read_directory(ws: Workspace, p: FsPathParams) -> Result<Value, 
         let entries = ws
             .read_directory(&p.path)?
             .into_iter()
-            .map(|e| FsDirectoryEntry { file_name: e.file_name, is_directory: e.is_directory, is_file: e.is_file })
+            .map(|e| FsDirectoryEntry {
+                file_name: e.file_name,
+                is_directory: e.is_directory,
+                is_file: e.is_file,
+            })
             .collect();
         Ok(FsReadDirectoryResponse { entries })
     })
@@ -91,12 +104,15 @@ pub async fn fs_read_directory(ws: Workspace, p: FsPathParams) -> Result<Value, 
 }
 
 pub async fn fs_remove(ws: Workspace, p: FsRemoveParams) -> Result<Value, RpcError> {
-    blocking(move || ws.remove(&p.path, p.recursive.unwrap_or(true), p.force.unwrap_or(true)).map(|()| Empty {}))
-        .await
+    blocking(move || {
+        ws.remove(&p.path, p.recursive.unwrap_or(true), p.force.unwrap_or(true)).map(|()| Empty {})
+    })
+    .await
 }
 
 pub async fn fs_copy(ws: Workspace, p: FsCopyParams) -> Result<Value, RpcError> {
-    blocking(move || ws.copy(&p.source_path, &p.destination_path, p.recursive).map(|()| Empty {})).await
+    blocking(move || ws.copy(&p.source_path, &p.destination_path, p.recursive).map(|()| Empty {}))
+        .await
 }
 
 pub async fn fs_canonicalize(ws: Workspace, p: FsPathParams) -> Result<Value, RpcError> {

@@ -68,11 +68,12 @@ impl ServerContext {
             open_connections: Default::default(),
             running_processes: Default::default(),
             rate: Mutex::new(RateBucket { tokens: burst, last: std::time::Instant::now() }),
-            guests: crate::exec::GuestPool::new("default", crate::exec::engine::batch_nice()).unwrap_or_else(|e| {
-                // Without a pool of its own, commands share the server's threads.
-                tracing::warn!(error = %e, "could not start a guest thread pool");
-                crate::exec::GuestPool::current()
-            }),
+            guests: crate::exec::GuestPool::new("default", crate::exec::engine::batch_nice())
+                .unwrap_or_else(|e| {
+                    // Without a pool of its own, commands share the server's threads.
+                    tracing::warn!(error = %e, "could not start a guest thread pool");
+                    crate::exec::GuestPool::current()
+                }),
         }
     }
 
@@ -183,7 +184,9 @@ impl Connection {
                 NotificationOutcome::Continue
             }
             (method::INITIALIZED, Stage::Ready) => NotificationOutcome::Continue,
-            (method::INITIALIZED, Stage::New) => NotificationOutcome::Close("initialized before initialize"),
+            (method::INITIALIZED, Stage::New) => {
+                NotificationOutcome::Close("initialized before initialize")
+            }
             _ => NotificationOutcome::Close("unexpected notification"),
         }
     }
@@ -221,7 +224,11 @@ impl Connection {
                 Reply::Later(_) | Reply::Handoff(_) => None,
             };
             if let Some(code) = code {
-                let labels = crate::metrics::FsLabels { tenant: self.ctx.tenant.clone(), method: method.to_owned(), code };
+                let labels = crate::metrics::FsLabels {
+                    tenant: self.ctx.tenant.clone(),
+                    method: method.to_owned(),
+                    code,
+                };
                 self.ctx.executor.runtime.metrics.fs_calls.get_or_create(&labels).inc();
             }
         }
@@ -267,11 +274,24 @@ impl Connection {
             }
             m::FS_READ_FILE => {
                 let p: FsPathParams = rpc::params(params)?;
-                Reply::Raw(fs::fs_read_file(self.workspace("filesystem")?, p, self.ctx.executor.limits.max_file).await)
+                Reply::Raw(
+                    fs::fs_read_file(
+                        self.workspace("filesystem")?,
+                        p,
+                        self.ctx.executor.limits.max_file,
+                    )
+                    .await,
+                )
             }
             m::FS_WRITE_FILE => {
                 let p: FsWriteFileParams = rpc::params(params)?;
-                fs::fs_write_file(self.workspace("filesystem")?, p, self.ctx.executor.limits.max_file).await.into()
+                fs::fs_write_file(
+                    self.workspace("filesystem")?,
+                    p,
+                    self.ctx.executor.limits.max_file,
+                )
+                .await
+                .into()
             }
             m::FS_CREATE_DIRECTORY => {
                 let p: FsCreateDirectoryParams = rpc::params(params)?;
@@ -303,19 +323,25 @@ impl Connection {
 
     fn initialize(&mut self, p: InitializeParams) -> Result<Value, RpcError> {
         if self.stage != Stage::New {
-            return Err(RpcError::invalid_request("initialize may only be sent once per connection"));
+            return Err(RpcError::invalid_request(
+                "initialize may only be sent once per connection",
+            ));
         }
         let session = match p.resume_session_id {
             Some(id) => {
                 let found = lock(&self.ctx.sessions).get(&id).cloned();
-                let session = found.ok_or_else(|| RpcError::invalid_request(format!("unknown session id {id}")))?;
+                let session = found
+                    .ok_or_else(|| RpcError::invalid_request(format!("unknown session id {id}")))?;
                 session.attach(self.outbound.clone())?;
                 session
             }
             None => Session::new(self.ctx.clone(), self.outbound.clone()),
         };
         tracing::info!(session_id = %session.id, client = %p.client_name, "session started");
-        let result = InitializeResponse { session_id: session.id.clone(), environment_info: self.ctx.env_info.clone() };
+        let result = InitializeResponse {
+            session_id: session.id.clone(),
+            environment_info: self.ctx.env_info.clone(),
+        };
         self.session = Some(session);
         self.stage = Stage::Initializing;
         rpc::to_value(result)

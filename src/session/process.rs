@@ -11,8 +11,8 @@ use super::{Responder, Session, lock};
 use crate::exec::{CommandStats, OutputChunk, STATUS_INTERRUPTED, STATUS_KILLED, StreamKind};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::{
-    OutputChunkWire, ProcessClosedNotification, ProcessExitedNotification,
-    ProcessReadResponse, ProcessUsage, StreamName, WriteStatus, method,
+    OutputChunkWire, ProcessClosedNotification, ProcessExitedNotification, ProcessReadResponse,
+    ProcessUsage, StreamName, WriteStatus, method,
 };
 use bytes::Bytes;
 use std::collections::{HashSet, VecDeque};
@@ -89,7 +89,10 @@ const MAX_MESSAGE_OUTPUT: usize = 64 * 1024;
 /// Appends the chunks already waiting in `rx` to `first`, while they are of
 /// the same stream, up to [`MAX_MESSAGE_OUTPUT`]; a chunk of another stream
 /// that was taken is returned to be sent next.
-fn coalesce(first: OutputChunk, rx: &mut mpsc::Receiver<OutputChunk>) -> (OutputChunk, Option<OutputChunk>) {
+fn coalesce(
+    first: OutputChunk,
+    rx: &mut mpsc::Receiver<OutputChunk>,
+) -> (OutputChunk, Option<OutputChunk>) {
     let (kind, data) = first;
     let mut buf: Option<bytes::BytesMut> = None;
     let mut len = data.len();
@@ -98,7 +101,9 @@ fn coalesce(first: OutputChunk, rx: &mut mpsc::Receiver<OutputChunk>) -> (Output
             Ok((k, more)) if k == kind => {
                 len += more.len();
                 buf.get_or_insert_with(|| {
-                    let mut b = bytes::BytesMut::with_capacity(MAX_MESSAGE_OUTPUT + crate::exec::stdio::OUTPUT_CHUNK);
+                    let mut b = bytes::BytesMut::with_capacity(
+                        MAX_MESSAGE_OUTPUT + crate::exec::stdio::OUTPUT_CHUNK,
+                    );
                     b.extend_from_slice(&data);
                     b
                 })
@@ -135,7 +140,13 @@ fn stop_status(stop: Stop, tty: bool) -> i32 {
 pub type StartAnswer = Result<serde_json::Value, crate::rpc::RpcError>;
 
 impl Process {
-    pub fn new(id: String, tty: bool, stdin: Option<mpsc::Sender<Bytes>>, retain_limit: usize, max_output: u64) -> Arc<Self> {
+    pub fn new(
+        id: String,
+        tty: bool,
+        stdin: Option<mpsc::Sender<Bytes>>,
+        retain_limit: usize,
+        max_output: u64,
+    ) -> Arc<Self> {
         let writable = stdin.is_some();
         Arc::new(Self {
             id,
@@ -200,7 +211,8 @@ impl Process {
                 let batch = session.guests();
                 // Boxed where it is made: the pump is a large future (15 KB),
                 // and every move of it would be a copy.
-                let pump = this.pump(session, runner, rx, limit_note, max_wall, stats.clone(), answer);
+                let pump =
+                    this.pump(session, runner, rx, limit_note, max_wall, stats.clone(), answer);
                 let pump = Box::pin(pump.instrument(tracing::Span::current()));
                 crate::exec::run_demotable(pump, stats, batch).await;
             }
@@ -245,7 +257,14 @@ impl Process {
                     }
                 } => {
                     if stop == Stop::OutputLimit {
-                        let _ = note_for_runner.send((note_stream, Bytes::from_static(b"\noutput limit exceeded (max-output); command stopped\n"))).await;
+                        let _ = note_for_runner
+                            .send((
+                                note_stream,
+                                Bytes::from_static(
+                                    b"\noutput limit exceeded (max-output); command stopped\n",
+                                ),
+                            ))
+                            .await;
                     }
                     let outcome = match stop {
                         Stop::Terminate => Outcome::Terminated,
@@ -255,7 +274,10 @@ impl Process {
                     (stop_status(stop, tty), Some(outcome))
                 }
                 _ = tokio::time::sleep(max_wall) => {
-                    let msg = format!("\ncommand timed out after {}s (max-wall); command stopped\n", max_wall.as_secs());
+                    let msg = format!(
+                        "\ncommand timed out after {}s (max-wall); command stopped\n",
+                        max_wall.as_secs()
+                    );
                     let _ = note_for_runner.send((note_stream, Bytes::from(msg))).await;
                     (STATUS_KILLED, Some(Outcome::Limit))
                 }
@@ -303,7 +325,8 @@ impl Process {
                 (status, outcome) = &mut command, if !exited => {
                     answer_first(&mut answer).await;
                     exited = true;
-                    let limit_hit = stats.memory_limit_hit.load(Ordering::Relaxed) || stats.cpu_limit_hit.load(Ordering::Relaxed);
+                    let limit_hit = stats.memory_limit_hit.load(Ordering::Relaxed)
+                        || stats.cpu_limit_hit.load(Ordering::Relaxed);
                     let outcome = outcome.unwrap_or(if limit_hit {
                         Outcome::Limit
                     } else if stats.trapped.load(Ordering::Relaxed) {
@@ -328,16 +351,28 @@ impl Process {
                     };
                     let tenant = session.tenant();
                     let metrics = session.metrics();
-                    metrics.processes_finished.get_or_create(&OutcomeLabels { tenant: tenant.into(), outcome }).inc();
-                    metrics.command_seconds.get_or_create(&Metrics::tenant(tenant)).observe(started.elapsed().as_secs_f64());
+                    metrics
+                        .processes_finished
+                        .get_or_create(&OutcomeLabels { tenant: tenant.into(), outcome })
+                        .inc();
+                    metrics
+                        .command_seconds
+                        .get_or_create(&Metrics::tenant(tenant))
+                        .observe(started.elapsed().as_secs_f64());
                     metrics.output_bytes.get_or_create(&Metrics::tenant(tenant)).inc_by(produced);
                     // At debug: at thousands of commands a second, a line
                     // each (formatted and written) was 14% of the server's
                     // time; the metrics count them.
                     tracing::debug!(
-                        process_id = %self.id, status, ?outcome, wall_ms = usage.wall_ms, cpu_ms = usage.cpu_ms,
-                        peak_memory_bytes = usage.peak_memory_bytes, output_bytes = usage.output_bytes,
-                        instances = usage.instances, "process exited"
+                        process_id = %self.id,
+                        status,
+                        ?outcome,
+                        wall_ms = usage.wall_ms,
+                        cpu_ms = usage.cpu_ms,
+                        peak_memory_bytes = usage.peak_memory_bytes,
+                        output_bytes = usage.output_bytes,
+                        instances = usage.instances,
+                        "process exited"
                     );
                     self.emit_exited(&session, status, usage).await;
                     if !rx_open { break; }
@@ -366,7 +401,8 @@ impl Process {
             ev.retained_bytes += data.len();
             ev.retained.push_back((seq, stream, data.clone()));
             while ev.retained.len() > 1
-                && (ev.retained_bytes > self.retain_limit || ev.retained.len() > MAX_RETAINED_CHUNKS)
+                && (ev.retained_bytes > self.retain_limit
+                    || ev.retained.len() > MAX_RETAINED_CHUNKS)
             {
                 if let Some((_, _, old)) = ev.retained.pop_front() {
                     ev.retained_bytes -= old.len();
@@ -375,7 +411,9 @@ impl Process {
             seq
         };
         self.changed.notify_waiters();
-        session.notify_text(crate::protocol::process_output_json(&self.id, seq, stream, &data)).await;
+        session
+            .notify_text(crate::protocol::process_output_json(&self.id, seq, stream, &data))
+            .await;
     }
 
     async fn emit_exited(&self, session: &Session, status: i32, usage: ProcessUsage) {
@@ -387,7 +425,13 @@ impl Process {
             seq
         };
         self.changed.notify_waiters();
-        let n = ProcessExitedNotification { process_id: &self.id, seq, exit_code: status, sandbox_denied: false, usage: Some(usage) };
+        let n = ProcessExitedNotification {
+            process_id: &self.id,
+            seq,
+            exit_code: status,
+            sandbox_denied: false,
+            usage: Some(usage),
+        };
         session.notify(method::PROCESS_EXITED, n).await;
     }
 
@@ -401,7 +445,9 @@ impl Process {
             seq
         };
         self.changed.notify_waiters();
-        session.notify(method::PROCESS_CLOSED, ProcessClosedNotification { process_id: &self.id, seq }).await;
+        session
+            .notify(method::PROCESS_CLOSED, ProcessClosedNotification { process_id: &self.id, seq })
+            .await;
         self.finished.store(true, Ordering::Release);
     }
 
@@ -435,7 +481,12 @@ impl Process {
     }
 
     /// `process/write`.
-    pub fn write(&self, data: Bytes, write_id: String, max_buffer: usize) -> Result<WriteStatus, String> {
+    pub fn write(
+        &self,
+        data: Bytes,
+        write_id: String,
+        max_buffer: usize,
+    ) -> Result<WriteStatus, String> {
         let mut st = lock(&self.stdin);
         if !st.writable {
             return Ok(WriteStatus::StdinClosed);
@@ -495,7 +546,12 @@ impl Process {
     }
 
     /// `process/read`: waits up to `wait` for something new after `after`.
-    pub async fn read(&self, after: u64, max_bytes: Option<usize>, wait: Duration) -> ProcessReadResponse {
+    pub async fn read(
+        &self,
+        after: u64,
+        max_bytes: Option<usize>,
+        wait: Duration,
+    ) -> ProcessReadResponse {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.changed.notified();
@@ -505,7 +561,11 @@ impl Process {
                 let ev = lock(&self.events);
                 let has_new = ev.retained.back().is_some_and(|(s, _, _)| *s > after);
                 let exit_new = ev.exit.is_some_and(|(_, s)| s > after);
-                if has_new || exit_new || ev.closed.is_some() || tokio::time::Instant::now() >= deadline {
+                if has_new
+                    || exit_new
+                    || ev.closed.is_some()
+                    || tokio::time::Instant::now() >= deadline
+                {
                     return snapshot(&ev, after, max_bytes);
                 }
             }
@@ -517,11 +577,16 @@ impl Process {
     }
 }
 
-fn send_stdin(tx: &mpsc::Sender<Bytes>, data: Bytes, max_buffer: usize) -> Result<WriteStatus, String> {
+fn send_stdin(
+    tx: &mpsc::Sender<Bytes>,
+    data: Bytes,
+    max_buffer: usize,
+) -> Result<WriteStatus, String> {
     match tx.try_send(data) {
         Ok(()) => Ok(WriteStatus::Accepted),
         Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
-            "stdin buffer is full: the command has not read the last {max_buffer} bytes (max-stdin-buffer)"
+            "stdin buffer is full: the command has not read the last {max_buffer} bytes \
+             (max-stdin-buffer)"
         )),
         // The command closed stdin or exited: the write is moot.
         Err(mpsc::error::TrySendError::Closed(_)) => Ok(WriteStatus::Accepted),
@@ -545,7 +610,11 @@ fn snapshot(ev: &Events, after: u64, max_bytes: Option<usize>) -> ProcessReadRes
             }
         }
         used += data.len();
-        chunks.push(OutputChunkWire { seq: *seq, stream: *stream, chunk: crate::b64::encode(data) });
+        chunks.push(OutputChunkWire {
+            seq: *seq,
+            stream: *stream,
+            chunk: crate::b64::encode(data),
+        });
     }
     let next_seq = match truncated_at {
         Some(_) => chunks.last().map(|c| c.seq + 1).unwrap_or(after + 1),

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -238,7 +238,10 @@ impl Session {
         tracing::info!(session_id = %self.id, "session closed");
     }
 
-    pub(super) fn process_start(self: &Arc<Self>, p: ProcessStartParams) -> Result<Reply, RpcError> {
+    pub(super) fn process_start(
+        self: &Arc<Self>,
+        p: ProcessStartParams,
+    ) -> Result<Reply, RpcError> {
         if p.argv.is_empty() {
             return Err(RpcError::invalid_params("argv must not be empty"));
         }
@@ -265,17 +268,29 @@ impl Session {
                 }
             }
             if table.contains_key(&p.process_id) {
-                return Err(RpcError::invalid_request(format!("process {} already exists", p.process_id)));
-            }
-            let max = limits.max_processes;
-            if let Err(running) = self.ctx.running_processes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            }) {
                 return Err(RpcError::invalid_request(format!(
-                    "process limit reached: {running} processes are running (max-processes is {max})"
+                    "process {} already exists",
+                    p.process_id
                 )));
             }
-            let proc = Process::new(p.process_id.clone(), p.tty, stdin_tx, limits.retained_output, limits.max_output);
+            let max = limits.max_processes;
+            if let Err(running) =
+                self.ctx.running_processes.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+            {
+                return Err(RpcError::invalid_request(format!(
+                    "process limit reached: {running} processes are running \
+                     (max-processes is {max})"
+                )));
+            }
+            let proc = Process::new(
+                p.process_id.clone(),
+                p.tty,
+                stdin_tx,
+                limits.retained_output,
+                limits.max_output,
+            );
             table.insert(p.process_id.clone(), proc.clone());
             proc
         };
@@ -292,7 +307,16 @@ impl Session {
                 Sink::Output { tx: out_tx.clone(), stream: StreamKind::Stderr },
             )
         };
-        let spec = CommandSpec { argv: p.argv, arg0: p.arg0, env: envs, cwd, stdin, stdout, stderr, tty: p.tty };
+        let spec = CommandSpec {
+            argv: p.argv,
+            arg0: p.arg0,
+            env: envs,
+            cwd,
+            stdin,
+            stdout,
+            stderr,
+            tty: p.tty,
+        };
         let executor = exec.clone();
         // Counted (above) as running until the command ends or is dropped.
         let running = RunningGuard(self.ctx.clone());
@@ -302,9 +326,15 @@ impl Session {
             executor.run_command(spec).await
         });
         let (go_tx, go_rx) = oneshot::channel();
-        let answer = rpc::to_value(ProcessStartResponse { process_id: p.process_id.clone(), sandbox_type: "none" });
+        let answer = rpc::to_value(ProcessStartResponse {
+            process_id: p.process_id.clone(),
+            sandbox_type: "none",
+        });
         proc.spawn(self.clone(), runner, out_rx, out_tx, limits.max_wall, go_rx);
-        self.metrics().processes_started.get_or_create(&crate::metrics::Metrics::tenant(self.tenant())).inc();
+        self.metrics()
+            .processes_started
+            .get_or_create(&crate::metrics::Metrics::tenant(self.tenant()))
+            .inc();
         tracing::debug!(session_id = %self.id, process_id = %p.process_id, "process started");
         Ok(Reply::Handoff(Box::new(move |responder| {
             let _ = go_tx.send((responder, answer));
@@ -312,9 +342,9 @@ impl Session {
     }
 
     pub(super) fn process_read(self: &Arc<Self>, p: ProcessReadParams) -> Result<Reply, RpcError> {
-        let proc = self
-            .process(&p.process_id)
-            .ok_or_else(|| RpcError::invalid_request(format!("unknown process id {}", p.process_id)))?;
+        let proc = self.process(&p.process_id).ok_or_else(|| {
+            RpcError::invalid_request(format!("unknown process id {}", p.process_id))
+        })?;
         let wait = Duration::from_millis(p.wait_ms.unwrap_or(0).min(300_000));
         let after = p.after_seq.unwrap_or(0);
         let fut = async move { rpc::to_value(proc.read(after, p.max_bytes, wait).await) };
@@ -325,8 +355,9 @@ impl Session {
         if p.write_id.is_empty() {
             return Err(RpcError::invalid_params("writeId must not be empty"));
         }
-        let data = crate::b64::decode(p.chunk.as_bytes())
-            .map_err(|e| RpcError::invalid_params(format!("process/write requires valid base64 chunk: {e}")))?;
+        let data = crate::b64::decode(p.chunk.as_bytes()).map_err(|e| {
+            RpcError::invalid_params(format!("process/write requires valid base64 chunk: {e}"))
+        })?;
         let status = match self.process(&p.process_id) {
             None => WriteStatus::UnknownProcess,
             Some(proc) => proc

@@ -3,7 +3,10 @@
 //! evaluated here over 64-bit wrapping integers, as bash does.
 
 use super::state::Shell;
-use brush_parser::ast::{ArithmeticExpr as E, ArithmeticTarget, BinaryOperator as B, UnaryAssignmentOperator as UA, UnaryOperator as U};
+use brush_parser::ast::{
+    ArithmeticExpr as E, ArithmeticTarget, BinaryOperator as B, UnaryAssignmentOperator as UA,
+    UnaryOperator as U,
+};
 
 /// Nesting allowed when variables hold expressions that name variables.
 const MAX_INDIRECTION: usize = 32;
@@ -53,11 +56,13 @@ fn eval_depth(sh: &mut Shell, text: &str, depth: usize) -> Result<i64, String> {
 pub fn parse(trimmed: &str) -> Result<E, String> {
     if subscript_depth(trimmed) > MAX_SUBSCRIPT_DEPTH {
         return Err(format!(
-            "{trimmed}: array subscripts nested more than {MAX_SUBSCRIPT_DEPTH} deep (a limit of this shell; assign the inner subscript to a variable first)"
+            "{trimmed}: array subscripts nested more than {MAX_SUBSCRIPT_DEPTH} deep \
+             (a limit of this shell; assign the inner subscript to a variable first)"
         ));
     }
-    super::parse::guarded(trimmed, || brush_parser::arithmetic::parse(trimmed))
-        .ok_or_else(|| format!("{trimmed}: syntax error in expression (error token is \"{trimmed}\")"))
+    super::parse::guarded(trimmed, || brush_parser::arithmetic::parse(trimmed)).ok_or_else(|| {
+        format!("{trimmed}: syntax error in expression (error token is \"{trimmed}\")")
+    })
 }
 
 /// Parses an integer literal as bash does: `0x1f`, `017`, `2#101`, `42`.
@@ -124,8 +129,14 @@ impl Eval<'_> {
         match t {
             ArithmeticTarget::Variable(n) => self.sh.set(n, &v.to_string())?,
             ArithmeticTarget::ArrayElement(n, i) => {
-                let i = usize::try_from(self.eval(i)?).map_err(|_| format!("{n}: bad array subscript"))?;
-                let mut items = self.sh.vars.get(n).map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()])).unwrap_or_default();
+                let i = usize::try_from(self.eval(i)?)
+                    .map_err(|_| format!("{n}: bad array subscript"))?;
+                let mut items = self
+                    .sh
+                    .vars
+                    .get(n)
+                    .map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()]))
+                    .unwrap_or_default();
                 if items.len() <= i {
                     items.resize(i + 1, String::new());
                 }
@@ -157,7 +168,11 @@ impl Eval<'_> {
                 binary(*op, x, y)?
             }
             E::Conditional(c, a, b) => {
-                if self.eval(c)? != 0 { self.eval(a)? } else { self.eval(b)? }
+                if self.eval(c)? != 0 {
+                    self.eval(a)?
+                } else {
+                    self.eval(b)?
+                }
             }
             E::Assignment(t, x) => {
                 let v = self.eval(x)?;

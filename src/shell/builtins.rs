@@ -9,10 +9,51 @@ use super::io::Io;
 use super::state::{Outcome, Shell, Unwind};
 
 const BUILTINS: &[&str] = &[
-    ":", ".", "[", "alias", "break", "cd", "command", "continue", "declare", "echo", "env", "eval", "exec", "exit",
-    "export", "false", "getopts", "hash", "let", "local", "mapfile", "printf", "pwd", "read", "readarray", "readonly",
-    "return", "set", "shift", "shopt", "sleep", "source", "test", "timeout", "trap", "true", "type", "typeset",
-    "ulimit", "umask", "unalias", "unset", "wait", "which", "xargs",
+    ":",
+    ".",
+    "[",
+    "alias",
+    "break",
+    "cd",
+    "command",
+    "continue",
+    "declare",
+    "echo",
+    "env",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "getopts",
+    "hash",
+    "let",
+    "local",
+    "mapfile",
+    "printf",
+    "pwd",
+    "read",
+    "readarray",
+    "readonly",
+    "return",
+    "set",
+    "shift",
+    "shopt",
+    "sleep",
+    "source",
+    "test",
+    "timeout",
+    "trap",
+    "true",
+    "type",
+    "typeset",
+    "ulimit",
+    "umask",
+    "unalias",
+    "unset",
+    "wait",
+    "which",
+    "xargs",
 ];
 
 pub fn is_builtin(name: &str) -> bool {
@@ -60,7 +101,9 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             io.out(format!("{}\n", sh.cwd).as_bytes()).await?;
             Ok(0)
         }
-        "export" | "readonly" | "declare" | "typeset" | "local" => declare(sh, io, name, args).await,
+        "export" | "readonly" | "declare" | "typeset" | "local" => {
+            declare(sh, io, name, args).await
+        }
         "unset" => {
             let mut status = 0;
             let funcs = args.first().is_some_and(|a| a == "-f");
@@ -77,7 +120,16 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             let n = match args.first().map(|a| a.parse::<usize>()) {
                 None => 1,
                 Some(Ok(n)) => n,
-                Some(Err(_)) => return complain(sh, io, "shift", &format!("{}: numeric argument required", args[0]), 1).await,
+                Some(Err(_)) => {
+                    return complain(
+                        sh,
+                        io,
+                        "shift",
+                        &format!("{}: numeric argument required", args[0]),
+                        1,
+                    )
+                    .await;
+                }
             };
             if n > sh.positional.len() {
                 return Ok(1);
@@ -91,7 +143,8 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
                 Some(a) => match a.parse::<i64>() {
                     Ok(n) => (n & 0xff) as i32,
                     Err(_) => {
-                        complain(sh, io, "exit", &format!("{a}: numeric argument required"), 2).await?;
+                        complain(sh, io, "exit", &format!("{a}: numeric argument required"), 2)
+                            .await?;
                         2
                     }
                 },
@@ -99,9 +152,19 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             Err(Unwind::Exit(code))
         }
         "return" => {
-            let code = args.first().and_then(|a| a.parse::<i64>().ok()).map_or(sh.status, |n| (n & 0xff) as i32);
+            let code = args
+                .first()
+                .and_then(|a| a.parse::<i64>().ok())
+                .map_or(sh.status, |n| (n & 0xff) as i32);
             if sh.in_function == 0 && sh.depth <= 1 {
-                return complain(sh, io, "return", "can only `return' from a function or sourced script", 1).await;
+                return complain(
+                    sh,
+                    io,
+                    "return",
+                    "can only `return' from a function or sourced script",
+                    1,
+                )
+                .await;
             }
             Err(Unwind::Return(code))
         }
@@ -161,7 +224,8 @@ pub fn parse_seconds(s: &str) -> Option<f64> {
 }
 
 async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
-    let args: Vec<&String> = args.iter().filter(|a| !matches!(a.as_str(), "-L" | "-P" | "--")).collect();
+    let args: Vec<&String> =
+        args.iter().filter(|a| !matches!(a.as_str(), "-L" | "-P" | "--")).collect();
     let (target, print) = match args.first().map(|s| s.as_str()) {
         None => match sh.get("HOME") {
             Some(h) => (h.to_owned(), false),
@@ -183,7 +247,16 @@ async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     match sh.exec.workspace.dir().metadata(&rel) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return complain(sh, io, "cd", &format!("{target}: Not a directory"), 1).await,
-        Err(e) => return complain(sh, io, "cd", &format!("{target}: {}", super::redirect::describe(&e)), 1).await,
+        Err(e) => {
+            return complain(
+                sh,
+                io,
+                "cd",
+                &format!("{target}: {}", super::redirect::describe(&e)),
+                1,
+            )
+            .await;
+        }
     }
     let old = std::mem::replace(&mut sh.cwd, abs.clone());
     sh.set_exported("OLDPWD", &old);
@@ -195,7 +268,10 @@ async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 }
 
 fn quote_value(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('`', "\\`"))
+    format!(
+        "\"{}\"",
+        v.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$").replace('`', "\\`")
+    )
 }
 
 async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
@@ -223,8 +299,11 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
         return complain(sh, io, "local", "can only be used in a function", 1).await;
     }
     if names.is_empty() && (print || name != "local") {
-        let mut list: Vec<(&String, &super::state::Var)> =
-            sh.vars.iter().filter(|(_, v)| (!export || v.exported) && (!readonly || v.readonly)).collect();
+        let mut list: Vec<(&String, &super::state::Var)> = sh
+            .vars
+            .iter()
+            .filter(|(_, v)| (!export || v.exported) && (!readonly || v.readonly))
+            .collect();
         list.sort_by(|a, b| a.0.cmp(b.0));
         let mut out = String::new();
         for (k, v) in list {
@@ -242,16 +321,24 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
     let mut status = 0;
     for n in names {
         let (var, value) = match n.split_once('=') {
-            Some((k, v)) => (k.trim_end_matches('+').to_owned(), Some((v.to_owned(), k.ends_with('+')))),
+            Some((k, v)) => {
+                (k.trim_end_matches('+').to_owned(), Some((v.to_owned(), k.ends_with('+'))))
+            }
             None => (n.clone(), None),
         };
-        if var.is_empty() || !var.chars().all(|c| c.is_alphanumeric() || c == '_') || var.starts_with(|c: char| c.is_ascii_digit()) {
+        if var.is_empty()
+            || !var.chars().all(|c| c.is_alphanumeric() || c == '_')
+            || var.starts_with(|c: char| c.is_ascii_digit())
+        {
             status = complain(sh, io, name, &format!("`{n}': not a valid identifier"), 1).await?;
             continue;
         }
         if print {
             match sh.vars.get(&var) {
-                Some(v) => io.out(format!("declare -- {var}={}\n", quote_value(&v.value)).as_bytes()).await?,
+                Some(v) => {
+                    io.out(format!("declare -- {var}={}\n", quote_value(&v.value)).as_bytes())
+                        .await?
+                }
                 None => status = complain(sh, io, name, &format!("{var}: not found"), 1).await?,
             }
             continue;
@@ -287,7 +374,8 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     if args.is_empty() {
         let mut list: Vec<(&String, &super::state::Var)> = sh.vars.iter().collect();
         list.sort_by(|a, b| a.0.cmp(b.0));
-        let out: String = list.iter().map(|(k, v)| format!("{k}={}\n", quote_set(&v.value))).collect();
+        let out: String =
+            list.iter().map(|(k, v)| format!("{k}={}\n", quote_set(&v.value))).collect();
         io.out(out.as_bytes()).await?;
         return Ok(0);
     }
@@ -341,7 +429,8 @@ pub fn set_option(sh: &mut Shell, name: &str, on: bool) -> bool {
         "xtrace" => sh.opts.xtrace = on,
         "pipefail" => sh.opts.pipefail = on,
         "noglob" => sh.opts.noglob = on,
-        "verbose" | "posix" | "noclobber" | "monitor" | "braceexpand" | "hashall" | "histexpand" | "history" => {}
+        "verbose" | "posix" | "noclobber" | "monitor" | "braceexpand" | "hashall"
+        | "histexpand" | "history" => {}
         _ => return false,
     }
     true
@@ -382,7 +471,10 @@ pub fn lookup(sh: &Shell, name: &str) -> Option<String> {
     }
 }
 
-const KEYWORDS: &[&str] = &["if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "function", "in", "[[", "]]", "{", "}", "!"];
+const KEYWORDS: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac",
+    "function", "in", "[[", "]]", "{", "}", "!",
+];
 
 async fn command(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let mut verbose = None;
@@ -413,14 +505,21 @@ async fn command(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             for name in rest {
                 match lookup(sh, name) {
                     Some(kind) if kind == "builtin" || kind == "function" => {
-                        let line = if long { format!("{name} is a shell {kind}\n") } else { format!("{name}\n") };
+                        let line = if long {
+                            format!("{name} is a shell {kind}\n")
+                        } else {
+                            format!("{name}\n")
+                        };
                         io.out(line.as_bytes()).await?;
                     }
                     Some(path) => {
-                        let line = if long { format!("{name} is {path}\n") } else { format!("{path}\n") };
+                        let line =
+                            if long { format!("{name} is {path}\n") } else { format!("{path}\n") };
                         io.out(line.as_bytes()).await?;
                     }
-                    None if KEYWORDS.contains(&name.as_str()) => io.out(format!("{name}\n").as_bytes()).await?,
+                    None if KEYWORDS.contains(&name.as_str()) => {
+                        io.out(format!("{name}\n").as_bytes()).await?
+                    }
                     None => status = 1,
                 }
             }
@@ -436,9 +535,11 @@ async fn describe(sh: &mut Shell, io: &Io, which: &str, args: &[String]) -> Outc
     for name in args.iter().filter(|a| !a.starts_with('-')) {
         let found = lookup(sh, name);
         let line = match (&found, which) {
-            (None, "type") if KEYWORDS.contains(&name.as_str()) => {
-                Some(if type_only { "keyword\n".to_owned() } else { format!("{name} is a shell keyword\n") })
-            }
+            (None, "type") if KEYWORDS.contains(&name.as_str()) => Some(if type_only {
+                "keyword\n".to_owned()
+            } else {
+                format!("{name} is a shell keyword\n")
+            }),
             (None, "type") => {
                 status = 1;
                 if !type_only && !path_only {
@@ -452,14 +553,31 @@ async fn describe(sh: &mut Shell, io: &Io, which: &str, args: &[String]) -> Outc
             }
             (Some(k), "which") if k == "builtin" || k == "function" => {
                 // `which` is an external program in bash: it only knows paths.
-                if matches!(name.as_str(), "echo" | "printf" | "test" | "[" | "pwd" | "true" | "false" | "sleep" | "env" | "xargs" | "timeout" | "which") {
+                if matches!(
+                    name.as_str(),
+                    "echo"
+                        | "printf"
+                        | "test"
+                        | "["
+                        | "pwd"
+                        | "true"
+                        | "false"
+                        | "sleep"
+                        | "env"
+                        | "xargs"
+                        | "timeout"
+                        | "which"
+                ) {
                     Some(format!("/usr/bin/{name}\n"))
                 } else {
                     status = 1;
                     None
                 }
             }
-            (Some(k), _) if type_only => Some(format!("{}\n", if k == "builtin" || k == "function" { k.as_str() } else { "file" })),
+            (Some(k), _) if type_only => Some(format!(
+                "{}\n",
+                if k == "builtin" || k == "function" { k.as_str() } else { "file" }
+            )),
             (Some(k), _) if k == "builtin" => Some(format!("{name} is a shell builtin\n")),
             (Some(k), _) if k == "function" => Some(format!("{name} is a function\n")),
             (Some(p), _) if path_only => Some(format!("{p}\n")),

@@ -119,8 +119,11 @@ pub fn split_ifs(line: &str, ifs: &str, n: usize) -> Vec<String> {
                 let mut r = &rest[pos..];
                 // One delimiter plus surrounding IFS whitespace.
                 r = r.trim_start_matches(is_ws);
-                if let Some(c) = r.chars().next().filter(|c| ifs.contains(*c) && !c.is_whitespace()) {
-                    if rest[pos..].starts_with(|x: char| x.is_whitespace()) || rest[pos..].starts_with(c) {
+                if let Some(c) = r.chars().next().filter(|c| ifs.contains(*c) && !c.is_whitespace())
+                {
+                    if rest[pos..].starts_with(|x: char| x.is_whitespace())
+                        || rest[pos..].starts_with(c)
+                    {
                         r = r[c.len_utf8()..].trim_start_matches(is_ws);
                     }
                 }
@@ -137,7 +140,8 @@ pub fn split_ifs(line: &str, ifs: &str, n: usize) -> Vec<String> {
 
 async fn mapfile(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let strip = args.iter().any(|a| a == "-t");
-    let name = args.iter().rfind(|a| !a.starts_with('-')).cloned().unwrap_or_else(|| "MAPFILE".into());
+    let name =
+        args.iter().rfind(|a| !a.starts_with('-')).cloned().unwrap_or_else(|| "MAPFILE".into());
     let mut items = Vec::new();
     while let Some((line, nl)) = io.stdin.read_line().await {
         items.push(if strip || !nl { line } else { line + "\n" });
@@ -162,7 +166,9 @@ async fn env(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         } else if a == "--" {
             i += 1;
             break;
-        } else if let Some((k, v)) = a.split_once('=').filter(|(k, _)| !k.is_empty() && !k.starts_with('-')) {
+        } else if let Some((k, v)) =
+            a.split_once('=').filter(|(k, _)| !k.is_empty() && !k.starts_with('-'))
+        {
             assigns.push((k.to_owned(), v.to_owned()));
         } else {
             break;
@@ -179,7 +185,8 @@ async fn env(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         sub.vars.remove(u);
     }
     if i >= args.len() {
-        let out: String = sub.env_for_guest(&assigns).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let out: String =
+            sub.env_for_guest(&assigns).iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         io.out(out.as_bytes()).await?;
         return Ok(0);
     }
@@ -197,7 +204,12 @@ async fn timeout(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         match a.as_str() {
             "-s" | "--signal" | "-k" | "--kill-after" => i += 2,
             "--preserve-status" | "--foreground" | "-v" | "--verbose" => i += 1,
-            s if s.starts_with("--signal=") || s.starts_with("--kill-after=") || (s.starts_with('-') && s.len() > 1 && s.parse::<f64>().is_err()) => i += 1,
+            s if s.starts_with("--signal=")
+                || s.starts_with("--kill-after=")
+                || (s.starts_with('-') && s.len() > 1 && s.parse::<f64>().is_err()) =>
+            {
+                i += 1
+            }
             _ => break,
         }
     }
@@ -278,7 +290,9 @@ async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 i += 1;
             }
             "-d" => {
-                delim = next.as_deref().map(|d| if d == "\\n" { '\n' } else { d.chars().next().unwrap_or('\n') });
+                delim = next
+                    .as_deref()
+                    .map(|d| if d == "\\n" { '\n' } else { d.chars().next().unwrap_or('\n') });
                 i += 1;
             }
             "-P" | "-s" | "-E" | "-a" => i += 1,
@@ -288,7 +302,9 @@ async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             s if s.starts_with("-P") || s.starts_with("-s") => {}
             s if s.starts_with("-I") && s.len() > 2 => replace = Some(s[2..].to_owned()),
             s if s.starts_with("--max-args=") => max_args = s[11..].parse().ok(),
-            s if s.starts_with("--replace") => replace = Some(s.split_once('=').map_or("{}", |x| x.1).to_owned()),
+            s if s.starts_with("--replace") => {
+                replace = Some(s.split_once('=').map_or("{}", |x| x.1).to_owned())
+            }
             _ => break,
         }
         i += 1;
@@ -301,7 +317,9 @@ async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let input = String::from_utf8_lossy(&input);
     let items: Vec<String> = match (delim, &replace) {
         (Some(d), _) => input.split(d).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        (None, Some(_)) => input.lines().map(|l| l.trim_start().to_owned()).filter(|l| !l.is_empty()).collect(),
+        (None, Some(_)) => {
+            input.lines().map(|l| l.trim_start().to_owned()).filter(|l| !l.is_empty()).collect()
+        }
         (None, None) => xargs_items(&input),
     };
     if items.is_empty() && (no_empty || replace.is_some()) {
@@ -311,7 +329,10 @@ async fn xargs(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         items.iter().map(|it| cmd.iter().map(|c| c.replace(r.as_str(), it)).collect()).collect()
     } else {
         let n = max_args.unwrap_or(5000).max(1);
-        let mut b: Vec<Vec<String>> = items.chunks(n).map(|chunk| cmd.iter().cloned().chain(chunk.iter().cloned()).collect()).collect();
+        let mut b: Vec<Vec<String>> = items
+            .chunks(n)
+            .map(|chunk| cmd.iter().cloned().chain(chunk.iter().cloned()).collect())
+            .collect();
         if b.is_empty() {
             b.push(cmd.clone());
         }
@@ -362,11 +383,18 @@ pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> 
         if matches!(a, "-exec" | "-execdir" | "-ok" | "-okdir") {
             let start = i + 1;
             let mut end = start;
-            while end < args.len() && args[end] != ";" && !(args[end] == "+" && end > start && args[end - 1] == "{}") {
+            while end < args.len()
+                && args[end] != ";"
+                && !(args[end] == "+" && end > start && args[end - 1] == "{}")
+            {
                 end += 1;
             }
             let batch = args.get(end).is_some_and(|t| t == "+");
-            actions.push(FindExec { command: args[start..end.min(args.len())].to_vec(), batch, in_dir: a.ends_with("dir") });
+            actions.push(FindExec {
+                command: args[start..end.min(args.len())].to_vec(),
+                batch,
+                in_dir: a.ends_with("dir"),
+            });
             tool_args.push("-print0".to_owned());
             i = end + 1;
             continue;
@@ -379,7 +407,12 @@ pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> 
 
 /// `find … -exec cmd {} \;`: runs the find tool for the paths, then each
 /// command through the shell, as find would have spawned it.
-pub async fn find_exec(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String, String)]) -> Option<Outcome> {
+pub async fn find_exec(
+    sh: &mut Shell,
+    io: &Io,
+    argv: &[String],
+    assigns: &[(String, String)],
+) -> Option<Outcome> {
     let (tool_args, actions) = split_find_exec(&argv[1..])?;
     let (sink, mut reader) = crate::exec::pipe();
     let mut find_argv = vec![argv[0].clone()];
@@ -422,7 +455,10 @@ pub async fn find_exec(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(Str
                 .iter()
                 .map(|p| {
                     let (dir, name) = match p.rsplit_once('/') {
-                        Some((d, n)) if action.in_dir => (Some(if d.is_empty() { "/".to_owned() } else { d.to_owned() }), format!("./{n}")),
+                        Some((d, n)) if action.in_dir => (
+                            Some(if d.is_empty() { "/".to_owned() } else { d.to_owned() }),
+                            format!("./{n}"),
+                        ),
                         _ => (None, p.to_string()),
                     };
                     (dir, action.command.iter().map(|w| w.replace("{}", &name)).collect())
@@ -454,11 +490,22 @@ pub async fn find_exec(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(Str
 mod tests {
     #[test]
     fn find_exec_is_split_out() {
-        let args: Vec<String> = [".", "-name", "*.rs", "-exec", "wc", "-l", "{}", ";"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = [".", "-name", "*.rs", "-exec", "wc", "-l", "{}", ";"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (tool, actions) = split_find_exec(&args).expect("has exec");
         assert_eq!(tool, vec![".", "-name", "*.rs", "-print0"]);
-        assert_eq!(actions, vec![FindExec { command: vec!["wc".into(), "-l".into(), "{}".into()], batch: false, in_dir: false }]);
-        let args: Vec<String> = ["src", "-execdir", "grep", "x", "{}", "+"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            actions,
+            vec![FindExec {
+                command: vec!["wc".into(), "-l".into(), "{}".into()],
+                batch: false,
+                in_dir: false
+            }]
+        );
+        let args: Vec<String> =
+            ["src", "-execdir", "grep", "x", "{}", "+"].iter().map(|s| s.to_string()).collect();
         let (_, actions) = split_find_exec(&args).expect("has execdir");
         assert!(actions[0].batch && actions[0].in_dir);
         assert!(split_find_exec(&["-name".to_string(), "x".to_string()]).is_none());

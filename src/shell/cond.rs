@@ -41,7 +41,9 @@ fn unary(sh: &Shell, op: &str, arg: &str) -> Option<bool> {
     Some(match op {
         "-z" => arg.is_empty(),
         "-n" => !arg.is_empty(),
-        "-e" | "-a" | "-f" | "-d" | "-s" | "-r" | "-w" | "-x" | "-L" | "-h" => file_test(sh, op, arg),
+        "-e" | "-a" | "-f" | "-d" | "-s" | "-r" | "-w" | "-x" | "-L" | "-h" => {
+            file_test(sh, op, arg)
+        }
         "-b" | "-c" | "-p" | "-S" | "-g" | "-u" | "-k" | "-O" | "-G" | "-N" | "-t" => false,
         "-v" => sh.vars.contains_key(arg),
         "-o" => false,
@@ -67,7 +69,11 @@ fn binary(sh: &Shell, op: &str, a: &str, b: &str) -> Option<Result<bool, String>
         "-gt" => num(|x, y| x > y),
         "-ge" => num(|x, y| x >= y),
         "-nt" | "-ot" => {
-            let mtime = |p: &str| sh.resolve(p).and_then(|r| sh.exec.workspace.dir().metadata(&r).ok()).and_then(|m| m.modified().ok());
+            let mtime = |p: &str| {
+                sh.resolve(p)
+                    .and_then(|r| sh.exec.workspace.dir().metadata(&r).ok())
+                    .and_then(|m| m.modified().ok())
+            };
             let (x, y) = (mtime(a), mtime(b));
             Some(Ok(if op == "-nt" { x > y } else { x < y }))
         }
@@ -88,7 +94,13 @@ pub async fn test(sh: &mut Shell, io: &Io, args: &[String], close: Option<&str>)
         None => args,
     };
     let mut p = TestParser { sh, args: &args, pos: 0 };
-    match p.expr().and_then(|v| if p.pos < args.len() { Err(format!("{}: unexpected argument", args[p.pos])) } else { Ok(v) }) {
+    match p.expr().and_then(|v| {
+        if p.pos < args.len() {
+            Err(format!("{}: unexpected argument", args[p.pos]))
+        } else {
+            Ok(v)
+        }
+    }) {
         Ok(v) => Ok((!v) as i32),
         Err(msg) => super::builtins::complain(sh, io, name, &msg, 2).await,
     }
@@ -115,7 +127,8 @@ impl TestParser<'_> {
                 return Ok(self.args[self.pos - 1].is_empty());
             }
             3 if binary(self.sh, self.args[self.pos + 1], "", "").is_some() => {
-                let (a, op, b) = (self.args[self.pos], self.args[self.pos + 1], self.args[self.pos + 2]);
+                let (a, op, b) =
+                    (self.args[self.pos], self.args[self.pos + 1], self.args[self.pos + 2]);
                 self.pos += 3;
                 return binary(self.sh, op, a, b).unwrap_or(Ok(false));
             }
@@ -214,7 +227,11 @@ pub async fn extended(sh: &mut Shell, io: &Io, e: &X) -> Outcome {
     }
 }
 
-fn eval<'a>(sh: &'a mut Shell, io: &'a Io, e: &'a X) -> futures::future::BoxFuture<'a, Result<Result<bool, String>, Unwind>> {
+fn eval<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    e: &'a X,
+) -> futures::future::BoxFuture<'a, Result<Result<bool, String>, Unwind>> {
     Box::pin(async move {
         Ok(Ok(match e {
             X::And(a, b) => match eval(sh, io, a).await? {
@@ -239,14 +256,18 @@ fn eval<'a>(sh: &'a mut Shell, io: &'a Io, e: &'a X) -> futures::future::BoxFutu
                 match op {
                     B::StringExactlyMatchesPattern | B::StringDoesNotExactlyMatchPattern => {
                         let pat = expand::pattern_of(sh, io, &b.value).await?;
-                        pattern::matches(&pat, &left) == matches!(op, B::StringExactlyMatchesPattern)
+                        pattern::matches(&pat, &left)
+                            == matches!(op, B::StringExactlyMatchesPattern)
                     }
                     B::StringMatchesRegex => {
                         let re = expand::string(sh, io, &b.value).await?;
                         match regex::Regex::new(&re) {
                             Ok(r) => match r.captures(&left) {
                                 Some(c) => {
-                                    let groups = c.iter().map(|m| m.map_or(String::new(), |m| m.as_str().to_owned())).collect();
+                                    let groups = c
+                                        .iter()
+                                        .map(|m| m.map_or(String::new(), |m| m.as_str().to_owned()))
+                                        .collect();
                                     let _ = sh.set_array("BASH_REMATCH", groups);
                                     true
                                 }
@@ -275,12 +296,16 @@ fn eval<'a>(sh: &'a mut Shell, io: &'a Io, e: &'a X) -> futures::future::BoxFutu
                             B::LeftFileIsOlderOrDoesNotExistWhenRightDoes => "-ot",
                             _ => "-ef",
                         };
-                        if name.starts_with("-") && name.len() == 3 && !matches!(name, "-nt" | "-ot" | "-ef") {
+                        if name.starts_with("-")
+                            && name.len() == 3
+                            && !matches!(name, "-nt" | "-ot" | "-ef")
+                        {
                             // Operands of arithmetic comparisons are arithmetic.
                             let x = super::arith::eval(sh, &left);
                             let y = super::arith::eval(sh, &right);
                             return Ok(match (x, y) {
-                                (Ok(x), Ok(y)) => binary(sh, name, &x.to_string(), &y.to_string()).unwrap_or(Ok(false)),
+                                (Ok(x), Ok(y)) => binary(sh, name, &x.to_string(), &y.to_string())
+                                    .unwrap_or(Ok(false)),
                                 (Err(m), _) | (_, Err(m)) => Err(m),
                             });
                         }

@@ -36,7 +36,12 @@ where
 }
 
 /// Parses and runs `text` in this shell (`eval`, `source`, `bash -c`).
-pub fn run_text<'a>(sh: &'a mut Shell, io: &'a Io, text: &'a str, origin: &'a str) -> BoxFuture<'a, Outcome> {
+pub fn run_text<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    text: &'a str,
+    origin: &'a str,
+) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         if sh.depth % STACK_HOP == STACK_HOP - 1 && sh.depth < MAX_DEPTH {
             let (io, text, origin) = (io.clone(), text.to_owned(), origin.to_owned());
@@ -102,7 +107,12 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
     };
     let (status, (out, overflow)) = futures::join!(run, collect);
     if overflow {
-        io.err(&format!("{}command substitution: output larger than {} MiB\n", sh.err_prefix(), MAX_VALUE >> 20)).await;
+        io.err(&format!(
+            "{}command substitution: output larger than {} MiB\n",
+            sh.err_prefix(),
+            MAX_VALUE >> 20
+        ))
+        .await;
         return Err(Unwind::Exit(1));
     }
     Ok((out, status))
@@ -117,7 +127,11 @@ pub fn exit_status(sub: &Shell, r: Outcome) -> i32 {
     }
 }
 
-pub fn run_list<'a>(sh: &'a mut Shell, list: &'a ast::CompoundList, io: &'a Io) -> BoxFuture<'a, Outcome> {
+pub fn run_list<'a>(
+    sh: &'a mut Shell,
+    list: &'a ast::CompoundList,
+    io: &'a Io,
+) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         let mut status = sh.status;
         for ast::CompoundListItem(and_or, _sep) in &list.0 {
@@ -147,7 +161,11 @@ async fn run_pipeline(sh: &mut Shell, p: &ast::Pipeline, io: &Io, in_condition: 
     if quiet {
         sh.in_condition += 1;
     }
-    let r = if p.seq.len() == 1 { run_command(sh, &p.seq[0], io).await } else { Ok(run_stages(sh, p, io).await) };
+    let r = if p.seq.len() == 1 {
+        run_command(sh, &p.seq[0], io).await
+    } else {
+        Ok(run_stages(sh, p, io).await)
+    };
     if quiet {
         sh.in_condition -= 1;
     }
@@ -191,7 +209,8 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     let last = run_stage(sh.clone(), &p.seq[n - 1], sio);
     let (statuses, last) = futures::join!(futures::future::join_all(spawned), last);
     // A stage that panicked failed as a guest that trapped would.
-    let mut statuses: Vec<i32> = statuses.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
+    let mut statuses: Vec<i32> =
+        statuses.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
     statuses.push(last);
     let _ = sh.set_array("PIPESTATUS", statuses.iter().map(|s| s.to_string()).collect());
     let last = statuses.last().copied().unwrap_or(0);
@@ -210,7 +229,11 @@ async fn run_stage(mut sub: Shell, cmd: &ast::Command, sio: Io) -> i32 {
     exit_status(&sub, r)
 }
 
-pub fn run_command<'a>(sh: &'a mut Shell, cmd: &'a ast::Command, io: &'a Io) -> BoxFuture<'a, Outcome> {
+pub fn run_command<'a>(
+    sh: &'a mut Shell,
+    cmd: &'a ast::Command,
+    io: &'a Io,
+) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         match cmd {
             ast::Command::Simple(s) => super::simple::run(sh, s, io).await,
@@ -262,7 +285,11 @@ pub async fn run_body(sh: &mut Shell, body: &ast::FunctionBody, io: &Io) -> Outc
     run_compound(sh, cmd, &io).await
 }
 
-fn run_compound<'a>(sh: &'a mut Shell, c: &'a CompoundCommand, io: &'a Io) -> BoxFuture<'a, Outcome> {
+fn run_compound<'a>(
+    sh: &'a mut Shell,
+    c: &'a CompoundCommand,
+    io: &'a Io,
+) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         match c {
             CompoundCommand::BraceGroup(g) => run_list(sh, &g.list, io).await,
@@ -382,7 +409,9 @@ fn run_compound<'a>(sh: &'a mut Shell, c: &'a CompoundCommand, io: &'a Io) -> Bo
                         }
                         match item.post_action {
                             ast::CaseItemPostAction::ExitCase => break,
-                            ast::CaseItemPostAction::UnconditionallyExecuteNextCaseItem => fall = true,
+                            ast::CaseItemPostAction::UnconditionallyExecuteNextCaseItem => {
+                                fall = true
+                            }
                             ast::CaseItemPostAction::ContinueEvaluatingCases => {}
                         }
                     }
@@ -399,7 +428,11 @@ fn run_compound<'a>(sh: &'a mut Shell, c: &'a CompoundCommand, io: &'a Io) -> Bo
 }
 
 async fn arith_for(sh: &mut Shell, f: &ast::ArithmeticForClauseCommand, io: &Io) -> Outcome {
-    async fn eval(sh: &mut Shell, io: &Io, e: &Option<ast::UnexpandedArithmeticExpr>) -> Result<Option<i64>, Unwind> {
+    async fn eval(
+        sh: &mut Shell,
+        io: &Io,
+        e: &Option<ast::UnexpandedArithmeticExpr>,
+    ) -> Result<Option<i64>, Unwind> {
         let Some(e) = e else { return Ok(None) };
         let text = expand::string(sh, io, &e.value).await?;
         match super::arith::eval(sh, &text) {

@@ -222,7 +222,13 @@ pub async fn heredoc(sh: &mut Shell, io: &Io, text: &str) -> Result<String, Unwi
 
 /// Expands a word found inside `${…}` (a default value, a pattern), in
 /// the quoting context of the expansion.
-pub fn nested<'a>(sh: &'a mut Shell, io: &'a Io, text: &'a str, in_dq: bool, b: &'a mut Builder) -> BoxFuture<'a, Result<(), Unwind>> {
+pub fn nested<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    text: &'a str,
+    in_dq: bool,
+    b: &'a mut Builder,
+) -> BoxFuture<'a, Result<(), Unwind>> {
     Box::pin(async move {
         let pieces = parse_word(sh, io, text).await?;
         pieces_into(sh, io, &pieces, in_dq, b).await
@@ -244,7 +250,8 @@ pub fn pieces_into<'a>(
                 WordPiece::Text(s) => b.literal(s),
                 WordPiece::SingleQuotedText(s) => b.quoted(s),
                 WordPiece::AnsiCQuotedText(s) => b.quoted(&ansi_c(s)),
-                WordPiece::DoubleQuotedSequence(inner) | WordPiece::GettextDoubleQuotedSequence(inner) => {
+                WordPiece::DoubleQuotedSequence(inner)
+                | WordPiece::GettextDoubleQuotedSequence(inner) => {
                     let only_at = !inner.is_empty() && inner.iter().all(|p| is_at(&p.piece));
                     if !only_at {
                         b.quoted("");
@@ -270,7 +277,11 @@ pub fn pieces_into<'a>(
                     push_value(sh, b, Value::Str(out), in_dq);
                 }
                 WordPiece::BackquotedCommandSubstitution(cmd) => {
-                    let cmd = cmd.replace("\\\\", "\u{1}").replace("\\$", "$").replace("\\`", "`").replace('\u{1}', "\\");
+                    let cmd = cmd
+                        .replace("\\\\", "\u{1}")
+                        .replace("\\$", "$")
+                        .replace("\\`", "`")
+                        .replace('\u{1}', "\\");
                     let out = substitute(sh, io, &cmd).await?;
                     push_value(sh, b, Value::Str(out), in_dq);
                 }
@@ -299,7 +310,11 @@ pub fn pieces_into<'a>(
 }
 
 /// `string`, boxed for use inside the recursive expander.
-fn string_in_place<'a>(sh: &'a mut Shell, io: &'a Io, text: &'a str) -> BoxFuture<'a, Result<String, Unwind>> {
+fn string_in_place<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    text: &'a str,
+) -> BoxFuture<'a, Result<String, Unwind>> {
     Box::pin(async move {
         let pieces = match word_pieces(text, true) {
             Some(p) => p,
@@ -316,8 +331,9 @@ fn is_at(p: &WordPiece) -> bool {
     matches!(
         p,
         WordPiece::ParameterExpansion(ParameterExpr::Parameter {
-            parameter: Parameter::Special(SpecialParameter::AllPositionalParameters { concatenate: false })
-                | Parameter::NamedWithAllIndices { concatenate: false, .. },
+            parameter: Parameter::Special(SpecialParameter::AllPositionalParameters {
+                concatenate: false
+            }) | Parameter::NamedWithAllIndices { concatenate: false, .. },
             ..
         })
     )
@@ -421,7 +437,8 @@ pub fn braces(text: &str) -> Vec<String> {
     if deepest > MAX_BRACE_DEPTH || open_substitutions(text) > MAX_OPEN_SUBSTITUTIONS {
         return vec![text.to_owned()];
     }
-    let Some(Some(parts)) = guarded(text, || word::parse_brace_expansions(text, &parse_options())) else {
+    let Some(Some(parts)) = guarded(text, || word::parse_brace_expansions(text, &parse_options()))
+    else {
         return vec![text.to_owned()];
     };
     let mut out = vec![String::new()];
@@ -469,7 +486,8 @@ fn brace_alternatives(part: &word::BraceExpressionOrText) -> Option<Vec<String>>
                     }
                     M::CharSequence { start, end, .. } => {
                         let (a, z) = (*start as u32, *end as u32);
-                        let range: Vec<u32> = if a <= z { (a..=z).collect() } else { (z..=a).rev().collect() };
+                        let range: Vec<u32> =
+                            if a <= z { (a..=z).collect() } else { (z..=a).rev().collect() };
                         out.extend(range.into_iter().filter_map(char::from_u32).map(String::from));
                     }
                     M::Child(items) => {
@@ -505,11 +523,18 @@ mod tests {
     fn brace_expansion_of_hostile_words() {
         // Found by `fuzz/` (shell_parse): i64 overflow in the sequence loop
         // (a panic in debug builds, a runaway sequence in release).
-        assert_eq!(braces("{1..9223372036854775807..4611686018427387904}"), vec!["1", "4611686018427387905"]);
-        assert_eq!(braces("{9223372036854775806..9223372036854775807..5}"), vec!["9223372036854775806"]);
-        assert_eq!(braces("{-9223372036854775807..-9223372036854775806..-9223372036854775807}"), vec![
-            "-9223372036854775807"
-        ]);
+        assert_eq!(
+            braces("{1..9223372036854775807..4611686018427387904}"),
+            vec!["1", "4611686018427387905"]
+        );
+        assert_eq!(
+            braces("{9223372036854775806..9223372036854775807..5}"),
+            vec!["9223372036854775806"]
+        );
+        assert_eq!(
+            braces("{-9223372036854775807..-9223372036854775806..-9223372036854775807}"),
+            vec!["-9223372036854775807"]
+        );
         // brush-parser unwraps the parse of a number that does not fit i64.
         assert_eq!(braces("{1..99999999999999999999}"), vec!["{1..99999999999999999999}"]);
         // Too many words, even when nested: left unexpanded.

@@ -141,7 +141,13 @@ fn directive(c: char, name: &str, link: Option<&str>, m: &Metadata) -> Option<St
     })
 }
 
-fn format_stat(format: &str, name: &str, link: Option<&str>, m: &Metadata, escapes: bool) -> String {
+fn format_stat(
+    format: &str,
+    name: &str,
+    link: Option<&str>,
+    m: &Metadata,
+    escapes: bool,
+) -> String {
     let mut out = String::new();
     let mut chars = format.chars().peekable();
     while let Some(c) = chars.next() {
@@ -228,18 +234,31 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "-L" | "--dereference" => follow = true,
             "-c" | "--format" | "--printf" => {
                 let Some(f) = args.get(i) else {
-                    io.err(&format!("stat: option requires an argument -- '{}'\n", a.trim_start_matches('-'))).await;
+                    io.err(&format!(
+                        "stat: option requires an argument -- '{}'\n",
+                        a.trim_start_matches('-')
+                    ))
+                    .await;
                     return Ok(1);
                 };
                 i += 1;
                 format = Some((f.clone(), a != "--printf", a == "--printf"));
             }
-            "-t" | "--terse" => format = Some(("%n %s %b %f %u %g %D %i %h 0 0 %X %Y %Z %W %o".into(), true, false)),
-            _ if a.starts_with("--format=") => format = Some((a["--format=".len()..].to_owned(), true, false)),
-            _ if a.starts_with("--printf=") => format = Some((a["--printf=".len()..].to_owned(), false, true)),
+            "-t" | "--terse" => {
+                format = Some(("%n %s %b %f %u %g %D %i %h 0 0 %X %Y %Z %W %o".into(), true, false))
+            }
+            _ if a.starts_with("--format=") => {
+                format = Some((a["--format=".len()..].to_owned(), true, false))
+            }
+            _ if a.starts_with("--printf=") => {
+                format = Some((a["--printf=".len()..].to_owned(), false, true))
+            }
             _ if a.starts_with("-c") => format = Some((a[2..].to_owned(), true, false)),
             _ => {
-                io.err(&format!("stat: unrecognized option '{a}'\nTry 'stat --help' for more information.\n")).await;
+                io.err(&format!(
+                    "stat: unrecognized option '{a}'\nTry 'stat --help' for more information.\n"
+                ))
+                .await;
                 return Ok(1);
             }
         }
@@ -253,13 +272,19 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         let (rel, meta) = match lookup(sh, f, follow) {
             Ok(x) => x,
             Err(e) => {
-                io.err(&format!("stat: cannot stat '{f}': {}\n", super::redirect::describe(&e))).await;
+                io.err(&format!("stat: cannot stat '{f}': {}\n", super::redirect::describe(&e)))
+                    .await;
                 status = 1;
                 continue;
             }
         };
         let link = if meta.file_type().is_symlink() {
-            sh.exec.workspace.dir().read_link_contents(&rel).ok().map(|t| t.to_string_lossy().into_owned())
+            sh.exec
+                .workspace
+                .dir()
+                .read_link_contents(&rel)
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned())
         } else {
             None
         };
@@ -319,7 +344,15 @@ fn human_size(bytes: u64) -> String {
 
 /// Walks `rel` (shown as `shown`), appending lines, and returns its
 /// (blocks, apparent bytes). Symlinks are not followed.
-fn du_walk(sh: &Shell, rel: &Path, shown: &str, depth: usize, o: &DuOptions, out: &mut String, errors: &mut Vec<String>) -> (u64, u64) {
+fn du_walk(
+    sh: &Shell,
+    rel: &Path,
+    shown: &str,
+    depth: usize,
+    o: &DuOptions,
+    out: &mut String,
+    errors: &mut Vec<String>,
+) -> (u64, u64) {
     let dir = sh.exec.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let Ok(meta) = dir.symlink_metadata(probe) else {
@@ -340,23 +373,40 @@ fn du_walk(sh: &Shell, rel: &Path, shown: &str, depth: usize, o: &DuOptions, out
     }
     match dir.read_dir(probe) {
         Ok(entries) => {
-            let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
             names.sort();
             for name in names {
-                let child_shown = if shown.ends_with('/') { format!("{shown}{name}") } else { format!("{shown}/{name}") };
+                let child_shown = if shown.ends_with('/') {
+                    format!("{shown}{name}")
+                } else {
+                    format!("{shown}/{name}")
+                };
                 let (b, a) = du_walk(sh, &rel.join(&name), &child_shown, depth + 1, o, out, errors);
                 blocks += b;
                 apparent += a;
             }
         }
-        Err(e) => errors.push(format!("du: cannot read directory '{shown}': {}\n", super::redirect::describe(&e))),
+        Err(e) => errors.push(format!(
+            "du: cannot read directory '{shown}': {}\n",
+            super::redirect::describe(&e)
+        )),
     }
     print_here(out, blocks, apparent);
     (blocks, apparent)
 }
 
 pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
-    let mut o = DuOptions { all: false, summarize: false, human: false, bytes: false, total: false, max_depth: None };
+    let mut o = DuOptions {
+        all: false,
+        summarize: false,
+        human: false,
+        bytes: false,
+        total: false,
+        max_depth: None,
+    };
     let mut paths = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -396,21 +446,32 @@ pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                             break;
                         }
                         _ => {
-                            io.err(&format!("du: invalid option -- '{c}'\nTry 'du --help' for more information.\n")).await;
+                            io.err(&format!(
+                                "du: invalid option -- '{c}'\n\
+                                 Try 'du --help' for more information.\n"
+                            ))
+                            .await;
                             return Ok(1);
                         }
                     }
                 }
             }
             _ if a.starts_with("--") => {
-                io.err(&format!("du: unrecognized option '{a}'\nTry 'du --help' for more information.\n")).await;
+                io.err(&format!(
+                    "du: unrecognized option '{a}'\nTry 'du --help' for more information.\n"
+                ))
+                .await;
                 return Ok(1);
             }
             _ => paths.push(a.clone()),
         }
     }
     if o.all && o.summarize {
-        io.err("du: cannot both summarize and show all entries\nTry 'du --help' for more information.\n").await;
+        io.err(
+            "du: cannot both summarize and show all entries\n\
+             Try 'du --help' for more information.\n",
+        )
+        .await;
         return Ok(1);
     }
     if paths.is_empty() {
@@ -453,9 +514,9 @@ fn valid_mode(mode: &str) -> bool {
         }
         // Each operator is followed by permission letters, one of u/g/o, or
         // an octal number.
-        rest.split(['+', '-', '='])
-            .skip(1)
-            .all(|perm| perm.chars().all(|c| "rwxXst".contains(c)) || matches!(perm, "u" | "g" | "o"))
+        rest.split(['+', '-', '=']).skip(1).all(|perm| {
+            perm.chars().all(|c| "rwxXst".contains(c)) || matches!(perm, "u" | "g" | "o")
+        })
     })
 }
 
@@ -468,7 +529,10 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "-f" | "--silent" | "--quiet" => quiet = true,
             // `-x`, `-w` are modes, not options.
             _ if a.starts_with("--") => {
-                io.err(&format!("chmod: unrecognized option '{a}'\nTry 'chmod --help' for more information.\n")).await;
+                io.err(&format!(
+                    "chmod: unrecognized option '{a}'\nTry 'chmod --help' for more information.\n"
+                ))
+                .await;
                 return Ok(1);
             }
             _ => operands.push(a),
@@ -479,17 +543,25 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         return Ok(1);
     };
     if !valid_mode(mode) {
-        io.err(&format!("chmod: invalid mode: '{mode}'\nTry 'chmod --help' for more information.\n")).await;
+        io.err(&format!(
+            "chmod: invalid mode: '{mode}'\nTry 'chmod --help' for more information.\n"
+        ))
+        .await;
         return Ok(1);
     }
     if files.is_empty() {
-        io.err(&format!("chmod: missing operand after '{mode}'\nTry 'chmod --help' for more information.\n")).await;
+        io.err(&format!(
+            "chmod: missing operand after '{mode}'\nTry 'chmod --help' for more information.\n"
+        ))
+        .await;
         return Ok(1);
     }
     let mut status = 0;
     for f in files {
         let msg = match lookup(sh, f, true) {
-            Err(e) => Some(format!("chmod: cannot access '{f}': {}\n", super::redirect::describe(&e))),
+            Err(e) => {
+                Some(format!("chmod: cannot access '{f}': {}\n", super::redirect::describe(&e)))
+            }
             Ok((rel, _)) if sh.exec.workspace.check_writable(&rel).is_err() => {
                 Some(format!("chmod: changing permissions of '{f}': Operation not permitted\n"))
             }

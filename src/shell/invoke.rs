@@ -11,15 +11,26 @@ use crate::exec::{CommandSpec, Executor};
 
 /// Runs a shell invocation as the top-level command of a process.
 pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
-    let mut sh = Shell::new(exec.clone(), &spec.env, spec.cwd.clone(), inv.arg0.clone(), inv.args.clone());
-    let io = Io { stdin: Input::from_stdin(spec.stdin), stdout: spec.stdout, stderr: spec.stderr, extra: Vec::new() };
+    let mut sh =
+        Shell::new(exec.clone(), &spec.env, spec.cwd.clone(), inv.arg0.clone(), inv.args.clone());
+    let io = Io {
+        stdin: Input::from_stdin(spec.stdin),
+        stdout: spec.stdout,
+        stderr: spec.stderr,
+        extra: Vec::new(),
+    };
     run_invocation(&mut sh, &io, &inv).await
 }
 
 /// Runs one command line in a fresh shell (for `wasm-exec-server run` and
 /// tests): `line` is what `bash -c` would get.
 pub async fn run_line(exec: &Executor, line: &str, spec: CommandSpec) -> i32 {
-    let inv = Invocation { script: Script::Inline(line.to_owned()), arg0: "bash".into(), args: Vec::new(), set: Vec::new() };
+    let inv = Invocation {
+        script: Script::Inline(line.to_owned()),
+        arg0: "bash".into(),
+        args: Vec::new(),
+        set: Vec::new(),
+    };
     run(exec, inv, spec).await
 }
 
@@ -79,7 +90,8 @@ pub async fn nested(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String
         return 2;
     }
     let env = sh.env_for_guest(assigns);
-    let mut sub = Shell::new(sh.exec.clone(), &env, sh.cwd.clone(), inv.arg0.clone(), inv.args.clone());
+    let mut sub =
+        Shell::new(sh.exec.clone(), &env, sh.cwd.clone(), inv.arg0.clone(), inv.args.clone());
     sub.budget = sh.budget.clone();
     sub.depth = sh.depth + 1;
     Box::pin(run_invocation(&mut sub, io, &inv)).await
@@ -87,7 +99,12 @@ pub async fn nested(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String
 
 /// Runs `./script` (a path naming a workspace file). `None` when the path
 /// is not a file, so the caller can fall back to a tool of that name.
-pub async fn script_file(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String, String)]) -> Option<i32> {
+pub async fn script_file(
+    sh: &mut Shell,
+    io: &Io,
+    argv: &[String],
+    assigns: &[(String, String)],
+) -> Option<i32> {
     let path = &argv[0];
     let rel = sh.resolve(path)?;
     let dir = sh.exec.workspace.dir();

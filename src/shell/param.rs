@@ -5,7 +5,10 @@ use super::expand::{self, Builder};
 use super::io::Io;
 use super::pattern::{self, Trim};
 use super::state::{Shell, Unwind};
-use brush_parser::word::{Parameter, ParameterExpr as P, ParameterTestType, ParameterTransformOp as T, SpecialParameter as S, SubstringMatchKind};
+use brush_parser::word::{
+    Parameter, ParameterExpr as P, ParameterTestType, ParameterTransformOp as T,
+    SpecialParameter as S, SubstringMatchKind,
+};
 
 /// An expanded parameter: one string, or several words (`$@`, `${a[@]}`).
 #[derive(Debug, Clone)]
@@ -35,18 +38,27 @@ fn name_of(p: &Parameter) -> String {
         Parameter::Positional(n) => n.to_string(),
         Parameter::Special(s) => s.to_string(),
         Parameter::Named(n) => n.clone(),
-        Parameter::NamedWithIndex { name, .. } | Parameter::NamedWithAllIndices { name, .. } => name.clone(),
+        Parameter::NamedWithIndex { name, .. } | Parameter::NamedWithAllIndices { name, .. } => {
+            name.clone()
+        }
     }
 }
 
 /// Looks a parameter up; `None` when unset.
-async fn lookup(sh: &mut Shell, io: &Io, p: &Parameter, in_dq: bool) -> Result<Option<Value>, Unwind> {
+async fn lookup(
+    sh: &mut Shell,
+    io: &Io,
+    p: &Parameter,
+    in_dq: bool,
+) -> Result<Option<Value>, Unwind> {
     Ok(match p {
         Parameter::Positional(0) => Some(Value::Str(sh.arg0.clone())),
         Parameter::Positional(n) => sh.positional.get(*n as usize - 1).cloned().map(Value::Str),
         Parameter::Special(s) => Some(match s {
             S::AllPositionalParameters { concatenate: true } if in_dq => {
-                let sep = sh.get("IFS").map_or(" ".to_owned(), |i| i.chars().next().map(String::from).unwrap_or_default());
+                let sep = sh.get("IFS").map_or(" ".to_owned(), |i| {
+                    i.chars().next().map(String::from).unwrap_or_default()
+                });
                 Value::Str(sh.positional.join(&sep))
             }
             S::AllPositionalParameters { .. } => Value::List(sh.positional.clone()),
@@ -55,7 +67,9 @@ async fn lookup(sh: &mut Shell, io: &Io, p: &Parameter, in_dq: bool) -> Result<O
             S::CurrentOptionFlags => {
                 let o = sh.opts;
                 let mut f = String::from("hB");
-                for (on, c) in [(o.errexit, 'e'), (o.nounset, 'u'), (o.xtrace, 'x'), (o.noglob, 'f')] {
+                for (on, c) in
+                    [(o.errexit, 'e'), (o.nounset, 'u'), (o.xtrace, 'x'), (o.noglob, 'f')]
+                {
                     if on {
                         f.push(c);
                     }
@@ -86,13 +100,20 @@ async fn lookup(sh: &mut Shell, io: &Io, p: &Parameter, in_dq: bool) -> Result<O
         Parameter::NamedWithAllIndices { name, concatenate } => {
             let Some(var) = sh.vars.get(name) else { return Ok(Some(Value::List(Vec::new()))) };
             let items = var.array.clone().unwrap_or_else(|| vec![var.value.clone()]);
-            if *concatenate && in_dq { Some(Value::Str(items.join(" "))) } else { Some(Value::List(items)) }
+            if *concatenate && in_dq {
+                Some(Value::Str(items.join(" ")))
+            } else {
+                Some(Value::List(items))
+            }
         }
     })
 }
 
 fn rand_u16() -> u16 {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
     (t ^ (t >> 13)).wrapping_mul(2654435761) as u16
 }
 
@@ -100,7 +121,9 @@ fn is_null(v: &Option<Value>, test: &ParameterTestType) -> bool {
     match v {
         None => true,
         Some(Value::Str(s)) => matches!(test, ParameterTestType::UnsetOrNull) && s.is_empty(),
-        Some(Value::List(l)) => matches!(test, ParameterTestType::UnsetOrNull) && l.iter().all(|s| s.is_empty()),
+        Some(Value::List(l)) => {
+            matches!(test, ParameterTestType::UnsetOrNull) && l.iter().all(|s| s.is_empty())
+        }
     }
 }
 
@@ -116,7 +139,13 @@ async fn pattern_value(sh: &mut Shell, io: &Io, text: &str) -> Result<String, Un
     Ok(b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" "))
 }
 
-async fn resolve(sh: &mut Shell, io: &Io, p: &Parameter, indirect: bool, in_dq: bool) -> Result<Option<Value>, Unwind> {
+async fn resolve(
+    sh: &mut Shell,
+    io: &Io,
+    p: &Parameter,
+    indirect: bool,
+    in_dq: bool,
+) -> Result<Option<Value>, Unwind> {
     let v = lookup(sh, io, p, in_dq).await?;
     if !indirect {
         return Ok(v);
@@ -142,14 +171,17 @@ pub fn indirect_target(target: &str) -> Option<Parameter> {
             (first.is_ascii_alphabetic() || *first == b'_')
                 && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
                 && (index.is_empty()
-                    || (index.ends_with(']') && !index.contains(['$', '(', ')', '\'', '"', '`', '\\'])))
+                    || (index.ends_with(']')
+                        && !index.contains(['$', '(', ')', '\'', '"', '`', '\\'])))
         }
         [] => false,
     };
     if !plausible {
         return None;
     }
-    super::parse::guarded(target, || brush_parser::word::parse_parameter(target, &expand::parse_options()))
+    super::parse::guarded(target, || {
+        brush_parser::word::parse_parameter(target, &expand::parse_options())
+    })
 }
 
 /// Expands one `${…}` (or `$X`).
@@ -196,7 +228,9 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             if is_null(&v, test_type) {
                 return Ok(Value::Str(String::new()));
             }
-            Ok(Value::Str(word_value(sh, io, alternative_value.as_deref().unwrap_or(""), in_dq).await?))
+            Ok(Value::Str(
+                word_value(sh, io, alternative_value.as_deref().unwrap_or(""), in_dq).await?,
+            ))
         }
         P::ParameterLength { parameter, indirect } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
@@ -229,7 +263,8 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                 Some(l) => Some(arith(sh, io, &l.value).await?),
                 None => None,
             };
-            let positional = matches!(parameter, Parameter::Special(S::AllPositionalParameters { .. }));
+            let positional =
+                matches!(parameter, Parameter::Special(S::AllPositionalParameters { .. }));
             Ok(match v {
                 Value::Str(s) => {
                     let chars: Vec<char> = s.chars().collect();
@@ -269,7 +304,9 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             Ok(unset_check(sh, io, parameter, v).await?.map(|s| {
                 let mut c = s.chars();
-                c.next().map(|f| f.to_lowercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                c.next()
+                    .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+                    .unwrap_or_default()
             }))
         }
         P::LowercasePattern { parameter, indirect, .. } => {
@@ -290,7 +327,8 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             Ok(v.map(|s| pattern::replace(s, &pat, &with, all, anchor)))
         }
         P::VariableNames { prefix, .. } => {
-            let mut names: Vec<String> = sh.vars.keys().filter(|k| k.starts_with(prefix.as_str())).cloned().collect();
+            let mut names: Vec<String> =
+                sh.vars.keys().filter(|k| k.starts_with(prefix.as_str())).cloned().collect();
             names.sort();
             Ok(Value::List(names))
         }
@@ -326,7 +364,12 @@ async fn arith(sh: &mut Shell, io: &Io, text: &str) -> Result<i64, Unwind> {
 }
 
 /// `set -u`: an unset parameter is an error (except `$@` and `$*`).
-async fn unset_check(sh: &mut Shell, io: &Io, p: &Parameter, v: Option<Value>) -> Result<Value, Unwind> {
+async fn unset_check(
+    sh: &mut Shell,
+    io: &Io,
+    p: &Parameter,
+    v: Option<Value>,
+) -> Result<Value, Unwind> {
     match v {
         Some(v) => Ok(v),
         None if sh.opts.nounset && !matches!(p, Parameter::Special(_)) => {
@@ -346,7 +389,17 @@ mod tests {
         for ok in ["HOME", "_x1", "arr[1]", "arr[i+1]", "1", "12", "@", "#"] {
             assert!(indirect_target(ok).is_some(), "{ok:?}");
         }
-        for bad in ["", "a b", "1a", "a[1", "$(x)", "@x", "ca[+\"cho  ['a($(($((\0END", "a[$(x)]", "echo['_'A??$(($((]"] {
+        for bad in [
+            "",
+            "a b",
+            "1a",
+            "a[1",
+            "$(x)",
+            "@x",
+            "ca[+\"cho  ['a($(($((\0END",
+            "a[$(x)]",
+            "echo['_'A??$(($((]",
+        ] {
             assert!(indirect_target(bad).is_none(), "{bad:?}");
         }
     }

@@ -30,7 +30,11 @@ impl SyntaxError {
     /// `-c` for a command string, or the script's name.
     pub fn message(&self, arg0: &str, origin: &str) -> String {
         let prefix = |line: usize| {
-            if origin == "-c" { format!("{arg0}: -c: line {line}: ") } else { format!("{origin}: line {line}: ") }
+            if origin == "-c" {
+                format!("{arg0}: -c: line {line}: ")
+            } else {
+                format!("{origin}: line {line}: ")
+            }
         };
         let p = prefix(self.line);
         match &self.kind {
@@ -42,8 +46,12 @@ impl SyntaxError {
                 m
             }
             ErrorKind::EndOfFile => format!("{p}syntax error: unexpected end of file\n"),
-            ErrorKind::Unmatched(c) => format!("{p}unexpected EOF while looking for matching `{c}'\n"),
-            ErrorKind::TooLong => format!("{p}script too long (more than {} MiB)\n", MAX_SCRIPT >> 20),
+            ErrorKind::Unmatched(c) => {
+                format!("{p}unexpected EOF while looking for matching `{c}'\n")
+            }
+            ErrorKind::TooLong => {
+                format!("{p}script too long (more than {} MiB)\n", MAX_SCRIPT >> 20)
+            }
         }
     }
 }
@@ -55,7 +63,10 @@ fn parser_options() -> brush_parser::ParserOptions {
 /// Runs one of brush-parser's parsers on `text`; every call the shell makes
 /// goes through here or [`isolated`]. A parse error, a panic inside the
 /// parser, or a text too deep to parse at all ([`stack_for`]) is `None`.
-pub fn guarded<T: Send, E: Send>(text: &str, parse: impl FnOnce() -> Result<T, E> + Send) -> Option<T> {
+pub fn guarded<T: Send, E: Send>(
+    text: &str,
+    parse: impl FnOnce() -> Result<T, E> + Send,
+) -> Option<T> {
     isolated(text, parse)?.ok()
 }
 
@@ -73,7 +84,10 @@ fn isolated<R: Send>(text: &str, parse: impl FnOnce() -> R + Send) -> Option<R> 
     match stack_for(text)? {
         0 => catching(),
         size => std::thread::scope(|scope| {
-            let worker = std::thread::Builder::new().name("parse".into()).stack_size(size).spawn_scoped(scope, catching);
+            let worker = std::thread::Builder::new()
+                .name("parse".into())
+                .stack_size(size)
+                .spawn_scoped(scope, catching);
             worker.ok()?.join().ok()?
         }),
     }
@@ -96,10 +110,23 @@ const MAX_PARSE_STACK: usize = 1 << 30;
 /// keyword, so their count bounds the depth (keywords are counted wherever
 /// they appear as words, which only overestimates).
 fn stack_for(text: &str) -> Option<usize> {
-    let brackets = text.bytes().filter(|b| matches!(b, b'(' | b'{' | b'[' | b'$' | b'`' | b'!')).count();
+    let brackets =
+        text.bytes().filter(|b| matches!(b, b'(' | b'{' | b'[' | b'$' | b'`' | b'!')).count();
     let keywords = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| matches!(*w, "if" | "while" | "until" | "for" | "select" | "case" | "function" | "coproc" | "time"))
+        .filter(|w| {
+            matches!(
+                *w,
+                "if" | "while"
+                    | "until"
+                    | "for"
+                    | "select"
+                    | "case"
+                    | "function"
+                    | "coproc"
+                    | "time"
+            )
+        })
         .count();
     let levels = brackets + keywords;
     if levels <= INLINE_LEVELS {
@@ -134,7 +161,11 @@ fn too_many_unclosed(text: &str) -> bool {
             (brush_parser::Token::Operator(..), "((") => parens += 2,
             (brush_parser::Token::Operator(..), ")") => parens -= 1,
             (brush_parser::Token::Operator(..), "))") => parens -= 2,
-            (brush_parser::Token::Word(..), "case") if tokens.get(i + 2).is_some_and(|t| t.to_str() == "in") => cases += 1,
+            (brush_parser::Token::Word(..), "case")
+                if tokens.get(i + 2).is_some_and(|t| t.to_str() == "in") =>
+            {
+                cases += 1
+            }
             (brush_parser::Token::Word(..), "esac") => cases -= 1,
             _ => {}
         }
@@ -178,7 +209,8 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
         return Err(SyntaxError { line: lines + 1, kind: ErrorKind::EndOfFile, source_line: None });
     }
     let parse = || {
-        let mut parser = brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parser_options());
+        let mut parser =
+            brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parser_options());
         parser.parse_program()
     };
     // As `guarded`, but the error is kept: it makes the message.
@@ -207,9 +239,8 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
                 TokenizerError::UnterminatedDoubleQuote(p) => return Err(unmatched(p.line, '"')),
                 TokenizerError::UnterminatedSingleQuote(p) => return Err(unmatched(p.line, '\'')),
                 TokenizerError::UnterminatedBackquote(p) => return Err(unmatched(p.line, '`')),
-                TokenizerError::UnterminatedCommandSubstitution | TokenizerError::UnterminatedExpansion => {
-                    ErrorKind::Unmatched(')')
-                }
+                TokenizerError::UnterminatedCommandSubstitution
+                | TokenizerError::UnterminatedExpansion => ErrorKind::Unmatched(')'),
                 TokenizerError::UnterminatedVariable => ErrorKind::Unmatched('}'),
                 _ => ErrorKind::EndOfFile,
             };
@@ -227,7 +258,11 @@ fn unmatched(line: usize, c: char) -> SyntaxError {
 fn stray_closer(text: &str) -> Option<String> {
     let tokens = tokens(text)?;
     let first = tokens.first()?.to_str().to_owned();
-    matches!(first.as_str(), "done" | "fi" | "then" | "else" | "elif" | "esac" | "do" | "}" | ")" | ";;" | "in").then_some(first)
+    matches!(
+        first.as_str(),
+        "done" | "fi" | "then" | "else" | "elif" | "esac" | "do" | "}" | ")" | ";;" | "in"
+    )
+    .then_some(first)
 }
 
 /// The token starting at byte `index`, as bash names it.
@@ -310,7 +345,12 @@ impl Invocation {
             return Some(Self { script: Script::Inline(script), arg0, args, set });
         }
         match argv.get(i) {
-            Some(file) => Some(Self { script: Script::File(file.clone()), arg0: file.clone(), args: argv[i + 1..].to_vec(), set }),
+            Some(file) => Some(Self {
+                script: Script::File(file.clone()),
+                arg0: file.clone(),
+                args: argv[i + 1..].to_vec(),
+                set,
+            }),
             None => Some(Self { script: Script::Stdin, arg0: shell_name, args: Vec::new(), set }),
         }
     }
@@ -329,7 +369,8 @@ mod tests {
         let inv = Invocation::from_argv(&argv(&["/bin/bash", "-lc", "echo hi"])).expect("bash -lc");
         assert_eq!(inv.script, Script::Inline("echo hi".into()));
         assert_eq!(inv.arg0, "/bin/bash");
-        let inv = Invocation::from_argv(&argv(&["sh", "-l", "-c", "x", "name", "a"])).expect("sh -l -c");
+        let inv =
+            Invocation::from_argv(&argv(&["sh", "-l", "-c", "x", "name", "a"])).expect("sh -l -c");
         assert_eq!((inv.arg0.as_str(), inv.args.clone()), ("name", vec!["a".to_string()]));
         let inv = Invocation::from_argv(&argv(&["bash", "-e", "run.sh", "1"])).expect("bash file");
         assert_eq!(inv.script, Script::File("run.sh".into()));
@@ -346,9 +387,15 @@ mod tests {
             "bash: -c: line 1: syntax error near unexpected token `)'\nbash: -c: line 1: `echo )'\n"
         );
         let e = program("if true; then").expect_err("eof");
-        assert_eq!(e.message("bash", "-c"), "bash: -c: line 2: syntax error: unexpected end of file\n");
+        assert_eq!(
+            e.message("bash", "-c"),
+            "bash: -c: line 2: syntax error: unexpected end of file\n"
+        );
         let e = program("echo \"abc").expect_err("quote");
-        assert_eq!(e.message("bash", "-c"), "bash: -c: line 1: unexpected EOF while looking for matching `\"'\n");
+        assert_eq!(
+            e.message("bash", "-c"),
+            "bash: -c: line 1: unexpected EOF while looking for matching `\"'\n"
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub fn parse(text: &str) -> Result<Vec<Hunk>, String> {
         // A model sometimes passes the heredoc itself as the argument.
         Err(e) => match all.as_slice() {
             [first, .., last]
-                if matches!(*first, "<<EOF" | "<<'EOF'" | "<<\"EOF\"") && last.ends_with("EOF") && all.len() >= 4 =>
+                if matches!(*first, "<<EOF" | "<<'EOF'" | "<<\"EOF\"")
+                    && last.ends_with("EOF")
+                    && all.len() >= 4 =>
             {
                 boundaries(&all[1..all.len() - 1])?
             }
@@ -74,7 +76,9 @@ pub fn parse(text: &str) -> Result<Vec<Hunk>, String> {
 
 fn boundaries<'a>(lines: &'a [&'a str]) -> Result<&'a [&'a str], String> {
     match lines {
-        [first, .., last] if first.trim() == "*** Begin Patch" && last.trim() == "*** End Patch" => {
+        [first, .., last]
+            if first.trim() == "*** Begin Patch" && last.trim() == "*** End Patch" =>
+        {
             Ok(&lines[1..lines.len() - 1])
         }
         [first, ..] if first.trim() != "*** Begin Patch" => {
@@ -129,19 +133,27 @@ fn parse_hunk(lines: &[&str], line_number: usize) -> Result<(Hunk, usize), Strin
             rest = &rest[n..];
         }
         if chunks.is_empty() {
-            return Err(hunk_error(format!("Update file hunk for path '{path}' is empty"), line_number));
+            return Err(hunk_error(
+                format!("Update file hunk for path '{path}' is empty"),
+                line_number,
+            ));
         }
         return Ok((Hunk::Update { path: path.to_owned(), move_to, chunks }, used));
     }
     Err(hunk_error(
         format!(
-            "'{first}' is not a valid hunk header. Valid hunk headers: '*** Add File: {{path}}', '*** Delete File: {{path}}', '*** Update File: {{path}}'"
+            "'{first}' is not a valid hunk header. Valid hunk headers: \
+             '*** Add File: {{path}}', '*** Delete File: {{path}}', '*** Update File: {{path}}'"
         ),
         line_number,
     ))
 }
 
-fn parse_chunk(lines: &[&str], line_number: usize, first_chunk: bool) -> Result<(Chunk, usize), String> {
+fn parse_chunk(
+    lines: &[&str],
+    line_number: usize,
+    first_chunk: bool,
+) -> Result<(Chunk, usize), String> {
     let (context, start) = if lines[0] == "@@" {
         (None, 1)
     } else if let Some(c) = lines[0].strip_prefix("@@ ") {
@@ -162,7 +174,10 @@ fn parse_chunk(lines: &[&str], line_number: usize, first_chunk: bool) -> Result<
     for l in &lines[start..] {
         if *l == "*** End of File" {
             if used == 0 {
-                return Err(hunk_error("Update hunk does not contain any lines".into(), line_number + 1));
+                return Err(hunk_error(
+                    "Update hunk does not contain any lines".into(),
+                    line_number + 1,
+                ));
             }
             chunk.end_of_file = true;
             used += 1;
@@ -182,7 +197,8 @@ fn parse_chunk(lines: &[&str], line_number: usize, first_chunk: bool) -> Result<
             _ if used == 0 => {
                 return Err(hunk_error(
                     format!(
-                        "Unexpected line found in update hunk: '{l}'. Every line should start with ' ' (context line), '+' (added line), or '-' (removed line)"
+                        "Unexpected line found in update hunk: '{l}'. Every line should start with \
+                         ' ' (context line), '+' (added line), or '-' (removed line)"
                     ),
                     line_number + 1,
                 ));
@@ -255,7 +271,12 @@ pub fn apply_chunks(original: &str, chunks: &[Chunk], shown: &str) -> Result<Str
                 replacements.push((i, old.len(), new.to_vec()));
                 at = i + old.len();
             }
-            None => return Err(format!("Failed to find expected lines in {shown}:\n{}", chunk.old.join("\n"))),
+            None => {
+                return Err(format!(
+                    "Failed to find expected lines in {shown}:\n{}",
+                    chunk.old.join("\n")
+                ));
+            }
         }
     }
     replacements.sort_by_key(|r| r.0);
@@ -321,8 +342,15 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 /// read-only areas.
 fn target(sh: &Shell, path: &str) -> Result<PathBuf, String> {
     let abs = crate::fs::path::normalize_absolute(&sh.absolute(path));
-    let rel = sh.exec.workspace.relative(&abs).ok_or_else(|| format!("{path}: Permission denied (outside the workspace)"))?;
-    sh.exec.workspace.check_writable(&rel).map_err(|_| format!("{path}: Permission denied (read-only area)"))?;
+    let rel = sh
+        .exec
+        .workspace
+        .relative(&abs)
+        .ok_or_else(|| format!("{path}: Permission denied (outside the workspace)"))?;
+    sh.exec
+        .workspace
+        .check_writable(&rel)
+        .map_err(|_| format!("{path}: Permission denied (read-only area)"))?;
     if rel.as_os_str().is_empty() {
         return Err(format!("{path}: Is a directory"));
     }
@@ -335,7 +363,10 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
     let dir = sh.exec.workspace.dir();
     // Files as the patch leaves them so far: `None` once deleted.
     let mut staged: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
-    let read = |staged: &std::collections::HashMap<PathBuf, Option<String>>, rel: &Path, shown: &str, what: &str| {
+    let read = |staged: &std::collections::HashMap<PathBuf, Option<String>>,
+                rel: &Path,
+                shown: &str,
+                what: &str| {
         match staged.get(rel) {
             Some(Some(s)) => Ok(s.clone()),
             Some(None) => Err(format!("{what} {shown}: No such file or directory (os error 2)")),
@@ -398,7 +429,8 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
 fn commit(sh: &Shell, steps: Vec<Step>) -> Result<(), String> {
     let dir = sh.exec.workspace.dir();
     let quota = sh.exec.workspace.quota();
-    let size = |rel: &Path| dir.symlink_metadata(rel).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let size =
+        |rel: &Path| dir.symlink_metadata(rel).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     if let Some(q) = quota {
         // All or nothing: the whole patch is checked against the quota
         // before anything is written (counting each file once, at its last
@@ -421,17 +453,20 @@ fn commit(sh: &Shell, steps: Vec<Step>) -> Result<(), String> {
         match step {
             Step::Write { rel, data } => {
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    dir.create_dir_all(parent)
-                        .map_err(|e| format!("Failed to create parent directories for {}: {e}", rel.display()))?;
+                    dir.create_dir_all(parent).map_err(|e| {
+                        format!("Failed to create parent directories for {}: {e}", rel.display())
+                    })?;
                 }
                 let len = data.len() as i64;
-                dir.write(&rel, data).map_err(|e| format!("Failed to write file {}: {e}", rel.display()))?;
+                dir.write(&rel, data)
+                    .map_err(|e| format!("Failed to write file {}: {e}", rel.display()))?;
                 if let Some(q) = quota {
                     q.add(len - before as i64);
                 }
             }
             Step::Remove { rel } => {
-                dir.remove_file(&rel).map_err(|e| format!("Failed to delete file {}: {e}", rel.display()))?;
+                dir.remove_file(&rel)
+                    .map_err(|e| format!("Failed to delete file {}: {e}", rel.display()))?;
                 if let Some(q) = quota {
                     q.add(-(before as i64));
                 }
@@ -452,8 +487,10 @@ mod tests {
 
     #[test]
     fn parses_every_hunk_kind() {
-        let patch = "*** Begin Patch\n*** Add File: path/add.py\n+abc\n+def\n*** Delete File: path/delete.py\n\
-                     *** Update File: path/update.py\n*** Move to: path/update2.py\n@@ def f():\n-    pass\n+    return 123\n*** End Patch";
+        let patch = "*** Begin Patch\n*** Add File: path/add.py\n+abc\n+def\n\
+                     *** Delete File: path/delete.py\n*** Update File: path/update.py\n\
+                     *** Move to: path/update2.py\n@@ def f():\n-    pass\n+    return 123\n\
+                     *** End Patch";
         assert_eq!(
             parse(patch).expect("parse"),
             vec![
@@ -475,47 +512,79 @@ mod tests {
 
     #[test]
     fn first_chunk_may_omit_the_marker_and_heredoc_wrapper_is_tolerated() {
-        let patch = "<<'EOF'\n*** Begin Patch\n*** Update File: f.py\n import foo\n+bar\n*** End Patch\nEOF\n";
+        let patch = "<<'EOF'\n*** Begin Patch\n*** Update File: f.py\n import foo\n+bar\n\
+                     *** End Patch\nEOF\n";
         assert_eq!(
             parse(patch).expect("parse"),
             vec![Hunk::Update {
                 path: "f.py".into(),
                 move_to: None,
-                chunks: vec![Chunk { context: None, old: strings(&["import foo"]), new: strings(&["import foo", "bar"]), end_of_file: false }],
+                chunks: vec![Chunk {
+                    context: None,
+                    old: strings(&["import foo"]),
+                    new: strings(&["import foo", "bar"]),
+                    end_of_file: false
+                }],
             }]
         );
     }
 
     #[test]
     fn parse_errors_use_codex_messages() {
-        assert_eq!(parse("bad"), Err("invalid patch: The first line of the patch must be '*** Begin Patch'".into()));
-        assert_eq!(parse("*** Begin Patch\nbad"), Err("invalid patch: The last line of the patch must be '*** End Patch'".into()));
+        assert_eq!(
+            parse("bad"),
+            Err("invalid patch: The first line of the patch must be '*** Begin Patch'".into())
+        );
+        assert_eq!(
+            parse("*** Begin Patch\nbad"),
+            Err("invalid patch: The last line of the patch must be '*** End Patch'".into())
+        );
         assert_eq!(
             parse("*** Begin Patch\n*** Update File: t.py\n*** End Patch"),
             Err("invalid hunk at line 2, Update file hunk for path 't.py' is empty".into())
         );
         let e = parse("*** Begin Patch\n*** Frobnicate: x\n*** End Patch").expect_err("bad header");
-        assert!(e.starts_with("invalid hunk at line 2, '*** Frobnicate: x' is not a valid hunk header"), "{e}");
+        assert!(
+            e.starts_with("invalid hunk at line 2, '*** Frobnicate: x' is not a valid hunk header"),
+            "{e}"
+        );
     }
 
     #[test]
     fn applies_chunks_with_context_and_whitespace_tolerance() {
         let original = "fn a() {\n    one();\n}\nfn b() {\n    one();  \n}\n";
-        let chunks = vec![Chunk { context: Some("fn b() {".into()), old: strings(&["    one();"]), new: strings(&["    two();"]), end_of_file: false }];
-        assert_eq!(apply_chunks(original, &chunks, "x.rs").expect("apply"), "fn a() {\n    one();\n}\nfn b() {\n    two();\n}\n");
+        let chunks = vec![Chunk {
+            context: Some("fn b() {".into()),
+            old: strings(&["    one();"]),
+            new: strings(&["    two();"]),
+            end_of_file: false,
+        }];
+        assert_eq!(
+            apply_chunks(original, &chunks, "x.rs").expect("apply"),
+            "fn a() {\n    one();\n}\nfn b() {\n    two();\n}\n"
+        );
     }
 
     #[test]
     fn pure_additions_append_and_missing_lines_fail() {
         let chunks = vec![Chunk { old: vec![], new: strings(&["c"]), ..Default::default() }];
         assert_eq!(apply_chunks("a\nb\n", &chunks, "f").expect("apply"), "a\nb\nc\n");
-        let chunks = vec![Chunk { old: strings(&["zzz"]), new: strings(&["y"]), ..Default::default() }];
-        assert_eq!(apply_chunks("a\n", &chunks, "f"), Err("Failed to find expected lines in f:\nzzz".into()));
+        let chunks =
+            vec![Chunk { old: strings(&["zzz"]), new: strings(&["y"]), ..Default::default() }];
+        assert_eq!(
+            apply_chunks("a\n", &chunks, "f"),
+            Err("Failed to find expected lines in f:\nzzz".into())
+        );
     }
 
     #[test]
     fn end_of_file_chunks_match_the_last_occurrence() {
-        let chunks = vec![Chunk { old: strings(&["x"]), new: strings(&["y"]), end_of_file: true, ..Default::default() }];
+        let chunks = vec![Chunk {
+            old: strings(&["x"]),
+            new: strings(&["y"]),
+            end_of_file: true,
+            ..Default::default()
+        }];
         assert_eq!(apply_chunks("x\nmid\nx\n", &chunks, "f").expect("apply"), "x\nmid\ny\n");
     }
 }

@@ -269,10 +269,20 @@ pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str) -> Vec<String> 
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() || dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
+    if dir.is_empty() || dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
-fn walk(ws: &crate::fs::Workspace, abs_dir: &str, text: &str, segs: &[&str], out: &mut Vec<String>) {
+fn walk(
+    ws: &crate::fs::Workspace,
+    abs_dir: &str,
+    text: &str,
+    segs: &[&str],
+    out: &mut Vec<String>,
+) {
     let Some((seg, rest)) = segs.split_first() else { return };
     if !has_glob(seg) {
         let name = unescape(seg);

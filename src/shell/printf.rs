@@ -77,7 +77,8 @@ fn escape_at(chars: &[char], i: usize, echo_octal: bool) -> (String, usize, bool
         '\\' => simple('\\'),
         'c' => (String::new(), j, true),
         '0'..='7' => {
-            let (mut n, max) = if echo_octal && e == '0' { (0, 3) } else { (e.to_digit(8).unwrap_or(0), 2) };
+            let (mut n, max) =
+                if echo_octal && e == '0' { (0, 3) } else { (e.to_digit(8).unwrap_or(0), 2) };
             let mut digits = 0;
             while digits < max && chars.get(j).is_some_and(|c| c.is_digit(8)) {
                 n = n * 8 + chars[j].to_digit(8).unwrap_or(0);
@@ -112,7 +113,8 @@ pub async fn printf(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     };
     let args = if args.first().is_some_and(|a| a == "--") { &args[1..] } else { args };
     let Some(format) = args.first() else {
-        io.err(&format!("{}printf: usage: printf [-v var] format [arguments]\n", sh.err_prefix())).await;
+        io.err(&format!("{}printf: usage: printf [-v var] format [arguments]\n", sh.err_prefix()))
+            .await;
         return Ok(2);
     };
     let mut rest = args[1..].iter();
@@ -144,7 +146,11 @@ pub async fn printf(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 }
 
 /// One pass over the format. Returns (stop requested by `\c`, a bad number).
-fn format_once<'a>(format: &str, args: &mut impl Iterator<Item = &'a String>, out: &mut String) -> (bool, bool) {
+fn format_once<'a>(
+    format: &str,
+    args: &mut impl Iterator<Item = &'a String>,
+    out: &mut String,
+) -> (bool, bool) {
     let chars: Vec<char> = format.chars().collect();
     let mut i = 0;
     let mut bad = false;
@@ -233,7 +239,9 @@ fn format_once<'a>(format: &str, args: &mut impl Iterator<Item = &'a String>, ou
                     _ => n.unsigned_abs().to_string(),
                 };
                 let digits = match precision {
-                    Some(p) if digits.len() < p => format!("{}{digits}", "0".repeat(p - digits.len())),
+                    Some(p) if digits.len() < p => {
+                        format!("{}{digits}", "0".repeat(p - digits.len()))
+                    }
                     _ => digits,
                 };
                 let sign = if n < 0 && matches!(conv, 'd' | 'i') {
@@ -260,7 +268,11 @@ fn format_once<'a>(format: &str, args: &mut impl Iterator<Item = &'a String>, ou
                     'g' | 'G' => format!("{v}"),
                     _ => format!("{v:.p$}"),
                 };
-                if flags.contains('0') && !flags.contains('-') { format!("{s:0>width$}") } else { s }
+                if flags.contains('0') && !flags.contains('-') {
+                    format!("{s:0>width$}")
+                } else {
+                    s
+                }
             }
             other => {
                 out.push('%');

@@ -72,12 +72,15 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
         // When the workspace itself lives under /tmp, the directories on
         // the way to it are not scratch space.
         let visible = sh.exec.workspace.visible_root();
-        let beside_workspace = visible
-            .strip_prefix("/tmp/")
-            .and_then(|r| r.split('/').next())
-            .is_some_and(|top| abs.strip_prefix("/tmp/").is_some_and(|b| b == top || b.starts_with(&format!("{top}/"))));
-        if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace) {
-            return open_counted(sh, tmp, Path::new(below), &o, mode).map_err(|e| format!("{path}: {}", describe(&e)));
+        let beside_workspace =
+            visible.strip_prefix("/tmp/").and_then(|r| r.split('/').next()).is_some_and(|top| {
+                abs.strip_prefix("/tmp/")
+                    .is_some_and(|b| b == top || b.starts_with(&format!("{top}/")))
+            });
+        if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace)
+        {
+            return open_counted(sh, tmp, Path::new(below), &o, mode)
+                .map_err(|e| format!("{path}: {}", describe(&e)));
         }
         return Err(format!("{path}: Permission denied"));
     };
@@ -99,9 +102,16 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
 
 /// Opens `rel` below `dir`; a truncation frees the file's old size from the
 /// disk quota.
-fn open_counted(sh: &Shell, dir: &cap_std::fs::Dir, rel: &Path, o: &OpenOptions, mode: Mode) -> std::io::Result<std::fs::File> {
+fn open_counted(
+    sh: &Shell,
+    dir: &cap_std::fs::Dir,
+    rel: &Path,
+    o: &OpenOptions,
+    mode: Mode,
+) -> std::io::Result<std::fs::File> {
     let quota = sh.exec.workspace.quota().filter(|_| mode == Mode::Write);
-    let before = quota.and_then(|_| dir.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let before =
+        quota.and_then(|_| dir.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len());
     let file = dir.open_with(rel, o)?;
     if let Some(q) = quota {
         q.add(-(before as i64));
@@ -188,7 +198,9 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                         None => open(sh, &path, Mode::Read).map(|f| io.stdin = Input::file(f)),
                     }
                 }
-                K::Write | K::Clobber | K::DuplicateOutput => output_to(sh, io, fd.unwrap_or(1), &path, Mode::Write),
+                K::Write | K::Clobber | K::DuplicateOutput => {
+                    output_to(sh, io, fd.unwrap_or(1), &path, Mode::Write)
+                }
                 K::Append => output_to(sh, io, fd.unwrap_or(1), &path, Mode::Append),
             };
             Ok(res)

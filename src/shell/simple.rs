@@ -18,7 +18,12 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         sh.line = loc.start.line;
     }
     let Some(n) = sh.budget.take() else {
-        io.err(&format!("{}command limit reached ({} commands)\n", sh.err_prefix(), super::state::MAX_COMMANDS)).await;
+        io.err(&format!(
+            "{}command limit reached ({} commands)\n",
+            sh.err_prefix(),
+            super::state::MAX_COMMANDS
+        ))
+        .await;
         return Err(Unwind::Exit(137));
     };
     // Let other stages, the session and cancellation in between builtins;
@@ -50,10 +55,13 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         match item {
             Item::IoRedirect(r) => redirects.push(r),
             Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
-            Item::AssignmentWord(_, w) if declaration => argv.push(expand::string(sh, io, &w.value).await?),
+            Item::AssignmentWord(_, w) if declaration => {
+                argv.push(expand::string(sh, io, &w.value).await?)
+            }
             Item::AssignmentWord(_, w) => argv.extend(expand::fields(sh, io, &w.value).await?),
             Item::ProcessSubstitution(..) => {
-                io.err(&format!("{}process substitution is not supported\n", sh.err_prefix())).await;
+                io.err(&format!("{}process substitution is not supported\n", sh.err_prefix()))
+                    .await;
                 return Ok(1);
             }
         }
@@ -89,7 +97,11 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
 
 /// `NAME=value` or `NAME+=value`; `NAME=(a b c)` and `NAME[i]=v` are
 /// applied at once (and return `None`).
-async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<Option<(String, String)>, Unwind> {
+async fn assignment(
+    sh: &mut Shell,
+    io: &Io,
+    a: &ast::Assignment,
+) -> Result<Option<(String, String)>, Unwind> {
     let name = match &a.name {
         ast::AssignmentName::VariableName(n) => n.clone(),
         ast::AssignmentName::ArrayElementName(n, _) => n.clone(),
@@ -115,7 +127,11 @@ async fn assignment(sh: &mut Shell, io: &Io, a: &ast::Assignment) -> Result<Opti
     if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name {
         let i = expand::string(sh, io, idx).await?;
         let i = super::arith::eval(sh, &i).unwrap_or(0).max(0) as usize;
-        let mut items = sh.vars.get(n).map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()])).unwrap_or_default();
+        let mut items = sh
+            .vars
+            .get(n)
+            .map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()]))
+            .unwrap_or_default();
         if items.len() <= i {
             items.resize(i + 1, String::new());
         }
@@ -140,11 +156,21 @@ fn quote_trace(s: &str) -> String {
 
 /// Runs an expanded command: function, builtin, nested shell or tool.
 /// `assigns` are the command's `VAR=x` prefixes.
-pub fn run_argv<'a>(sh: &'a mut Shell, io: &'a Io, argv: Vec<String>, assigns: Vec<(String, String)>) -> Boxed<'a> {
+pub fn run_argv<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    argv: Vec<String>,
+    assigns: Vec<(String, String)>,
+) -> Boxed<'a> {
     Box::pin(dispatch(sh, io, argv, assigns))
 }
 
-async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(String, String)>) -> Outcome {
+async fn dispatch(
+    sh: &mut Shell,
+    io: &Io,
+    argv: Vec<String>,
+    assigns: Vec<(String, String)>,
+) -> Outcome {
     let name = argv[0].clone();
     if let Some(body) = sh.funcs.get(&name).cloned() {
         let saved = set_temp_vars(sh, &assigns);
@@ -179,12 +205,14 @@ async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(Stri
         }
     }
     let Some(tool) = sh.exec.runtime.tool(&tool_name) else {
-        let msg = if name.contains('/') { "No such file or directory" } else { "command not found" };
+        let msg =
+            if name.contains('/') { "No such file or directory" } else { "command not found" };
         io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
         return Ok(crate::exec::STATUS_NOT_FOUND);
     };
     // A guest cannot open the shell's stdin by name; `-` means the same.
-    let argv: Vec<String> = argv.into_iter().map(|a| if a == "/dev/stdin" { "-".to_owned() } else { a }).collect();
+    let argv: Vec<String> =
+        argv.into_iter().map(|a| if a == "/dev/stdin" { "-".to_owned() } else { a }).collect();
     let spec_env = sh.env_for_guest(&assigns);
     let exec = sh.exec.clone();
     let cwd = sh.cwd.clone();
@@ -193,7 +221,16 @@ async fn dispatch(sh: &mut Shell, io: &Io, argv: Vec<String>, assigns: Vec<(Stri
     let status = io
         .stdin
         .lend(in_loop, |stdin| async move {
-            let spec = CommandSpec { argv, arg0: None, env: spec_env, cwd, stdin, stdout, stderr, tty: false };
+            let spec = CommandSpec {
+                argv,
+                arg0: None,
+                env: spec_env,
+                cwd,
+                stdin,
+                stdout,
+                stderr,
+                tty: false,
+            };
             exec.run_tool(&tool, spec).await
         })
         .await;
@@ -230,7 +267,12 @@ fn restore_vars(sh: &mut Shell, saved: Saved) {
     }
 }
 
-fn call_function<'a>(sh: &'a mut Shell, io: &'a Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Boxed<'a> {
+fn call_function<'a>(
+    sh: &'a mut Shell,
+    io: &'a Io,
+    body: std::sync::Arc<ast::FunctionBody>,
+    argv: Vec<String>,
+) -> Boxed<'a> {
     Box::pin(async move {
         if sh.depth % super::exec::STACK_HOP == super::exec::STACK_HOP - 1 && sh.depth < MAX_DEPTH {
             let io = io.clone();
@@ -248,9 +290,19 @@ fn call_function<'a>(sh: &'a mut Shell, io: &'a Io, body: std::sync::Arc<ast::Fu
     })
 }
 
-async fn call_function_here(sh: &mut Shell, io: &Io, body: std::sync::Arc<ast::FunctionBody>, argv: Vec<String>) -> Outcome {
+async fn call_function_here(
+    sh: &mut Shell,
+    io: &Io,
+    body: std::sync::Arc<ast::FunctionBody>,
+    argv: Vec<String>,
+) -> Outcome {
     if sh.depth >= MAX_DEPTH {
-        io.err(&format!("{}{}: maximum function nesting level exceeded ({MAX_DEPTH})\n", sh.err_prefix(), argv[0])).await;
+        io.err(&format!(
+            "{}{}: maximum function nesting level exceeded ({MAX_DEPTH})\n",
+            sh.err_prefix(),
+            argv[0]
+        ))
+        .await;
         return Err(Unwind::Exit(1));
     }
     let saved_args = std::mem::replace(&mut sh.positional, argv[1..].to_vec());

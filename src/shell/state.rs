@@ -102,7 +102,13 @@ pub struct Shell {
 
 impl Shell {
     /// A fresh shell with the given environment (all exported).
-    pub fn new(exec: Executor, env: &[(String, String)], cwd: String, arg0: String, args: Vec<String>) -> Self {
+    pub fn new(
+        exec: Executor,
+        env: &[(String, String)],
+        cwd: String,
+        arg0: String,
+        args: Vec<String>,
+    ) -> Self {
         let mut vars = HashMap::new();
         for (k, v) in env {
             vars.insert(k.clone(), Var { value: v.clone(), exported: true, ..Default::default() });

@@ -121,7 +121,10 @@ impl ConfigFile {
                 return Err(format!("tenant `{}` is defined twice", t.id));
             }
             if t.token_sha256.is_some() == t.token_file.is_some() {
-                return Err(format!("tenant `{}` needs exactly one of token_sha256 and token_file", t.id));
+                return Err(format!(
+                    "tenant `{}` needs exactly one of token_sha256 and token_file",
+                    t.id
+                ));
             }
         }
         Ok(cfg)
@@ -149,7 +152,10 @@ mod tests {
         )
         .expect("parses");
         let t = &cfg.tenants[0];
-        let limits = t.limits.apply(cfg.defaults.apply(Limits::default()).expect("defaults")).expect("limits");
+        let limits = t
+            .limits
+            .apply(cfg.defaults.apply(Limits::default()).expect("defaults"))
+            .expect("limits");
         assert_eq!(limits.max_memory, 256 << 20);
         assert_eq!(limits.max_processes, 3);
         assert_eq!(limits.max_wall, std::time::Duration::from_secs(5));
@@ -159,8 +165,12 @@ mod tests {
     fn rejects_bad_configs() {
         assert!(ConfigFile::parse("").is_err());
         assert!(ConfigFile::parse("[[tenant]]\nid='a'\nroot='/x'\n").is_err(), "no token");
-        assert!(ConfigFile::parse("[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\nbogus=1\n").is_err());
-        let dup = "[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\n[[tenant]]\nid='a'\nroot='/y'\ntoken_sha256='1'\n";
+        assert!(
+            ConfigFile::parse("[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\nbogus=1\n")
+                .is_err()
+        );
+        let dup = "[[tenant]]\nid='a'\nroot='/x'\ntoken_sha256='0'\n\
+                   [[tenant]]\nid='a'\nroot='/y'\ntoken_sha256='1'\n";
         assert!(ConfigFile::parse(dup).is_err());
     }
 }

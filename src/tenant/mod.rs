@@ -76,7 +76,8 @@ impl Gate {
 
 /// Parses a sha256 given in hex.
 pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], String> {
-    let bytes = hex::decode(hex_digest.trim()).map_err(|e| format!("not a hex sha256 digest: {e}"))?;
+    let bytes =
+        hex::decode(hex_digest.trim()).map_err(|e| format!("not a hex sha256 digest: {e}"))?;
     bytes.try_into().map_err(|_| "a sha256 digest has 64 hex digits".to_owned())
 }
 

@@ -17,23 +17,34 @@ const PROMPT: Duration = Duration::from_secs(5);
 
 async fn benign_echo_is_prompt(s: &TestServer) {
     let t = Instant::now();
-    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, None)).await.expect("connect in time").expect("connect");
-    tokio::time::timeout(PROMPT, c.initialize()).await.expect("initialize in time").expect("initialize");
-    let f = tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "still", "here"], &s.uri("")))
+    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, None))
         .await
-        .expect("benign command in time")
-        .expect("run");
+        .expect("connect in time")
+        .expect("connect");
+    tokio::time::timeout(PROMPT, c.initialize())
+        .await
+        .expect("initialize in time")
+        .expect("initialize");
+    let f =
+        tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "still", "here"], &s.uri("")))
+            .await
+            .expect("benign command in time")
+            .expect("run");
     assert_eq!(f.stdout_str(), "still here\n");
     assert!(t.elapsed() < PROMPT, "benign client took {:?}", t.elapsed());
 }
 
 async fn tenant_benign_echo(s: &TestServer, token: &str) {
-    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, Some(token))).await.expect("in time").expect("connect");
-    c.initialize().await.expect("init");
-    let f = tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "ok"], "file:///workspace"))
+    let c = tokio::time::timeout(PROMPT, Client::connect_with(&s.url, Some(token)))
         .await
         .expect("in time")
-        .expect("run");
+        .expect("connect");
+    c.initialize().await.expect("init");
+    let f =
+        tokio::time::timeout(PROMPT, c.run("benign", &["echo-args", "ok"], "file:///workspace"))
+            .await
+            .expect("in time")
+            .expect("run");
     assert_eq!(f.stdout_str(), "ok\n");
 }
 
@@ -56,13 +67,20 @@ fn token_tenants() -> Vec<(&'static str, &'static str, Limits)> {
 
 async fn upgrade_status(url: &str, header: Option<&str>) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(url.trim_start_matches("ws://").split('/').next().expect("host"))
-        .await
-        .expect("tcp");
-    let path = url.trim_start_matches("ws://").find('/').map(|i| &url.trim_start_matches("ws://")[i..]).unwrap_or("/");
+    let mut sock = tokio::net::TcpStream::connect(
+        url.trim_start_matches("ws://").split('/').next().expect("host"),
+    )
+    .await
+    .expect("tcp");
+    let path = url
+        .trim_start_matches("ws://")
+        .find('/')
+        .map(|i| &url.trim_start_matches("ws://")[i..])
+        .unwrap_or("/");
     let auth = header.map(|h| format!("Authorization: {h}\r\n")).unwrap_or_default();
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
     );
     sock.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
@@ -85,7 +103,10 @@ async fn auth_refuses_missing_wrong_and_malformed_tokens() {
     let (code, _) = upgrade_status(&s.url, Some("Basic YWxpY2U6eA==")).await;
     assert_eq!(code, 401);
     let (code, text) = upgrade_status(&format!("{}/?token=alice-token", s.url), None).await;
-    assert!(code == 401 && text.ends_with("missing websocket bearer token"), "token in the query string: {text}");
+    assert!(
+        code == 401 && text.ends_with("missing websocket bearer token"),
+        "token in the query string: {text}"
+    );
     let (code, _) = upgrade_status(&s.url, Some("Bearer alice-token-and-more")).await;
     assert_eq!(code, 401, "a token with a valid prefix");
     let (code, _) = upgrade_status(&s.url, Some("bearer alice-token")).await;
@@ -109,16 +130,40 @@ async fn a_tenant_cannot_reach_another_tenants_files() {
     let alice = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
     alice.initialize().await.expect("init");
     // Both are visible at /workspace: alice sees only her own files there.
-    assert_eq!(alice.read_file("file:///workspace/alice.txt").await.expect("own file"), b"alice's data");
-    assert!(alice.read_file("file:///workspace/bob.txt").await.expect_err("bob's file").is_not_found());
+    assert_eq!(
+        alice.read_file("file:///workspace/alice.txt").await.expect("own file"),
+        b"alice's data"
+    );
+    assert!(
+        alice.read_file("file:///workspace/bob.txt").await.expect_err("bob's file").is_not_found()
+    );
     let bob_host = format!("file://{}/bob.txt", bob_root.display());
     assert!(alice.read_file(&bob_host).await.is_err(), "bob's host path");
     assert!(alice.read_file("file:///workspace/../bob/bob.txt").await.is_err());
-    let f = alice.run("g", &["cat-files", &bob_root.join("bob.txt").display().to_string()], "file:///workspace").await.expect("run");
-    assert_eq!((f.exit_code, f.stdout.len()), (1, 0), "a guest cannot read bob's files by host path");
-    let f = alice.run("g2", &["cat-files", "../bob/bob.txt"], "file:///workspace").await.expect("run");
+    let f = alice
+        .run(
+            "g",
+            &["cat-files", &bob_root.join("bob.txt").display().to_string()],
+            "file:///workspace",
+        )
+        .await
+        .expect("run");
+    assert_eq!(
+        (f.exit_code, f.stdout.len()),
+        (1, 0),
+        "a guest cannot read bob's files by host path"
+    );
+    let f =
+        alice.run("g2", &["cat-files", "../bob/bob.txt"], "file:///workspace").await.expect("run");
     assert_eq!((f.exit_code, f.stdout.len()), (1, 0));
-    let f = alice.run("g3", &[BASH, "-c", "cat-files ../bob/bob.txt > stolen.txt; echo $?"], "file:///workspace").await.expect("run");
+    let f = alice
+        .run(
+            "g3",
+            &[BASH, "-c", "cat-files ../bob/bob.txt > stolen.txt; echo $?"],
+            "file:///workspace",
+        )
+        .await
+        .expect("run");
     assert_eq!(f.stdout_str(), "1\n", "{}", f.stderr_str());
     assert!(alice.write_file(&bob_host, b"pwned").await.is_err());
     assert_eq!(snapshot_outside(s.dir.path()), before, "something outside alice's root changed");
@@ -128,17 +173,39 @@ async fn a_tenant_cannot_reach_another_tenants_files() {
 async fn a_tenant_cannot_touch_another_tenants_processes_or_sessions() {
     let s = TestServer::start_tenants(&token_tenants()).await;
     let bob = Client::connect_with(&s.url, Some("bob-token")).await.expect("connect");
-    let bob_session = bob.initialize().await.expect("init")["sessionId"].as_str().expect("id").to_owned();
-    bob.start("bob-proc", &["line-echo"], "file:///workspace", json!({"pipeStdin": true})).await.expect("start");
+    let bob_session =
+        bob.initialize().await.expect("init")["sessionId"].as_str().expect("id").to_owned();
+    bob.start("bob-proc", &["line-echo"], "file:///workspace", json!({"pipeStdin": true}))
+        .await
+        .expect("start");
     let alice = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
     alice.initialize().await.expect("init");
     // Guessing the id gets nothing.
-    assert_eq!(alice.request("process/terminate", json!({"processId": "bob-proc"})).await.expect("t"), json!({"running": false}));
-    assert_eq!(alice.write("bob-proc", b"hijack\n", "1").await.expect("w"), json!({"status": "unknownProcess"}));
-    assert_eq!(alice.request("process/read", json!({"processId": "bob-proc"})).await.expect_err("read").code(), Some(-32600));
-    alice.request("process/signal", json!({"processId": "bob-proc", "signal": "interrupt"})).await.expect("signal");
+    assert_eq!(
+        alice.request("process/terminate", json!({"processId": "bob-proc"})).await.expect("t"),
+        json!({"running": false})
+    );
+    assert_eq!(
+        alice.write("bob-proc", b"hijack\n", "1").await.expect("w"),
+        json!({"status": "unknownProcess"})
+    );
+    assert_eq!(
+        alice
+            .request("process/read", json!({"processId": "bob-proc"}))
+            .await
+            .expect_err("read")
+            .code(),
+        Some(-32600)
+    );
+    alice
+        .request("process/signal", json!({"processId": "bob-proc", "signal": "interrupt"}))
+        .await
+        .expect("signal");
     // Alice may reuse the same id in her own session.
-    alice.run("bob-proc", &["hello"], "file:///workspace").await.expect("own process with the same id");
+    alice
+        .run("bob-proc", &["hello"], "file:///workspace")
+        .await
+        .expect("own process with the same id");
     // Bob's process is untouched and still answers bob.
     bob.write("bob-proc", b"still mine\n", "1").await.expect("write");
     let n = bob.next_notification().await.expect("output");
@@ -156,14 +223,18 @@ async fn a_tenant_cannot_touch_another_tenants_processes_or_sessions() {
 #[tokio::test]
 async fn tenant_limits_are_separate() {
     let small = Limits { max_processes: 1, ..Limits::default() };
-    let s = TestServer::start_tenants(&[("alice", "a", small), ("bob", "b", Limits::default())]).await;
+    let s =
+        TestServer::start_tenants(&[("alice", "a", small), ("bob", "b", Limits::default())]).await;
     let a = Client::connect_with(&s.url, Some("a")).await.expect("connect");
     a.initialize().await.expect("init");
     a.start("spin", &["spin"], "file:///workspace", json!({})).await.expect("first");
     // The limit is per tenant, not per connection.
     let a2 = Client::connect_with(&s.url, Some("a")).await.expect("connect");
     a2.initialize().await.expect("init");
-    let e = a2.start("x", &["hello"], "file:///workspace", json!({})).await.expect_err("over the limit");
+    let e = a2
+        .start("x", &["hello"], "file:///workspace", json!({}))
+        .await
+        .expect_err("over the limit");
     assert!(e.to_string().contains("max-processes is 1"), "{e}");
     // Bob is not affected by alice's spinning guest.
     tenant_benign_echo(&s, "b").await;
@@ -227,13 +298,23 @@ async fn cpu_limit_covers_every_stage_of_a_pipeline() {
     let c = s.client().await;
     // The first stage (a task of its own) starts its guest after the command
     // has moved to the batch pool (20 ms of CPU): it must still count.
-    c.start("cpu2", &["bash", "-c", "{ sleep 0.1; spin; } | spin | spin >/dev/null; echo after $?"], &s.uri(""), json!({})).await.expect("start");
+    c.start(
+        "cpu2",
+        &["bash", "-c", "{ sleep 0.1; spin; } | spin | spin >/dev/null; echo after $?"],
+        &s.uri(""),
+        json!({}),
+    )
+    .await
+    .expect("start");
     let (mut stdout, mut stderr, mut exited) = (String::new(), String::new(), Value::Null);
     loop {
         let n = c.next_notification().await.expect("event");
         match n["method"].as_str() {
             Some("process/output") => {
-                let bytes = wasm_exec_server::b64::decode(n["params"]["chunk"].as_str().expect("chunk").as_bytes()).expect("b64");
+                let bytes = wasm_exec_server::b64::decode(
+                    n["params"]["chunk"].as_str().expect("chunk").as_bytes(),
+                )
+                .expect("b64");
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 if n["params"]["stream"] == "stdout" { stdout += &text } else { stderr += &text }
             }
@@ -258,18 +339,34 @@ async fn git_is_read_only_for_fs_calls_and_redirections() {
     let c = s.client().await;
     let e = c.write_file(&s.uri(".git/config"), b"pwned").await.expect_err(".git write");
     assert_eq!(e.to_string(), "server error -32600: Permission denied (os error 13)");
-    let e = c.request("fs/remove", json!({"path": s.uri(".git"), "recursive": true})).await.expect_err("rm .git");
-    assert_eq!(e.code(), Some(-32600));
-    let e = c.request("fs/createDirectory", json!({"path": s.uri(".git/hooks")})).await.expect_err("mkdir");
+    let e = c
+        .request("fs/remove", json!({"path": s.uri(".git"), "recursive": true}))
+        .await
+        .expect_err("rm .git");
     assert_eq!(e.code(), Some(-32600));
     let e = c
-        .request("fs/copy", json!({"sourcePath": s.uri(".git/config"), "destinationPath": s.uri(".git/c2"), "recursive": false}))
+        .request("fs/createDirectory", json!({"path": s.uri(".git/hooks")}))
+        .await
+        .expect_err("mkdir");
+    assert_eq!(e.code(), Some(-32600));
+    let e = c
+        .request(
+            "fs/copy",
+            json!({
+                "sourcePath": s.uri(".git/config"),
+                "destinationPath": s.uri(".git/c2"),
+                "recursive": false
+            }),
+        )
         .await
         .expect_err("copy into .git");
     assert_eq!(e.code(), Some(-32600));
     std::os::unix::fs::symlink(".git", s.root().join("g")).expect("symlink");
     assert!(c.write_file(&s.uri("g/config"), b"pwned").await.is_err(), "through a symlink");
-    let f = c.run("r", &[BASH, "-lc", "echo pwned > .git/config; echo status=$?"], &s.uri("")).await.expect("run");
+    let f = c
+        .run("r", &[BASH, "-lc", "echo pwned > .git/config; echo status=$?"], &s.uri(""))
+        .await
+        .expect("run");
     assert_eq!(f.stdout_str(), "status=1\n", "{}", f.stderr_str());
     assert!(f.stderr_str().contains("Read-only file system"), "{}", f.stderr_str());
     assert_eq!(c.read_file(&s.uri(".git/config")).await.expect("reads are fine"), b"[core]\n");
@@ -337,23 +434,51 @@ async fn guests_cannot_change_read_only_areas() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), attacks.len(), "{}", f.stdout_str());
     for (line, attack) in lines.iter().zip(attacks) {
-        assert!(line.starts_with(&format!("err {attack}: Permission denied")), "not refused: {line}");
+        assert!(
+            line.starts_with(&format!("err {attack}: Permission denied")),
+            "not refused: {line}"
+        );
     }
     assert_eq!(f.exit_code, 1);
     assert!(f.stderr_str().contains("is read-only for commands"), "{}", f.stderr_str());
     // Symlinks made by the guest, then used: refused too.
-    let made = ["symlink:.git:g2", "write:g2/config:5", "symlink:.:dot", "write:dot/.git/config:5", "rm:g2/config"];
+    let made = [
+        "symlink:.git:g2",
+        "write:g2/config:5",
+        "symlink:.:dot",
+        "write:dot/.git/config:5",
+        "rm:g2/config",
+    ];
     let f = c.run("ro2", &[&["fs-ops"][..], &made[..]].concat(), &s.uri("")).await.expect("run");
     let out = f.stdout_str();
-    assert!(out.starts_with("ok symlink:.git:g2\nerr write:g2/config:5: Permission denied"), "{out}");
-    assert!(out.contains("ok symlink:.:dot\nerr write:dot/.git/config:5: Permission denied"), "{out}");
+    assert!(
+        out.starts_with("ok symlink:.git:g2\nerr write:g2/config:5: Permission denied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok symlink:.:dot\nerr write:dot/.git/config:5: Permission denied"),
+        "{out}"
+    );
     assert!(out.contains("err rm:g2/config: Permission denied"), "{out}");
     // From a working directory inside `.git`, relative paths are caught.
-    let f = c.run("ro3", &["fs-ops", "write:config:5", "mkdir:x"], &s.uri(".git/objects")).await.expect("run");
+    let f = c
+        .run("ro3", &["fs-ops", "write:config:5", "mkdir:x"], &s.uri(".git/objects"))
+        .await
+        .expect("run");
     assert_eq!(f.stdout_str().matches("Permission denied").count(), 2, "{}", f.stdout_str());
     assert_eq!(tree(&s, ".git"), before, "a guest changed .git");
     // Everywhere else, the same operations work.
-    let fine = ["write:a:5", "append:a:5", "truncate:a:1", "mkdir:d", "mv:a:d/b", "link:d/b:c", "rm:c", "rmtree:d", "symlink:data.txt:l"];
+    let fine = [
+        "write:a:5",
+        "append:a:5",
+        "truncate:a:1",
+        "mkdir:d",
+        "mv:a:d/b",
+        "link:d/b:c",
+        "rm:c",
+        "rmtree:d",
+        "symlink:data.txt:l",
+    ];
     let f = c.run("rw", &[&["fs-ops"][..], &fine[..]].concat(), &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
     assert_eq!(f.stdout_str().matches("ok ").count(), fine.len());
@@ -365,7 +490,9 @@ async fn disk_quota_counts_every_writer() {
     const QUOTA: u64 = 100_000;
     let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
     let c = s.client().await;
-    let on_disk = |s: &TestServer| -> u64 { tree(s, "").iter().filter(|(_, d)| d != b"<dir>").map(|(_, d)| d.len() as u64).sum() };
+    let on_disk = |s: &TestServer| -> u64 {
+        tree(s, "").iter().filter(|(_, d)| d != b"<dir>").map(|(_, d)| d.len() as u64).sum()
+    };
     // fs/writeFile counts.
     c.write_file(&s.uri("a"), &[b'a'; 30_000]).await.expect("fits");
     // A guest's writes count: 30 000 + 50 000 fits, 30 000 more does not.
@@ -374,24 +501,39 @@ async fn disk_quota_counts_every_writer() {
     let f = c.run("c", &["fs-ops", "write:c:30000"], &s.uri("")).await.expect("run");
     assert!(f.stdout_str().starts_with("err write:c:30000: Quota exceeded"), "{}", f.stdout_str());
     assert_eq!(f.exit_code, 1);
-    assert!(f.stderr_str().contains("disk quota exceeded: the workspace uses") && f.stderr_str().contains("(max-disk)"), "{}", f.stderr_str());
+    assert!(
+        f.stderr_str().contains("disk quota exceeded: the workspace uses")
+            && f.stderr_str().contains("(max-disk)"),
+        "{}",
+        f.stderr_str()
+    );
     // Over by at most the one write that crossed the line.
     assert!(on_disk(&s) <= QUOTA + 4096, "{} bytes on disk", on_disk(&s));
     // fs/writeFile, redirections, /tmp and apply_patch are held to it too.
     let e = c.write_file(&s.uri("d"), &[b'd'; 30_000]).await.expect_err("over quota");
     assert!(e.to_string().contains("(max-disk)"), "{e}");
-    let f = c.run("r", &[BASH, "-lc", "flood 1 > e; echo status=$?"], &s.uri("")).await.expect("run");
+    let f =
+        c.run("r", &[BASH, "-lc", "flood 1 > e; echo status=$?"], &s.uri("")).await.expect("run");
     assert!(!f.stdout_str().contains("status=0"), "{} {}", f.stdout_str(), f.stderr_str());
     assert!(std::fs::metadata(s.root().join("e")).expect("e").len() < 64 * 1024);
     let f = c.run("t", &["fs-ops", "write:/tmp/big:50000"], &s.uri("")).await.expect("run");
     assert!(f.stdout_str().contains("Quota exceeded"), "{}", f.stdout_str());
-    let patch = format!("*** Begin Patch\n*** Add File: p.txt\n{}*** End Patch\n", "+0123456789\n".repeat(3000));
-    let f = c.run("p", &[BASH, "-lc", &format!("apply_patch <<'EOF'\n{patch}EOF")], &s.uri("")).await.expect("run");
+    let patch = format!(
+        "*** Begin Patch\n*** Add File: p.txt\n{}*** End Patch\n",
+        "+0123456789\n".repeat(3000)
+    );
+    let f = c
+        .run("p", &[BASH, "-lc", &format!("apply_patch <<'EOF'\n{patch}EOF")], &s.uri(""))
+        .await
+        .expect("run");
     assert_ne!(f.exit_code, 0);
     assert!(f.stderr_str().contains("max-disk"), "{}", f.stderr_str());
     assert!(!s.root().join("p.txt").exists(), "a patch over the quota must write nothing");
     // Freeing space (by a guest, by fs/remove, by truncation) makes room.
-    let f = c.run("free", &["fs-ops", "rm:b", "rm:e", "write:c:30000", "truncate:c:10"], &s.uri("")).await.expect("run");
+    let f = c
+        .run("free", &["fs-ops", "rm:b", "rm:e", "write:c:30000", "truncate:c:10"], &s.uri(""))
+        .await
+        .expect("run");
     assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
     c.request("fs/remove", json!({"path": s.uri("a")})).await.expect("remove");
     c.write_file(&s.uri("d"), &[b'd'; 60_000]).await.expect("room again");
@@ -438,19 +580,26 @@ async fn fs_escapes_through_every_method() {
             ("fs/writeFile", json!({"path": p, "dataBase64": "cHduZWQ="})),
             ("fs/createDirectory", json!({"path": format!("{p}/newdir")})),
             ("fs/remove", json!({"path": p, "recursive": true, "force": false})),
-            ("fs/copy", json!({"sourcePath": p, "destinationPath": s.uri("stolen"), "recursive": true})),
+            (
+                "fs/copy",
+                json!({"sourcePath": p, "destinationPath": s.uri("stolen"), "recursive": true}),
+            ),
             ("fs/copy", json!({"sourcePath": s.uri(""), "destinationPath": p, "recursive": true})),
         ] {
             attempts += 1;
             let r = c.request(method, params).await;
             // Removing a planted link removes the link, which is inside the
             // root; its target is untouched (checked by the snapshot below).
-            let link_itself = method == "fs/remove" && (p.ends_with("abs-link") || p.ends_with("rel-link"));
+            let link_itself =
+                method == "fs/remove" && (p.ends_with("abs-link") || p.ends_with("rel-link"));
             if let (Ok(v), false) = (&r, link_itself) {
                 panic!("{method} {p}: escaped with {v}");
             }
             if let Ok(v) = c.request("fs/canonicalize", json!({"path": p})).await {
-                assert!(v["path"].as_str().is_some_and(|u| u.starts_with(&s.uri(""))), "canonicalize revealed {v}");
+                assert!(
+                    v["path"].as_str().is_some_and(|u| u.starts_with(&s.uri(""))),
+                    "canonicalize revealed {v}"
+                );
             }
         }
     }
@@ -459,7 +608,10 @@ async fn fs_escapes_through_every_method() {
     // The hard link's content is the file's own (it is inside the root), but
     // writing replaces the link instead of writing through it.
     c.write_file(&s.uri("hard-link"), b"replaced").await.expect("write");
-    assert_eq!(std::fs::read_to_string(s.dir.path().join("outdir/secret")).expect("outside"), "TOP SECRET");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.path().join("outdir/secret")).expect("outside"),
+        "TOP SECRET"
+    );
     let mut after = snapshot_outside(s.dir.path());
     after.retain(|(p, _)| !p.ends_with("hard-link"));
     assert_eq!(after, before, "something outside the root changed");
@@ -543,13 +695,20 @@ async fn guests_cannot_escape_or_see_the_servers_environment() {
     let url = crate::common::server_url(&mut child, PROMPT * 6).await;
     let c = Client::connect(&url).await.expect("connect");
     let cwd = format!("file://{}", std::fs::canonicalize(&root).expect("canon").display());
-    let policy = json!({"inherit": "all", "ignoreDefaultExcludes": true, "exclude": [], "set": {}, "includeOnly": []});
+    let policy = json!({
+        "inherit": "all",
+        "ignoreDefaultExcludes": true,
+        "exclude": [],
+        "set": {},
+        "includeOnly": []
+    });
     for (i, extra) in [json!({}), json!({"envPolicy": policy})].into_iter().enumerate() {
         c.start(&format!("env{i}"), &["echo-args", "--all-env"], &cwd, extra).await.expect("start");
         let out = c.collect(&format!("env{i}")).await.expect("collect").stdout_str();
         assert!(!out.contains("hunter"), "server environment leaked: {out}");
     }
-    let f = c.run("sh-env", &[BASH, "-lc", "env; echo $SERVER_SECRET; set"], &cwd).await.expect("run");
+    let f =
+        c.run("sh-env", &[BASH, "-lc", "env; echo $SERVER_SECRET; set"], &cwd).await.expect("run");
     assert!(!f.stdout_str().contains("hunter"), "leaked through the shell: {}", f.stdout_str());
     let secret = dir.path().join("secret").display().to_string();
     let f = c.run("esc", &["escape", &secret], &cwd).await.expect("run");
@@ -576,7 +735,10 @@ async fn infinite_loops_on_every_slot_do_not_stall_others() {
     c.request("environment/status", json!({})).await.expect("status");
     assert!(t.elapsed() < PROMPT);
     for i in 0..8 {
-        attacker.request("process/terminate", json!({"processId": format!("spin{i}")})).await.expect("terminate");
+        attacker
+            .request("process/terminate", json!({"processId": format!("spin{i}")}))
+            .await
+            .expect("terminate");
     }
     drop(attacker);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -602,8 +764,16 @@ async fn output_flood_is_cut_and_retention_is_bounded() {
     let c = s.client().await;
     let f = c.run("flood", &["flood"], &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 137);
-    let r = c.request("process/read", json!({"processId": "flood", "afterSeq": 0})).await.expect("read");
-    let retained: usize = r["chunks"].as_array().expect("chunks").iter().map(|c| c["chunk"].as_str().map_or(0, str::len) * 3 / 4).sum();
+    let r = c
+        .request("process/read", json!({"processId": "flood", "afterSeq": 0}))
+        .await
+        .expect("read");
+    let retained: usize = r["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .map(|c| c["chunk"].as_str().map_or(0, str::len) * 3 / 4)
+        .sum();
     assert!(retained <= (64 << 10) + 8192, "retained {retained} bytes");
     benign_echo_is_prompt(&s).await;
 }
@@ -631,7 +801,11 @@ async fn stdin_flood_is_refused_with_a_named_limit() {
 
 #[tokio::test]
 async fn a_thousand_processes_at_once() {
-    let s = TestServer::start_tenants(&[("attacker", "a", Limits::default()), ("benign", "b", Limits::default())]).await;
+    let s = TestServer::start_tenants(&[
+        ("attacker", "a", Limits::default()),
+        ("benign", "b", Limits::default()),
+    ])
+    .await;
     let c = Client::connect_with(&s.url, Some("a")).await.expect("connect");
     c.initialize().await.expect("init");
     let mut ok = 0;
@@ -677,15 +851,25 @@ async fn huge_and_deeply_nested_frames() {
     let (mut ws, _) = tokio_tungstenite::connect_async(&s.url).await.expect("connect");
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     ws.send(Message::Text(nested.into())).await.expect("send");
-    let reply = tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
+    let reply =
+        tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
     let v: Value = serde_json::from_str(reply.to_text().expect("text")).expect("json");
     assert_eq!(v["id"], json!(-1));
-    let deep_obj = format!("{{\"id\":1,\"method\":\"initialize\",\"params\":{}{}}}", "{\"a\":".repeat(10_000), "1".to_string() + &"}".repeat(10_000));
+    let deep_obj = format!(
+        "{{\"id\":1,\"method\":\"initialize\",\"params\":{}{}}}",
+        "{\"a\":".repeat(10_000),
+        "1".to_string() + &"}".repeat(10_000)
+    );
     ws.send(Message::Text(deep_obj.into())).await.expect("send");
-    let reply = tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
+    let reply =
+        tokio::time::timeout(PROMPT, ws.next()).await.expect("reply").expect("frame").expect("ok");
     assert!(reply.to_text().expect("text").contains("error"));
     // A frame over the message limit ends that connection only.
-    let huge = format!("{{\"id\":2,\"method\":\"fs/writeFile\",\"params\":{{\"path\":\"file:///x\",\"dataBase64\":\"{}\"}}}}", "A".repeat(8 << 20));
+    let huge = format!(
+        "{{\"id\":2,\"method\":\"fs/writeFile\",\"params\":{{\"path\":\"file:///x\",\
+         \"dataBase64\":\"{}\"}}}}",
+        "A".repeat(8 << 20)
+    );
     let _ = ws.send(Message::Text(huge.into())).await;
     let end = tokio::time::timeout(PROMPT, ws.next()).await.expect("closed in time");
     assert!(!matches!(end, Some(Ok(Message::Text(_)))), "a huge frame was processed: {end:?}");
@@ -699,11 +883,27 @@ async fn slow_loris_clients_that_never_read() {
     let mut lorises = Vec::new();
     for i in 0..4 {
         let (mut ws, _) = tokio_tungstenite::connect_async(&s.url).await.expect("connect");
-        ws.send(Message::Text(json!({"id": 1, "method": "initialize", "params": {"clientName": "loris"}}).to_string().into()))
+        ws.send(Message::Text(
+            json!({"id": 1, "method": "initialize", "params": {"clientName": "loris"}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .expect("send");
+        ws.send(Message::Text(json!({"method": "initialized"}).to_string().into()))
             .await
             .expect("send");
-        ws.send(Message::Text(json!({"method": "initialized"}).to_string().into())).await.expect("send");
-        let start = json!({"id": 2, "method": "process/start", "params": {"processId": format!("f{i}"), "argv": ["flood"], "cwd": s.uri(""), "env": {}, "tty": false}});
+        let start = json!({
+            "id": 2,
+            "method": "process/start",
+            "params": {
+                "processId": format!("f{i}"),
+                "argv": ["flood"],
+                "cwd": s.uri(""),
+                "env": {},
+                "tty": false
+            }
+        });
         ws.send(Message::Text(start.to_string().into())).await.expect("send");
         lorises.push(ws);
     }
@@ -711,7 +911,8 @@ async fn slow_loris_clients_that_never_read() {
     let mut stalled = Vec::new();
     for _ in 0..20 {
         use tokio::io::AsyncWriteExt;
-        let mut sock = tokio::net::TcpStream::connect(s.url.trim_start_matches("ws://")).await.expect("tcp");
+        let mut sock =
+            tokio::net::TcpStream::connect(s.url.trim_start_matches("ws://")).await.expect("tcp");
         sock.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.expect("write");
         stalled.push(sock);
     }

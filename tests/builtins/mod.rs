@@ -10,14 +10,27 @@ use std::path::Path;
 /// Runs `line` and checks the status and that stderr contains `needle`.
 async fn expect_err(s: &TestServer, line: &str, needle: &str, status: i32) {
     let f = sh(s, line).await;
-    assert_eq!(f.exit_code, status, "{line}\nstdout: {}\nstderr: {}", f.stdout_str(), f.stderr_str());
+    assert_eq!(
+        f.exit_code,
+        status,
+        "{line}\nstdout: {}\nstderr: {}",
+        f.stdout_str(),
+        f.stderr_str()
+    );
     assert!(f.stderr_str().contains(needle), "{line}\nstderr: {}", f.stderr_str());
 }
 
 /// Runs the host's git in `dir` with a fixed identity and clock (fixtures only).
 fn host_git(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new("git")
-        .args(["-c", "init.defaultBranch=main", "-c", "core.autocrlf=false", "-c", "commit.gpgsign=false"])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "core.autocrlf=false",
+            "-c",
+            "commit.gpgsign=false",
+        ])
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "Ada Lovelace")
@@ -88,27 +101,45 @@ async fn git_log_show_and_refs() {
     let s = repo().await;
     expect(&s, "git log", &reference(&s, &["log"]), 0).await;
     expect(&s, "git log --oneline", &reference(&s, &["log", "--oneline"]), 0).await;
-    expect(&s, "git log -1 --format='%an <%ae> %s'", "Ada Lovelace <ada@example.com> Add lib\n", 0).await;
+    expect(&s, "git log -1 --format='%an <%ae> %s'", "Ada Lovelace <ada@example.com> Add lib\n", 0)
+        .await;
     expect(&s, "git log -n 1 --stat", &reference(&s, &["log", "-n", "1", "--stat"]), 0).await;
     expect(&s, "git log --format=%s -- README.md", "Initial commit\n", 0).await;
     expect(&s, "git show", &reference(&s, &["show"]), 0).await;
     expect(&s, "git show HEAD~1:src/main.rs", "fn main() {\n    println!(\"hi\");\n}\n", 0).await;
-    expect(&s, "git rev-parse --abbrev-ref HEAD; git branch --show-current; git branch", "main\nmain\n* main\n", 0).await;
+    expect(
+        &s,
+        "git rev-parse --abbrev-ref HEAD; git branch --show-current; git branch",
+        "main\nmain\n* main\n",
+        0,
+    )
+    .await;
     let top = format!("{}\n", s.root().display());
     expect(&s, "cd src && git rev-parse --show-toplevel", &top, 0).await;
     expect(&s, "git rev-parse HEAD", &reference(&s, &["rev-parse", "HEAD"]), 0).await;
-    expect(&s, "git rev-list --count HEAD; cd src && git ls-files", "2\nlib.rs\nmain.rs\n", 0).await;
+    expect(&s, "git rev-list --count HEAD; cd src && git ls-files", "2\nlib.rs\nmain.rs\n", 0)
+        .await;
 }
 
 #[tokio::test]
 async fn git_refuses_writes_and_non_repositories() {
     let s = repo().await;
-    expect_err(&s, "git commit -m x", "git: 'commit' is not supported in this sandbox (read-only git)", 1).await;
-    expect_err(&s, "git add .", "git: 'add' is not supported in this sandbox (read-only git)", 1).await;
+    expect_err(
+        &s,
+        "git commit -m x",
+        "git: 'commit' is not supported in this sandbox (read-only git)",
+        1,
+    )
+    .await;
+    expect_err(&s, "git add .", "git: 'add' is not supported in this sandbox (read-only git)", 1)
+        .await;
     expect_err(&s, "git -C src checkout -- main.rs", "'checkout' is not supported", 1).await;
     expect_err(&s, "git branch feature", "'branch feature' is not supported", 1).await;
     // Nothing was changed: the host's git sees the same state.
-    assert_eq!(reference(&s, &["status", "--porcelain"]), "M  src/lib.rs\n M src/main.rs\n?? notes/\n");
+    assert_eq!(
+        reference(&s, &["status", "--porcelain"]),
+        "M  src/lib.rs\n M src/main.rs\n?? notes/\n"
+    );
     let plain = TestServer::start().await;
     plain.write("a.txt", "x\n");
     let f = sh(&plain, "git status").await;
@@ -135,15 +166,27 @@ async fn stat_builtin() {
     s.write("dir/a.txt", "hello\n");
     s.write("empty", "");
     let dir_size = std::fs::metadata(s.root().join("dir")).expect("meta").len();
-    expect(&s, "stat -c '%n %s %F' dir/a.txt empty dir", &format!("dir/a.txt 6 regular file\nempty 0 regular empty file\ndir {dir_size} directory\n"), 0).await;
-    let modified = std::fs::metadata(s.root().join("dir/a.txt")).expect("meta").modified().expect("mtime");
+    expect(
+        &s,
+        "stat -c '%n %s %F' dir/a.txt empty dir",
+        &format!(
+            "dir/a.txt 6 regular file\nempty 0 regular empty file\ndir {dir_size} directory\n"
+        ),
+        0,
+    )
+    .await;
+    let modified =
+        std::fs::metadata(s.root().join("dir/a.txt")).expect("meta").modified().expect("mtime");
     let mtime = modified.duration_since(std::time::UNIX_EPOCH).expect("epoch").as_secs();
     expect(&s, "cd dir && stat -c %Y a.txt", &format!("{mtime}\n"), 0).await;
     let f = sh(&s, "stat dir/a.txt").await;
     assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
     let out = f.stdout_str();
     assert!(out.starts_with("  File: dir/a.txt\n  Size: 6 "), "{out}");
-    assert!(out.contains("regular file") && out.contains("Modify: ") && out.contains("Access: (0"), "{out}");
+    assert!(
+        out.contains("regular file") && out.contains("Modify: ") && out.contains("Access: (0"),
+        "{out}"
+    );
     expect_err(&s, "stat nope", "stat: cannot stat 'nope': No such file or directory", 1).await;
     expect_err(&s, "stat /etc/passwd", "No such file or directory", 1).await;
     expect_err(&s, "stat", "stat: missing operand", 1).await;
@@ -176,9 +219,21 @@ async fn chmod_is_a_checked_no_op() {
     s.write("run.sh", "echo hi\n");
     s.write(".git/config", "[core]\n");
     let before = std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions();
-    expect(&s, "chmod +x run.sh && chmod 644 run.sh && chmod -R u+rwX,go-w . && echo ok", "ok\n", 0).await;
+    expect(
+        &s,
+        "chmod +x run.sh && chmod 644 run.sh && chmod -R u+rwX,go-w . && echo ok",
+        "ok\n",
+        0,
+    )
+    .await;
     assert_eq!(std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions(), before);
-    expect_err(&s, "chmod +x missing.sh", "chmod: cannot access 'missing.sh': No such file or directory", 1).await;
+    expect_err(
+        &s,
+        "chmod +x missing.sh",
+        "chmod: cannot access 'missing.sh': No such file or directory",
+        1,
+    )
+    .await;
     expect_err(&s, "chmod 999 run.sh", "chmod: invalid mode: '999'", 1).await;
     expect_err(&s, "chmod +x .git/config", "Operation not permitted", 1).await;
     expect_err(&s, "chmod", "chmod: missing operand", 1).await;
@@ -189,31 +244,87 @@ async fn apply_patch_builtin() {
     let s = TestServer::start().await;
     s.write("src/app.py", "def greet():\n    print(\"hi\")\n\ndef main():\n    greet()\n");
     s.write("old.txt", "remove me\n");
-    let line = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: docs/notes.md\n+# Notes\n+first\n*** Update File: src/app.py\n@@ def greet():\n-    print(\"hi\")\n+    print(\"hello\")\n*** Delete File: old.txt\n*** End Patch\nEOF";
-    expect(&s, line, "Success. Updated the following files:\nA docs/notes.md\nM src/app.py\nD old.txt\n", 0).await;
+    let line = "apply_patch <<'EOF'\n*** Begin Patch\n*** Add File: docs/notes.md\n+# Notes\n\
+                +first\n*** Update File: src/app.py\n@@ def greet():\n-    print(\"hi\")\n\
+                +    print(\"hello\")\n*** Delete File: old.txt\n*** End Patch\nEOF";
+    expect(
+        &s,
+        line,
+        "Success. Updated the following files:\nA docs/notes.md\nM src/app.py\nD old.txt\n",
+        0,
+    )
+    .await;
     let root = s.root();
-    assert_eq!(std::fs::read_to_string(root.join("docs/notes.md")).expect("added"), "# Notes\nfirst\n");
-    assert_eq!(std::fs::read_to_string(root.join("src/app.py")).expect("updated"), "def greet():\n    print(\"hello\")\n\ndef main():\n    greet()\n");
+    assert_eq!(
+        std::fs::read_to_string(root.join("docs/notes.md")).expect("added"),
+        "# Notes\nfirst\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("src/app.py")).expect("updated"),
+        "def greet():\n    print(\"hello\")\n\ndef main():\n    greet()\n"
+    );
     assert!(!root.join("old.txt").exists());
     // The patch as an argument, with a move, from a subdirectory.
-    let arg = "'*** Begin Patch\n*** Update File: app.py\n*** Move to: main.py\n@@\n def main():\n-    greet()\n+    greet()\n+    return 0\n*** End Patch'";
-    expect(&s, &format!("cd src && apply_patch {arg}"), "Success. Updated the following files:\nM main.py\n", 0).await;
+    let arg = "'*** Begin Patch\n*** Update File: app.py\n*** Move to: main.py\n@@\n def main():\n\
+               -    greet()\n+    greet()\n+    return 0\n*** End Patch'";
+    expect(
+        &s,
+        &format!("cd src && apply_patch {arg}"),
+        "Success. Updated the following files:\nM main.py\n",
+        0,
+    )
+    .await;
     assert!(!root.join("src/app.py").exists());
-    assert!(std::fs::read_to_string(root.join("src/main.py")).expect("moved").ends_with("    greet()\n    return 0\n"));
+    assert!(
+        std::fs::read_to_string(root.join("src/main.py"))
+            .expect("moved")
+            .ends_with("    greet()\n    return 0\n")
+    );
     // A failing hunk changes nothing, not even the hunks before it.
-    let bad = "printf '%s\\n' '*** Begin Patch' '*** Add File: new.txt' '+x' '*** Update File: src/main.py' '@@' '-nope' '+yes' '*** End Patch' | apply_patch";
+    let bad = "printf '%s\\n' '*** Begin Patch' '*** Add File: new.txt' '+x' \
+               '*** Update File: src/main.py' '@@' '-nope' '+yes' '*** End Patch' | apply_patch";
     expect_err(&s, bad, "Failed to find expected lines in src/main.py", 1).await;
     assert!(!root.join("new.txt").exists());
-    expect_err(&s, "apply_patch 'not a patch'", "The first line of the patch must be '*** Begin Patch'", 1).await;
-    expect_err(&s, "apply_patch '*** Begin Patch\n*** Add File: .git/x\n+y\n*** End Patch'", "Permission denied", 1).await;
-    expect_err(&s, "apply_patch '*** Begin Patch\n*** Add File: ../escape.txt\n+y\n*** End Patch'", "outside the workspace", 1).await;
-    expect_err(&s, "apply_patch '*** Begin Patch\n*** Delete File: ghost.txt\n*** End Patch'", "Failed to delete file ghost.txt", 1).await;
+    expect_err(
+        &s,
+        "apply_patch 'not a patch'",
+        "The first line of the patch must be '*** Begin Patch'",
+        1,
+    )
+    .await;
+    expect_err(
+        &s,
+        "apply_patch '*** Begin Patch\n*** Add File: .git/x\n+y\n*** End Patch'",
+        "Permission denied",
+        1,
+    )
+    .await;
+    expect_err(
+        &s,
+        "apply_patch '*** Begin Patch\n*** Add File: ../escape.txt\n+y\n*** End Patch'",
+        "outside the workspace",
+        1,
+    )
+    .await;
+    expect_err(
+        &s,
+        "apply_patch '*** Begin Patch\n*** Delete File: ghost.txt\n*** End Patch'",
+        "Failed to delete file ghost.txt",
+        1,
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn which_and_type_report_host_commands() {
     let s = TestServer::start().await;
-    expect(&s, "which git stat du chmod apply_patch", "/usr/bin/git\n/usr/bin/stat\n/usr/bin/du\n/usr/bin/chmod\n/usr/bin/apply_patch\n", 0).await;
+    expect(
+        &s,
+        "which git stat du chmod apply_patch",
+        "/usr/bin/git\n/usr/bin/stat\n/usr/bin/du\n/usr/bin/chmod\n/usr/bin/apply_patch\n",
+        0,
+    )
+    .await;
     expect(&s, "command -v git; type du", "/usr/bin/git\ndu is /usr/bin/du\n", 0).await;
     expect(&s, "which no-such-tool; echo $?", "1\n", 0).await;
 }

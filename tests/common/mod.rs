@@ -195,7 +195,12 @@ pub async fn sh(s: &TestServer, line: &str) -> Finished {
 /// Runs `line` and checks stdout and the exit status.
 pub async fn expect(s: &TestServer, line: &str, stdout: &str, status: i32) {
     let f = sh(s, line).await;
-    assert_eq!((f.stdout_str().as_str(), f.exit_code), (stdout, status), "{line}\nstderr: {}", f.stderr_str());
+    assert_eq!(
+        (f.stdout_str().as_str(), f.exit_code),
+        (stdout, status),
+        "{line}\nstderr: {}",
+        f.stderr_str()
+    );
 }
 
 /// Where a test server's workspaces keep the guests' `/tmp`: inside the
@@ -233,6 +238,9 @@ pub fn snapshot_outside(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_logs() {
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
     }
 }

@@ -20,7 +20,10 @@ async fn server() -> Option<TestServer> {
     let s = TestServer::start().await;
     s.write("README.md", "# demo\nA small project.\n");
     s.write("src/main.rs", "fn main() {\n    // TODO: greet\n    println!(\"hello\");\n}\n");
-    s.write("src/lib/util.rs", "pub fn add(a: i32, b: i32) -> i32 {\n    a + b // TODO overflow\n}\n");
+    s.write(
+        "src/lib/util.rs",
+        "pub fn add(a: i32, b: i32) -> i32 {\n    a + b // TODO overflow\n}\n",
+    );
     s.write("data/config.json", "{\"name\": \"demo\", \"version\": 3, \"tags\": [\"a\", \"b\"]}\n");
     s.write("data/words.txt", "pear\napple\nfig\napple\n");
     s.write("data/old.txt", "one\ntwo\nthree\n");
@@ -32,29 +35,71 @@ async fn server() -> Option<TestServer> {
 #[tokio::test]
 async fn coreutils() {
     let Some(s) = server().await else { return };
-    expect(&s, "cat data/words.txt | sort | uniq -c | sort -rn | head -1", "      2 apple\n", 0).await;
-    expect(&s, "wc -l src/main.rs src/lib/util.rs", "  4 src/main.rs\n  3 src/lib/util.rs\n  7 total\n", 0).await;
+    expect(&s, "cat data/words.txt | sort | uniq -c | sort -rn | head -1", "      2 apple\n", 0)
+        .await;
+    expect(
+        &s,
+        "wc -l src/main.rs src/lib/util.rs",
+        "  4 src/main.rs\n  3 src/lib/util.rs\n  7 total\n",
+        0,
+    )
+    .await;
     expect(&s, "ls src && ls src/lib", "lib\nmain.rs\nutil.rs\n", 0).await;
     expect(&s, "head -n 2 README.md | tail -n 1 | tr a-z A-Z", "A SMALL PROJECT.\n", 0).await;
-    expect(&s, "mkdir -p out/x && cp data/words.txt out/x/ && mv out/x/words.txt out/w && cat out/w | wc -l", "4\n", 0).await;
-    expect(&s, "cut -d: -f1 <<< 'a:b:c'; basename src/lib/util.rs .rs; dirname src/lib/util.rs", "a\nutil\nsrc/lib\n", 0).await;
+    expect(
+        &s,
+        "mkdir -p out/x && cp data/words.txt out/x/ && mv out/x/words.txt out/w && \
+         cat out/w | wc -l",
+        "4\n",
+        0,
+    )
+    .await;
+    expect(
+        &s,
+        "cut -d: -f1 <<< 'a:b:c'; basename src/lib/util.rs .rs; dirname src/lib/util.rs",
+        "a\nutil\nsrc/lib\n",
+        0,
+    )
+    .await;
     expect(&s, "seq 3 | paste -sd+; echo $((1+2))", "1+2+3\n3\n", 0).await;
     let f = sh(&s, "cat no-such-file").await;
     assert_eq!(f.exit_code, 1);
     assert!(f.stderr_str().contains("No such file or directory"), "{}", f.stderr_str());
     expect(&s, "yes | head -n 2", "y\ny\n", 0).await;
     let f = sh(&s, "yes | head -n 1").await;
-    assert!(!f.stderr_str().contains("I/O error"), "a closed pipe is EPIPE, quietly: {}", f.stderr_str());
+    assert!(
+        !f.stderr_str().contains("I/O error"),
+        "a closed pipe is EPIPE, quietly: {}",
+        f.stderr_str()
+    );
     expect(&s, "t=$(mktemp) && echo scratch > $t && cat $t && rm $t", "scratch\n", 0).await;
 }
 
 #[tokio::test]
 async fn grep() {
     let Some(s) = server().await else { return };
-    expect(&s, "grep -rn TODO src | sort", "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n", 0).await;
-    expect(&s, "grep -rn --include='*.rs' -c TODO . | sort", "./src/lib/util.rs:1\n./src/main.rs:1\n", 0).await;
+    expect(
+        &s,
+        "grep -rn TODO src | sort",
+        "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n",
+        0,
+    )
+    .await;
+    expect(
+        &s,
+        "grep -rn --include='*.rs' -c TODO . | sort",
+        "./src/lib/util.rs:1\n./src/main.rs:1\n",
+        0,
+    )
+    .await;
     expect(&s, "cat data/words.txt | grep -E '^(fig|pear)$'", "pear\nfig\n", 0).await;
-    expect(&s, "egrep 'fig|pear' data/words.txt; fgrep -c 'a.p' data/words.txt", "pear\nfig\n0\n", 1).await;
+    expect(
+        &s,
+        "egrep 'fig|pear' data/words.txt; fgrep -c 'a.p' data/words.txt",
+        "pear\nfig\n0\n",
+        1,
+    )
+    .await;
     expect(&s, "grep zebra data/words.txt", "", 1).await;
     let f = sh(&s, "grep x missing.txt").await;
     assert_eq!(f.exit_code, 2, "{}", f.stderr_str());
@@ -63,7 +108,13 @@ async fn grep() {
 #[tokio::test]
 async fn ripgrep() {
     let Some(s) = server().await else { return };
-    expect(&s, "rg -n TODO src | sort", "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n", 0).await;
+    expect(
+        &s,
+        "rg -n TODO src | sort",
+        "src/lib/util.rs:2:    a + b // TODO overflow\nsrc/main.rs:2:    // TODO: greet\n",
+        0,
+    )
+    .await;
     expect(&s, "cat data/words.txt | rg -c apple", "2\n", 0).await;
     expect(&s, "rg --files src | sort", "src/lib/util.rs\nsrc/main.rs\n", 0).await;
     expect(&s, "rg zebra data", "", 1).await;
@@ -84,7 +135,13 @@ async fn find() {
     let Some(s) = server().await else { return };
     expect(&s, "find src -name '*.rs' | sort", "src/lib/util.rs\nsrc/main.rs\n", 0).await;
     expect(&s, "find data -type f -name '*.txt' | wc -l", "3\n", 0).await;
-    expect(&s, "find src -type f -exec wc -l {} \\; | sort", "3 src/lib/util.rs\n4 src/main.rs\n", 0).await;
+    expect(
+        &s,
+        "find src -type f -exec wc -l {} \\; | sort",
+        "3 src/lib/util.rs\n4 src/main.rs\n",
+        0,
+    )
+    .await;
     let f = sh(&s, "find no-such-dir").await;
     assert_eq!(f.exit_code, 1, "{}", f.stderr_str());
 }
@@ -116,7 +173,13 @@ async fn python() {
     let Some(s) = server().await else { return };
     expect(&s, "python3 -c 'print(6 * 7)'", "42\n", 0).await;
     expect(&s, "seq 4 | python3 scripts/sum.py", "10\n", 0).await;
-    expect(&s, "cd src && python -c 'import os; print(sorted(os.listdir(\".\")))'", "['lib', 'main.rs']\n", 0).await;
+    expect(
+        &s,
+        "cd src && python -c 'import os; print(sorted(os.listdir(\".\")))'",
+        "['lib', 'main.rs']\n",
+        0,
+    )
+    .await;
     let f = sh(&s, "python3 -c 'raise SystemExit(3)'").await;
     assert_eq!(f.exit_code, 3);
 }
@@ -140,7 +203,11 @@ async fn tools_cannot_change_git() {
         assert!(f.stderr_str().contains("read-only for commands"), "{line}: {}", f.stderr_str());
     }
     assert_eq!(std::fs::read_to_string(s.root().join(".git/config")).expect("config"), "[core]\n");
-    assert_eq!(std::fs::read_dir(s.root().join(".git")).expect("ls").count(), 2, "nothing added or removed");
+    assert_eq!(
+        std::fs::read_dir(s.root().join(".git")).expect("ls").count(),
+        2,
+        "nothing added or removed"
+    );
     // The same tools still write everywhere else.
     expect(&s, "sed -i s/demo/DEMO/ README.md && head -1 README.md", "# DEMO\n", 0).await;
 }

@@ -23,12 +23,21 @@ fn make_symlink(target: &str, link: &str) -> std::io::Result<()> {
         return Err(std::io::ErrorKind::InvalidInput.into());
     };
     // SAFETY: both pointers are valid NUL-terminated strings for the call.
-    if unsafe { symlink(t.as_ptr(), l.as_ptr()) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if unsafe { symlink(t.as_ptr(), l.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn write(path: &str, bytes: &str, append: bool) -> std::io::Result<()> {
-    let n: usize = bytes.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    let mut f = if append { OpenOptions::new().append(true).create(true).open(path)? } else { fs::File::create(path)? };
+    let n: usize =
+        bytes.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut f = if append {
+        OpenOptions::new().append(true).create(true).open(path)?
+    } else {
+        fs::File::create(path)?
+    };
     // In 4 KiB writes, as tools write.
     let block = [b'x'; 4096];
     let mut left = n;
@@ -46,7 +55,8 @@ fn run(op: &str) -> std::io::Result<()> {
         ["write", p, n] => write(p, n, false),
         ["append", p, n] => write(p, n, true),
         ["truncate", p, n] => {
-            let n = n.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            let n =
+                n.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
             OpenOptions::new().write(true).open(p)?.set_len(n)
         }
         ["mkdir", p] => fs::create_dir(p),

@@ -19,7 +19,9 @@ mod table;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use sections::{Target, cold_start, fs_throughput, latency, memory, streaming, throughput, write_fixtures};
+use sections::{
+    Target, cold_start, fs_throughput, latency, memory, streaming, throughput, write_fixtures,
+};
 use server::Launch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -98,7 +100,9 @@ impl Kind {
     fn stream_argv(self) -> Vec<String> {
         match self {
             Kind::Ours => strings(&["flood", "1600"]),
-            Kind::Reference => strings(&["/usr/bin/head", "-c", &STREAM_BYTES.to_string(), "/dev/zero"]),
+            Kind::Reference => {
+                strings(&["/usr/bin/head", "-c", &STREAM_BYTES.to_string(), "/dev/zero"])
+            }
         }
     }
     /// A command that blocks reading stdin.
@@ -120,7 +124,8 @@ fn bash(line: &str) -> Vec<String> {
 
 fn file_uri(path: &str) -> Result<String> {
     ensure!(
-        path.starts_with('/') && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)),
+        path.starts_with('/')
+            && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)),
         "use a plain absolute path for --cwd (got {path})"
     );
     Ok(format!("file://{path}"))
@@ -128,7 +133,9 @@ fn file_uri(path: &str) -> Result<String> {
 
 fn loopback_only(url: &str) -> Result<()> {
     ensure!(
-        url.starts_with("ws://127.0.0.1:") || url.starts_with("ws://localhost:") || url.starts_with("ws://[::1]:"),
+        url.starts_with("ws://127.0.0.1:")
+            || url.starts_with("ws://localhost:")
+            || url.starts_with("ws://[::1]:"),
         "only loopback servers are measured (got {url})"
     );
     Ok(())
@@ -171,17 +178,30 @@ fn targets(table: &Table) -> Vec<String> {
         let f = if kind == Kind::Ours { r.ours.as_ref() } else { r.reference.as_ref() };
         f.map(Figure::headline)
     };
-    let mut verdict = |what: String, ok: bool| out.push(format!("- {} {what}", if ok { "MET" } else { "NOT MET" }));
+    let mut verdict = |what: String, ok: bool| {
+        out.push(format!("- {} {what}", if ok { "MET" } else { "NOT MET" }))
+    };
     let speedup = |name: &str| Some(p50(name, Kind::Reference)? / p50(name, Kind::Ours)?);
     if let Some(x) = speedup("1. start→closed, `bash -lc 'echo hi'`: p50 / p90 / p99") {
-        verdict(format!("`bash -lc 'echo hi'` p50 ≥ 100× faster than reference: {}×", sig(x)), x >= 100.0);
+        verdict(
+            format!("`bash -lc 'echo hi'` p50 ≥ 100× faster than reference: {}×", sig(x)),
+            x >= 100.0,
+        );
     }
-    if let Some(x) = speedup("1. start→closed, `cat f | grep x | wc -l` (bash -lc): p50 / p90 / p99") {
-        verdict(format!("3-stage pipeline p50 ≥ 50× faster than reference: {}×", sig(x)), x >= 50.0);
+    if let Some(x) =
+        speedup("1. start→closed, `cat f | grep x | wc -l` (bash -lc): p50 / p90 / p99")
+    {
+        verdict(
+            format!("3-stage pipeline p50 ≥ 50× faster than reference: {}×", sig(x)),
+            x >= 50.0,
+        );
     }
     for label in ["`echo hi` argv", "`bash -lc 'echo hi'`"] {
         if let Some(v) = p50(&format!("3. commands/s, {label}, 8 connections"), Kind::Ours) {
-            verdict(format!("≥ 20,000 commands/s on 8 connections ({label}): {v:.0}/s"), v >= 20_000.0);
+            verdict(
+                format!("≥ 20,000 commands/s on 8 connections ({label}): {v:.0}/s"),
+                v >= 20_000.0,
+            );
         }
     }
     let stream = table.rows.iter().find(|r| r.name.starts_with("4. "));
@@ -191,21 +211,28 @@ fn targets(table: &Table) -> Vec<String> {
     for label in ["1 MB", "50 MB"] {
         let name = format!("5. fs/readFile {label}");
         if let (Some(o), Some(r)) = (p50(&name, Kind::Ours), p50(&name, Kind::Reference)) {
-            verdict(format!("fs/readFile {label} at least as fast as reference: {o:.0} vs {r:.0} MB/s"), o >= r);
+            verdict(
+                format!("fs/readFile {label} at least as fast as reference: {o:.0} vs {r:.0} MB/s"),
+                o >= r,
+            );
         }
     }
     for (prefix, limit, what) in [
         ("6. memory per idle", 64.0, "idle connection ≤ 64 KiB"),
         ("6. memory per process blocked on stdin, server", 256.0, "blocked process ≤ 256 KiB"),
     ] {
-        if let Some(v) = table.rows.iter().find(|r| r.name.starts_with(prefix)).and_then(|r| r.ours.as_ref()) {
+        if let Some(v) =
+            table.rows.iter().find(|r| r.name.starts_with(prefix)).and_then(|r| r.ours.as_ref())
+        {
             verdict(format!("{what}: {:.1} KiB", v.headline()), v.headline() <= limit);
         }
     }
-    if let Some(v) = p50("7. cold start: launch → first `bash -lc 'echo hi'` closed", Kind::Ours) {
+    if let Some(v) = p50("7. cold start: launch → first `bash -lc 'echo hi'` closed", Kind::Ours)
+    {
         let compiled = table.modules_compiled.unwrap_or(u64::MAX);
         let what = format!(
-            "cold start < 100 ms with no module compiled at run time: {} (p50), {compiled} modules compiled",
+            "cold start < 100 ms with no module compiled at run time: {} (p50), {compiled} \
+             modules compiled",
             dur(Duration::from_secs_f64(v))
         );
         verdict(what, v < 0.1 && compiled == 0);
@@ -227,7 +254,9 @@ async fn main() -> Result<()> {
 
 async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
     let given_dir = match &args.cwd {
-        Some(p) => Some(std::fs::canonicalize(p).with_context(|| format!("--cwd {}", p.display()))?),
+        Some(p) => {
+            Some(std::fs::canonicalize(p).with_context(|| format!("--cwd {}", p.display()))?)
+        }
         None => None,
     };
     let mut table = Table::default();
@@ -240,22 +269,37 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
         });
         plan.push((
             Kind::Ours,
-            Source::Spawn(Launch::ours(program, workspace, bundled.as_deref(), args.server_logs.as_deref())?),
+            Source::Spawn(Launch::ours(
+                program,
+                workspace,
+                bundled.as_deref(),
+                args.server_logs.as_deref(),
+            )?),
         ));
     } else if let Some(url) = &args.url {
         plan.push((Kind::Ours, Source::Url(url.clone())));
     }
     if let Some(program) = &args.spawn_reference {
-        plan.push((Kind::Reference, Source::Spawn(Launch::reference(program, tmp, args.server_logs.as_deref())?)));
+        plan.push((
+            Kind::Reference,
+            Source::Spawn(Launch::reference(program, tmp, args.server_logs.as_deref())?),
+        ));
     } else if let Some(url) = &args.ref_url {
         plan.push((Kind::Reference, Source::Url(url.clone())));
     }
-    ensure!(!plan.is_empty(), "nothing to measure: give --spawn-ours / --url and/or --spawn-reference / --ref-url");
+    ensure!(
+        !plan.is_empty(),
+        "nothing to measure: give --spawn-ours / --url and/or --spawn-reference / --ref-url"
+    );
     for (kind, source) in plan {
         let (server, url, dir) = match &source {
             Source::Url(url) => {
                 loopback_only(url)?;
-                (None, url.clone(), given_dir.clone().context("--cwd is required with --url / --ref-url")?)
+                (
+                    None,
+                    url.clone(),
+                    given_dir.clone().context("--cwd is required with --url / --ref-url")?,
+                )
             }
             Source::Spawn(l) => {
                 eprintln!(
@@ -279,9 +323,9 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
     }
     let after = machine_speed();
     table.notes.push(format!(
-        "Machine speed check (shared cloud machines vary by tens of percent from minute to minute, and our \
-         figures with them, the reference's much less): a fixed CPU loop {} before, {} after; 20,000 thread \
-         wake-ups {} before, {} after.",
+        "Machine speed check (shared cloud machines vary by tens of percent from minute to minute, \
+         and our figures with them, the reference's much less): a fixed CPU loop {} before, {} \
+         after; 20,000 thread wake-ups {} before, {} after.",
         dur(before.0),
         dur(after.0),
         dur(before.1),
@@ -349,7 +393,11 @@ enum Source {
 /// The sections that need servers of their own.
 async fn measure_fresh(args: &Args, t: &Target, launch: &Launch, table: &mut Table) -> Result<()> {
     if !skip(args, "memory") {
-        eprintln!("[{}] memory ({n} idle connections, {n} blocked processes)", t.kind.label(), n = args.memory_count);
+        eprintln!(
+            "[{}] memory ({n} idle connections, {n} blocked processes)",
+            t.kind.label(),
+            n = args.memory_count
+        );
         memory(launch, &t.cwd, args.memory_count, table).await?;
     }
     if !skip(args, "cold") {

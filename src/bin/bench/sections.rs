@@ -38,12 +38,20 @@ fn b64_len(s: &str) -> u64 {
 /// `tag` names the process (a counter makes the id unique).
 /// `terminate` waits for the `process/terminate` the Codex client sends
 /// afterwards; otherwise it is sent without waiting (untimed either way).
-pub async fn run(c: &Client, tag: &str, argv: &[String], cwd: &str, keep: bool, terminate: bool) -> Result<Run> {
+pub async fn run(
+    c: &Client,
+    tag: &str,
+    argv: &[String],
+    cwd: &str,
+    keep: bool,
+    terminate: bool,
+) -> Result<Run> {
     let id = &format!("{tag}-{}", NEXT_PROCESS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let t0 = Instant::now();
     c.start(id, &argv, cwd, json!({})).await.with_context(|| format!("process/start {argv:?}"))?;
-    let mut r = Run { total: Duration::ZERO, first_byte: None, bytes: 0, stdout: vec![], exit_code: -1 };
+    let mut r =
+        Run { total: Duration::ZERO, first_byte: None, bytes: 0, stdout: vec![], exit_code: -1 };
     loop {
         let n = c.next_notification().await.with_context(|| format!("waiting for {argv:?}"))?;
         let p = &n["params"];
@@ -70,7 +78,10 @@ pub async fn run(c: &Client, tag: &str, argv: &[String], cwd: &str, keep: bool, 
         c.request("process/terminate", params).await?;
     } else {
         // An id the client is not waiting for: the answer is dropped.
-        c.send_raw(json!({"id": 1i64 << 50, "method": "process/terminate", "params": params}).to_string()).await?;
+        c.send_raw(
+            json!({"id": 1i64 << 50, "method": "process/terminate", "params": params}).to_string(),
+        )
+        .await?;
     }
     Ok(r)
 }
@@ -108,7 +119,9 @@ impl Target {
 /// A connection with no message-size limits, for large `fs/*` payloads (the
 /// library client keeps tungstenite's 16 MiB frame limit).
 struct BigConn {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
 }
 
 #[derive(Deserialize)]
@@ -126,16 +139,23 @@ struct ReadResult<'a> {
 
 impl BigConn {
     async fn connect(url: &str) -> Result<Self> {
-        Self::connect_with(url, WebSocketConfig::default().max_message_size(None).max_frame_size(None)).await
+        Self::connect_with(
+            url,
+            WebSocketConfig::default().max_message_size(None).max_frame_size(None),
+        )
+        .await
     }
 
     /// Connects with `config` and performs the handshake.
     async fn connect_with(url: &str, config: WebSocketConfig) -> Result<Self> {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
         let mut c = Self { ws };
-        c.call(Message::text(json!({"id": 1, "method": "initialize", "params": {"clientName": "bench"}}).to_string()))
+        c.call(Message::text(
+            json!({"id": 1, "method": "initialize", "params": {"clientName": "bench"}}).to_string(),
+        ))
+        .await?;
+        c.ws.send(Message::text(json!({"method": "initialized", "params": {}}).to_string()))
             .await?;
-        c.ws.send(Message::text(json!({"method": "initialized", "params": {}}).to_string())).await?;
         Ok(c)
     }
 
@@ -255,10 +275,17 @@ pub async fn latency(
 /// this machine's cores with the server, and the library client's reader
 /// task, channels and timers cost about half as much CPU per command as
 /// the server itself, which measured the client as much as the server.
-pub async fn commands_per_sec(t: &Target, conns: usize, argv: &[String], expect: &str, budget: Duration) -> Result<Rate> {
+pub async fn commands_per_sec(
+    t: &Target,
+    conns: usize,
+    argv: &[String],
+    expect: &str,
+    budget: Duration,
+) -> Result<Rate> {
     let mut clients = vec![];
     for chunk in (0..conns).collect::<Vec<_>>().chunks(16) {
-        let batch = futures::future::try_join_all(chunk.iter().map(|_| LoadConn::connect(&t.url))).await?;
+        let batch =
+            futures::future::try_join_all(chunk.iter().map(|_| LoadConn::connect(&t.url))).await?;
         clients.extend(batch);
     }
     for (i, c) in clients.iter_mut().enumerate() {
@@ -314,7 +341,9 @@ pub struct Rate {
 /// must: the start is accepted, the output is what was expected, the exit
 /// status is 0, and `process/closed` ends it.
 struct LoadConn {
-    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
     next_id: u64,
 }
 
@@ -366,8 +395,14 @@ impl LoadConn {
         let start = json!({"id": start_id, "method": "process/start", "params": {
             "processId": id, "argv": argv, "cwd": cwd, "env": {}, "tty": false,
             "pipeStdin": false, "arg0": null, "sandbox": null}});
-        let terminate = json!({"id": start_id + 1, "method": "process/terminate", "params": {"processId": id}});
-        Frames { id: id.to_owned(), start_id, start: start.to_string(), terminate: terminate.to_string() }
+        let terminate =
+            json!({"id": start_id + 1, "method": "process/terminate", "params": {"processId": id}});
+        Frames {
+            id: id.to_owned(),
+            start_id,
+            start: start.to_string(),
+            terminate: terminate.to_string(),
+        }
     }
 
     /// Runs one command to `process/closed` and checks it.
@@ -376,8 +411,11 @@ impl LoadConn {
         let mut stdout = vec![];
         let mut exit_code = None;
         loop {
-            let Message::Text(text) = self.ws.next().await.context("connection closed")?? else { continue };
-            let m: Incoming = serde_json::from_str(&text).with_context(|| format!("bad frame {text}"))?;
+            let Message::Text(text) = self.ws.next().await.context("connection closed")?? else {
+                continue;
+            };
+            let m: Incoming =
+                serde_json::from_str(&text).with_context(|| format!("bad frame {text}"))?;
             if m.method.is_none() {
                 // An answer: to this start, or to an earlier terminate (whose
                 // outcome does not matter here).
@@ -386,7 +424,9 @@ impl LoadConn {
                 }
                 continue;
             }
-            let Some(p) = m.params.filter(|p| p.process_id == Some(f.id.as_str())) else { continue };
+            let Some(p) = m.params.filter(|p| p.process_id == Some(f.id.as_str())) else {
+                continue;
+            };
             match m.method {
                 Some("process/output") if p.stream == Some("stdout") => {
                     stdout.extend(wasm_exec_server::b64::decode(p.chunk.unwrap_or("").as_bytes())?);
@@ -411,11 +451,22 @@ impl LoadConn {
 }
 
 pub async fn throughput(t: &Target, table: &mut Table, budget: Duration) -> Result<()> {
-    for (label, argv) in [("`echo hi` argv", t.kind.echo_argv()), ("`bash -lc 'echo hi'`", bash("echo hi"))] {
+    for (label, argv) in
+        [("`echo hi` argv", t.kind.echo_argv()), ("`bash -lc 'echo hi'`", bash("echo hi"))]
+    {
         for conns in [1, 8, 64] {
             let rate = commands_per_sec(t, conns, &argv, "hi\n", budget).await?;
-            let name = format!("3. commands/s, {label}, {conns} connection{}", if conns == 1 { "" } else { "s" });
-            table.put(t.kind, &name, Unit::PerSec, Better::Higher, Some(Figure::Value(rate.per_sec)));
+            let name = format!(
+                "3. commands/s, {label}, {conns} connection{}",
+                if conns == 1 { "" } else { "s" }
+            );
+            table.put(
+                t.kind,
+                &name,
+                Unit::PerSec,
+                Better::Higher,
+                Some(Figure::Value(rate.per_sec)),
+            );
             if conns == 8 {
                 let cpu = |v: Option<f64>| v.map(Figure::Value);
                 let name = format!("3. server CPU per command, {label}, 8 connections");
@@ -424,7 +475,8 @@ pub async fn throughput(t: &Target, table: &mut Table, budget: Duration) -> Resu
                 // one), so it is shown for ours only: what the load itself
                 // took from the two cores.
                 if t.kind == Kind::Ours {
-                    let name = format!("3. load generator's CPU per command, {label}, 8 connections");
+                    let name =
+                        format!("3. load generator's CPU per command, {label}, 8 connections");
                     table.put(t.kind, &name, Unit::Time, Better::Lower, cpu(rate.client_cpu));
                 }
             }
@@ -439,24 +491,35 @@ pub async fn streaming(t: &Target, table: &mut Table) -> Result<()> {
     let mut rates = vec![];
     for i in 0..3 {
         let r = run(&c, &format!("flood{i}"), &argv, &t.cwd, false, true).await?;
-        ensure!(r.bytes == STREAM_BYTES, "{argv:?} streamed {} bytes, expected {STREAM_BYTES}", r.bytes);
+        ensure!(
+            r.bytes == STREAM_BYTES,
+            "{argv:?} streamed {} bytes, expected {STREAM_BYTES}",
+            r.bytes
+        );
         rates.push(r.bytes as f64 / 1e6 / r.total.as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
-    let name = "4. output streaming, 100 MiB (ours `flood 1600`, ref `head -c 104857600 /dev/zero`), median of 3";
+    let name = "4. output streaming, 100 MiB (ours `flood 1600`, \
+                ref `head -c 104857600 /dev/zero`), median of 3";
     table.put(t.kind, name, Unit::MBps, Better::Higher, Some(Figure::Value(rates[1])));
     Ok(())
 }
 
 pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> Result<()> {
     let mut c = BigConn::connect(&t.url).await?;
-    for (label, size, src, dst) in
-        [("1 MB", 1_000_000usize, "r1m.bin", "w1m.bin"), ("50 MB", 50_000_000, "r50m.bin", "w50m.bin")]
-    {
+    for (label, size, src, dst) in [
+        ("1 MB", 1_000_000usize, "r1m.bin", "w1m.bin"),
+        ("50 MB", 50_000_000, "r50m.bin", "w50m.bin"),
+    ] {
         let iters = if size > 10_000_000 { 3 } else { 200 };
         // fs/readFile
         let frame = Message::text(
-            json!({"id": 3, "method": "fs/readFile", "params": {"path": t.path(src), "sandbox": null}}).to_string(),
+            json!({
+                "id": 3,
+                "method": "fs/readFile",
+                "params": {"path": t.path(src), "sandbox": null}
+            })
+            .to_string(),
         );
         let expected = wasm_exec_server::b64::encode(&fixture_bytes(size));
         let mut times = vec![];
@@ -467,7 +530,10 @@ pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> R
             let reply: ReadReply = serde_json::from_str(&text)?;
             let took = s.elapsed();
             ensure!(reply.error.is_none(), "fs/readFile {src}: {:?}", reply.error);
-            ensure!(reply.result.is_some_and(|r| r.data == expected), "fs/readFile {src} returned other bytes");
+            ensure!(
+                reply.result.is_some_and(|r| r.data == expected),
+                "fs/readFile {src} returned other bytes"
+            );
             times.push(took);
         }
         table.put(
@@ -478,7 +544,14 @@ pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> R
             Some(Figure::Value(mbps(size, times))),
         );
         // fs/writeFile
-        let frame = Message::text(json!({"id": 4, "method": "fs/writeFile", "params": {"path": t.path(dst), "dataBase64": expected, "sandbox": null}}).to_string());
+        let frame = Message::text(
+            json!({
+                "id": 4,
+                "method": "fs/writeFile",
+                "params": {"path": t.path(dst), "dataBase64": expected, "sandbox": null}
+            })
+            .to_string(),
+        );
         let mut times = vec![];
         let t0 = Instant::now();
         let mut failed = None;
@@ -497,7 +570,13 @@ pub async fn fs_throughput(t: &Target, table: &mut Table, budget: Duration) -> R
             Some(why) => Figure::Failed(why),
             None => Figure::Value(mbps(size, times)),
         };
-        table.put(t.kind, &format!("5. fs/writeFile {label}"), Unit::MBps, Better::Higher, Some(fig));
+        table.put(
+            t.kind,
+            &format!("5. fs/writeFile {label}"),
+            Unit::MBps,
+            Better::Higher,
+            Some(fig),
+        );
     }
     Ok(())
 }
@@ -522,7 +601,9 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     let mut idle = vec![];
     for _ in 0..n.div_ceil(50) {
         let k = 50.min(n - idle.len());
-        idle.extend(futures::future::try_join_all((0..k).map(|_| Client::connect(&server.url))).await?);
+        idle.extend(
+            futures::future::try_join_all((0..k).map(|_| Client::connect(&server.url))).await?,
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = vm_rss_kib(server.pid)?;
@@ -568,11 +649,19 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     let after = vm_rss_kib(server.pid)?;
     let children = descendants_pss_kib(server.pid).saturating_sub(children_before);
     let per_proc = (after as f64 - before as f64) / n as f64;
-    let name =
-        format!("6. memory per process blocked on stdin, server VmRSS delta / {n} (ours `line-echo`, ref `/bin/cat`)");
+    let name = format!(
+        "6. memory per process blocked on stdin, server VmRSS delta / {n} \
+         (ours `line-echo`, ref `/bin/cat`)"
+    );
     table.put(kind, &name, Unit::KiB, Better::Lower, Some(Figure::Value(per_proc)));
     let name = format!("6. memory per process blocked on stdin, incl. child processes' PSS / {n}");
-    table.put(kind, &name, Unit::KiB, Better::Lower, Some(Figure::Value(per_proc + children as f64 / n as f64)));
+    table.put(
+        kind,
+        &name,
+        Unit::KiB,
+        Better::Lower,
+        Some(Figure::Value(per_proc + children as f64 / n as f64)),
+    );
     drop(clients);
     drop(server);
     Ok(())
@@ -591,7 +680,11 @@ pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Tab
         let c = Client::connect(&server.url).await?;
         let r = run(&c, "cold", &bash("echo hi"), cwd, true, true).await?;
         first.push(t0.elapsed());
-        ensure!(r.stdout == b"hi\n", "cold-start command printed {:?}", String::from_utf8_lossy(&r.stdout));
+        ensure!(
+            r.stdout == b"hi\n",
+            "cold-start command printed {:?}",
+            String::from_utf8_lossy(&r.stdout)
+        );
         if launch.kind == Kind::Ours {
             compiled += modules_compiled(&server.url).await?;
         }
@@ -599,7 +692,13 @@ pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Tab
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let kind = launch.kind;
-    table.put(kind, "7. cold start: launch → URL printed", Unit::Time, Better::Lower, Figure::from_samples(listening));
+    table.put(
+        kind,
+        "7. cold start: launch → URL printed",
+        Unit::Time,
+        Better::Lower,
+        Figure::from_samples(listening),
+    );
     table.put(
         kind,
         "7. cold start: launch → first `bash -lc 'echo hi'` closed",
@@ -609,7 +708,10 @@ pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Tab
     );
     if kind == Kind::Ours {
         table.modules_compiled = Some(compiled);
-        table.notes.push(format!("Modules compiled at run time during the {runs} cold starts (`module_cache{{result=\"miss\"}}`): {compiled}."));
+        table.notes.push(format!(
+            "Modules compiled at run time during the {runs} cold starts \
+             (`module_cache{{result=\"miss\"}}`): {compiled}."
+        ));
     }
     Ok(())
 }

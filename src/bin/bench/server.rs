@@ -33,7 +33,12 @@ impl Drop for Server {
 }
 
 impl Launch {
-    pub fn ours(program: &str, workspace: &Path, bundled: Option<&Path>, logs: Option<&Path>) -> Result<Self> {
+    pub fn ours(
+        program: &str,
+        workspace: &Path,
+        bundled: Option<&Path>,
+        logs: Option<&Path>,
+    ) -> Result<Self> {
         let program = if program.is_empty() {
             std::env::current_exe()?.with_file_name("wasm-exec-server")
         } else {
@@ -53,7 +58,13 @@ impl Launch {
             "--requests-per-second",
             "100000000",
         ]));
-        Ok(Self { kind: Kind::Ours, program, args, env: vec![], log: logs.map(|d| d.join("ours.log")) })
+        Ok(Self {
+            kind: Kind::Ours,
+            program,
+            args,
+            env: vec![],
+            log: logs.map(|d| d.join("ours.log")),
+        })
     }
 
     pub fn reference(program: &str, tmp: &Path, logs: Option<&Path>) -> Result<Self> {
@@ -71,7 +82,9 @@ impl Launch {
     /// Starts the server and waits for the URL it prints.
     pub async fn start(&self, timeout: Duration) -> Result<Server> {
         let log = match &self.log {
-            Some(path) => std::process::Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            Some(path) => std::process::Stdio::from(
+                std::fs::OpenOptions::new().create(true).append(true).open(path)?,
+            ),
             None => std::process::Stdio::null(),
         };
         let mut child = tokio::process::Command::new(&self.program)
@@ -89,7 +102,9 @@ impl Launch {
         let first = tokio::time::timeout(timeout, lines.next_line())
             .await
             .with_context(|| format!("{} printed no URL in {timeout:?}", self.program.display()))??
-            .with_context(|| format!("{} exited without a URL (see --server-logs)", self.program.display()))?;
+            .with_context(|| {
+                format!("{} exited without a URL (see --server-logs)", self.program.display())
+            })?;
         let url = first.trim().to_owned();
         loopback_only(&url)?;
         let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -114,7 +129,8 @@ pub fn native_codex(program: &str) -> Result<PathBuf> {
     if real.extension().is_none_or(|e| e != "js") {
         return Ok(real);
     }
-    // node_modules/@openai/codex/bin/codex.js → node_modules/@openai/codex-<platform>/vendor/<triple>/bin/codex
+    // node_modules/@openai/codex/bin/codex.js →
+    //   node_modules/@openai/codex-<platform>/vendor/<triple>/bin/codex
     let scope = real.ancestors().nth(3).context("unexpected launcher layout")?;
     for pkg in std::fs::read_dir(scope)?.flatten() {
         let vendor = pkg.path().join("vendor");
@@ -147,7 +163,9 @@ pub fn descendants_pss_kib(pid: u32) -> u64 {
         let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
         // The field after the `(comm)` is the state, then the parent pid.
-        let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
         if let Some(pp) = ppid {
             parent.entry(pp).or_default().push(p);
         }
@@ -174,7 +192,8 @@ pub fn cpu_time(pid: &str) -> Option<Duration> {
     let (_, rest) = stat.rsplit_once(')')?;
     // After `(comm)`: state is field 3, utime 14, stime 15, cutime 16, cstime 17,
     // in USER_HZ ticks, which Linux fixes at 100 per second for user space.
-    let ticks: u64 = rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
+    let ticks: u64 =
+        rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
     Some(Duration::from_millis(ticks * 10))
 }
 
@@ -187,7 +206,9 @@ pub async fn modules_compiled(url: &str) -> Result<u64> {
     s.read_to_string(&mut body).await?;
     Ok(body
         .lines()
-        .filter(|l| l.contains("module_cache") && l.contains("result=\"miss\"") && !l.starts_with('#'))
+        .filter(|l| {
+            l.contains("module_cache") && l.contains("result=\"miss\"") && !l.starts_with('#')
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }

@@ -89,7 +89,13 @@ impl Table {
         let idx = match self.rows.iter().position(|r| r.name == name) {
             Some(i) => i,
             None => {
-                self.rows.push(Row { name: name.to_owned(), unit, better, ours: None, reference: None });
+                self.rows.push(Row {
+                    name: name.to_owned(),
+                    unit,
+                    better,
+                    ours: None,
+                    reference: None,
+                });
                 self.rows.len() - 1
             }
         };

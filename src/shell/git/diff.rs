@@ -42,7 +42,11 @@ fn tree_mode(m: gix::objs::tree::EntryMode) -> u32 {
 }
 
 pub fn collect(git: &Git, untracked: bool) -> Result<Changes, Fail> {
-    let mode = if untracked { gix::status::UntrackedFiles::Collapsed } else { gix::status::UntrackedFiles::None };
+    let mode = if untracked {
+        gix::status::UntrackedFiles::Collapsed
+    } else {
+        gix::status::UntrackedFiles::None
+    };
     let iter = git
         .repo
         .status(gix::progress::Discard)?
@@ -69,14 +73,38 @@ pub fn collect(git: &Git, untracked: bool) -> Result<Changes, Fail> {
                         old: Some((Side::Blob(id.into_owned()), entry_mode.bits())),
                         new: None,
                     },
-                    T::Modification { location, previous_entry_mode, previous_id, entry_mode, id, .. } => Change {
-                        status: if (previous_entry_mode.bits() ^ entry_mode.bits()) & 0o170000 != 0 { 'T' } else { 'M' },
+                    T::Modification {
+                        location,
+                        previous_entry_mode,
+                        previous_id,
+                        entry_mode,
+                        id,
+                        ..
+                    } => Change {
+                        status: if (previous_entry_mode.bits() ^ entry_mode.bits()) & 0o170000 != 0
+                        {
+                            'T'
+                        } else {
+                            'M'
+                        },
                         old_path: location.to_string(),
                         path: location.to_string(),
-                        old: Some((Side::Blob(previous_id.into_owned()), previous_entry_mode.bits())),
+                        old: Some((
+                            Side::Blob(previous_id.into_owned()),
+                            previous_entry_mode.bits(),
+                        )),
                         new: Some((Side::Blob(id.into_owned()), entry_mode.bits())),
                     },
-                    T::Rewrite { source_location, source_entry_mode, source_id, location, entry_mode, id, copy, .. } => Change {
+                    T::Rewrite {
+                        source_location,
+                        source_entry_mode,
+                        source_id,
+                        location,
+                        entry_mode,
+                        id,
+                        copy,
+                        ..
+                    } => Change {
                         status: if copy { 'C' } else { 'R' },
                         old_path: source_location.to_string(),
                         path: location.to_string(),
@@ -93,13 +121,24 @@ pub fn collect(git: &Git, untracked: bool) -> Result<Changes, Fail> {
                     let wt_mode = git.worktree_mode(&path).unwrap_or(entry.mode.bits());
                     let (letter, old, new) = match status {
                         EntryStatus::Change(WtChange::Removed) => ('D', old, None),
-                        EntryStatus::Change(WtChange::Modification { .. }) => ('M', old, Some((Side::Worktree, wt_mode))),
-                        EntryStatus::Change(WtChange::Type { .. }) => ('T', old, Some((Side::Worktree, wt_mode))),
+                        EntryStatus::Change(WtChange::Modification { .. }) => {
+                            ('M', old, Some((Side::Worktree, wt_mode)))
+                        }
+                        EntryStatus::Change(WtChange::Type { .. }) => {
+                            ('T', old, Some((Side::Worktree, wt_mode)))
+                        }
                         EntryStatus::Conflict { .. } => ('U', old, Some((Side::Worktree, wt_mode))),
                         EntryStatus::IntentToAdd => ('A', None, Some((Side::Worktree, wt_mode))),
-                        EntryStatus::Change(WtChange::SubmoduleModification(_)) | EntryStatus::NeedsUpdate(_) => continue,
+                        EntryStatus::Change(WtChange::SubmoduleModification(_))
+                        | EntryStatus::NeedsUpdate(_) => continue,
                     };
-                    c.unstaged.push(Change { status: letter, old_path: path.clone(), path, old, new });
+                    c.unstaged.push(Change {
+                        status: letter,
+                        old_path: path.clone(),
+                        path,
+                        old,
+                        new,
+                    });
                 }
                 WorktreeItem::DirectoryContents { entry, .. } => {
                     if matches!(entry.status, gix::dir::entry::Status::Untracked) {
@@ -123,7 +162,11 @@ pub fn collect(git: &Git, untracked: bool) -> Result<Changes, Fail> {
 }
 
 /// Changes between two trees (either may be the empty tree), blobs only.
-pub fn tree_changes(git: &Git, old: Option<gix::ObjectId>, new: gix::ObjectId) -> Result<Vec<Change>, Fail> {
+pub fn tree_changes(
+    git: &Git,
+    old: Option<gix::ObjectId>,
+    new: gix::ObjectId,
+) -> Result<Vec<Change>, Fail> {
     let repo = &git.repo;
     let new_tree = repo.find_tree(new)?;
     let old_tree = match old {
@@ -148,24 +191,33 @@ pub fn tree_changes(git: &Git, old: Option<gix::ObjectId>, new: gix::ObjectId) -
                 old: Some((Side::Blob(id), tree_mode(entry_mode))),
                 new: None,
             },
-            D::Modification { location, previous_entry_mode, previous_id, entry_mode, id } if !entry_mode.is_tree() => Change {
-                status: if previous_entry_mode.kind() != entry_mode.kind() { 'T' } else { 'M' },
-                old_path: location.to_string(),
-                path: location.to_string(),
-                old: Some((Side::Blob(previous_id), tree_mode(previous_entry_mode))),
-                new: Some((Side::Blob(id), tree_mode(entry_mode))),
-            },
-            D::Rewrite { source_location, source_entry_mode, source_id, entry_mode, id, location, copy, .. }
+            D::Modification { location, previous_entry_mode, previous_id, entry_mode, id }
                 if !entry_mode.is_tree() =>
             {
                 Change {
-                    status: if copy { 'C' } else { 'R' },
-                    old_path: source_location.to_string(),
+                    status: if previous_entry_mode.kind() != entry_mode.kind() { 'T' } else { 'M' },
+                    old_path: location.to_string(),
                     path: location.to_string(),
-                    old: Some((Side::Blob(source_id), tree_mode(source_entry_mode))),
+                    old: Some((Side::Blob(previous_id), tree_mode(previous_entry_mode))),
                     new: Some((Side::Blob(id), tree_mode(entry_mode))),
                 }
             }
+            D::Rewrite {
+                source_location,
+                source_entry_mode,
+                source_id,
+                entry_mode,
+                id,
+                location,
+                copy,
+                ..
+            } if !entry_mode.is_tree() => Change {
+                status: if copy { 'C' } else { 'R' },
+                old_path: source_location.to_string(),
+                path: location.to_string(),
+                old: Some((Side::Blob(source_id), tree_mode(source_entry_mode))),
+                new: Some((Side::Blob(id), tree_mode(entry_mode))),
+            },
             _ => continue,
         };
         out.push(c);
@@ -208,8 +260,11 @@ impl DiffOptions {
             "--name-only" => self.format = Format::NameOnly,
             "--name-status" => self.format = Format::NameStatus,
             "-s" | "--no-patch" | "--quiet" => self.format = Format::Quiet,
-            "--no-color" | "--color=never" | "--no-ext-diff" | "--no-textconv" | "--find-renames" | "-M" | "--no-renames" => {}
-            _ if a.starts_with("--unified=") => self.context = a["--unified=".len()..].parse().unwrap_or(3),
+            "--no-color" | "--color=never" | "--no-ext-diff" | "--no-textconv"
+            | "--find-renames" | "-M" | "--no-renames" => {}
+            _ if a.starts_with("--unified=") => {
+                self.context = a["--unified=".len()..].parse().unwrap_or(3)
+            }
             _ if a.starts_with("-U") && a.len() > 2 => self.context = a[2..].parse().unwrap_or(3),
             _ if a.starts_with("--stat=") => self.format = Format::Stat,
             _ => return false,
@@ -228,7 +283,9 @@ fn load(git: &Git, side: &Side, path: &str) -> Result<Vec<u8>, Fail> {
 fn object_id(git: &Git, side: &Side, data: &[u8]) -> Result<gix::ObjectId, Fail> {
     match side {
         Side::Blob(id) => Ok(*id),
-        Side::Worktree => Ok(gix::objs::compute_hash(git.repo.object_hash(), gix::objs::Kind::Blob, data)?),
+        Side::Worktree => {
+            Ok(gix::objs::compute_hash(git.repo.object_hash(), gix::objs::Kind::Blob, data)?)
+        }
     }
 }
 
@@ -244,15 +301,23 @@ struct Hunks {
 impl ConsumeHunk for Hunks {
     type Out = Vec<u8>;
 
-    fn consume_hunk(&mut self, h: HunkHeader, lines: &[(DiffLineKind, &[u8])]) -> std::io::Result<()> {
+    fn consume_hunk(
+        &mut self,
+        h: HunkHeader,
+        lines: &[(DiffLineKind, &[u8])],
+    ) -> std::io::Result<()> {
         let range = |start: u32, len: u32| match len {
             0 => format!("{},0", start.saturating_sub(1)),
             1 => start.to_string(),
             n => format!("{start},{n}"),
         };
         self.text.extend_from_slice(
-            format!("@@ -{} +{} @@\n", range(h.before_hunk_start, h.before_hunk_len), range(h.after_hunk_start, h.after_hunk_len))
-                .as_bytes(),
+            format!(
+                "@@ -{} +{} @@\n",
+                range(h.before_hunk_start, h.before_hunk_len),
+                range(h.after_hunk_start, h.after_hunk_len)
+            )
+            .as_bytes(),
         );
         for (kind, line) in lines {
             self.text.push(kind.to_prefix() as u8);
@@ -274,9 +339,14 @@ fn line_diff(old: &[u8], new: &[u8], context: u32) -> (u32, u32, Vec<u8>) {
     let input = InternedInput::new(old, new);
     let mut diff = Diff::compute(Algorithm::Histogram, &input);
     diff.postprocess_lines(&input);
-    let text = UnifiedDiff::new(&diff, &input, Hunks { text: Vec::new() }, ContextSize::symmetrical(context))
-        .consume()
-        .unwrap_or_default();
+    let text = UnifiedDiff::new(
+        &diff,
+        &input,
+        Hunks { text: Vec::new() },
+        ContextSize::symmetrical(context),
+    )
+    .consume()
+    .unwrap_or_default();
     (diff.count_additions(), diff.count_removals(), text)
 }
 
@@ -297,17 +367,29 @@ pub fn render(git: &mut Git, changes: &[Change], opts: DiffOptions) -> Result<bo
             None => Vec::new(),
         };
         let binary = is_binary(&old_data) || is_binary(&new_data);
-        let display = if c.old_path != c.path { format!("{} => {}", c.old_path, c.path) } else { c.path.clone() };
+        let display = if c.old_path != c.path {
+            format!("{} => {}", c.old_path, c.path)
+        } else {
+            c.path.clone()
+        };
         match opts.format {
             Format::Quiet => {}
             Format::NameOnly => git.print(format!("{}\n", c.path)),
             Format::NameStatus if matches!(c.status, 'R' | 'C') => {
-                let score = if c.old.as_ref().map(|o| &o.0) == c.new.as_ref().map(|n| &n.0) { 100 } else { 50 };
+                let score = if c.old.as_ref().map(|o| &o.0) == c.new.as_ref().map(|n| &n.0) {
+                    100
+                } else {
+                    50
+                };
                 git.print(format!("{}{:03}\t{}\t{}\n", c.status, score, c.old_path, c.path))
             }
             Format::NameStatus => git.print(format!("{}\t{}\n", c.status, c.path)),
             Format::NumStat | Format::Stat => {
-                let counts = if binary { None } else { Some(line_diff(&old_data, &new_data, 0)).map(|(a, d, _)| (a, d)) };
+                let counts = if binary {
+                    None
+                } else {
+                    Some(line_diff(&old_data, &new_data, 0)).map(|(a, d, _)| (a, d))
+                };
                 stats.push((display, counts, (old_data.len(), new_data.len())));
             }
             Format::Patch => patch(git, c, &old_data, &new_data, binary, opts.context)?,
@@ -328,7 +410,14 @@ pub fn render(git: &mut Git, changes: &[Change], opts: DiffOptions) -> Result<bo
     Ok(!changes.is_empty())
 }
 
-fn patch(git: &mut Git, c: &Change, old: &[u8], new: &[u8], binary: bool, context: u32) -> Result<(), Fail> {
+fn patch(
+    git: &mut Git,
+    c: &Change,
+    old: &[u8],
+    new: &[u8],
+    binary: bool,
+    context: u32,
+) -> Result<(), Fail> {
     let mut head = format!("diff --git a/{} b/{}\n", c.old_path, c.path);
     let old_mode = c.old.as_ref().map(|o| o.1);
     let new_mode = c.new.as_ref().map(|n| n.1);
@@ -341,7 +430,10 @@ fn patch(git: &mut Git, c: &Change, old: &[u8], new: &[u8], binary: bool, contex
     if c.old_path != c.path {
         let verb = if c.status == 'C' { "copy" } else { "rename" };
         let similarity = if old == new { 100 } else { 50 };
-        head.push_str(&format!("similarity index {similarity}%\n{verb} from {}\n{verb} to {}\n", c.old_path, c.path));
+        head.push_str(&format!(
+            "similarity index {similarity}%\n{verb} from {}\n{verb} to {}\n",
+            c.old_path, c.path
+        ));
     }
     let null = gix::ObjectId::null(git.repo.object_hash());
     let old_id = match &c.old {
@@ -361,7 +453,11 @@ fn patch(git: &mut Git, c: &Change, old: &[u8], new: &[u8], binary: bool, contex
             (Some(a), Some(b)) if a == b => format!(" {a:o}"),
             _ => String::new(),
         };
-        head.push_str(&format!("index {}..{}{same_mode}\n", old_id.to_hex_with_len(7), new_id.to_hex_with_len(7)));
+        head.push_str(&format!(
+            "index {}..{}{same_mode}\n",
+            old_id.to_hex_with_len(7),
+            new_id.to_hex_with_len(7)
+        ));
     }
     let a = if c.old.is_some() { format!("a/{}", c.old_path) } else { "/dev/null".into() };
     let b = if c.new.is_some() { format!("b/{}", c.path) } else { "/dev/null".into() };
@@ -398,7 +494,13 @@ fn print_stat(git: &mut Git, stats: &[StatLine]) {
                 ins += a;
                 del += d;
                 let (pa, pd) = if max_change > graph_width {
-                    let scale = |n: u32| if n == 0 { 0 } else { ((n as u64 * graph_width as u64) / max_change as u64).max(1) as u32 };
+                    let scale = |n: u32| {
+                        if n == 0 {
+                            0
+                        } else {
+                            ((n as u64 * graph_width as u64) / max_change as u64).max(1) as u32
+                        }
+                    };
                     (scale(*a), scale(*d))
                 } else {
                     (*a, *d)
@@ -429,7 +531,8 @@ pub fn limit(changes: &mut Vec<Change>, paths: &[String]) {
     if paths.is_empty() {
         return;
     }
-    let under = |p: &str| paths.iter().any(|l| l.is_empty() || p == l || p.starts_with(&format!("{l}/")));
+    let under =
+        |p: &str| paths.iter().any(|l| l.is_empty() || p == l || p.starts_with(&format!("{l}/")));
     changes.retain(|c| under(&c.path) || under(&c.old_path));
 }
 
@@ -456,14 +559,21 @@ pub fn diff(git: &mut Git, args: &[String]) -> GitResult {
             }
             _ if opts.parse(a) => {}
             _ if a.starts_with('-') => return Err(usage(&format!("error: invalid option: {a}"))),
-            _ if paths.is_empty() && git.repo.rev_parse_single(a.as_str()).is_ok() => revs.push(a.clone()),
+            _ if paths.is_empty() && git.repo.rev_parse_single(a.as_str()).is_ok() => {
+                revs.push(a.clone())
+            }
             _ if a.contains("..") => revs.push(a.clone()),
-            _ if git.repo_path(a).is_some_and(|p| git.read_worktree(&p).is_some() || git.ws.dir().is_dir(git.work_rel.join(&p))) => {
+            _ if git.repo_path(a).is_some_and(|p| {
+                git.read_worktree(&p).is_some() || git.ws.dir().is_dir(git.work_rel.join(&p))
+            }) =>
+            {
                 paths.push(a.clone())
             }
             _ => {
                 return Err(fatal(&format!(
-                    "ambiguous argument '{a}': unknown revision or path not in the working tree.\nUse '--' to separate paths from revisions, like this:\n'git <command> [<revision>...] -- [<file>...]'"
+                    "ambiguous argument '{a}': unknown revision or path not in the working tree.\n\
+                     Use '--' to separate paths from revisions, like this:\n\
+                     'git <command> [<revision>...] -- [<file>...]'"
                 )));
             }
         }
@@ -471,17 +581,25 @@ pub fn diff(git: &mut Git, args: &[String]) -> GitResult {
     let limits: Vec<String> = paths.iter().filter_map(|p| git.repo_path(p)).collect();
     if revs.len() == 1 {
         if let Some((a, b)) = revs[0].split_once("...").or_else(|| revs[0].split_once("..")) {
-            revs = vec![if a.is_empty() { "HEAD".into() } else { a.to_owned() }, if b.is_empty() { "HEAD".into() } else { b.to_owned() }];
+            revs = vec![
+                if a.is_empty() { "HEAD".into() } else { a.to_owned() },
+                if b.is_empty() { "HEAD".into() } else { b.to_owned() },
+            ];
         }
     }
     let tree_of = |git: &Git, rev: &str| -> Result<gix::ObjectId, Fail> {
-        let id = git.repo.rev_parse_single(rev).map_err(|_| fatal(&format!("bad revision '{rev}'")))?;
+        let id =
+            git.repo.rev_parse_single(rev).map_err(|_| fatal(&format!("bad revision '{rev}'")))?;
         Ok(id.object()?.peel_to_tree()?.id)
     };
     let mut changes = match (cached, revs.as_slice()) {
         (false, []) => collect(git, false)?.unstaged,
         (true, []) => collect(git, false)?.staged,
-        (true, [rev]) if git.repo.rev_parse_single(rev.as_str()).ok() == git.repo.head_id().ok() => collect(git, false)?.staged,
+        (true, [rev])
+            if git.repo.rev_parse_single(rev.as_str()).ok() == git.repo.head_id().ok() =>
+        {
+            collect(git, false)?.staged
+        }
         (false, [rev]) => worktree_against(git, tree_of(git, rev)?)?,
         (false, [a, b]) => tree_changes(git, Some(tree_of(git, a)?), tree_of(git, b)?)?,
         _ => return Err(fatal("this form of 'git diff' is not supported by read-only git")),
@@ -510,21 +628,33 @@ fn worktree_against(git: &Git, tree: gix::ObjectId) -> Result<Vec<Change>, Fail>
     let tree = git.repo.find_tree(tree)?;
     let mut out = Vec::new();
     for path in paths.into_keys() {
-        let old = tree.lookup_entry_by_path(&path)?.map(|e| (Side::Blob(e.object_id()), tree_mode(e.mode())));
-        let new = git.read_worktree(&path).map(|data| (data, git.worktree_mode(&path).unwrap_or(0o100644)));
+        let old = tree
+            .lookup_entry_by_path(&path)?
+            .map(|e| (Side::Blob(e.object_id()), tree_mode(e.mode())));
+        let new = git
+            .read_worktree(&path)
+            .map(|data| (data, git.worktree_mode(&path).unwrap_or(0o100644)));
         let status = match (&old, &new) {
             (None, None) => continue,
             (None, Some(_)) => 'A',
             (Some(_), None) => 'D',
             (Some((Side::Blob(id), _)), Some((data, _))) => {
-                if gix::objs::compute_hash(git.repo.object_hash(), gix::objs::Kind::Blob, data)? == *id {
+                if gix::objs::compute_hash(git.repo.object_hash(), gix::objs::Kind::Blob, data)?
+                    == *id
+                {
                     continue;
                 }
                 'M'
             }
             _ => 'M',
         };
-        out.push(Change { status, old_path: path.clone(), path, old, new: new.map(|(_, m)| (Side::Worktree, m)) });
+        out.push(Change {
+            status,
+            old_path: path.clone(),
+            path,
+            old,
+            new: new.map(|(_, m)| (Side::Worktree, m)),
+        });
     }
     Ok(out)
 }

@@ -9,7 +9,10 @@ use gix::bstr::ByteSlice;
 use gix::prelude::ObjectIdExt;
 
 fn unsupported(what: &str) -> Fail {
-    Fail { msg: format!("git: '{what}' is not supported in this sandbox (read-only git)\n"), code: 1 }
+    Fail {
+        msg: format!("git: '{what}' is not supported in this sandbox (read-only git)\n"),
+        code: 1,
+    }
 }
 
 /// How commits are printed.
@@ -33,7 +36,9 @@ impl Pretty {
             "medium" => Pretty::Medium,
             _ => match spec.strip_prefix("format:") {
                 Some(f) => Pretty::Format(f.to_owned(), false),
-                None => Pretty::Format(spec.strip_prefix("tformat:").unwrap_or(spec).to_owned(), true),
+                None => {
+                    Pretty::Format(spec.strip_prefix("tformat:").unwrap_or(spec).to_owned(), true)
+                }
             },
         }
     }
@@ -51,11 +56,21 @@ impl View {
     fn parse(&mut self, a: &str) -> bool {
         if a == "--oneline" {
             self.pretty = Pretty::Oneline;
-        } else if let Some(spec) = a.strip_prefix("--pretty=").or_else(|| a.strip_prefix("--format=")) {
+        } else if let Some(spec) =
+            a.strip_prefix("--pretty=").or_else(|| a.strip_prefix("--format="))
+        {
             self.pretty = Pretty::parse(spec);
         } else if let Some(d) = a.strip_prefix("--date=") {
             self.date = d.to_owned();
-        } else if matches!(a, "--decorate" | "--no-decorate" | "--abbrev-commit" | "--no-color" | "--color=never" | "--no-abbrev-commit") {
+        } else if matches!(
+            a,
+            "--decorate"
+                | "--no-decorate"
+                | "--abbrev-commit"
+                | "--no-color"
+                | "--color=never"
+                | "--no-abbrev-commit"
+        ) {
         } else {
             let mut d = self.diff.unwrap_or_default();
             if !d.parse(a) {
@@ -83,7 +98,10 @@ fn format_date(t: gix::date::Time, style: &str) -> String {
 
 /// `3 days ago`, the way git rounds.
 fn relative(secs: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(secs);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(secs);
     let d = (now - secs).max(0);
     let (n, unit) = match d {
         0..90 => (d, "second"),
@@ -111,7 +129,9 @@ struct Shown {
 impl Shown {
     fn load(git: &Git, id: gix::ObjectId) -> Result<Self, Fail> {
         let commit = git.repo.find_commit(id)?;
-        let sig = |s: gix::actor::SignatureRef<'_>| (s.name.to_string(), s.email.to_string(), s.time().unwrap_or_default());
+        let sig = |s: gix::actor::SignatureRef<'_>| {
+            (s.name.to_string(), s.email.to_string(), s.time().unwrap_or_default())
+        };
         Ok(Shown {
             id,
             short: id.attach(&git.repo).shorten_or_id().to_string(),
@@ -125,7 +145,15 @@ impl Shown {
 
     /// The first paragraph on one line.
     fn subject(&self) -> String {
-        self.message.trim_start().split("\n\n").next().unwrap_or("").lines().map(str::trim).collect::<Vec<_>>().join(" ")
+        self.message
+            .trim_start()
+            .split("\n\n")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn body(&self) -> String {
@@ -148,27 +176,33 @@ impl Shown {
                 continue;
             }
             let Some(d) = chars.next() else { break };
-            let person = |p: &(String, String, gix::date::Time), k: Option<char>| -> Option<String> {
-                Some(match k? {
-                    'n' => p.0.clone(),
-                    'e' => p.1.clone(),
-                    'd' => format_date(p.2, date),
-                    'D' => format_date(p.2, "rfc"),
-                    'r' => relative(p.2.seconds),
-                    't' => p.2.seconds.to_string(),
-                    'i' => format_date(p.2, "iso"),
-                    'I' => format_date(p.2, "iso-strict"),
-                    's' => format_date(p.2, "short"),
-                    _ => return None,
-                })
-            };
+            let person =
+                |p: &(String, String, gix::date::Time), k: Option<char>| -> Option<String> {
+                    Some(match k? {
+                        'n' => p.0.clone(),
+                        'e' => p.1.clone(),
+                        'd' => format_date(p.2, date),
+                        'D' => format_date(p.2, "rfc"),
+                        'r' => relative(p.2.seconds),
+                        't' => p.2.seconds.to_string(),
+                        'i' => format_date(p.2, "iso"),
+                        'I' => format_date(p.2, "iso-strict"),
+                        's' => format_date(p.2, "short"),
+                        _ => return None,
+                    })
+                };
             let v = match d {
                 'H' => self.id.to_string(),
                 'h' => self.short.clone(),
                 'T' => self.tree.to_string(),
                 't' => Self::short_of(git, self.tree),
                 'P' => self.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
-                'p' => self.parents.iter().map(|p| Self::short_of(git, *p)).collect::<Vec<_>>().join(" "),
+                'p' => self
+                    .parents
+                    .iter()
+                    .map(|p| Self::short_of(git, *p))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 's' => self.subject(),
                 'b' => self.body(),
                 'B' => self.message.trim_end().to_owned() + "\n",
@@ -185,18 +219,34 @@ impl Shown {
     }
 
     fn header(&self, git: &Git, view: &View) -> String {
-        let indented: String = self.message.trim_end().lines().map(|l| format!("    {l}\n")).collect();
+        let indented: String =
+            self.message.trim_end().lines().map(|l| format!("    {l}\n")).collect();
         let merge = if self.parents.len() > 1 {
-            format!("Merge: {}\n", self.parents.iter().map(|p| Self::short_of(git, *p)).collect::<Vec<_>>().join(" "))
+            format!(
+                "Merge: {}\n",
+                self.parents.iter().map(|p| Self::short_of(git, *p)).collect::<Vec<_>>().join(" ")
+            )
         } else {
             String::new()
         };
         let who = |p: &(String, String, gix::date::Time)| format!("{} <{}>", p.0, p.1);
         match &view.pretty {
             Pretty::Oneline => format!("{} {}\n", self.short, self.subject()),
-            Pretty::Format(f, newline) => self.placeholders(git, f, &view.date) + if *newline { "\n" } else { "" },
-            Pretty::Short => format!("commit {}\n{merge}Author: {}\n\n    {}\n", self.id, who(&self.author), self.subject()),
-            Pretty::Full => format!("commit {}\n{merge}Author: {}\nCommit: {}\n\n{indented}", self.id, who(&self.author), who(&self.committer)),
+            Pretty::Format(f, newline) => {
+                self.placeholders(git, f, &view.date) + if *newline { "\n" } else { "" }
+            }
+            Pretty::Short => format!(
+                "commit {}\n{merge}Author: {}\n\n    {}\n",
+                self.id,
+                who(&self.author),
+                self.subject()
+            ),
+            Pretty::Full => format!(
+                "commit {}\n{merge}Author: {}\nCommit: {}\n\n{indented}",
+                self.id,
+                who(&self.author),
+                who(&self.committer)
+            ),
             Pretty::Medium => format!(
                 "commit {}\n{merge}Author: {}\nDate:   {}\n\n{indented}",
                 self.id,
@@ -208,7 +258,13 @@ impl Shown {
 }
 
 /// Prints one commit and, when asked, its changes against its first parent.
-fn print_commit(git: &mut Git, shown: &Shown, view: &View, first: bool, paths: &[String]) -> Result<(), Fail> {
+fn print_commit(
+    git: &mut Git,
+    shown: &Shown,
+    view: &View,
+    first: bool,
+    paths: &[String],
+) -> Result<(), Fail> {
     let separate = !first && !matches!(view.pretty, Pretty::Oneline | Pretty::Format(..));
     if separate {
         git.print("\n");
@@ -219,7 +275,15 @@ fn print_commit(git: &mut Git, shown: &Shown, view: &View, first: bool, paths: &
         if shown.parents.len() > 1 {
             return Ok(());
         }
-        let mut changes = tree_changes(git, shown.parents.first().map(|p| git.repo.find_commit(*p).and_then(|c| c.tree_id()).map(|t| t.detach())).transpose()?, shown.tree)?;
+        let mut changes = tree_changes(
+            git,
+            shown
+                .parents
+                .first()
+                .map(|p| git.repo.find_commit(*p).and_then(|c| c.tree_id()).map(|t| t.detach()))
+                .transpose()?,
+            shown.tree,
+        )?;
         super::diff::limit(&mut changes, paths);
         if !changes.is_empty() && !matches!(view.pretty, Pretty::Oneline | Pretty::Format(..)) {
             git.print("\n");
@@ -239,13 +303,21 @@ fn revs_and_paths(git: &Git, args: &[String]) -> Result<(Vec<String>, Vec<String
             paths.extend(git.repo_path(a));
         } else if a == "--" {
             dashdash = true;
-        } else if paths.is_empty() && (a.contains("..") || a.starts_with('^') || git.repo.rev_parse_single(a.as_str()).is_ok()) {
+        } else if paths.is_empty()
+            && (a.contains("..")
+                || a.starts_with('^')
+                || git.repo.rev_parse_single(a.as_str()).is_ok())
+        {
             revs.push(a.clone());
-        } else if git.repo_path(a).is_some_and(|p| git.read_worktree(&p).is_some() || git.ws.dir().is_dir(git.work_rel.join(&p))) {
+        } else if git.repo_path(a).is_some_and(|p| {
+            git.read_worktree(&p).is_some() || git.ws.dir().is_dir(git.work_rel.join(&p))
+        }) {
             paths.extend(git.repo_path(a));
         } else {
             return Err(fatal(&format!(
-                "ambiguous argument '{a}': unknown revision or path not in the working tree.\nUse '--' to separate paths from revisions, like this:\n'git <command> [<revision>...] -- [<file>...]'"
+                "ambiguous argument '{a}': unknown revision or path not in the working tree.\n\
+                 Use '--' to separate paths from revisions, like this:\n\
+                 'git <command> [<revision>...] -- [<file>...]'"
             )));
         }
     }
@@ -258,7 +330,10 @@ fn resolve(git: &Git, rev: &str) -> Result<gix::ObjectId, Fail> {
 }
 
 /// Tips and hidden commits for `a..b`, `^a`, `a b`; HEAD when none.
-fn walk_range(git: &Git, revs: &[String]) -> Result<(Vec<gix::ObjectId>, Vec<gix::ObjectId>), Fail> {
+fn walk_range(
+    git: &Git,
+    revs: &[String],
+) -> Result<(Vec<gix::ObjectId>, Vec<gix::ObjectId>), Fail> {
     let (mut tips, mut hidden) = (Vec::new(), Vec::new());
     for r in revs {
         if let Some((a, b)) = r.split_once("..") {
@@ -297,7 +372,8 @@ fn touches(git: &Git, shown: &Shown, paths: &[String]) -> Result<bool, Fail> {
 
 pub fn log(git: &mut Git, args: &[String]) -> GitResult {
     let mut view = View { pretty: Pretty::Medium, date: "default".into(), diff: None };
-    let (mut max, mut skip, mut reverse, mut first_parent, mut no_merges) = (None, 0usize, false, false, false);
+    let (mut max, mut skip, mut reverse, mut first_parent, mut no_merges) =
+        (None, 0usize, false, false, false);
     let mut rest = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -310,9 +386,15 @@ pub fn log(git: &mut Git, args: &[String]) -> GitResult {
         if a == "-n" {
             max = args.get(i).and_then(|v| v.parse().ok());
             i += 1;
-        } else if let Some(n) = a.strip_prefix("--max-count=").or_else(|| a.strip_prefix("-n")).filter(|n| !n.is_empty()) {
+        } else if let Some(n) = a
+            .strip_prefix("--max-count=")
+            .or_else(|| a.strip_prefix("-n"))
+            .filter(|n| !n.is_empty())
+        {
             max = Some(n.parse().map_err(|_| usage(&format!("fatal: '{n}': not an integer")))?);
-        } else if let Some(n) = a.strip_prefix('-').filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())) {
+        } else if let Some(n) =
+            a.strip_prefix('-').filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        {
             max = n.parse().ok();
         } else if let Some(n) = a.strip_prefix("--skip=") {
             skip = n.parse().unwrap_or(0);
@@ -366,7 +448,8 @@ pub fn log(git: &mut Git, args: &[String]) -> GitResult {
 }
 
 pub fn show(git: &mut Git, args: &[String]) -> GitResult {
-    let mut view = View { pretty: Pretty::Medium, date: "default".into(), diff: Some(DiffOptions::default()) };
+    let mut view =
+        View { pretty: Pretty::Medium, date: "default".into(), diff: Some(DiffOptions::default()) };
     let mut rest = Vec::new();
     for a in args {
         if !view.parse(a) {
@@ -397,13 +480,21 @@ pub fn show(git: &mut Git, args: &[String]) -> GitResult {
 /// `git show REV:path`: a blob's bytes, or a tree's listing.
 fn stored(git: &Git, spec: &str, rev: &str, path: &str) -> Result<Vec<u8>, Fail> {
     let rev = if rev.is_empty() { "HEAD" } else { rev };
-    let tree = git.repo.rev_parse_single(rev).map_err(|_| fatal(&format!("invalid object name '{rev}'.")))?.object()?.peel_to_tree()?;
+    let tree = git
+        .repo
+        .rev_parse_single(rev)
+        .map_err(|_| fatal(&format!("invalid object name '{rev}'.")))?
+        .object()?
+        .peel_to_tree()?;
     let repo_path = match path.strip_prefix("./") {
         Some(p) => git.repo_path(p).unwrap_or_default(),
         None => path.trim_matches('/').to_owned(),
     };
     let listing = |tree: &gix::Tree<'_>| -> String {
-        tree.iter().filter_map(|e| e.ok()).map(|e| format!("{}{}\n", e.filename(), if e.mode().is_tree() { "/" } else { "" })).collect()
+        tree.iter()
+            .filter_map(|e| e.ok())
+            .map(|e| format!("{}{}\n", e.filename(), if e.mode().is_tree() { "/" } else { "" }))
+            .collect()
     };
     if repo_path.is_empty() {
         return Ok(format!("tree {spec}\n\n{}", listing(&tree)).into_bytes());
@@ -413,45 +504,80 @@ fn stored(git: &Git, spec: &str, rev: &str, path: &str) -> Result<Vec<u8>, Fail>
         .ok_or_else(|| fatal(&format!("path '{repo_path}' does not exist in '{rev}'")))?;
     let is_tree = entry.mode().is_tree();
     let object = entry.object()?;
-    Ok(if is_tree { format!("tree {spec}\n\n{}", listing(&object.into_tree())).into_bytes() } else { object.data.clone() })
+    Ok(if is_tree {
+        format!("tree {spec}\n\n{}", listing(&object.into_tree())).into_bytes()
+    } else {
+        object.data.clone()
+    })
 }
 
 pub fn rev_parse(git: &mut Git, args: &[String]) -> GitResult {
-    let (mut abbrev_ref, mut short, mut verify, mut quiet, mut full_name) = (false, None::<usize>, false, false, false);
+    let (mut abbrev_ref, mut short, mut verify, mut quiet, mut full_name) =
+        (false, None::<usize>, false, false, false);
     let mut text = String::new();
     for a in args {
         match a.as_str() {
             "--show-toplevel" => text.push_str(&format!("{}\n", git.visible_top)),
             "--git-dir" if git.prefix.is_empty() => text.push_str(".git\n"),
-            "--git-dir" | "--absolute-git-dir" | "--git-common-dir" => text.push_str(&format!("{}/.git\n", git.visible_top.trim_end_matches('/'))),
+            "--git-dir" | "--absolute-git-dir" | "--git-common-dir" => {
+                text.push_str(&format!("{}/.git\n", git.visible_top.trim_end_matches('/')))
+            }
             "--is-inside-work-tree" => text.push_str("true\n"),
-            "--is-inside-git-dir" | "--is-bare-repository" | "--is-shallow-repository" => text.push_str("false\n"),
+            "--is-inside-git-dir" | "--is-bare-repository" | "--is-shallow-repository" => {
+                text.push_str("false\n")
+            }
             "--show-prefix" => text.push_str(&format!("{}\n", git.prefix)),
-            "--show-cdup" => text.push_str(&format!("{}\n", "../".repeat(git.prefix.matches('/').count()))),
+            "--show-cdup" => {
+                text.push_str(&format!("{}\n", "../".repeat(git.prefix.matches('/').count())))
+            }
             "--abbrev-ref" | "--abbrev-ref=strict" | "--abbrev-ref=loose" => abbrev_ref = true,
             "--symbolic-full-name" => full_name = true,
             "--short" => short = Some(7),
             "--verify" => verify = true,
             "-q" | "--quiet" => quiet = true,
             "--" => {}
-            _ if a.starts_with("--short=") => short = Some(a[8..].parse().unwrap_or(7).clamp(4, 40)),
+            _ if a.starts_with("--short=") => {
+                short = Some(a[8..].parse().unwrap_or(7).clamp(4, 40))
+            }
             _ if a.starts_with('-') => text.push_str(&format!("{a}\n")),
             rev => {
                 let Ok(id) = git.repo.rev_parse_single(rev) else {
                     git.print(text);
                     if verify {
-                        return Err(if quiet { Fail { msg: String::new(), code: 1 } } else { fatal("Needed a single revision") });
+                        return Err(if quiet {
+                            Fail { msg: String::new(), code: 1 }
+                        } else {
+                            fatal("Needed a single revision")
+                        });
                     }
                     return Err(Fail {
-                        msg: format!("{rev}\nfatal: ambiguous argument '{rev}': unknown revision or path not in the working tree.\nUse '--' to separate paths from revisions, like this:\n'git <command> [<revision>...] -- [<file>...]'\n"),
+                        msg: format!(
+                            "{rev}\n\
+                             fatal: ambiguous argument '{rev}': unknown revision or path not in \
+                             the working tree.\n\
+                             Use '--' to separate paths from revisions, like this:\n\
+                             'git <command> [<revision>...] -- [<file>...]'\n"
+                        ),
                         code: 128,
                     });
                 };
                 let line = if abbrev_ref || full_name {
                     let name = if matches!(rev, "HEAD" | "@") {
-                        git.repo.head_name()?.map(|n| if full_name { n.as_bstr().to_string() } else { n.shorten().to_string() })
+                        git.repo.head_name()?.map(|n| {
+                            if full_name {
+                                n.as_bstr().to_string()
+                            } else {
+                                n.shorten().to_string()
+                            }
+                        })
                     } else {
-                        git.repo.find_reference(rev).ok().map(|r| if full_name { r.name().as_bstr().to_string() } else { r.name().shorten().to_string() })
+                        git.repo.find_reference(rev).ok().map(|r| {
+                            if full_name {
+                                r.name().as_bstr().to_string()
+                            } else {
+                                r.name().shorten().to_string()
+                            }
+                        })
                     };
                     name.unwrap_or_else(|| if full_name { String::new() } else { rev.to_owned() })
                 } else if let Some(n) = short {
@@ -483,8 +609,15 @@ pub fn rev_list(git: &mut Git, args: &[String]) -> GitResult {
                 i += 1;
             }
             _ if a.starts_with("--max-count=") => max = a[12..].parse().ok(),
-            _ if a.starts_with('-') && a[1..].chars().all(|c| c.is_ascii_digit()) && a.len() > 1 => max = a[1..].parse().ok(),
-            _ if a.starts_with("--") && a != "--" => return Err(fatal(&format!("unrecognized argument: {a}"))),
+            _ if a.starts_with('-')
+                && a[1..].chars().all(|c| c.is_ascii_digit())
+                && a.len() > 1 =>
+            {
+                max = a[1..].parse().ok()
+            }
+            _ if a.starts_with("--") && a != "--" => {
+                return Err(fatal(&format!("unrecognized argument: {a}")));
+            }
             _ => rest.push(a.clone()),
         }
     }
@@ -493,7 +626,11 @@ pub fn rev_list(git: &mut Git, args: &[String]) -> GitResult {
         return Err(usage("usage: git rev-list [<options>] <commit>... [--] [<path>...]"));
     }
     let (tips, hidden) = walk_range(git, &revs)?;
-    let walk = git.repo.rev_walk(tips).sorting(gix::revision::walk::Sorting::ByCommitTime(Default::default())).with_hidden(hidden);
+    let walk = git
+        .repo
+        .rev_walk(tips)
+        .sorting(gix::revision::walk::Sorting::ByCommitTime(Default::default()))
+        .with_hidden(hidden);
     let mut ids = Vec::new();
     for info in walk.all()? {
         if max.is_some_and(|m| ids.len() >= m) {
@@ -505,7 +642,11 @@ pub fn rev_list(git: &mut Git, args: &[String]) -> GitResult {
         }
         ids.push(info.id);
     }
-    let text = if count { format!("{}\n", ids.len()) } else { ids.iter().map(|id| format!("{id}\n")).collect() };
+    let text = if count {
+        format!("{}\n", ids.len())
+    } else {
+        ids.iter().map(|id| format!("{id}\n")).collect()
+    };
     git.print(text);
     Ok(0)
 }
@@ -557,7 +698,8 @@ pub fn branch(git: &mut Git, args: &[String]) -> GitResult {
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     for (name, id, is_remote) in rows {
-        let marker = if !is_remote && current.as_deref() == Some(name.as_str()) { "* " } else { "  " };
+        let marker =
+            if !is_remote && current.as_deref() == Some(name.as_str()) { "* " } else { "  " };
         if verbose {
             let shown = Shown::load(git, id)?;
             text.push_str(&format!("{marker}{name:<width$} {} {}\n", shown.short, shown.subject()));
@@ -613,7 +755,9 @@ pub fn remote(git: &mut Git, args: &[String]) -> GitResult {
                 if let Some(u) = url(git, n, gix::remote::Direction::Fetch) {
                     text.push_str(&format!("{n}\t{u} (fetch)\n"));
                 }
-                if let Some(u) = url(git, n, gix::remote::Direction::Push).or_else(|| url(git, n, gix::remote::Direction::Fetch)) {
+                if let Some(u) = url(git, n, gix::remote::Direction::Push)
+                    .or_else(|| url(git, n, gix::remote::Direction::Fetch))
+                {
                     text.push_str(&format!("{n}\t{u} (push)\n"));
                 }
             }
@@ -629,8 +773,11 @@ pub fn remote(git: &mut Git, args: &[String]) -> GitResult {
 }
 
 pub fn config(git: &mut Git, args: &[String]) -> GitResult {
-    let keys: Vec<&String> = args.iter().filter(|a| !matches!(a.as_str(), "--get" | "--local" | "--default")).collect();
-    if args.iter().any(|a| a.starts_with('-') && !matches!(a.as_str(), "--get" | "--local")) || keys.len() != 1 {
+    let keys: Vec<&String> =
+        args.iter().filter(|a| !matches!(a.as_str(), "--get" | "--local" | "--default")).collect();
+    if args.iter().any(|a| a.starts_with('-') && !matches!(a.as_str(), "--get" | "--local"))
+        || keys.len() != 1
+    {
         return Err(unsupported(&format!("config {}", args.join(" "))));
     }
     match git.repo.config_snapshot().string(keys[0].as_str()) {

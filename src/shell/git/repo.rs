@@ -45,8 +45,19 @@ pub type GitResult = Result<i32, Fail>;
 const NOT_A_REPO: &str = "not a git repository (or any of the parent directories): .git";
 
 /// Subcommands served; everything else is refused.
-const SUPPORTED: &[&str] =
-    &["status", "diff", "log", "show", "rev-parse", "rev-list", "branch", "ls-files", "tag", "remote", "config"];
+const SUPPORTED: &[&str] = &[
+    "status",
+    "diff",
+    "log",
+    "show",
+    "rev-parse",
+    "rev-list",
+    "branch",
+    "ls-files",
+    "tag",
+    "remote",
+    "config",
+];
 
 /// The repository and the command's position in it.
 pub struct Git {
@@ -98,7 +109,10 @@ impl Git {
         let dir = self.ws.dir();
         let meta = dir.symlink_metadata(&rel).ok()?;
         if meta.file_type().is_symlink() {
-            return dir.read_link_contents(&rel).ok().map(|t| t.to_string_lossy().into_owned().into_bytes());
+            return dir
+                .read_link_contents(&rel)
+                .ok()
+                .map(|t| t.to_string_lossy().into_owned().into_bytes());
         }
         dir.read(&rel).ok()
     }
@@ -136,7 +150,8 @@ fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
             Ok(m) if m.is_dir() => break,
             Ok(_) => {
                 return Err(fatal(
-                    "'.git' is a file or a symlink: linked worktrees and submodules are not supported by read-only git",
+                    "'.git' is a file or a symlink: linked worktrees and submodules are not \
+                     supported by read-only git",
                 ));
             }
             Err(_) => {}
@@ -146,14 +161,28 @@ fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
         }
     }
     let git_rel = work_rel.join(".git");
-    for name in ["HEAD", "config", "index", "packed-refs", "objects", "objects/pack", "objects/info", "refs", "info"] {
+    for name in [
+        "HEAD",
+        "config",
+        "index",
+        "packed-refs",
+        "objects",
+        "objects/pack",
+        "objects/info",
+        "refs",
+        "info",
+    ] {
         if dir.symlink_metadata(git_rel.join(name)).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(fatal(&format!("'.git/{name}' is a symlink, which read-only git does not follow")));
+            return Err(fatal(&format!(
+                "'.git/{name}' is a symlink, which read-only git does not follow"
+            )));
         }
     }
     for name in ["commondir", "objects/info/alternates", "objects/info/http-alternates"] {
         if dir.symlink_metadata(git_rel.join(name)).is_ok() {
-            return Err(fatal(&format!("'.git/{name}' points outside the repository, which read-only git does not follow")));
+            return Err(fatal(&format!(
+                "'.git/{name}' points outside the repository, which read-only git does not follow"
+            )));
         }
     }
     let host_work = ws.host_root().join(&work_rel);
@@ -168,7 +197,8 @@ fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
     {
         let mut config = repo.config_snapshot_mut();
         for section in ["filter", "diff", "merge", "core.fsmonitor"] {
-            let ids: Vec<_> = config.sections_by_name(section).into_iter().flatten().map(|s| s.id()).collect();
+            let ids: Vec<_> =
+                config.sections_by_name(section).into_iter().flatten().map(|s| s.id()).collect();
             for id in ids {
                 config.remove_section_by_id(id);
             }
@@ -182,14 +212,19 @@ fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
         .filter(|p| !p.is_empty())
         .map(|p| format!("{p}/"))
         .unwrap_or_default();
-    let visible_top = ws.path_map().to_visible(&work_rel).unwrap_or_else(|| ws.visible_root().to_owned());
+    let visible_top =
+        ws.path_map().to_visible(&work_rel).unwrap_or_else(|| ws.visible_root().to_owned());
     Ok(Git { repo, ws, work_rel, prefix, visible_top, out: Vec::new() })
 }
 
 /// One subcommand on the blocking pool: (stdout, stderr, status).
 fn dispatch(ws: Workspace, cwd_rel: PathBuf, sub: &str, args: &[String]) -> (Vec<u8>, String, i32) {
     if !SUPPORTED.contains(&sub) {
-        return (Vec::new(), format!("git: '{sub}' is not supported in this sandbox (read-only git)\n"), 1);
+        return (
+            Vec::new(),
+            format!("git: '{sub}' is not supported in this sandbox (read-only git)\n"),
+            1,
+        );
     }
     let mut git = match open(ws, cwd_rel) {
         Ok(g) => g,
@@ -224,7 +259,13 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let mut i = 0;
     while let Some(a) = args.get(i) {
         match a.as_str() {
-            "--no-pager" | "-P" | "--no-optional-locks" | "--no-replace-objects" | "--literal-pathspecs" | "-p" | "--paginate" => i += 1,
+            "--no-pager"
+            | "-P"
+            | "--no-optional-locks"
+            | "--no-replace-objects"
+            | "--literal-pathspecs"
+            | "-p"
+            | "--paginate" => i += 1,
             "-c" => i += 2,
             "-C" => {
                 let Some(d) = args.get(i + 1) else {
@@ -243,8 +284,14 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 io.out(HELP.as_bytes()).await?;
                 return Ok(0);
             }
-            _ if a.starts_with("--git-dir") || a.starts_with("--work-tree") || a.starts_with("--namespace") => {
-                io.err(&format!("git: option '{a}' is not supported in this sandbox (read-only git)\n")).await;
+            _ if a.starts_with("--git-dir")
+                || a.starts_with("--work-tree")
+                || a.starts_with("--namespace") =>
+            {
+                io.err(&format!(
+                    "git: option '{a}' is not supported in this sandbox (read-only git)\n"
+                ))
+                .await;
                 return Ok(1);
             }
             _ if a.starts_with('-') => {
@@ -263,13 +310,20 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         io.err(&format!("fatal: {NOT_A_REPO}\n")).await;
         return Ok(128);
     };
-    if sh.exec.workspace.dir().metadata(if cwd_rel.as_os_str().is_empty() { ".".as_ref() } else { cwd_rel.as_path() }).is_err() {
+    if sh
+        .exec
+        .workspace
+        .dir()
+        .metadata(if cwd_rel.as_os_str().is_empty() { ".".as_ref() } else { cwd_rel.as_path() })
+        .is_err()
+    {
         io.err(&format!("fatal: cannot change to '{cwd}': No such file or directory\n")).await;
         return Ok(128);
     }
     let ws = sh.exec.workspace.clone();
     let joined = tokio::task::spawn_blocking(move || dispatch(ws, cwd_rel, &sub, &rest)).await;
-    let (out, err, code) = joined.unwrap_or_else(|_| (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128));
+    let (out, err, code) =
+        joined.unwrap_or_else(|_| (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128));
     io.out(&out).await?;
     if !err.is_empty() {
         io.err(&err).await;

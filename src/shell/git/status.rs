@@ -31,10 +31,27 @@ pub fn status(git: &mut Git, args: &[String]) -> GitResult {
                 branch = true;
             }
             "-uno" | "--untracked-files=no" => untracked = false,
-            "-u" | "-uall" | "-unormal" | "--untracked-files" | "--untracked-files=all" | "--untracked-files=normal" => {}
-            "--long" | "--no-renames" | "--renames" | "--ignore-submodules" | "--no-ahead-behind" | "--" => {}
-            _ if a.starts_with("--porcelain=") => return Err(usage(&format!("fatal: unsupported porcelain version '{}'", &a[12..]))),
-            _ if a.starts_with('-') => return Err(usage(&format!("error: unknown option `{}'", a.trim_start_matches('-')))),
+            "-u"
+            | "-uall"
+            | "-unormal"
+            | "--untracked-files"
+            | "--untracked-files=all"
+            | "--untracked-files=normal" => {}
+            "--long"
+            | "--no-renames"
+            | "--renames"
+            | "--ignore-submodules"
+            | "--no-ahead-behind"
+            | "--" => {}
+            _ if a.starts_with("--porcelain=") => {
+                return Err(usage(&format!("fatal: unsupported porcelain version '{}'", &a[12..])));
+            }
+            _ if a.starts_with('-') => {
+                return Err(usage(&format!(
+                    "error: unknown option `{}'",
+                    a.trim_start_matches('-')
+                )));
+            }
             _ => paths.push(a.clone()),
         }
     }
@@ -45,7 +62,12 @@ pub fn status(git: &mut Git, args: &[String]) -> GitResult {
     if !limits.is_empty() {
         changes.untracked.retain(|u| {
             let u = u.trim_end_matches('/');
-            limits.iter().any(|l| l.is_empty() || u == l || u.starts_with(&format!("{l}/")) || l.starts_with(&format!("{u}/")))
+            limits.iter().any(|l| {
+                l.is_empty()
+                    || u == l
+                    || u.starts_with(&format!("{l}/"))
+                    || l.starts_with(&format!("{u}/"))
+            })
         });
     }
     let head_branch = git.branch()?;
@@ -114,7 +136,11 @@ pub fn status(git: &mut Git, args: &[String]) -> GitResult {
         text.push('\n');
     };
     if !changes.staged.is_empty() {
-        let hint = if unborn { "use \"git rm --cached <file>...\" to unstage" } else { "use \"git restore --staged <file>...\" to unstage" };
+        let hint = if unborn {
+            "use \"git rm --cached <file>...\" to unstage"
+        } else {
+            "use \"git restore --staged <file>...\" to unstage"
+        };
         section(&mut text, "Changes to be committed:\n", &[hint], &changes.staged, git);
     }
     if !changes.unstaged.is_empty() {
@@ -132,17 +158,30 @@ pub fn status(git: &mut Git, args: &[String]) -> GitResult {
         );
     }
     if !changes.untracked.is_empty() {
-        text.push_str("Untracked files:\n  (use \"git add <file>...\" to include in what will be committed)\n");
+        text.push_str(
+            "Untracked files:\n  (use \"git add <file>...\" to include in what will be \
+             committed)\n",
+        );
         for u in &changes.untracked {
             text.push_str(&format!("\t{}\n", git.show_path(u)));
         }
         text.push('\n');
     }
-    let trailer = match (changes.staged.is_empty(), changes.unstaged.is_empty(), changes.untracked.is_empty()) {
+    let trailer = match (
+        changes.staged.is_empty(),
+        changes.unstaged.is_empty(),
+        changes.untracked.is_empty(),
+    ) {
         (false, _, _) => "",
-        (true, false, _) => "no changes added to commit (use \"git add\" and/or \"git commit -a\")\n",
-        (true, true, false) => "nothing added to commit but untracked files present (use \"git add\" to track)\n",
-        (true, true, true) if unborn => "nothing to commit (create/copy files and use \"git add\" to track)\n",
+        (true, false, _) => {
+            "no changes added to commit (use \"git add\" and/or \"git commit -a\")\n"
+        }
+        (true, true, false) => {
+            "nothing added to commit but untracked files present (use \"git add\" to track)\n"
+        }
+        (true, true, true) if unborn => {
+            "nothing to commit (create/copy files and use \"git add\" to track)\n"
+        }
         (true, true, true) if !untracked => "nothing to commit (use -u to show untracked files)\n",
         (true, true, true) => "nothing to commit, working tree clean\n",
     };
@@ -159,7 +198,9 @@ pub fn ls_files(git: &mut Git, args: &[String]) -> GitResult {
         match a.as_str() {
             "-c" | "--cached" | "--" | "--full-name" | "-z" => {}
             _ if a.starts_with('-') => {
-                return Err(usage(&format!("git ls-files: option '{a}' is not supported in this sandbox (read-only git)")));
+                return Err(usage(&format!(
+                    "git ls-files: option '{a}' is not supported in this sandbox (read-only git)"
+                )));
             }
             _ => paths.push(a.clone()),
         }
@@ -178,7 +219,11 @@ pub fn ls_files(git: &mut Git, args: &[String]) -> GitResult {
         if path == last {
             continue;
         }
-        if !limits.is_empty() && !limits.iter().any(|l| l.is_empty() || path == *l || path.starts_with(&format!("{l}/"))) {
+        if !limits.is_empty()
+            && !limits
+                .iter()
+                .any(|l| l.is_empty() || path == *l || path.starts_with(&format!("{l}/")))
+        {
             continue;
         }
         let shown = if full { path.clone() } else { git.show_path(&path) };
