@@ -7,11 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasm_exec_server::client::Client;
-use wasm_exec_server::config::Limits;
-use wasm_exec_server::exec::{Executor, Runtime};
-use wasm_exec_server::fs::Workspace;
-use wasm_exec_server::session::ServerContext;
-use wasm_exec_server::tenant::{Gate, TenantEntry, digest_of_token};
+use wasm_exec_server::config::{Limits, TenantSpec, WorkspaceConfig};
+use wasm_exec_server::exec::Runtime;
+use wasm_exec_server::tenant::{Gate, Tenant, TenantEntry, digest_of_token};
 
 const SAMPLES: usize = 300;
 const NOISY_PROCESSES: usize = 8;
@@ -53,15 +51,17 @@ fn main() {
         for (id, processes) in [("benign", 64), ("noisy", NOISY_PROCESSES)] {
             let root = dir.path().join(id);
             std::fs::create_dir(&root).expect("mkdir");
-            let workspace =
-                Workspace::open_in(&root, Some("/workspace"), dir.path()).expect("workspace");
+            let workspace = WorkspaceConfig {
+                visible: Some("/workspace".into()),
+                read_only: Vec::new(),
+                scratch_parent: Some(dir.path().into()),
+                ..WorkspaceConfig::new(&root)
+            };
             let limits = Limits { max_processes: processes, ..Limits::default() };
-            let ctx = ServerContext::new(Executor { runtime: runtime.clone(), workspace, limits })
-                .with_tenant(id);
-            entries.push(TenantEntry {
-                digest: digest_of_token(id).expect("token"),
-                ctx: Arc::new(ctx),
-            });
+            let digest = digest_of_token(id).expect("token");
+            let spec = TenantSpec { id: id.into(), digest: Some(digest), workspace, limits };
+            let tenant = Arc::new(Tenant::from_spec(&spec, runtime.clone()).expect("workspace"));
+            entries.push(TenantEntry { digest, tenant });
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));

@@ -62,6 +62,87 @@ impl Limits {
     }
 }
 
+/// How the engine schedules and allocates guests. The defaults suit every
+/// host we know of; `serve` and `run` take each as a flag (with the
+/// `WES_*` environment variable as its fallback, see `--help`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tuning {
+    /// Epoch ticks (5 ms each) of CPU time after which a command moves from
+    /// the interactive pool to its tenant's batch pool; `u64::MAX`: never.
+    pub demote_ticks: u64,
+    /// Nice value of the batch pools' threads (0: the server's priority).
+    pub batch_nice: i32,
+    /// Instances come from the pooling allocator's pre-reserved slots
+    /// (fast starts); off, each instance maps its own memory, for hosts
+    /// that limit address space (`ulimit -v`).
+    pub pooling: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self { demote_ticks: 4, batch_nice: 10, pooling: true }
+    }
+}
+
+/// One tenant, validated: everything needed to build it, from the flags or
+/// the `--config` file alike (`Tenant::from_spec`).
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    /// The `tenant` label of metrics and logs (`default` without a file).
+    pub id: String,
+    /// sha256 of the tenant's bearer token; `None`: no authentication.
+    pub digest: Option<[u8; 32]>,
+    pub workspace: WorkspaceConfig,
+    pub limits: Limits,
+}
+
+/// A workspace to open: `Workspace::from_config`.
+#[derive(Debug, Clone)]
+pub struct WorkspaceConfig {
+    /// The host directory of the root.
+    pub root: std::path::PathBuf,
+    /// Where clients and commands see the root [default: its canonical path].
+    pub visible: Option<String>,
+    /// Subpaths that `fs/*` calls and redirections may not change.
+    pub read_only: Vec<String>,
+    /// Bytes the root (with the guests' `/tmp`) may take; 0: no quota.
+    pub max_disk: u64,
+    /// Where the guests' `/tmp` and the skeleton above the root are made
+    /// [default: the system's temporary directory].
+    pub scratch_parent: Option<std::path::PathBuf>,
+}
+
+impl WorkspaceConfig {
+    /// A root with the defaults: `.git` read-only, no quota, scratch in the
+    /// system's temporary directory.
+    pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            visible: None,
+            read_only: vec![".git".into()],
+            max_disk: 0,
+            scratch_parent: None,
+        }
+    }
+}
+
+/// Parses a sha256 given in hex.
+pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], String> {
+    let bytes =
+        hex::decode(hex_digest.trim()).map_err(|e| format!("not a hex sha256 digest: {e}"))?;
+    bytes.try_into().map_err(|_| "a sha256 digest has 64 hex digits".to_owned())
+}
+
+/// The digest of a token read from a file (surrounding whitespace ignored).
+pub fn digest_of_token(token: &str) -> Result<[u8; 32], String> {
+    use sha2::Digest;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err("the token is empty".into());
+    }
+    Ok(sha2::Sha256::digest(token.as_bytes()).into())
+}
+
 /// `DIR` or `HOST_DIR:VISIBLE_PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceSpec {

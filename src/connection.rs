@@ -9,7 +9,8 @@
 //! side ends, both stop and the session is detached.
 
 use crate::rpc::{self, Incoming};
-use crate::session::{Connection, NotificationOutcome, Reply, ServerContext};
+use crate::session::{Handler, NotificationOutcome, Registry, Reply};
+use crate::tenant::Tenant;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,8 @@ impl Outbound {
 /// Serves an upgraded WebSocket.
 pub async fn serve_websocket(
     socket: axum::extract::ws::WebSocket,
-    ctx: Arc<ServerContext>,
+    tenant: Arc<Tenant>,
+    registry: Arc<Registry>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use axum::extract::ws::Message;
@@ -79,13 +81,17 @@ pub async fn serve_websocket(
             Message::Close(_) => Inbound::Close,
         })
     });
-    serve(Box::pin(stream), Box::pin(sink), ctx, shutdown, true).await
+    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, true).await
 }
 
 /// Serves newline-delimited JSON on stdin/stdout (`--listen stdio`).
-pub async fn serve_stdio(ctx: Arc<ServerContext>, shutdown: tokio::sync::watch::Receiver<bool>) {
+pub async fn serve_stdio(
+    tenant: Arc<Tenant>,
+    registry: Arc<Registry>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
-    let max = ctx.executor.limits.max_message();
+    let max = tenant.executor.limits.max_message();
     let stream = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
         .map(|line| line.map(Inbound::Text));
     let sink =
@@ -95,14 +101,15 @@ pub async fn serve_stdio(ctx: Arc<ServerContext>, shutdown: tokio::sync::watch::
                 Outbound::Ping => String::new(),
             })
         });
-    serve(Box::pin(stream), Box::pin(sink), ctx, shutdown, false).await
+    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, false).await
 }
 
 /// Serves one connection until it closes or `shutdown` turns true.
 pub async fn serve<S, K, E, F>(
     mut stream: S,
     mut sink: K,
-    ctx: Arc<ServerContext>,
+    tenant: Arc<Tenant>,
+    registry: Arc<Registry>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     keepalive: bool,
 ) where
@@ -150,14 +157,14 @@ pub async fn serve<S, K, E, F>(
             }
             let _ = sink.close().await;
         });
-        let metrics = ctx.executor.runtime.metrics.clone();
-        let tenant = crate::metrics::Metrics::tenant(&ctx.tenant);
-        metrics.connections.get_or_create(&tenant).inc();
-        metrics.connections_open.get_or_create(&tenant).inc();
+        let metrics = tenant.executor.runtime.metrics.clone();
+        let label = crate::metrics::Metrics::tenant(&tenant.id);
+        metrics.connections.get_or_create(&label).inc();
+        metrics.connections_open.get_or_create(&label).inc();
         let _open = scopeguard(move || {
-            metrics.connections_open.get_or_create(&tenant).dec();
+            metrics.connections_open.get_or_create(&label).dec();
         });
-        let mut conn = Connection::new(ctx, out_tx.clone());
+        let mut conn = Handler::new(tenant, registry, out_tx.clone());
         let mut deferred: JoinSet<()> = JoinSet::new();
         // Recorded once: each `record` appends the field to later log lines.
         let mut span_has_session = false;

@@ -3,28 +3,39 @@
 //!
 //! # Layout
 //!
-//! - [`client`]: a protocol client (tests, benchmark, embedding).
-//! - [`config`]: validated configuration (limits, workspace specs).
-//! - [`protocol`]: wire types of the exec-server protocol, nothing else.
-//! - [`rpc`]: the JSON-RPC envelope and the one mapping of errors to codes.
-//! - [`server`]: axum router (`/` upgrade, `/readyz`), accept loop, shutdown.
+//! - [`server`]: axum router (`/` upgrade, `/readyz`, `/metrics`), accept
+//!   loop, shutdown.
 //! - [`connection`]: frames ⇄ messages, one writer task, keepalive.
-//! - [`session`]: handshake, the process table, one handler per method.
-//! - [`tenant`]: tenants, bearer-token auth, the config file.
-//! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
-//! - [`fs`]: the workspace capability and path mapping.
-//! - [`metrics`]: Prometheus metrics for `GET /metrics`.
+//! - [`session`]: per-connection protocol state, the sessions clients own,
+//!   the router and one handler per method.
+//! - [`process`]: the process engine: one running command, its numbered
+//!   events, its stdin and terminal, how it is stopped.
 //! - [`shell`]: the host-side bash interpreter that runs command lines as
 //!   wasm instances.
+//! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
+//! - [`fs`]: the workspace capability and path mapping.
+//! - [`tenant`]: tenants, bearer-token auth, the config file.
+//! - [`rpc`]: the JSON-RPC envelope and the one mapping of errors to codes.
+//! - [`protocol`]: wire types of the exec-server protocol, nothing else.
+//! - [`config`]: validated configuration (limits, tuning, tenant specs).
+//! - [`metrics`]: Prometheus metrics for `GET /metrics`.
+//! - [`client`]: a protocol client (tests, benchmark, embedding).
+//!
+//! Dependencies point one way: `main → server → connection → session →
+//! {process, shell, exec, fs, tenant} → protocol`, with `shell → exec`,
+//! `process → exec`, `tenant → exec → fs`, and `config`, `metrics`, `b64`
+//! at the bottom. Only `session` and `rpc` build JSON-RPC responses and
+//! errors; `exec`, `fs`, `shell` and `process` return typed results.
 //!
 //! # One command, end to end
 //!
-//! A `process/start` frame is decoded by `connection`, routed by `session`,
-//! which checks `cwd` against the workspace, builds the environment and
-//! wires the process's stdout/stderr into a channel. `exec` resolves
-//! `argv[0]` to a compiled tool and instantiates it with the workspace
-//! preopened; the session's per-process pump numbers what the guest writes
-//! and sends it as `process/output`, then `process/exited` and
+//! A `process/start` frame is decoded by `connection` and routed by
+//! `session`, which checks `cwd` against the workspace, builds the
+//! environment, wires the process's stdout/stderr into a channel and starts
+//! a [`process::Process`]. Its pump runs the command through `shell` (a
+//! `bash -lc` line is interpreted on the host; any other argv, and every
+//! command of a line, runs as a tool in `exec`), numbers what the guests
+//! write and sends it as `process/output`, then `process/exited` and
 //! `process/closed`.
 
 pub mod b64;
@@ -34,6 +45,7 @@ pub mod connection;
 pub mod exec;
 pub mod fs;
 pub mod metrics;
+pub mod process;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -11,11 +11,13 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use wasm_exec_server::config::{Limits, WorkspaceSpec, parse_duration, parse_size};
+use wasm_exec_server::config::{
+    Limits, TenantSpec, Tuning, WorkspaceConfig, WorkspaceSpec, digest_of_token, parse_digest,
+    parse_duration, parse_size,
+};
 use wasm_exec_server::exec::{Executor, Runtime};
 use wasm_exec_server::fs::Workspace;
-use wasm_exec_server::session::ServerContext;
-use wasm_exec_server::tenant::{self, Gate, config::ConfigFile};
+use wasm_exec_server::tenant::{Gate, Tenant, TenantEntry, config::ConfigFile};
 
 /// A Codex exec-server that runs every command as a WebAssembly (WASI)
 /// module under wasmtime, confined to a workspace directory.
@@ -98,6 +100,39 @@ struct ToolArgs {
     /// [default: $XDG_CACHE_HOME/wasm-exec-server or ~/.cache/wasm-exec-server].
     #[arg(long, value_name = "DIR", env = "WASM_EXEC_SERVER_CACHE")]
     cache_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    tuning: TuningArgs,
+}
+
+/// Scheduling and allocation of guests (`config::Tuning`); the defaults
+/// suit every host we know of.
+#[derive(Args, Clone)]
+#[command(next_help_heading = "Engine tuning")]
+struct TuningArgs {
+    /// CPU time, in 5 ms epoch ticks, after which a command moves from the
+    /// shared interactive threads to its tenant's low-priority batch threads
+    /// (0: never).
+    #[arg(long, default_value_t = 4, value_name = "TICKS", env = "WES_DEMOTE_TICKS")]
+    demote_ticks: u64,
+    /// Nice value of the batch threads that run long commands.
+    #[arg(long, default_value_t = 10, value_name = "NICE", env = "WES_BATCH_NICE")]
+    batch_nice: i32,
+    /// Allocate each wasm instance's memory on its own instead of from the
+    /// pre-reserved pool (slower starts), for hosts that limit virtual memory
+    /// (`ulimit -v`).
+    #[arg(long, env = "WES_NO_POOLING", value_parser = clap::builder::FalseyValueParser::new())]
+    no_pooling: bool,
+}
+
+impl TuningArgs {
+    fn to_tuning(&self) -> Tuning {
+        Tuning {
+            demote_ticks: if self.demote_ticks == 0 { u64::MAX } else { self.demote_ticks },
+            batch_nice: self.batch_nice,
+            pooling: !self.no_pooling,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -236,7 +271,8 @@ fn default_cache_dir() -> Option<PathBuf> {
 
 fn load_runtime(args: &ToolArgs) -> Result<Runtime> {
     let cache = args.cache_dir.clone().or_else(default_cache_dir);
-    let mut rt = Runtime::new(cache).context("could not set up the wasm engine")?;
+    let mut rt = Runtime::with_tuning(cache, args.tuning.to_tuning())
+        .context("could not set up the wasm engine")?;
     rt.add_examples().context("could not load the example guests")?;
     match &args.bundled {
         Some(dir) if dir.is_dir() => {
@@ -290,76 +326,74 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Builds who may connect, and to which workspace, from the flags.
-fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
+/// The tenants the flags (or the `--config` file they name) describe.
+fn tenant_specs(args: &ServeArgs) -> Result<Vec<TenantSpec>> {
     let limits = args.limits.to_limits(args.detach_grace);
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--config: cannot read {}", path.display()))?;
         let cfg = ConfigFile::parse(&text)
             .map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?;
-        let defaults =
-            cfg.defaults.apply(limits).map_err(|e| anyhow::anyhow!("--config [defaults]: {e}"))?;
-        let mut entries = Vec::new();
-        for t in &cfg.tenants {
-            let limits = t
-                .limits
-                .apply(defaults.clone())
-                .map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
-            let digest = match (&t.token_sha256, &t.token_file) {
-                (Some(hex), _) => tenant::parse_digest(hex),
-                (None, Some(file)) => std::fs::read_to_string(file)
-                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
-                    .and_then(|t| tenant::digest_of_token(&t)),
-                (None, None) => Err("no token".into()),
-            }
-            .map_err(|e| anyhow::anyhow!("tenant `{}`: {e}", t.id))?;
-            let read_only = t.read_only.clone().unwrap_or_else(|| vec![".git".into()]);
-            let workspace = Workspace::open(&t.root, t.visible.as_deref())
-                .with_context(|| {
-                    format!("tenant `{}`: cannot open root {}", t.id, t.root.display())
-                })?
-                .with_read_only(&read_only);
-            let workspace =
-                if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
-            let executor = Executor { runtime: runtime.clone(), workspace, limits };
-            let ctx = Arc::new(ServerContext::new(executor).with_tenant(&t.id));
-            tracing::info!(
-                tenant = %t.id,
-                root = %ctx.executor.workspace.visible_root(),
-                "tenant loaded"
-            );
-            entries.push(tenant::TenantEntry { digest, ctx });
-        }
-        return Ok(Gate::Tokens(entries));
+        return cfg.tenant_specs(limits).map_err(|e| match e.strip_prefix("[defaults]") {
+            Some(rest) => anyhow::anyhow!("--config [defaults]{rest}"),
+            None => anyhow::anyhow!("{e}"),
+        });
     }
     let Some(spec) = &args.workspace else { bail!("give --workspace DIR (or --config FILE)") };
-    let workspace = Workspace::open(&spec.host, spec.visible.as_deref())
-        .with_context(|| format!("--workspace: cannot open {}", spec.host.display()))?
-        .with_read_only(&args.read_only);
-    let workspace =
-        if limits.max_disk > 0 { workspace.with_quota(limits.max_disk) } else { workspace };
-    let ctx = Arc::new(ServerContext::new(Executor { runtime, workspace, limits }));
-    if args.ws_auth == "none" {
+    let digest = if args.ws_auth == "none" {
         if args.ws_token_file.is_some() || args.ws_token_sha256.is_some() {
             bail!("a token was given but --ws-auth is `none`; add --ws-auth capability-token");
         }
-        return Ok(Gate::Open(ctx));
-    }
-    let digest = match (&args.ws_token_file, &args.ws_token_sha256) {
-        (Some(file), _) => {
-            let token = std::fs::read_to_string(file)
-                .with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
-            tenant::digest_of_token(&token).map_err(|e| anyhow::anyhow!("--ws-token-file: {e}"))?
-        }
-        (None, Some(hex)) => {
-            tenant::parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?
-        }
-        (None, None) => {
-            bail!("--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX")
-        }
+        None
+    } else {
+        Some(match (&args.ws_token_file, &args.ws_token_sha256) {
+            (Some(file), _) => {
+                let token = std::fs::read_to_string(file)
+                    .with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
+                digest_of_token(&token).map_err(|e| anyhow::anyhow!("--ws-token-file: {e}"))?
+            }
+            (None, Some(hex)) => {
+                parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?
+            }
+            (None, None) => bail!(
+                "--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX"
+            ),
+        })
     };
-    Ok(Gate::Tokens(vec![tenant::TenantEntry { digest, ctx }]))
+    let workspace = WorkspaceConfig {
+        root: spec.host.clone(),
+        visible: spec.visible.clone(),
+        read_only: args.read_only.clone(),
+        max_disk: limits.max_disk,
+        scratch_parent: None,
+    };
+    Ok(vec![TenantSpec { id: "default".into(), digest, workspace, limits }])
+}
+
+/// Builds who may connect, and to which workspace, from the flags.
+fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
+    let mut entries = Vec::new();
+    for spec in tenant_specs(args)? {
+        let tenant = Tenant::from_spec(&spec, runtime.clone()).with_context(|| {
+            let root = spec.workspace.root.display();
+            match &args.config {
+                Some(_) => format!("tenant `{}`: cannot open root {root}", spec.id),
+                None => format!("--workspace: cannot open {root}"),
+            }
+        })?;
+        let tenant = Arc::new(tenant);
+        tracing::info!(
+            tenant = %tenant.id,
+            root = %tenant.executor.workspace.visible_root(),
+            "tenant loaded"
+        );
+        match spec.digest {
+            Some(digest) => entries.push(TenantEntry { digest, tenant }),
+            // Only the flags make a tenant without a token, and only one.
+            None => return Ok(Gate::Open(tenant)),
+        }
+    }
+    Ok(Gate::Tokens(entries))
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -383,25 +417,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     .await??;
     let gate = build_gate(&args, Arc::new(runtime))?;
     let Some(addr) = addr else {
-        let Gate::Open(ctx) = gate else {
+        let Gate::Open(tenant) = gate else {
             bail!(
                 "--listen stdio serves one local client: it cannot be combined with --config \
                  or --ws-auth"
             );
         };
-        tracing::info!(workspace = %ctx.executor.workspace.visible_root(), "serving on stdio");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let conn = wasm_exec_server::connection::serve_stdio(ctx.clone(), stop_rx);
-        tokio::select! {
-            () = conn => {}
-            () = shutdown_signal() => {
-                wasm_exec_server::server::drain_sessions(&ctx, args.shutdown_grace).await;
-                let _ = stop_tx.send(true);
-            }
-        }
-        for s in ctx.all_sessions() {
-            s.close();
-        }
+        tracing::info!(workspace = %tenant.executor.workspace.visible_root(), "serving on stdio");
+        wasm_exec_server::server::serve_stdio(tenant, shutdown_signal(), args.shutdown_grace).await;
         return Ok(());
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -409,7 +432,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     println!("ws://{bound}");
-    tracing::info!(url = %format!("ws://{bound}"), tenants = gate.contexts().len(), "listening");
+    tracing::info!(url = %format!("ws://{bound}"), tenants = gate.tenants().len(), "listening");
     wasm_exec_server::server::run(listener, gate, shutdown_signal(), args.shutdown_grace).await?;
     Ok(())
 }
@@ -486,15 +509,7 @@ async fn run(args: RunArgs) -> Result<i32> {
         (Stdin::Pipe(PipeReader::from_channel(rx)), Some(pump))
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let env = [
-        ("HOME", root.as_str()),
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("LANG", "C.UTF-8"),
-        ("USER", "sandbox"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = wasm_exec_server::exec::sandbox_env(&root, "/bin/bash").into_iter().collect();
     let spec = CommandSpec {
         argv: vec!["bash".into(), "-c".into(), args.command.join(" ")],
         arg0: None,
@@ -506,7 +521,9 @@ async fn run(args: RunArgs) -> Result<i32> {
         tty: false,
     };
     let command = async {
-        match tokio::time::timeout(max_wall, executor.run_command(spec)).await {
+        match tokio::time::timeout(max_wall, wasm_exec_server::shell::run_command(&executor, spec))
+            .await
+        {
             Ok(status) => status,
             Err(_) => {
                 eprintln!(

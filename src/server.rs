@@ -2,8 +2,8 @@
 //! bearer-token check, `/readyz`, `/metrics`), the accept loop and graceful
 //! shutdown.
 
-use crate::session::ServerContext;
-use crate::tenant::Gate;
+use crate::session::Registry;
+use crate::tenant::{Gate, Tenant};
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{State, WebSocketUpgrade};
@@ -20,6 +20,8 @@ use tokio_util::task::TaskTracker;
 #[derive(Clone)]
 struct AppState {
     gate: Arc<Gate>,
+    /// Every live session, of every tenant.
+    registry: Arc<Registry>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Upgraded connections, so shutdown can wait for them.
     connections: TaskTracker,
@@ -40,9 +42,9 @@ fn text(status: StatusCode, body: String) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let body = state
         .gate
-        .contexts()
+        .tenants()
         .first()
-        .map(|c| c.executor.runtime.metrics.encode())
+        .map(|t| t.executor.runtime.metrics.encode())
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
@@ -54,20 +56,22 @@ async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let ctx = match state.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-        Ok(ctx) => ctx,
-        Err(e) => {
-            tracing::info!(reason = %e, "upgrade refused");
-            return text(StatusCode::UNAUTHORIZED, e.to_string());
-        }
-    };
+    let tenant =
+        match state.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+            Ok(tenant) => tenant,
+            Err(e) => {
+                tracing::info!(reason = %e, "upgrade refused");
+                return text(StatusCode::UNAUTHORIZED, e.to_string());
+            }
+        };
     let Ok(ws) = ws else {
         return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
     };
-    let max = ctx.executor.limits.max_connections;
-    if let Err(open) = ctx
-        .open_connections
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+    let max = tenant.executor.limits.max_connections;
+    if let Err(open) =
+        tenant
+            .open_connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
     {
         return text(
             StatusCode::TOO_MANY_REQUESTS,
@@ -76,8 +80,8 @@ async fn upgrade(
             ),
         );
     }
-    let guard = ConnectionSlot(ctx.clone());
-    let max_message = ctx.executor.limits.max_message();
+    let guard = ConnectionSlot(tenant.clone());
+    let max_message = tenant.executor.limits.max_message();
     // A small read buffer keeps idle connections cheap (the default is a
     // zero-filled 128 KiB per connection); it grows for large frames.
     ws.max_message_size(max_message)
@@ -86,13 +90,14 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             state.connections.track_future(async move {
                 let _slot = guard;
-                crate::connection::serve_websocket(socket, ctx, state.shutdown).await
+                crate::connection::serve_websocket(socket, tenant, state.registry, state.shutdown)
+                    .await
             })
         })
 }
 
 /// Holds one of a tenant's connection slots until the connection ends.
-struct ConnectionSlot(Arc<ServerContext>);
+struct ConnectionSlot(Arc<Tenant>);
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
@@ -112,8 +117,10 @@ pub async fn run(
     let gate = Arc::new(gate.into());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = TaskTracker::new();
+    let registry = Registry::new();
     let app = router(AppState {
         gate: gate.clone(),
+        registry: registry.clone(),
         shutdown: stop_rx,
         connections: connections.clone(),
     });
@@ -125,32 +132,46 @@ pub async fn run(
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no longer accepting connections");
-    let contexts = gate.contexts();
-    futures::future::join_all(contexts.iter().map(|c| drain_sessions(c, drain))).await;
+    let tenants = gate.tenants();
+    futures::future::join_all(tenants.iter().map(|t| drain_sessions(&registry, t, drain))).await;
     let _ = stop_tx.send(true);
     connections.close();
     if tokio::time::timeout(Duration::from_secs(5), connections.wait()).await.is_err() {
         tracing::warn!("some connections did not close in time");
     }
-    for ctx in &contexts {
-        for s in ctx.all_sessions() {
-            s.close();
-        }
+    for s in registry.all() {
+        s.close();
     }
     tracing::info!("shutdown complete");
     Ok(())
 }
 
-impl From<Arc<ServerContext>> for Gate {
-    fn from(ctx: Arc<ServerContext>) -> Self {
-        Gate::Open(ctx)
+/// Serves one local client on stdin/stdout (`--listen stdio`) until it
+/// leaves or `shutdown` completes; then drains as [`run`] does.
+pub async fn serve_stdio(
+    tenant: Arc<Tenant>,
+    shutdown: impl Future<Output = ()> + Send,
+    drain: Duration,
+) {
+    let registry = Registry::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let conn = crate::connection::serve_stdio(tenant.clone(), registry.clone(), stop_rx);
+    tokio::select! {
+        () = conn => {}
+        () = shutdown => {
+            drain_sessions(&registry, &tenant, drain).await;
+            let _ = stop_tx.send(true);
+        }
+    }
+    for s in registry.all() {
+        s.close();
     }
 }
 
 /// Waits up to `drain` for running commands to finish, then stops the rest
 /// and gives their final notifications a moment to go out.
-pub async fn drain_sessions(ctx: &ServerContext, drain: Duration) {
-    let running = || ctx.all_sessions().iter().map(|s| s.running()).sum::<usize>();
+async fn drain_sessions(registry: &Registry, tenant: &Arc<Tenant>, drain: Duration) {
+    let running = || registry.of(tenant).iter().map(|s| s.running()).sum::<usize>();
     let deadline = tokio::time::Instant::now() + drain;
     while running() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -158,11 +179,11 @@ pub async fn drain_sessions(ctx: &ServerContext, drain: Duration) {
     let left = running();
     if left > 0 {
         tracing::info!(
-            tenant = %ctx.tenant,
+            tenant = %tenant.id,
             processes = left,
             "stopping commands still running after the drain period"
         );
-        for s in ctx.all_sessions() {
+        for s in registry.of(tenant) {
             s.stop_all();
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

@@ -169,7 +169,12 @@ async fn run_ours(root: &Path, cwd: &str, line: &str, stdin: Stdin) -> Outcome {
         tty: false,
     };
     let run = async {
-        tokio::time::timeout(Duration::from_secs(30), exec.run_command(spec)).await.unwrap_or(-1)
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            wasm_exec_server::shell::run_command(&exec, spec),
+        )
+        .await
+        .unwrap_or(-1)
     };
     let collect = async {
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -601,7 +606,7 @@ async fn output_streams_while_a_loop_runs() {
         tty: false,
     };
     let started = Instant::now();
-    let run = exec.run_command(spec);
+    let run = wasm_exec_server::shell::run_command(&exec, spec);
     tokio::pin!(run);
     let first = tokio::select! {
         chunk = rx.recv() => chunk,

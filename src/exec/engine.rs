@@ -8,7 +8,8 @@
 //! restart does not recompile. Each tool keeps an `InstancePre`, so starting a
 //! command is only instantiation.
 
-use super::guest::GuestState;
+use super::state::GuestState;
+use crate::config::Tuning;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -89,6 +90,8 @@ pub struct Runtime {
     ticker_stop: Arc<AtomicBool>,
     /// Where every command starts (shared by all tenants, full priority).
     interactive: std::sync::OnceLock<GuestPool>,
+    /// Scheduling and allocation settings, from the configuration.
+    pub tuning: Tuning,
 }
 
 /// Threads that guests run on, apart from the threads that serve
@@ -96,9 +99,10 @@ pub struct Runtime {
 ///
 /// - every command starts on the *interactive* pool, shared by all tenants,
 ///   at the server's own priority;
-/// - a command that has used [`super::DEMOTE_TICKS`] of CPU time moves to its
+/// - a command that has used [`Tuning::demote_ticks`] of CPU time moves to its
 ///   tenant's *batch* pool, whose threads run at a lower priority
-///   ([`BATCH_NICE`]). Each tenant has its own, so the OS shares the CPU
+///   ([`Tuning::batch_nice`]; short commands and the server's own threads
+///   keep 0, so they get the CPU as soon as they wake). Each tenant has its own, so the OS shares the CPU
 ///   between tenants however many guests one of them keeps busy.
 ///
 /// A neighbour spinning on all its slots then only ever competes with
@@ -134,17 +138,6 @@ impl GuestPool {
             None => tokio::runtime::Handle::current(),
         }
     }
-}
-
-/// The nice value of the threads that run long commands (those past
-/// [`super::DEMOTE_TICKS`] of CPU time), `WES_BATCH_NICE` to change it.
-/// Short commands and the server's own threads keep 0, so they get the CPU
-/// as soon as they wake however many guests are spinning.
-pub const BATCH_NICE: i32 = 10;
-
-/// The nice value for a tenant's pool of long-running commands.
-pub fn batch_nice() -> i32 {
-    std::env::var("WES_BATCH_NICE").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH_NICE)
 }
 
 /// Lowers the calling thread's CPU priority to `nice` (0 leaves it alone).
@@ -193,6 +186,11 @@ impl Runtime {
     /// Creates the engine (async, epoch interruption) and the WASI linker.
     /// `cache_dir` keeps compiled modules across restarts.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, EngineError> {
+        Self::with_tuning(cache_dir, Tuning::default())
+    }
+
+    /// [`Runtime::new`] with the operator's [`Tuning`].
+    pub fn with_tuning(cache_dir: Option<PathBuf>, tuning: Tuning) -> Result<Self, EngineError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -202,7 +200,7 @@ impl Runtime {
         // Instances come from a pool of pre-reserved slots whose memory stays
         // resident between commands (a command then costs no mmap/munmap and
         // few page faults). The pool is sized far above the process limits.
-        if std::env::var_os("WES_NO_POOLING").is_none() {
+        if tuning.pooling {
             let mut pool = wasmtime::PoolingAllocationConfig::default();
             pool.total_core_instances(POOL_SLOTS)
                 .total_memories(POOL_SLOTS)
@@ -255,6 +253,7 @@ impl Runtime {
             tools: BTreeMap::new(),
             cache_dir,
             ticker_stop,
+            tuning,
             interactive: std::sync::OnceLock::new(),
         })
     }

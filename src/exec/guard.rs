@@ -19,11 +19,11 @@
 //! command of the same tenant swapping a symlink in between; that can only
 //! move a write to another place inside the same root, never outside it.
 
-use super::guest::GuestState;
 use crate::fs::Workspace;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as p1, WasiSnapshotPreview1};
 use wiggle::GuestMemory;
 
@@ -62,6 +62,14 @@ struct Open {
 }
 
 /// Per-instance state of the guard.
+/// What the guard needs of a store's data: the WASI context whose calls it
+/// wraps, and its own records. The store data implements it (`exec::state`),
+/// so the guard does not depend on what else a store holds.
+pub trait Guarded: Send + 'static {
+    fn wasi(&mut self) -> &mut WasiP1Ctx;
+    fn guard(&mut self) -> &mut FsGuard;
+}
+
 pub struct FsGuard {
     workspace: Workspace,
     fds: HashMap<u32, Open>,
@@ -177,14 +185,14 @@ impl FsGuard {
 }
 
 /// The guest's memory and its store data, as wiggle's own glue gets them.
-fn split<'a>(
-    caller: &'a mut Caller<'_, GuestState>,
-) -> wasmtime::Result<(GuestMemory<'a>, &'a mut GuestState)> {
+fn split<'a, T: Guarded>(
+    caller: &'a mut Caller<'_, T>,
+) -> wasmtime::Result<(GuestMemory<'a>, &'a mut T)> {
     let fuel = caller.as_context_mut().hostcall_fuel();
     match caller.get_export("memory") {
         Some(Extern::Memory(m)) => {
             let (mem, state) = m.data_and_store_mut(caller);
-            state.wasi.set_hostcall_fuel(fuel);
+            state.wasi().set_hostcall_fuel(fuel);
             Ok((GuestMemory::Unshared(mem), state))
         }
         _ => wasmtime::bail!("missing required memory export"),
@@ -215,16 +223,16 @@ fn iovec_len(mem: &GuestMemory<'_>, ptr: i32, count: i32) -> u64 {
 }
 
 /// The current size of an open file, from wasmtime-wasi's own descriptor.
-async fn fd_size(state: &mut GuestState, mem: &mut GuestMemory<'_>, fd: i32) -> Option<u64> {
-    state.wasi.fd_filestat_get(mem, (fd as u32).into()).await.ok().map(|s| s.size)
+async fn fd_size<T: Guarded>(state: &mut T, mem: &mut GuestMemory<'_>, fd: i32) -> Option<u64> {
+    state.wasi().fd_filestat_get(mem, (fd as u32).into()).await.ok().map(|s| s.size)
 }
 
 /// After a write to `fd`, counts how much the file grew.
-async fn account_write(state: &mut GuestState, mem: &mut GuestMemory<'_>, fd: i32) {
-    let Some(old) = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size) else { return };
+async fn account_write<T: Guarded>(state: &mut T, mem: &mut GuestMemory<'_>, fd: i32) {
+    let Some(old) = state.guard().fds.get(&(fd as u32)).and_then(|o| o.size) else { return };
     if let Some(new) = fd_size(state, mem, fd).await {
-        state.guard.quota_add(new as i64 - old as i64);
-        if let Some(o) = state.guard.fds.get_mut(&(fd as u32)) {
+        state.guard().quota_add(new as i64 - old as i64);
+        if let Some(o) = state.guard().fds.get_mut(&(fd as u32)) {
             o.size = Some(new);
         }
     }
@@ -233,20 +241,20 @@ async fn account_write(state: &mut GuestState, mem: &mut GuestMemory<'_>, fd: i3
 /// Before a write of `len` bytes to `fd`: refuses it when it could pass the
 /// quota. (The check assumes the write grows the file by all of `len`; the
 /// accounting afterwards uses the real size.)
-fn check_write(state: &mut GuestState, fd: i32, len: u64) -> Result<(), i32> {
-    match state.guard.fds.get(&(fd as u32)) {
-        Some(Open { size: Some(_), .. }) => state.guard.quota_check(len),
+fn check_write<T: Guarded>(state: &mut T, fd: i32, len: u64) -> Result<(), i32> {
+    match state.guard().fds.get(&(fd as u32)) {
+        Some(Open { size: Some(_), .. }) => state.guard().quota_check(len),
         _ => Ok(()),
     }
 }
 
 /// Shadows the guarded WASI calls on `linker` (after wasmtime-wasi's own).
-pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     const M: &str = "wasi_snapshot_preview1";
     linker.func_wrap_async(
         M,
         "path_open",
-        |mut caller: Caller<'_, GuestState>,
+        |mut caller: Caller<'_, T>,
          (fd, dirflags, path_ptr, path_len, oflags, base, inheriting, fdflags, out): (
             i32,
             i32,
@@ -265,9 +273,9 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                     || base & RIGHTS_WRITE != 0
                     || fdflags & FDFLAGS_APPEND != 0;
                 let target = if writes {
-                    state.guard.writable_target(fd, path)
+                    state.guard().writable_target(fd, path)
                 } else {
-                    state.guard.target(fd, path)
+                    state.guard().target(fd, path)
                 };
                 let target = match target {
                     Ok(t) => t,
@@ -275,12 +283,12 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 };
                 let mut freed = 0;
                 if let (true, Some((area, rel))) = (writes, &target) {
-                    if oflags & O_TRUNC != 0 && state.guard.quota_applies(*area) {
-                        freed = state.guard.file_size(*area, rel);
+                    if oflags & O_TRUNC != 0 && state.guard().quota_applies(*area) {
+                        freed = state.guard().file_size(*area, rel);
                     }
                 }
                 let errno = p1::path_open(
-                    &mut state.wasi,
+                    state.wasi(),
                     &mut mem,
                     fd,
                     dirflags,
@@ -299,47 +307,43 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 let Some(new_fd) = read_u32(&mem, out) else { return Ok(errno) };
                 match target {
                     Some((area, rel)) => {
-                        state.guard.quota_add(-(freed as i64));
-                        let size = if writes && state.guard.quota_applies(area) {
+                        state.guard().quota_add(-(freed as i64));
+                        let size = if writes && state.guard().quota_applies(area) {
                             fd_size(state, &mut mem, new_fd as i32).await
                         } else {
                             None
                         };
-                        state.guard.fds.insert(new_fd, Open { area, rel, size });
+                        state.guard().fds.insert(new_fd, Open { area, rel, size });
                     }
                     None => {
-                        state.guard.fds.remove(&new_fd);
+                        state.guard().fds.remove(&new_fd);
                     }
                 }
                 Ok(errno)
             })
         },
     )?;
-    linker.func_wrap_async(
-        M,
-        "fd_close",
-        |mut caller: Caller<'_, GuestState>, (fd,): (i32,)| {
-            Box::new(async move {
-                let (mut mem, state) = split(&mut caller)?;
-                let errno = p1::fd_close(&mut state.wasi, &mut mem, fd).await?;
-                if errno == ERRNO_SUCCESS {
-                    state.guard.fds.remove(&(fd as u32));
-                }
-                Ok(errno)
-            })
-        },
-    )?;
+    linker.func_wrap_async(M, "fd_close", |mut caller: Caller<'_, T>, (fd,): (i32,)| {
+        Box::new(async move {
+            let (mut mem, state) = split(&mut caller)?;
+            let errno = p1::fd_close(state.wasi(), &mut mem, fd).await?;
+            if errno == ERRNO_SUCCESS {
+                state.guard().fds.remove(&(fd as u32));
+            }
+            Ok(errno)
+        })
+    })?;
     linker.func_wrap_async(
         M,
         "fd_renumber",
-        |mut caller: Caller<'_, GuestState>, (from, to): (i32, i32)| {
+        |mut caller: Caller<'_, T>, (from, to): (i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let errno = p1::fd_renumber(&mut state.wasi, &mut mem, from, to).await?;
+                let errno = p1::fd_renumber(state.wasi(), &mut mem, from, to).await?;
                 if errno == ERRNO_SUCCESS {
-                    match state.guard.fds.remove(&(from as u32)) {
-                        Some(open) => state.guard.fds.insert(to as u32, open),
-                        None => state.guard.fds.remove(&(to as u32)),
+                    match state.guard().fds.remove(&(from as u32)) {
+                        Some(open) => state.guard().fds.insert(to as u32, open),
+                        None => state.guard().fds.remove(&(to as u32)),
                     };
                 }
                 Ok(errno)
@@ -349,16 +353,16 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "fd_write",
-        |mut caller: Caller<'_, GuestState>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
+        |mut caller: Caller<'_, T>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
+                let tracked = state.guard().fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
                 if tracked {
                     if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
                         return Ok(errno);
                     }
                 }
-                let errno = p1::fd_write(&mut state.wasi, &mut mem, fd, iovs, count, out).await?;
+                let errno = p1::fd_write(state.wasi(), &mut mem, fd, iovs, count, out).await?;
                 if tracked && errno == ERRNO_SUCCESS {
                     account_write(state, &mut mem, fd).await;
                 }
@@ -369,18 +373,17 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "fd_pwrite",
-        |mut caller: Caller<'_, GuestState>,
-         (fd, iovs, count, offset, out): (i32, i32, i32, i64, i32)| {
+        |mut caller: Caller<'_, T>, (fd, iovs, count, offset, out): (i32, i32, i32, i64, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let tracked = state.guard.fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
+                let tracked = state.guard().fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
                 if tracked {
                     if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {
                         return Ok(errno);
                     }
                 }
                 let errno =
-                    p1::fd_pwrite(&mut state.wasi, &mut mem, fd, iovs, count, offset, out).await?;
+                    p1::fd_pwrite(state.wasi(), &mut mem, fd, iovs, count, offset, out).await?;
                 if tracked && errno == ERRNO_SUCCESS {
                     account_write(state, &mut mem, fd).await;
                 }
@@ -391,16 +394,17 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "fd_filestat_set_size",
-        |mut caller: Caller<'_, GuestState>, (fd, size): (i32, i64)| {
+        |mut caller: Caller<'_, T>, (fd, size): (i32, i64)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let old = state.guard.fds.get(&(fd as u32)).and_then(|o| o.size);
+                let old = state.guard().fds.get(&(fd as u32)).and_then(|o| o.size);
                 if let Some(old) = old {
-                    if let Err(errno) = state.guard.quota_check((size as u64).saturating_sub(old)) {
+                    if let Err(errno) = state.guard().quota_check((size as u64).saturating_sub(old))
+                    {
                         return Ok(errno);
                     }
                 }
-                let errno = p1::fd_filestat_set_size(&mut state.wasi, &mut mem, fd, size).await?;
+                let errno = p1::fd_filestat_set_size(state.wasi(), &mut mem, fd, size).await?;
                 if old.is_some() && errno == ERRNO_SUCCESS {
                     account_write(state, &mut mem, fd).await;
                 }
@@ -411,46 +415,46 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_create_directory",
-        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                p1::path_create_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
+                p1::path_create_directory(state.wasi(), &mut mem, fd, ptr, len).await
             })
         },
     )?;
     linker.func_wrap_async(
         M,
         "path_remove_directory",
-        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                p1::path_remove_directory(&mut state.wasi, &mut mem, fd, ptr, len).await
+                p1::path_remove_directory(state.wasi(), &mut mem, fd, ptr, len).await
             })
         },
     )?;
     linker.func_wrap_async(
         M,
         "path_unlink_file",
-        |mut caller: Caller<'_, GuestState>, (fd, ptr, len): (i32, i32, i32)| {
+        |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let mut freed = 0;
-                match state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     Err(errno) => return Ok(errno),
-                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => {
-                        freed = state.guard.sole_file_size(area, &rel)
+                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
+                        freed = state.guard().sole_file_size(area, &rel)
                     }
                     Ok(_) => {}
                 }
-                let errno = p1::path_unlink_file(&mut state.wasi, &mut mem, fd, ptr, len).await?;
+                let errno = p1::path_unlink_file(state.wasi(), &mut mem, fd, ptr, len).await?;
                 if errno == ERRNO_SUCCESS {
-                    state.guard.quota_add(-(freed as i64));
+                    state.guard().quota_add(-(freed as i64));
                 }
                 Ok(errno)
             })
@@ -459,35 +463,27 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_rename",
-        |mut caller: Caller<'_, GuestState>,
+        |mut caller: Caller<'_, T>,
          (fd, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let mut freed = 0;
-                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                match state.guard.writable_target(new_fd, read_str(&mem, new_ptr, new_len)) {
+                match state.guard().writable_target(new_fd, read_str(&mem, new_ptr, new_len)) {
                     Err(errno) => return Ok(errno),
                     // Renaming over a file frees it.
-                    Ok(Some((area, rel))) if state.guard.quota_applies(area) => {
-                        freed = state.guard.sole_file_size(area, &rel)
+                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
+                        freed = state.guard().sole_file_size(area, &rel)
                     }
                     Ok(_) => {}
                 }
-                let errno = p1::path_rename(
-                    &mut state.wasi,
-                    &mut mem,
-                    fd,
-                    ptr,
-                    len,
-                    new_fd,
-                    new_ptr,
-                    new_len,
-                )
-                .await?;
+                let errno =
+                    p1::path_rename(state.wasi(), &mut mem, fd, ptr, len, new_fd, new_ptr, new_len)
+                        .await?;
                 if errno == ERRNO_SUCCESS {
-                    state.guard.quota_add(-(freed as i64));
+                    state.guard().quota_add(-(freed as i64));
                 }
                 Ok(errno)
             })
@@ -496,7 +492,7 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_link",
-        |mut caller: Caller<'_, GuestState>,
+        |mut caller: Caller<'_, T>,
          (fd, flags, ptr, len, new_fd, new_ptr, new_len): (
             i32,
             i32,
@@ -511,12 +507,12 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
                 // Both ends: a new name for a read-only file would let the
                 // guest change it through that name.
                 for (fd, ptr, len) in [(fd, ptr, len), (new_fd, new_ptr, new_len)] {
-                    if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                    if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                         return Ok(errno);
                     }
                 }
                 p1::path_link(
-                    &mut state.wasi,
+                    state.wasi(),
                     &mut mem,
                     fd,
                     flags,
@@ -533,29 +529,28 @@ pub fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         M,
         "path_symlink",
-        |mut caller: Caller<'_, GuestState>,
-         (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
+        |mut caller: Caller<'_, T>, (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                p1::path_symlink(&mut state.wasi, &mut mem, old_ptr, old_len, fd, ptr, len).await
+                p1::path_symlink(state.wasi(), &mut mem, old_ptr, old_len, fd, ptr, len).await
             })
         },
     )?;
     linker.func_wrap_async(
         M,
         "path_filestat_set_times",
-        |mut caller: Caller<'_, GuestState>,
+        |mut caller: Caller<'_, T>,
          (fd, flags, ptr, len, atim, mtim, fst): (i32, i32, i32, i32, i64, i64, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard.writable_target(fd, read_str(&mem, ptr, len)) {
+                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
                 p1::path_filestat_set_times(
-                    &mut state.wasi,
+                    state.wasi(),
                     &mut mem,
                     fd,
                     flags,

@@ -8,64 +8,17 @@
 //! time is bounded by the caller, who may drop the future at any epoch tick
 //! (that is how terminate, interrupt and deadlines stop a spinning guest).
 
-use super::CommandStats;
 use super::engine::{Runtime, Tool};
 use super::guard::{Area, FsGuard};
+use super::scope::CommandStats;
+use super::state::{GuestState, MemoryLimiter};
 use super::stdio::{Sink, Stdin};
 use crate::fs::Workspace;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream, StdoutStream};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
-
-/// Per-store data of a running guest.
-pub struct GuestState {
-    pub wasi: WasiP1Ctx,
-    /// Read-only areas and the disk quota for the guest's own writes.
-    pub guard: FsGuard,
-    limiter: MemoryLimiter,
-    /// Set when the epoch callback stopped the guest for its CPU budget.
-    cpu_exhausted: bool,
-}
-
-/// Caps linear memory and tables, and remembers that the cap was hit so the
-/// outcome can name the limit instead of reporting the guest's own abort.
-struct MemoryLimiter {
-    max_memory: usize,
-    hit: bool,
-    /// The largest size granted, for accounting.
-    peak: usize,
-}
-
-/// Table elements a guest may have; generous for real programs.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.peak = self.peak.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-}
 
 /// Everything one guest run needs.
 pub struct GuestRequest {
@@ -183,7 +136,7 @@ pub struct GuestRun {
 /// Runs `tool` to completion. Cancel by dropping the future.
 pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
     let max_memory = req.max_memory;
-    let stats = super::current_stats();
+    let stats = super::scope::current_stats();
     if let Some(s) = &stats {
         s.instances.fetch_add(1, Ordering::Relaxed);
     }
@@ -295,7 +248,7 @@ fn build_store(
         GuestState {
             wasi,
             guard,
-            limiter: MemoryLimiter { max_memory: req.max_memory, hit: false, peak: 0 },
+            limiter: MemoryLimiter::new(req.max_memory),
             cpu_exhausted: false,
         },
     );
@@ -304,13 +257,14 @@ fn build_store(
     // Yield to the scheduler at every tick (so a spinning guest never holds a
     // thread and can be stopped), counting ticks as the CPU estimate.
     let max_ticks = req_max_cpu_ticks;
+    let demote_ticks = rt.tuning.demote_ticks;
     let mut own_ticks = 0u64;
     store.epoch_deadline_callback(move |mut cx| {
         own_ticks += 1;
         let used = match &stats {
             Some(s) => {
                 let used = s.epoch_ticks.fetch_add(1, Ordering::Relaxed) + 1;
-                if used >= super::demote_ticks() {
+                if used >= demote_ticks {
                     s.demoted.store(true, Ordering::Relaxed);
                 }
                 used

@@ -204,6 +204,15 @@ impl Workspace {
     /// Opens `host_dir` as the capability root, visible to clients at
     /// `visible` (by default its canonical path). This is the one place that
     /// exercises ambient authority.
+    /// Opens a workspace as configured: the root, where it is visible, its
+    /// read-only areas and its disk quota.
+    pub fn from_config(cfg: &crate::config::WorkspaceConfig) -> io::Result<Self> {
+        let scratch = cfg.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
+        let ws = Self::open_in(&cfg.root, cfg.visible.as_deref(), &scratch)?
+            .with_read_only(&cfg.read_only);
+        Ok(if cfg.max_disk > 0 { ws.with_quota(cfg.max_disk) } else { ws })
+    }
+
     pub fn open(host_dir: &Path, visible: Option<&str>) -> io::Result<Self> {
         Self::open_in(host_dir, visible, &std::env::temp_dir())
     }

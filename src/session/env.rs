@@ -17,22 +17,6 @@ const CORE: &[&str] = &[
 /// Names dropped unless `ignoreDefaultExcludes`.
 const DEFAULT_EXCLUDES: &[&str] = &["*KEY*", "*SECRET*", "*TOKEN*"];
 
-/// The base a policy starts from, in place of the server's environment.
-pub fn sandbox_base(home: &str, shell_path: &str) -> BTreeMap<String, String> {
-    [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        ("HOME", home),
-        ("SHELL", shell_path),
-        ("TMPDIR", "/tmp"),
-        ("LANG", "C.UTF-8"),
-        ("USER", "sandbox"),
-        ("LOGNAME", "sandbox"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 /// Builds the final environment, sorted by name.
 pub fn build(
     env: &BTreeMap<String, String>,
@@ -124,14 +108,14 @@ mod tests {
     fn no_policy_means_exactly_env() {
         let env = map(&[("A", "1")]);
         assert_eq!(
-            build(&env, None, sandbox_base("/w", "/bin/bash")),
+            build(&env, None, crate::exec::sandbox_env("/w", "/bin/bash")),
             vec![("A".into(), "1".into())]
         );
     }
 
     #[test]
     fn policy_steps_apply_in_order() {
-        let mut base = sandbox_base("/w", "/bin/bash");
+        let mut base = crate::exec::sandbox_env("/w", "/bin/bash");
         base.insert("API_KEY".into(), "k".into());
         base.insert("EXTRA".into(), "e".into());
         let mut p = policy(EnvInherit::All);
@@ -148,7 +132,7 @@ mod tests {
 
     #[test]
     fn core_and_none_and_include_only() {
-        let mut base = sandbox_base("/w", "/bin/bash");
+        let mut base = crate::exec::sandbox_env("/w", "/bin/bash");
         base.insert("OTHER".into(), "o".into());
         let core: BTreeMap<_, _> =
             build(&BTreeMap::new(), Some(&policy(EnvInherit::Core)), base.clone())

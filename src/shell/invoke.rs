@@ -9,6 +9,15 @@ use super::simple::run_argv;
 use super::state::{MAX_DEPTH, MAX_VALUE, Shell};
 use crate::exec::{CommandSpec, Executor};
 
+/// Runs the top-level command of a process: a shell invocation (`bash -lc
+/// '<line>'`, `sh script.sh`) here, any other argv as a tool.
+pub async fn run_command(exec: &Executor, spec: CommandSpec) -> i32 {
+    match Invocation::from_argv(&spec.argv) {
+        Some(inv) => run(exec, inv, spec).await,
+        None => exec.run_command(spec).await,
+    }
+}
+
 /// Runs a shell invocation as the top-level command of a process.
 pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
     let mut sh =

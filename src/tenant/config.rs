@@ -16,7 +16,9 @@
 //! max_processes = 8
 //! ```
 
-use crate::config::{Limits, parse_duration, parse_size};
+use crate::config::{
+    Limits, TenantSpec, WorkspaceConfig, digest_of_token, parse_digest, parse_duration, parse_size,
+};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -110,6 +112,35 @@ impl LimitOverrides {
 }
 
 impl ConfigFile {
+    /// The tenants of the file, validated: limits applied over `base` (the
+    /// flags) and the file's `[defaults]`, tokens read from their files. The
+    /// error names the tenant and what to fix.
+    pub fn tenant_specs(&self, base: Limits) -> Result<Vec<TenantSpec>, String> {
+        let defaults = self.defaults.apply(base).map_err(|e| format!("[defaults]: {e}"))?;
+        let mut specs = Vec::new();
+        for t in &self.tenants {
+            let limits =
+                t.limits.apply(defaults.clone()).map_err(|e| format!("tenant `{}`: {e}", t.id))?;
+            let digest = match (&t.token_sha256, &t.token_file) {
+                (Some(hex), _) => parse_digest(hex),
+                (None, Some(file)) => std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                    .and_then(|t| digest_of_token(&t)),
+                (None, None) => Err("no token".into()),
+            }
+            .map_err(|e| format!("tenant `{}`: {e}", t.id))?;
+            let workspace = WorkspaceConfig {
+                root: t.root.clone(),
+                visible: t.visible.clone(),
+                read_only: t.read_only.clone().unwrap_or_else(|| vec![".git".into()]),
+                max_disk: limits.max_disk,
+                scratch_parent: None,
+            };
+            specs.push(TenantSpec { id: t.id.clone(), digest: Some(digest), workspace, limits });
+        }
+        Ok(specs)
+    }
+
     pub fn parse(text: &str) -> Result<Self, String> {
         let cfg: ConfigFile = toml::from_str(text).map_err(|e| e.to_string())?;
         if cfg.tenants.is_empty() {

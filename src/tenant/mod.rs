@@ -1,91 +1,15 @@
-//! Tenants and authentication: which [`ServerContext`] (root, limits) a
-//! WebSocket upgrade gets, decided from its bearer token before any JSON-RPC.
+//! Tenants: each a root, a token and limits, none able to see or starve
+//! another.
 //!
-//! Tokens are never stored or logged: only their sha256 digests are kept,
-//! and a presented token is hashed and compared with every tenant's digest
-//! in constant time (all digests are compared, whatever matches).
+//! - [`state`]: [`Tenant`], the live state one tenant's connections share.
+//! - [`auth`]: which tenant a WebSocket upgrade gets, from its bearer token.
+//! - [`config`]: the `--config` file of tenants.
+//!
+//! Tokens are never stored or logged: only their sha256 digests are kept.
 
+pub mod auth;
 pub mod config;
+pub mod state;
 
-use crate::session::ServerContext;
-use sha2::{Digest, Sha256};
-use std::sync::Arc;
-use subtle::ConstantTimeEq;
-
-/// Why an upgrade was refused; the texts are the reference server's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing websocket bearer token")]
-    Missing,
-    #[error("invalid websocket bearer token")]
-    Invalid,
-    #[error("invalid authorization header")]
-    BadHeader,
-}
-
-/// One tenant that can be reached with a token.
-pub struct TenantEntry {
-    /// sha256 of the tenant's token.
-    pub digest: [u8; 32],
-    pub ctx: Arc<ServerContext>,
-}
-
-/// Who may connect.
-pub enum Gate {
-    /// No authentication: everyone gets the one workspace.
-    Open(Arc<ServerContext>),
-    /// A bearer token picks the tenant.
-    Tokens(Vec<TenantEntry>),
-}
-
-impl Gate {
-    /// Decides an upgrade from its `Authorization` header value.
-    pub fn authorize(&self, header: Option<&[u8]>) -> Result<Arc<ServerContext>, AuthError> {
-        let entries = match self {
-            Gate::Open(ctx) => return Ok(ctx.clone()),
-            Gate::Tokens(entries) => entries,
-        };
-        let header = header.ok_or(AuthError::Missing)?;
-        let header = std::str::from_utf8(header).map_err(|_| AuthError::BadHeader)?.trim();
-        let (scheme, token) = header.split_once(' ').ok_or(AuthError::BadHeader)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(AuthError::BadHeader);
-        }
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found: Option<&Arc<ServerContext>> = None;
-        for e in entries {
-            if bool::from(e.digest.ct_eq(&digest)) {
-                found = Some(&e.ctx);
-            }
-        }
-        found.cloned().ok_or(AuthError::Invalid)
-    }
-
-    /// Every tenant's context (for shutdown and metrics).
-    pub fn contexts(&self) -> Vec<Arc<ServerContext>> {
-        match self {
-            Gate::Open(ctx) => vec![ctx.clone()],
-            Gate::Tokens(entries) => entries.iter().map(|e| e.ctx.clone()).collect(),
-        }
-    }
-}
-
-/// Parses a sha256 given in hex.
-pub fn parse_digest(hex_digest: &str) -> Result<[u8; 32], String> {
-    let bytes =
-        hex::decode(hex_digest.trim()).map_err(|e| format!("not a hex sha256 digest: {e}"))?;
-    bytes.try_into().map_err(|_| "a sha256 digest has 64 hex digits".to_owned())
-}
-
-/// The digest of a token read from a file (surrounding whitespace ignored).
-pub fn digest_of_token(token: &str) -> Result<[u8; 32], String> {
-    let token = token.trim();
-    if token.is_empty() {
-        return Err("the token is empty".into());
-    }
-    Ok(Sha256::digest(token.as_bytes()).into())
-}
+pub use auth::{AuthError, Gate, TenantEntry, digest_of_token, parse_digest};
+pub use state::Tenant;

@@ -6,11 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use wasm_exec_server::client::Client;
-use wasm_exec_server::config::Limits;
-use wasm_exec_server::exec::{Executor, Runtime};
-use wasm_exec_server::fs::Workspace;
-use wasm_exec_server::session::ServerContext;
-use wasm_exec_server::tenant::Gate;
+use wasm_exec_server::config::{Limits, TenantSpec, WorkspaceConfig};
+use wasm_exec_server::exec::Runtime;
+use wasm_exec_server::tenant::{Gate, Tenant};
 
 #[allow(unused_imports)]
 pub use wasm_exec_server::client::{ClientError, Finished};
@@ -39,9 +37,23 @@ pub fn bundled_tools() -> Option<PathBuf> {
     dir.join("aliases.txt").exists().then_some(dir)
 }
 
-/// The disk quota of `limits`, as `serve` sets it up.
-fn with_quota(ws: Workspace, limits: &Limits) -> Workspace {
-    if limits.max_disk > 0 { ws.with_quota(limits.max_disk) } else { ws }
+/// A tenant as `serve` builds one, with its root at `root` and the guests'
+/// `/tmp` inside the test's own directory.
+fn tenant(
+    id: &str,
+    root: &Path,
+    visible: Option<&str>,
+    dir: &tempfile::TempDir,
+    limits: &Limits,
+) -> Tenant {
+    let workspace = WorkspaceConfig {
+        visible: visible.map(str::to_owned),
+        max_disk: limits.max_disk,
+        scratch_parent: Some(scratch_dir(dir)),
+        ..WorkspaceConfig::new(root)
+    };
+    let spec = TenantSpec { id: id.into(), digest: None, workspace, limits: limits.clone() };
+    Tenant::from_spec(&spec, runtime()).expect("workspace")
 }
 
 /// A running server and its workspace.
@@ -75,12 +87,9 @@ impl TestServer {
         std::fs::create_dir(&root).expect("mkdir root");
         // The guests' /tmp goes inside `dir` too: the test may end while a
         // detached session still holds the workspace, and `dir` goes anyway.
-        let workspace = Workspace::open_in(&root, visible, &scratch_dir(&dir)).expect("workspace");
-        let workspace = with_quota(workspace.with_read_only(&[".git".into()]), &limits);
-        let visible = workspace.visible_root().to_owned();
-        let executor = Executor { runtime: runtime(), workspace, limits };
-        let ctx = Arc::new(ServerContext::new(executor));
-        Self::serve(dir, visible, Gate::Open(ctx)).await
+        let tenant = tenant("default", &root, visible, &dir, &limits);
+        let visible = tenant.executor.workspace.visible_root().to_owned();
+        Self::serve(dir, visible, Gate::Open(Arc::new(tenant))).await
     }
 
     /// Tenants `(id, token, limits)`, each with its own root visible at
@@ -91,16 +100,9 @@ impl TestServer {
         for (i, (id, token, limits)) in tenants.iter().enumerate() {
             let root = if i == 0 { dir.path().join("root") } else { dir.path().join(id) };
             std::fs::create_dir(&root).expect("mkdir tenant root");
-            let workspace = with_quota(
-                Workspace::open_in(&root, Some("/workspace"), &scratch_dir(&dir))
-                    .expect("workspace")
-                    .with_read_only(&[".git".into()]),
-                limits,
-            );
-            let executor = Executor { runtime: runtime(), workspace, limits: limits.clone() };
-            let ctx = Arc::new(ServerContext::new(executor).with_tenant(id));
+            let tenant = Arc::new(tenant(id, &root, Some("/workspace"), &dir, limits));
             let digest = wasm_exec_server::tenant::digest_of_token(token).expect("token");
-            entries.push(wasm_exec_server::tenant::TenantEntry { digest, ctx });
+            entries.push(wasm_exec_server::tenant::TenantEntry { digest, tenant });
         }
         Self::serve(dir, "/workspace".into(), Gate::Tokens(entries)).await
     }
