@@ -1,0 +1,155 @@
+//! The guests' private areas outside the workspace: a skeleton of the
+//! directories above the visible root and a private `/tmp`, in a scratch
+//! directory of their own that is removed with the workspace (or, when a
+//! server was killed, by the next one to start).
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What guests see outside the workspace: a read-only skeleton of the empty
+/// directories above the visible root (so tools that walk up to `/`, like
+/// `realpath` or `mv`, work) and a private writable `/tmp`. Both live in a
+/// fresh host directory of their own (mode 0700), removed with the
+/// workspace. While it is in use, its `.lock` file is locked; a server
+/// that starts removes the directories whose owner died without removing
+/// them ([`sweep_stale_scratch`]).
+#[derive(Debug)]
+pub struct Scratch {
+    base: PathBuf,
+    /// The capability on `/tmp`, for the shell's own redirections.
+    tmp_dir: Option<Dir>,
+    /// Held (locked) for as long as the directory is in use.
+    _lock: std::fs::File,
+}
+
+/// The name every scratch directory starts with.
+const SCRATCH_PREFIX: &str = "wasm-exec-server-";
+/// The lock file inside a scratch directory (beside `skel` and `tmp`, so no
+/// guest sees it).
+const SCRATCH_LOCK: &str = ".lock";
+
+/// Removes the scratch directories in `parent` that no live server holds:
+/// those of servers that were killed or crashed. A directory is taken only
+/// when it is ours (a real directory, not a link, owned by this user) and
+/// its lock can be taken; one without a lock file is left alone (it may be
+/// being made). Returns how many were removed.
+pub fn sweep_stale_scratch(parent: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(parent) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(|n| n.starts_with(SCRATCH_PREFIX)) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        #[cfg(unix)]
+        let ours = meta.is_dir() && std::os::unix::fs::MetadataExt::uid(&meta) == current_uid();
+        #[cfg(not(unix))]
+        let ours = meta.is_dir();
+        if !ours {
+            continue;
+        }
+        let Ok(lock) = std::fs::File::open(path.join(SCRATCH_LOCK)) else { continue };
+        if lock.try_lock().is_ok() && std::fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// This process's user id.
+#[cfg(unix)]
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::getuid()
+    }
+}
+
+impl Scratch {
+    pub(super) fn create(parent: &Path, visible: &str) -> io::Result<Self> {
+        let base = parent.join(format!("{SCRATCH_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(&base)?;
+        let lock = std::fs::File::create(base.join(SCRATCH_LOCK))?;
+        lock.try_lock().map_err(io::Error::other)?;
+        let mut scratch = Scratch { base, tmp_dir: None, _lock: lock };
+        let skel = scratch.skeleton();
+        std::fs::create_dir_all(skel.join(visible.trim_start_matches('/')))?;
+        std::fs::create_dir_all(scratch.tmp())?;
+        // A workspace under /tmp: keep the path to it walkable in the
+        // private /tmp too.
+        if let Some(below_tmp) = visible.strip_prefix("/tmp/") {
+            std::fs::create_dir_all(scratch.tmp().join(below_tmp))?;
+        }
+        scratch.tmp_dir = Some(Dir::open_ambient_dir(scratch.tmp(), ambient_authority())?);
+        Ok(scratch)
+    }
+
+    /// Preopened read-only at `/`.
+    pub fn skeleton(&self) -> PathBuf {
+        self.base.join("skel")
+    }
+
+    /// Preopened read-write at `/tmp`.
+    pub fn tmp(&self) -> PathBuf {
+        self.base.join("tmp")
+    }
+
+    /// The capability on the private `/tmp`.
+    pub fn tmp_dir(&self) -> Option<&Dir> {
+        self.tmp_dir.as_ref()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::Workspace;
+
+    #[test]
+    fn the_sweep_removes_only_scratch_that_no_live_server_holds() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let parent = tmp.path().join("parent");
+        std::fs::create_dir_all(tmp.path().join("root")).expect("mkdir root");
+        std::fs::create_dir(&parent).expect("mkdir parent");
+        let live = Workspace::open_in(&tmp.path().join("root"), Some("/w"), &parent).expect("open");
+        let live_dir = live.scratch().expect("scratch").base.clone();
+        // A killed server's: its lock file is there, and nobody holds it.
+        let dead = parent.join(format!("{SCRATCH_PREFIX}dead"));
+        std::fs::create_dir_all(dead.join("tmp")).expect("mkdir dead");
+        std::fs::write(dead.join(SCRATCH_LOCK), "").expect("lock file");
+        std::fs::write(dead.join("tmp/left"), "x").expect("left");
+        // One being made (no lock file yet), and other people's files.
+        let young = parent.join(format!("{SCRATCH_PREFIX}young"));
+        std::fs::create_dir(&young).expect("mkdir young");
+        let other = parent.join("unrelated");
+        std::fs::create_dir(&other).expect("mkdir other");
+        std::fs::write(other.join(SCRATCH_LOCK), "").expect("other lock");
+        // A link that looks like a stale one must not lead the sweep away.
+        let victim = tmp.path().join("victim");
+        std::fs::create_dir(&victim).expect("mkdir victim");
+        std::fs::write(victim.join(SCRATCH_LOCK), "").expect("victim lock");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&victim, parent.join(format!("{SCRATCH_PREFIX}link")))
+            .expect("symlink");
+
+        assert_eq!(sweep_stale_scratch(&parent), 1);
+        assert!(!dead.exists(), "the dead server's directory is gone");
+        assert!(live_dir.join("tmp").is_dir(), "the live workspace keeps its /tmp");
+        assert!(young.is_dir() && other.is_dir() && victim.join(SCRATCH_LOCK).is_file());
+        drop(live);
+        assert!(!live_dir.exists(), "a workspace removes its own when dropped");
+    }
+}
