@@ -16,6 +16,10 @@
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - [`shell`]: the host-side bash interpreter that runs command lines as
 //!   wasm instances.
+//! - [`hostcmd`]: the programs the host serves in place of a tool (`git`,
+//!   `stat`/`du`/`chmod`, `apply_patch`), behind a narrow context; the shell
+//!   runs them.
+//! - [`pattern`]: bash wildcard patterns, for the shell and `git tag -l`.
 //!
 //! # One command, end to end
 //!
@@ -33,7 +37,9 @@ pub mod config;
 pub mod connection;
 pub mod exec;
 pub mod fs;
+pub mod hostcmd;
 pub mod metrics;
+pub mod pattern;
 pub mod protocol;
 pub mod rpc;
 pub mod server;

@@ -60,26 +60,6 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTINS.contains(&name)
 }
 
-/// Commands the host runs in place of a tool because WASI cannot do what
-/// they need. They look like programs (`which git` says `/usr/bin/git`) and
-/// win over bundled tools of the same name.
-const HOST_COMMANDS: &[&str] = &["git", "stat", "du", "chmod", "apply_patch", "applypatch"];
-
-pub fn is_host_command(name: &str) -> bool {
-    HOST_COMMANDS.contains(&name)
-}
-
-/// Runs a host command; `name` is one of [`HOST_COMMANDS`].
-pub async fn run_host(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
-    match name {
-        "git" => super::git::run(sh, io, args).await,
-        "stat" => super::fileinfo::stat(sh, io, args).await,
-        "du" => super::fileinfo::du(sh, io, args).await,
-        "chmod" => super::fileinfo::chmod(sh, io, args).await,
-        _ => super::patch::run(sh, io, args).await,
-    }
-}
-
 /// Prints `bash: line N: NAME: MSG` and returns `status`.
 pub async fn complain(sh: &Shell, io: &Io, name: &str, msg: &str, status: i32) -> Outcome {
     io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
@@ -248,14 +228,8 @@ async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return complain(sh, io, "cd", &format!("{target}: Not a directory"), 1).await,
         Err(e) => {
-            return complain(
-                sh,
-                io,
-                "cd",
-                &format!("{target}: {}", super::redirect::describe(&e)),
-                1,
-            )
-            .await;
+            return complain(sh, io, "cd", &format!("{target}: {}", crate::fs::strerror(&e)), 1)
+                .await;
         }
     }
     let old = std::mem::replace(&mut sh.cwd, abs.clone());
@@ -456,13 +430,15 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 }
 
 /// How `name` would run: `builtin`, `function`, a tool path, or nothing.
+/// This is why `which` stays a builtin rather than a host command: it
+/// answers from the shell's functions and builtins, as `type` does.
 pub fn lookup(sh: &Shell, name: &str) -> Option<String> {
     if sh.funcs.contains_key(name) {
         Some("function".into())
     } else if is_builtin(name) {
         Some("builtin".into())
     } else if matches!(name, "bash" | "sh")
-        || is_host_command(crate::exec::command_name(name))
+        || crate::hostcmd::is_host_command(crate::exec::command_name(name))
         || sh.exec.runtime.tool(crate::exec::command_name(name)).is_some()
     {
         Some(if name.contains('/') { name.to_owned() } else { format!("/usr/bin/{name}") })

@@ -5,8 +5,8 @@
 
 use super::expand;
 use super::io::Io;
-use super::pattern;
 use super::state::{Outcome, Shell, Unwind};
+use crate::pattern;
 use brush_parser::ast::{BinaryPredicate as B, ExtendedTestExpr as X, UnaryPredicate as U};
 
 fn file_test(sh: &Shell, op: &str, path: &str) -> bool {

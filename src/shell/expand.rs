@@ -11,8 +11,8 @@
 use super::io::Io;
 use super::param::Value;
 use super::parse::guarded;
-use super::pattern;
 use super::state::{Shell, Unwind};
+use crate::pattern;
 use brush_parser::word::{self, TildeExpr, WordPiece, WordPieceWithSource};
 use futures::future::BoxFuture;
 

@@ -77,7 +77,7 @@ pub fn read_script(sh: &Shell, file: &str) -> Result<String, String> {
     match sh.exec.workspace.dir().read(&rel) {
         Ok(bytes) if bytes.len() > MAX_VALUE => Err(format!("{file}: file too large")),
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) => Err(format!("{file}: {}", super::redirect::describe(&e))),
+        Err(e) => Err(format!("{file}: {}", crate::fs::strerror(&e))),
     }
 }
 

@@ -143,6 +143,13 @@ impl Input {
     }
 }
 
+/// How a host command (`apply_patch`) reads the shared input.
+impl crate::hostcmd::StdinSource for Input {
+    fn read_all(&self, max: usize) -> futures::future::BoxFuture<'_, Vec<u8>> {
+        Box::pin(Input::read_all(self, max))
+    }
+}
+
 /// Reads more of the source into `pending`; false at end of input.
 async fn fill(st: &mut InputState) -> bool {
     match &mut st.source {

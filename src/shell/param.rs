@@ -3,8 +3,8 @@
 
 use super::expand::{self, Builder};
 use super::io::Io;
-use super::pattern::{self, Trim};
 use super::state::{Shell, Unwind};
+use crate::pattern::{self, Trim};
 use brush_parser::word::{
     Parameter, ParameterExpr as P, ParameterTestType, ParameterTransformOp as T,
     SpecialParameter as S, SubstringMatchKind,
