@@ -39,6 +39,7 @@ pub fn lookup(name: &str) -> Option<Run> {
     COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, run)| *run)
 }
 
+/// Whether `name` is a host command (for `type`, `which`, `command -v`).
 pub fn is_host_command(name: &str) -> bool {
     lookup(name).is_some()
 }

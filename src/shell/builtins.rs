@@ -4,8 +4,8 @@
 //! [`super::printf`], tests in [`super::cond`], and the builtins that run
 //! other commands (`xargs`, `timeout`, `env`, `read`) in [`super::compose`].
 
-use super::exec;
-use super::io::Io;
+use super::interp;
+use super::io::{Io, complain};
 use super::state::{Outcome, Shell, Unwind};
 
 const BUILTINS: &[&str] = &[
@@ -58,12 +58,6 @@ const BUILTINS: &[&str] = &[
 
 pub fn is_builtin(name: &str) -> bool {
     BUILTINS.contains(&name)
-}
-
-/// Prints `bash: line N: NAME: MSG` and returns `status`.
-pub async fn complain(sh: &Shell, io: &Io, name: &str, msg: &str, status: i32) -> Outcome {
-    io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
-    Ok(status)
 }
 
 pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
@@ -159,7 +153,7 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
         "shopt" => Ok(0),
         "eval" => {
             let text = args.join(" ");
-            exec::run_text(sh, io, &text, "-c").await
+            interp::run_text(sh, io, &text, "-c").await
         }
         "source" | "." => source(sh, io, args).await,
         "exec" => {
@@ -182,25 +176,13 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             Ok((last == 0) as i32)
         }
         "sleep" => {
-            let secs: f64 = args.iter().filter_map(|a| parse_seconds(a)).sum();
+            let secs: f64 = args.iter().filter_map(|a| super::compose::parse_seconds(a)).sum();
             tokio::time::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9))).await;
             Ok(0)
         }
         "getopts" => complain(sh, io, "getopts", "not supported", 2).await,
         _ => super::compose::run(sh, io, name, args).await,
     }
-}
-
-/// `30`, `1.5`, `2m`, `1h`.
-pub fn parse_seconds(s: &str) -> Option<f64> {
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1.0),
-        'm' => (&s[..s.len() - 1], 60.0),
-        'h' => (&s[..s.len() - 1], 3600.0),
-        'd' => (&s[..s.len() - 1], 86400.0),
-        _ => (s, 1.0),
-    };
-    num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * mult)
 }
 
 async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
@@ -419,7 +401,7 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         Err(msg) => return complain(sh, io, "source", &msg, 1).await,
     };
     let saved = (args.len() > 1).then(|| std::mem::replace(&mut sh.positional, args[1..].to_vec()));
-    let r = exec::run_text(sh, io, &text, file).await;
+    let r = interp::run_text(sh, io, &text, file).await;
     if let Some(p) = saved {
         sh.positional = p;
     }

@@ -280,9 +280,11 @@ fn call_function<'a>(
     argv: Vec<String>,
 ) -> Boxed<'a> {
     Box::pin(async move {
-        if sh.depth % super::exec::STACK_HOP == super::exec::STACK_HOP - 1 && sh.depth < MAX_DEPTH {
+        if sh.depth % super::interp::STACK_HOP == super::interp::STACK_HOP - 1
+            && sh.depth < MAX_DEPTH
+        {
             let io = io.clone();
-            return super::exec::on_fresh_stack(sh, move |mut sub| {
+            return super::interp::on_fresh_stack(sh, move |mut sub| {
                 Box::pin(async move {
                     sub.depth += 1;
                     let r = call_function_here(&mut sub, &io, body, argv).await;
@@ -315,7 +317,7 @@ async fn call_function_here(
     sh.depth += 1;
     sh.in_function += 1;
     sh.locals.push(Vec::new());
-    let r = super::exec::run_body(sh, &body, io).await;
+    let r = super::interp::run_body(sh, &body, io).await;
     if let Some(frame) = sh.locals.pop() {
         for (name, old) in frame.into_iter().rev() {
             match old {
