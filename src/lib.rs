@@ -12,9 +12,13 @@
 //!   events, its stdin and terminal, how it is stopped.
 //! - [`shell`]: the host-side bash interpreter that runs command lines as
 //!   wasm instances.
+//! - [`hostcmd`]: the programs the host serves in place of a tool (`git`,
+//!   `stat`/`du`/`chmod`, `apply_patch`), behind a narrow context; the shell
+//!   runs them.
 //! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
 //! - [`fs`]: the workspace capability and path mapping.
 //! - [`tenant`]: tenants, bearer-token auth, the config file.
+//! - [`pattern`]: bash wildcard patterns, for the shell and `git tag -l`.
 //! - [`rpc`]: the JSON-RPC envelope and the one mapping of errors to codes.
 //! - [`protocol`]: wire types of the exec-server protocol, nothing else.
 //! - [`config`]: validated configuration (limits, tuning, tenant specs).
@@ -22,10 +26,11 @@
 //! - [`client`]: a protocol client (tests, benchmark, embedding).
 //!
 //! Dependencies point one way: `main → server → connection → session →
-//! {process, shell, exec, fs, tenant} → protocol`, with `shell → exec`,
-//! `process → exec`, `tenant → exec → fs`, and `config`, `metrics`, `b64`
-//! at the bottom. Only `session` and `rpc` build JSON-RPC responses and
-//! errors; `exec`, `fs`, `shell` and `process` return typed results.
+//! {process, shell → hostcmd, exec, fs, tenant} → protocol`, with
+//! `shell → exec`, `process → exec`, `tenant → exec → fs`, and `config`,
+//! `metrics`, `pattern`, `b64` at the bottom. Only `session` and `rpc`
+//! build JSON-RPC responses and errors; `exec`, `fs`, `shell`, `hostcmd`
+//! and `process` return typed results.
 //!
 //! # One command, end to end
 //!
@@ -44,7 +49,9 @@ pub mod config;
 pub mod connection;
 pub mod exec;
 pub mod fs;
+pub mod hostcmd;
 pub mod metrics;
+pub mod pattern;
 pub mod process;
 pub mod protocol;
 pub mod rpc;

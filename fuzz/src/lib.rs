@@ -15,9 +15,10 @@ use std::sync::{Mutex, PoisonError};
 use wasm_exec_server::fs::path::{
     Mapped, PathMap, normalize_absolute, parse_file_uri, to_file_uri,
 };
+use wasm_exec_server::pattern;
 use wasm_exec_server::protocol::{self, RequestId, code};
 use wasm_exec_server::rpc::{self, Incoming, RpcError};
-use wasm_exec_server::shell::{arith, expand, param, parse, pattern};
+use wasm_exec_server::shell::{arith, expand, param, parse};
 
 /// Runs `check` on `data` so that only a panic escaping it is a finding.
 ///

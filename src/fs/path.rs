@@ -87,6 +87,18 @@ pub fn parse_file_uri(uri: &str) -> Result<String, UriError> {
     Ok(path)
 }
 
+/// `path` made absolute against the absolute directory `cwd`, lexically and
+/// not normalized (the shell's and host commands' relative paths).
+pub fn absolute(cwd: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_owned()
+    } else if cwd == "/" {
+        format!("/{path}")
+    } else {
+        format!("{cwd}/{path}")
+    }
+}
+
 /// Removes `.` and `..` segments and duplicate slashes lexically. `..` at the
 /// root stays at the root, as the kernel does.
 pub fn normalize_absolute(path: &str) -> String {

@@ -44,6 +44,27 @@ pub enum FsError {
 
 pub type FsResult<T> = Result<T, FsError>;
 
+/// An I/O error as bash and coreutils word it (`strerror`'s text, without
+/// Rust's ` (os error N)`), for the messages of the shell and host commands.
+pub fn strerror(e: &io::Error) -> String {
+    use io::ErrorKind as E;
+    match e.kind() {
+        E::NotFound => "No such file or directory".into(),
+        E::PermissionDenied => "Permission denied".into(),
+        E::AlreadyExists => "File exists".into(),
+        E::IsADirectory => "Is a directory".into(),
+        E::NotADirectory => "Not a directory".into(),
+        E::DirectoryNotEmpty => "Directory not empty".into(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_owned(),
+                None => s,
+            }
+        }
+    }
+}
+
 /// Metadata in the protocol's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {

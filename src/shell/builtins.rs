@@ -4,8 +4,8 @@
 //! [`super::printf`], tests in [`super::cond`], and the builtins that run
 //! other commands (`xargs`, `timeout`, `env`, `read`) in [`super::compose`].
 
-use super::exec;
-use super::io::Io;
+use super::interp;
+use super::io::{Io, complain};
 use super::state::{Outcome, Shell, Unwind};
 
 const BUILTINS: &[&str] = &[
@@ -58,32 +58,6 @@ const BUILTINS: &[&str] = &[
 
 pub fn is_builtin(name: &str) -> bool {
     BUILTINS.contains(&name)
-}
-
-/// Commands the host runs in place of a tool because WASI cannot do what
-/// they need. They look like programs (`which git` says `/usr/bin/git`) and
-/// win over bundled tools of the same name.
-const HOST_COMMANDS: &[&str] = &["git", "stat", "du", "chmod", "apply_patch", "applypatch"];
-
-pub fn is_host_command(name: &str) -> bool {
-    HOST_COMMANDS.contains(&name)
-}
-
-/// Runs a host command; `name` is one of [`HOST_COMMANDS`].
-pub async fn run_host(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
-    match name {
-        "git" => super::git::run(sh, io, args).await,
-        "stat" => super::fileinfo::stat(sh, io, args).await,
-        "du" => super::fileinfo::du(sh, io, args).await,
-        "chmod" => super::fileinfo::chmod(sh, io, args).await,
-        _ => super::patch::run(sh, io, args).await,
-    }
-}
-
-/// Prints `bash: line N: NAME: MSG` and returns `status`.
-pub async fn complain(sh: &Shell, io: &Io, name: &str, msg: &str, status: i32) -> Outcome {
-    io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
-    Ok(status)
 }
 
 pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
@@ -179,7 +153,7 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
         "shopt" => Ok(0),
         "eval" => {
             let text = args.join(" ");
-            exec::run_text(sh, io, &text, "-c").await
+            interp::run_text(sh, io, &text, "-c").await
         }
         "source" | "." => source(sh, io, args).await,
         "exec" => {
@@ -202,25 +176,13 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             Ok((last == 0) as i32)
         }
         "sleep" => {
-            let secs: f64 = args.iter().filter_map(|a| parse_seconds(a)).sum();
+            let secs: f64 = args.iter().filter_map(|a| super::compose::parse_seconds(a)).sum();
             tokio::time::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9))).await;
             Ok(0)
         }
         "getopts" => complain(sh, io, "getopts", "not supported", 2).await,
         _ => super::compose::run(sh, io, name, args).await,
     }
-}
-
-/// `30`, `1.5`, `2m`, `1h`.
-pub fn parse_seconds(s: &str) -> Option<f64> {
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1.0),
-        'm' => (&s[..s.len() - 1], 60.0),
-        'h' => (&s[..s.len() - 1], 3600.0),
-        'd' => (&s[..s.len() - 1], 86400.0),
-        _ => (s, 1.0),
-    };
-    num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * mult)
 }
 
 async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
@@ -248,14 +210,8 @@ async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return complain(sh, io, "cd", &format!("{target}: Not a directory"), 1).await,
         Err(e) => {
-            return complain(
-                sh,
-                io,
-                "cd",
-                &format!("{target}: {}", super::redirect::describe(&e)),
-                1,
-            )
-            .await;
+            return complain(sh, io, "cd", &format!("{target}: {}", crate::fs::strerror(&e)), 1)
+                .await;
         }
     }
     let old = std::mem::replace(&mut sh.cwd, abs.clone());
@@ -445,7 +401,7 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         Err(msg) => return complain(sh, io, "source", &msg, 1).await,
     };
     let saved = (args.len() > 1).then(|| std::mem::replace(&mut sh.positional, args[1..].to_vec()));
-    let r = exec::run_text(sh, io, &text, file).await;
+    let r = interp::run_text(sh, io, &text, file).await;
     if let Some(p) = saved {
         sh.positional = p;
     }
@@ -456,13 +412,15 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 }
 
 /// How `name` would run: `builtin`, `function`, a tool path, or nothing.
+/// This is why `which` stays a builtin rather than a host command: it
+/// answers from the shell's functions and builtins, as `type` does.
 pub fn lookup(sh: &Shell, name: &str) -> Option<String> {
     if sh.funcs.contains_key(name) {
         Some("function".into())
     } else if is_builtin(name) {
         Some("builtin".into())
     } else if matches!(name, "bash" | "sh")
-        || is_host_command(crate::exec::command_name(name))
+        || crate::hostcmd::is_host_command(crate::exec::command_name(name))
         || sh.exec.runtime.tool(crate::exec::command_name(name)).is_some()
     {
         Some(if name.contains('/') { name.to_owned() } else { format!("/usr/bin/{name}") })

@@ -3,8 +3,7 @@
 //! as any simple command ([`super::simple::run_argv`]), so `xargs grep`
 //! runs the grep tool on the same pipes.
 
-use super::builtins::complain;
-use super::io::Io;
+use super::io::{Io, complain};
 use super::simple::run_argv;
 use super::state::{MAX_VALUE, Outcome, Shell, Unwind};
 
@@ -213,7 +212,7 @@ async fn timeout(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             _ => break,
         }
     }
-    let Some(dur) = args.get(i).and_then(|d| super::builtins::parse_seconds(d)) else {
+    let Some(dur) = args.get(i).and_then(|d| parse_seconds(d)) else {
         return complain(sh, io, "timeout", "invalid time interval", 125).await;
     };
     let cmd = args[i + 1..].to_vec();
@@ -232,6 +231,18 @@ async fn timeout(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }),
         Err(_) => Ok(124),
     }
+}
+
+/// A duration for `timeout` and `sleep`: `30`, `1.5`, `2m`, `1h`.
+pub fn parse_seconds(s: &str) -> Option<f64> {
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1.0),
+        'm' => (&s[..s.len() - 1], 60.0),
+        'h' => (&s[..s.len() - 1], 3600.0),
+        'd' => (&s[..s.len() - 1], 86400.0),
+        _ => (s, 1.0),
+    };
+    num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(|v| v * mult)
 }
 
 /// Splits xargs input: whitespace-separated, with quotes and backslashes.

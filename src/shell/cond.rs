@@ -4,9 +4,9 @@
 //! workspace capability; a path outside it does not exist.
 
 use super::expand;
-use super::io::Io;
-use super::pattern;
+use super::io::{Io, complain};
 use super::state::{Outcome, Shell, Unwind};
+use crate::pattern;
 use brush_parser::ast::{BinaryPredicate as B, ExtendedTestExpr as X, UnaryPredicate as U};
 
 fn file_test(sh: &Shell, op: &str, path: &str) -> bool {
@@ -89,7 +89,7 @@ pub async fn test(sh: &mut Shell, io: &Io, args: &[String], close: Option<&str>)
     let args = match close {
         Some(c) => match args.split_last() {
             Some((last, rest)) if *last == c => rest.to_vec(),
-            _ => return super::builtins::complain(sh, io, "[", "missing `]'", 2).await,
+            _ => return complain(sh, io, "[", "missing `]'", 2).await,
         },
         None => args,
     };
@@ -102,7 +102,7 @@ pub async fn test(sh: &mut Shell, io: &Io, args: &[String], close: Option<&str>)
         }
     }) {
         Ok(v) => Ok((!v) as i32),
-        Err(msg) => super::builtins::complain(sh, io, name, &msg, 2).await,
+        Err(msg) => complain(sh, io, name, &msg, 2).await,
     }
 }
 

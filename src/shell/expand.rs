@@ -10,9 +10,9 @@
 
 use super::io::Io;
 use super::param::Value;
-use super::parse::guarded;
-use super::pattern;
+use super::parse::{guarded, parse_options};
 use super::state::{Shell, Unwind};
+use crate::pattern;
 use brush_parser::word::{self, TildeExpr, WordPiece, WordPieceWithSource};
 use futures::future::BoxFuture;
 
@@ -107,10 +107,6 @@ impl Builder {
         self.finish(false);
         self.fields
     }
-}
-
-pub fn parse_options() -> brush_parser::ParserOptions {
-    brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() }
 }
 
 /// Substitutions (`$(`, `${`, `$[`) a text may leave open for brush-parser's
@@ -365,7 +361,7 @@ fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
 /// `$(…)`: runs the text in a subshell and returns its output without
 /// trailing newlines.
 async fn substitute(sh: &mut Shell, io: &Io, cmd: &str) -> Result<String, Unwind> {
-    let (out, status) = super::exec::capture(sh, io, cmd).await?;
+    let (out, status) = super::interp::capture(sh, io, cmd).await?;
     sh.last_subst = Some(status);
     let mut s = String::from_utf8_lossy(&out).into_owned();
     while s.ends_with('\n') {

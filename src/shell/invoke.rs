@@ -2,7 +2,7 @@
 //! `bash -c` or `bash script.sh` inside a command line, and running a
 //! script file named by path (`./run.sh`), honouring its `#!` line.
 
-use super::exec;
+use super::interp;
 use super::io::{Input, Io};
 use super::parse::{Invocation, Script};
 use super::simple::run_argv;
@@ -74,8 +74,8 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
             (String::from_utf8_lossy(&data).into_owned(), "-c".to_owned())
         }
     };
-    let r = exec::run_text(sh, io, &text, &origin).await;
-    exec::exit_status(sh, r)
+    let r = interp::run_text(sh, io, &text, &origin).await;
+    interp::exit_status(sh, r)
 }
 
 /// Reads a script through the workspace. The error is bash's wording.
@@ -86,7 +86,7 @@ pub fn read_script(sh: &Shell, file: &str) -> Result<String, String> {
     match sh.exec.workspace.dir().read(&rel) {
         Ok(bytes) if bytes.len() > MAX_VALUE => Err(format!("{file}: file too large")),
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) => Err(format!("{file}: {}", super::redirect::describe(&e))),
+        Err(e) => Err(format!("{file}: {}", crate::fs::strerror(&e))),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The standard streams of the command being run: a shared standard input
-//! that builtins (`read`) and guests take turns on, and the output sinks.
+//! that builtins (`read`) and guests take turns on, the output sinks, and
+//! [`complain`], how a builtin reports an error on them.
 //!
 //! Standard input is shared the way a file descriptor is: `read` takes one
 //! line and leaves the rest for the next command. A guest is handed the
@@ -8,7 +9,7 @@
 //! read` loop a guest gets a closed stdin instead, so `wc -l "$f"` in the
 //! body does not swallow the loop's input.
 
-use super::state::Unwind;
+use super::state::{Outcome, Shell, Unwind};
 use crate::exec::{PipeReader, Sink, Stdin};
 use bytes::Bytes;
 use std::io::{Read, Seek, SeekFrom};
@@ -143,6 +144,13 @@ impl Input {
     }
 }
 
+/// How a host command (`apply_patch`) reads the shared input.
+impl crate::hostcmd::StdinSource for Input {
+    fn read_all(&self, max: usize) -> futures::future::BoxFuture<'_, Vec<u8>> {
+        Box::pin(Input::read_all(self, max))
+    }
+}
+
 /// Reads more of the source into `pending`; false at end of input.
 async fn fill(st: &mut InputState) -> bool {
     match &mut st.source {
@@ -207,6 +215,13 @@ impl Io {
     pub async fn err(&self, msg: &str) {
         let _ = self.stderr.write_all(msg.as_bytes()).await;
     }
+}
+
+/// Prints a builtin's error as bash does (`bash: line N: NAME: MSG`) and
+/// returns `status`.
+pub async fn complain(sh: &Shell, io: &Io, name: &str, msg: &str, status: i32) -> Outcome {
+    io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
+    Ok(status)
 }
 
 pub async fn write(sink: &Sink, data: &[u8]) -> Result<(), Unwind> {

@@ -6,30 +6,38 @@
 //! file the shell opens goes through the workspace capability.
 //!
 //! What does not live here: running one guest (`exec`), path mapping and
-//! the capability (`fs`), and the protocol (`session`).
+//! the capability (`fs`), the protocol (`session`), and the programs the
+//! host serves in place of a tool (`git`, `stat`, `apply_patch`, …: the
+//! `hostcmd` module, which the shell runs and which knows nothing of it).
 //!
-//! Flow: [`parse`] (brush-parser, bash-style syntax errors) → [`exec`]
+//! Flow: [`parse`] (brush-parser, bash-style syntax errors) → [`interp`]
 //! (lists, pipelines, compound commands) → [`simple`] (one command:
-//! [`expand`] + [`param`] + [`arith`] + [`pattern`] for words,
+//! [`expand`] + [`param`] + [`arith`] + `crate::pattern` for words,
 //! [`redirect`] for streams, then [`builtins`], [`printf`], [`cond`],
-//! [`compose`], a nested shell from [`invoke`], a host command
-//! ([`git`], [`fileinfo`], [`patch`]) or a tool). [`state`] holds
-//! variables and limits, [`io`] the shared standard streams.
+//! [`compose`], a nested shell from [`invoke`], a host command from
+//! `crate::hostcmd`, or a tool). [`state`] holds variables and limits,
+//! [`io`] the shared standard streams.
+//!
+//! Nine of these files import one another in a circle, and that is
+//! intended: an interpreter is one recursive unit. A simple command runs
+//! builtins, which run `eval`, `source`, functions, `xargs` and `timeout`,
+//! which run lists again ([`interp`], [`simple`], [`builtins`],
+//! [`compose`], [`invoke`]); expansion runs command substitutions, and
+//! conditions and redirections expand words ([`expand`], [`param`],
+//! [`cond`], [`redirect`]). Everything else sits below the circle and
+//! depends on none of it: [`parse`], [`arith`], [`printf`], [`io`] and
+//! [`state`], and outside the shell `pattern` and `hostcmd`.
 
 pub mod arith;
 pub mod builtins;
 pub mod compose;
 pub mod cond;
-pub mod exec;
 pub mod expand;
-pub mod fileinfo;
-pub mod git;
+pub mod interp;
 pub mod invoke;
 pub mod io;
 pub mod param;
 pub mod parse;
-pub mod patch;
-pub mod pattern;
 pub mod printf;
 pub mod redirect;
 pub mod simple;

@@ -3,8 +3,9 @@
 
 use super::expand::{self, Builder};
 use super::io::Io;
-use super::pattern::{self, Trim};
+use super::parse::parse_options;
 use super::state::{Shell, Unwind};
+use crate::pattern::{self, Trim};
 use brush_parser::word::{
     Parameter, ParameterExpr as P, ParameterTestType, ParameterTransformOp as T,
     SpecialParameter as S, SubstringMatchKind,
@@ -179,9 +180,7 @@ pub fn indirect_target(target: &str) -> Option<Parameter> {
     if !plausible {
         return None;
     }
-    super::parse::guarded(target, || {
-        brush_parser::word::parse_parameter(target, &expand::parse_options())
-    })
+    super::parse::guarded(target, || brush_parser::word::parse_parameter(target, &parse_options()))
 }
 
 /// Expands one `${…}` (or `$X`).

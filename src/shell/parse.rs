@@ -56,8 +56,10 @@ impl SyntaxError {
     }
 }
 
-fn parser_options() -> brush_parser::ParserOptions {
-    super::expand::parse_options()
+/// How every brush-parser call of the shell is configured (bash without
+/// `extglob`).
+pub fn parse_options() -> brush_parser::ParserOptions {
+    brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() }
 }
 
 /// Runs one of brush-parser's parsers on `text`; every call the shell makes
@@ -194,7 +196,7 @@ fn tokenizer_input(text: &str) -> std::borrow::Cow<'_, str> {
 /// inputs, up to [`MAX_SCRIPT`] each, in a global cache.)
 pub fn tokens(text: &str) -> Option<Vec<brush_parser::Token>> {
     let input = tokenizer_input(text);
-    let options = parser_options().tokenizer_options();
+    let options = parse_options().tokenizer_options();
     guarded(&input, || brush_parser::uncached_tokenize_str(&input, &options))
 }
 
@@ -210,7 +212,7 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
     }
     let parse = || {
         let mut parser =
-            brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parser_options());
+            brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parse_options());
         parser.parse_program()
     };
     // As `guarded`, but the error is kept: it makes the message.

@@ -20,26 +20,6 @@ enum Mode {
     Append,
 }
 
-/// bash's wording of an I/O error.
-pub fn describe(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as E;
-    match e.kind() {
-        E::NotFound => "No such file or directory".into(),
-        E::PermissionDenied => "Permission denied".into(),
-        E::AlreadyExists => "File exists".into(),
-        E::IsADirectory => "Is a directory".into(),
-        E::NotADirectory => "Not a directory".into(),
-        E::DirectoryNotEmpty => "Directory not empty".into(),
-        _ => {
-            let s = e.to_string();
-            match s.find(" (os error") {
-                Some(i) => s[..i].to_owned(),
-                None => s,
-            }
-        }
-    }
-}
-
 /// What a special device path stands for.
 enum Special {
     Null,
@@ -80,7 +60,7 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
         if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace)
         {
             return open_counted(sh, tmp, Path::new(below), &o, mode)
-                .map_err(|e| format!("{path}: {}", describe(&e)));
+                .map_err(|e| format!("{path}: {}", crate::fs::strerror(&e)));
         }
         return Err(format!("{path}: Permission denied"));
     };
@@ -97,7 +77,8 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
             }
         }
     }
-    open_counted(sh, ws.dir(), &rel, &o, mode).map_err(|e| format!("{path}: {}", describe(&e)))
+    open_counted(sh, ws.dir(), &rel, &o, mode)
+        .map_err(|e| format!("{path}: {}", crate::fs::strerror(&e)))
 }
 
 /// Opens `rel` below `dir`; a truncation frees the file's old size from the

@@ -1,6 +1,7 @@
 //! Simple commands: expand the words, apply `VAR=x` prefixes and
-//! redirections, then run a function, a builtin, a nested shell or a wasm
-//! tool, in that order, as bash looks commands up.
+//! redirections, then run a function, a builtin, a nested shell, a host
+//! command (`crate::hostcmd`) or a wasm tool, in that order, as bash looks
+//! commands up.
 
 use super::builtins;
 use super::expand;
@@ -8,6 +9,7 @@ use super::io::Io;
 use super::redirect;
 use super::state::{MAX_DEPTH, Outcome, Shell, Unwind};
 use crate::exec::CommandSpec;
+use crate::hostcmd;
 use brush_parser::ast::{self, CommandPrefixOrSuffixItem as Item, SourceLocation};
 
 /// Declaration builtins whose `NAME=value` arguments are not split.
@@ -188,9 +190,13 @@ async fn dispatch(
         return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
     }
     let tool_name = crate::exec::command_name(&name).to_owned();
-    if builtins::is_host_command(&tool_name) {
+    if let Some(run) = hostcmd::lookup(&tool_name) {
         let saved = set_temp_vars(sh, &assigns);
-        let r = builtins::run_host(sh, io, &tool_name, &argv[1..]).await;
+        let cx =
+            hostcmd::Context::new(&sh.exec.workspace, &sh.cwd, &io.stdin, &io.stdout, &io.stderr);
+        // A host command whose output went nowhere ends this (sub)shell,
+        // as a builtin's does.
+        let r = run(&cx, &argv[1..]).await.map_err(|hostcmd::Broken(code)| Unwind::Exit(code));
         restore_vars(sh, saved);
         return r;
     }
@@ -274,9 +280,11 @@ fn call_function<'a>(
     argv: Vec<String>,
 ) -> Boxed<'a> {
     Box::pin(async move {
-        if sh.depth % super::exec::STACK_HOP == super::exec::STACK_HOP - 1 && sh.depth < MAX_DEPTH {
+        if sh.depth % super::interp::STACK_HOP == super::interp::STACK_HOP - 1
+            && sh.depth < MAX_DEPTH
+        {
             let io = io.clone();
-            return super::exec::on_fresh_stack(sh, move |mut sub| {
+            return super::interp::on_fresh_stack(sh, move |mut sub| {
                 Box::pin(async move {
                     sub.depth += 1;
                     let r = call_function_here(&mut sub, &io, body, argv).await;
@@ -309,7 +317,7 @@ async fn call_function_here(
     sh.depth += 1;
     sh.in_function += 1;
     sh.locals.push(Vec::new());
-    let r = super::exec::run_body(sh, &body, io).await;
+    let r = super::interp::run_body(sh, &body, io).await;
     if let Some(frame) = sh.locals.pop() {
         for (name, old) in frame.into_iter().rev() {
             match old {

@@ -213,13 +213,7 @@ impl Shell {
 
     /// A path made absolute against the working directory (not normalized).
     pub fn absolute(&self, path: &str) -> String {
-        if path.starts_with('/') {
-            path.to_owned()
-        } else if self.cwd == "/" {
-            format!("/{path}")
-        } else {
-            format!("{}/{}", self.cwd, path)
-        }
+        crate::fs::path::absolute(&self.cwd, path)
     }
 }
 

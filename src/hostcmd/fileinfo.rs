@@ -10,20 +10,19 @@
 //! sandbox. Times are shown in UTC; owners as numbers (no user database is
 //! read).
 
-use super::io::Io;
-use super::state::{Outcome, Shell};
+use super::context::{Context, Status};
 use cap_std::fs::{Metadata, MetadataExt};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// A path a command names: as the user wrote it and root-relative.
-fn locate(sh: &Shell, arg: &str) -> Option<PathBuf> {
-    sh.resolve(&crate::fs::path::normalize_absolute(&sh.absolute(arg)))
+fn locate(cx: &Context<'_>, arg: &str) -> Option<PathBuf> {
+    cx.resolve(&crate::fs::path::normalize_absolute(&cx.absolute(arg)))
 }
 
-fn lookup(sh: &Shell, arg: &str, follow: bool) -> std::io::Result<(PathBuf, Metadata)> {
-    let rel = locate(sh, arg).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    let dir = sh.exec.workspace.dir();
+fn lookup(cx: &Context<'_>, arg: &str, follow: bool) -> std::io::Result<(PathBuf, Metadata)> {
+    let rel = locate(cx, arg).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
     let meta = if follow { dir.metadata(probe)? } else { dir.symlink_metadata(probe)? };
     Ok((rel, meta))
@@ -216,7 +215,7 @@ fn default_stat(name: &str, link: Option<&str>, m: &Metadata) -> String {
     s
 }
 
-pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+pub async fn stat(cx: &Context<'_>, args: &[String]) -> Status {
     let mut follow = false;
     let mut format: Option<(String, bool, bool)> = None; // (format, newline, escapes)
     let mut files = Vec::new();
@@ -234,7 +233,7 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "-L" | "--dereference" => follow = true,
             "-c" | "--format" | "--printf" => {
                 let Some(f) = args.get(i) else {
-                    io.err(&format!(
+                    cx.err(&format!(
                         "stat: option requires an argument -- '{}'\n",
                         a.trim_start_matches('-')
                     ))
@@ -255,7 +254,7 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             }
             _ if a.starts_with("-c") => format = Some((a[2..].to_owned(), true, false)),
             _ => {
-                io.err(&format!(
+                cx.err(&format!(
                     "stat: unrecognized option '{a}'\nTry 'stat --help' for more information.\n"
                 ))
                 .await;
@@ -264,23 +263,21 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
     }
     if files.is_empty() {
-        io.err("stat: missing operand\nTry 'stat --help' for more information.\n").await;
+        cx.err("stat: missing operand\nTry 'stat --help' for more information.\n").await;
         return Ok(1);
     }
     let mut status = 0;
     for f in &files {
-        let (rel, meta) = match lookup(sh, f, follow) {
+        let (rel, meta) = match lookup(cx, f, follow) {
             Ok(x) => x,
             Err(e) => {
-                io.err(&format!("stat: cannot stat '{f}': {}\n", super::redirect::describe(&e)))
-                    .await;
+                cx.err(&format!("stat: cannot stat '{f}': {}\n", crate::fs::strerror(&e))).await;
                 status = 1;
                 continue;
             }
         };
         let link = if meta.file_type().is_symlink() {
-            sh.exec
-                .workspace
+            cx.workspace
                 .dir()
                 .read_link_contents(&rel)
                 .ok()
@@ -298,7 +295,7 @@ pub async fn stat(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             }
             None => default_stat(f, link.as_deref(), &meta),
         };
-        io.out(text.as_bytes()).await?;
+        cx.out(text.as_bytes()).await?;
     }
     Ok(status)
 }
@@ -345,7 +342,7 @@ fn human_size(bytes: u64) -> String {
 /// Walks `rel` (shown as `shown`), appending lines, and returns its
 /// (blocks, apparent bytes). Symlinks are not followed.
 fn du_walk(
-    sh: &Shell,
+    cx: &Context<'_>,
     rel: &Path,
     shown: &str,
     depth: usize,
@@ -353,7 +350,7 @@ fn du_walk(
     out: &mut String,
     errors: &mut Vec<String>,
 ) -> (u64, u64) {
-    let dir = sh.exec.workspace.dir();
+    let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let Ok(meta) = dir.symlink_metadata(probe) else {
         errors.push(format!("du: cannot access '{shown}': No such file or directory\n"));
@@ -384,21 +381,19 @@ fn du_walk(
                 } else {
                     format!("{shown}/{name}")
                 };
-                let (b, a) = du_walk(sh, &rel.join(&name), &child_shown, depth + 1, o, out, errors);
+                let (b, a) = du_walk(cx, &rel.join(&name), &child_shown, depth + 1, o, out, errors);
                 blocks += b;
                 apparent += a;
             }
         }
-        Err(e) => errors.push(format!(
-            "du: cannot read directory '{shown}': {}\n",
-            super::redirect::describe(&e)
-        )),
+        Err(e) => errors
+            .push(format!("du: cannot read directory '{shown}': {}\n", crate::fs::strerror(&e))),
     }
     print_here(out, blocks, apparent);
     (blocks, apparent)
 }
 
-pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+pub async fn du(cx: &Context<'_>, args: &[String]) -> Status {
     let mut o = DuOptions {
         all: false,
         summarize: false,
@@ -446,7 +441,7 @@ pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                             break;
                         }
                         _ => {
-                            io.err(&format!(
+                            cx.err(&format!(
                                 "du: invalid option -- '{c}'\n\
                                  Try 'du --help' for more information.\n"
                             ))
@@ -457,7 +452,7 @@ pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 }
             }
             _ if a.starts_with("--") => {
-                io.err(&format!(
+                cx.err(&format!(
                     "du: unrecognized option '{a}'\nTry 'du --help' for more information.\n"
                 ))
                 .await;
@@ -467,7 +462,7 @@ pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
     }
     if o.all && o.summarize {
-        io.err(
+        cx.err(
             "du: cannot both summarize and show all entries\n\
              Try 'du --help' for more information.\n",
         )
@@ -482,22 +477,22 @@ pub async fn du(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     for p in &paths {
         let mut out = String::new();
         let mut errors = Vec::new();
-        match locate(sh, p) {
+        match locate(cx, p) {
             Some(rel) => {
-                let (b, a) = du_walk(sh, &rel, p, 0, &o, &mut out, &mut errors);
+                let (b, a) = du_walk(cx, &rel, p, 0, &o, &mut out, &mut errors);
                 total_b += b;
                 total_a += a;
             }
             None => errors.push(format!("du: cannot access '{p}': No such file or directory\n")),
         }
-        io.out(out.as_bytes()).await?;
+        cx.out(out.as_bytes()).await?;
         for e in errors {
             status = 1;
-            io.err(&e).await;
+            cx.err(&e).await;
         }
     }
     if o.total {
-        io.out(format!("{}\ttotal\n", o.show(total_b, total_a)).as_bytes()).await?;
+        cx.out(format!("{}\ttotal\n", o.show(total_b, total_a)).as_bytes()).await?;
     }
     Ok(status)
 }
@@ -520,7 +515,7 @@ fn valid_mode(mode: &str) -> bool {
     })
 }
 
-pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
     let mut quiet = false;
     let mut operands: Vec<&String> = Vec::new();
     for a in args {
@@ -529,7 +524,7 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "-f" | "--silent" | "--quiet" => quiet = true,
             // `-x`, `-w` are modes, not options.
             _ if a.starts_with("--") => {
-                io.err(&format!(
+                cx.err(&format!(
                     "chmod: unrecognized option '{a}'\nTry 'chmod --help' for more information.\n"
                 ))
                 .await;
@@ -539,18 +534,18 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
     }
     let Some((mode, files)) = operands.split_first() else {
-        io.err("chmod: missing operand\nTry 'chmod --help' for more information.\n").await;
+        cx.err("chmod: missing operand\nTry 'chmod --help' for more information.\n").await;
         return Ok(1);
     };
     if !valid_mode(mode) {
-        io.err(&format!(
+        cx.err(&format!(
             "chmod: invalid mode: '{mode}'\nTry 'chmod --help' for more information.\n"
         ))
         .await;
         return Ok(1);
     }
     if files.is_empty() {
-        io.err(&format!(
+        cx.err(&format!(
             "chmod: missing operand after '{mode}'\nTry 'chmod --help' for more information.\n"
         ))
         .await;
@@ -558,11 +553,9 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     }
     let mut status = 0;
     for f in files {
-        let msg = match lookup(sh, f, true) {
-            Err(e) => {
-                Some(format!("chmod: cannot access '{f}': {}\n", super::redirect::describe(&e)))
-            }
-            Ok((rel, _)) if sh.exec.workspace.check_writable(&rel).is_err() => {
+        let msg = match lookup(cx, f, true) {
+            Err(e) => Some(format!("chmod: cannot access '{f}': {}\n", crate::fs::strerror(&e))),
+            Ok((rel, _)) if cx.workspace.check_writable(&rel).is_err() => {
                 Some(format!("chmod: changing permissions of '{f}': Operation not permitted\n"))
             }
             Ok(_) => None,
@@ -570,7 +563,7 @@ pub async fn chmod(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         if let Some(m) = msg {
             status = 1;
             if !quiet {
-                io.err(&m).await;
+                cx.err(&m).await;
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Shell patterns: matching (`case`, `[[ == ]]`, `${X%pat}`) and pathname
-//! expansion against the workspace.
+//! expansion against the workspace. The shell's, and also `git tag -l`'s
+//! (a host command), which is why this leaf sits beside `shell`, not in it.
 //!
 //! A pattern arrives as text in which quoted characters are escaped with a
 //! backslash (expansion does that), so `"*".txt` is `\*.txt`. Directory

@@ -12,9 +12,8 @@
 //! `.git`, and `core.worktree`. Work-tree contents that the shell shows
 //! (diffs) are read through the capability.
 
-use super::super::io::Io;
-use super::super::state::{Outcome, Shell};
 use crate::fs::Workspace;
+use crate::hostcmd::{Context, Status};
 use std::path::PathBuf;
 
 /// A failed subcommand: what goes to stderr and the status.
@@ -254,8 +253,8 @@ This sandbox serves read-only git from the host:\n\
    status, diff, log, show, rev-parse, rev-list, branch, ls-files, tag, remote, config (reading)\n\
 Commands that change the repository are not supported.\n";
 
-pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
-    let mut cwd = sh.cwd.clone();
+pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
+    let mut cwd = cx.cwd.to_owned();
     let mut i = 0;
     while let Some(a) = args.get(i) {
         match a.as_str() {
@@ -269,7 +268,7 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "-c" => i += 2,
             "-C" => {
                 let Some(d) = args.get(i + 1) else {
-                    io.err("error: switch `C' requires a value\n").await;
+                    cx.err("error: switch `C' requires a value\n").await;
                     return Ok(129);
                 };
                 let joined = if d.starts_with('/') { d.clone() } else { format!("{cwd}/{d}") };
@@ -277,56 +276,55 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 i += 2;
             }
             "--version" | "version" => {
-                io.out(b"git version 2.47.0 (read-only, gitoxide)\n").await?;
+                cx.out(b"git version 2.47.0 (read-only, gitoxide)\n").await?;
                 return Ok(0);
             }
             "--help" | "help" | "-h" => {
-                io.out(HELP.as_bytes()).await?;
+                cx.out(HELP.as_bytes()).await?;
                 return Ok(0);
             }
             _ if a.starts_with("--git-dir")
                 || a.starts_with("--work-tree")
                 || a.starts_with("--namespace") =>
             {
-                io.err(&format!(
+                cx.err(&format!(
                     "git: option '{a}' is not supported in this sandbox (read-only git)\n"
                 ))
                 .await;
                 return Ok(1);
             }
             _ if a.starts_with('-') => {
-                io.err(&format!("unknown option: {a}\n{HELP}")).await;
+                cx.err(&format!("unknown option: {a}\n{HELP}")).await;
                 return Ok(129);
             }
             _ => break,
         }
     }
     let Some(sub) = args.get(i).cloned() else {
-        io.out(HELP.as_bytes()).await?;
+        cx.out(HELP.as_bytes()).await?;
         return Ok(1);
     };
     let rest = args[i + 1..].to_vec();
-    let Some(cwd_rel) = sh.exec.workspace.relative(&cwd) else {
-        io.err(&format!("fatal: {NOT_A_REPO}\n")).await;
+    let Some(cwd_rel) = cx.workspace.relative(&cwd) else {
+        cx.err(&format!("fatal: {NOT_A_REPO}\n")).await;
         return Ok(128);
     };
-    if sh
-        .exec
+    if cx
         .workspace
         .dir()
         .metadata(if cwd_rel.as_os_str().is_empty() { ".".as_ref() } else { cwd_rel.as_path() })
         .is_err()
     {
-        io.err(&format!("fatal: cannot change to '{cwd}': No such file or directory\n")).await;
+        cx.err(&format!("fatal: cannot change to '{cwd}': No such file or directory\n")).await;
         return Ok(128);
     }
-    let ws = sh.exec.workspace.clone();
+    let ws = cx.workspace.clone();
     let joined = tokio::task::spawn_blocking(move || dispatch(ws, cwd_rel, &sub, &rest)).await;
     let (out, err, code) =
         joined.unwrap_or_else(|_| (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128));
-    io.out(&out).await?;
+    cx.out(&out).await?;
     if !err.is_empty() {
-        io.err(&err).await;
+        cx.err(&err).await;
     }
     Ok(code)
 }

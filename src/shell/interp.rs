@@ -8,8 +8,8 @@
 use super::expand;
 use super::io::{Input, Io};
 use super::parse;
-use super::pattern;
 use super::state::{MAX_DEPTH, MAX_VALUE, Outcome, Shell, Unwind};
+use crate::pattern;
 use brush_parser::ast::{self, CompoundCommand, SourceLocation};
 use futures::future::BoxFuture;
 

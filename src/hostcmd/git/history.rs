@@ -725,7 +725,7 @@ pub fn tag(git: &mut Git, args: &[String]) -> GitResult {
     for r in git.repo.references()?.tags()? {
         let name = r?.name().shorten().to_string();
         let keep = match &pattern {
-            Some(p) => super::super::pattern::matches(p, &name),
+            Some(p) => crate::pattern::matches(p, &name),
             None => true,
         };
         if keep {

@@ -21,8 +21,7 @@
 //! that fails leaves the workspace as it was. Every file goes through the
 //! workspace capability and `Workspace::check_writable`.
 
-use super::io::Io;
-use super::state::{Outcome, Shell};
+use super::context::{Context, Status};
 use std::path::{Path, PathBuf};
 
 /// Largest patch read from standard input.
@@ -295,44 +294,44 @@ enum Step {
     Remove { rel: PathBuf },
 }
 
-pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
     let text = match args {
         [] => {
-            let data = io.stdin.read_all(MAX_PATCH).await;
+            let data = cx.read_stdin(MAX_PATCH).await;
             if data.is_empty() {
-                io.err("Usage: apply_patch 'PATCH'\n       echo 'PATCH' | apply_patch\n").await;
+                cx.err("Usage: apply_patch 'PATCH'\n       echo 'PATCH' | apply_patch\n").await;
                 return Ok(2);
             }
             String::from_utf8_lossy(&data).into_owned()
         }
         [patch] => patch.clone(),
         _ => {
-            io.err("Error: apply_patch accepts exactly one argument.\n").await;
+            cx.err("Error: apply_patch accepts exactly one argument.\n").await;
             return Ok(2);
         }
     };
     let hunks = match parse(&text) {
         Ok(h) => h,
         Err(e) => {
-            io.err(&format!("{e}\n")).await;
+            cx.err(&format!("{e}\n")).await;
             return Ok(1);
         }
     };
     if hunks.is_empty() {
-        io.err("No files were modified.\n").await;
+        cx.err("No files were modified.\n").await;
         return Ok(1);
     }
-    match plan(sh, &hunks) {
+    match plan(cx, &hunks) {
         Ok((steps, summary)) => {
-            if let Err(e) = commit(sh, steps) {
-                io.err(&format!("{e}\n")).await;
+            if let Err(e) = commit(cx, steps) {
+                cx.err(&format!("{e}\n")).await;
                 return Ok(1);
             }
-            io.out(summary.as_bytes()).await?;
+            cx.out(summary.as_bytes()).await?;
             Ok(0)
         }
         Err(e) => {
-            io.err(&format!("{e}\n")).await;
+            cx.err(&format!("{e}\n")).await;
             Ok(1)
         }
     }
@@ -340,15 +339,13 @@ pub async fn run(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 
 /// A patch path → root-relative path, refused outside the workspace and in
 /// read-only areas.
-fn target(sh: &Shell, path: &str) -> Result<PathBuf, String> {
-    let abs = crate::fs::path::normalize_absolute(&sh.absolute(path));
-    let rel = sh
-        .exec
+fn target(cx: &Context<'_>, path: &str) -> Result<PathBuf, String> {
+    let abs = crate::fs::path::normalize_absolute(&cx.absolute(path));
+    let rel = cx
         .workspace
         .relative(&abs)
         .ok_or_else(|| format!("{path}: Permission denied (outside the workspace)"))?;
-    sh.exec
-        .workspace
+    cx.workspace
         .check_writable(&rel)
         .map_err(|_| format!("{path}: Permission denied (read-only area)"))?;
     if rel.as_os_str().is_empty() {
@@ -359,8 +356,8 @@ fn target(sh: &Shell, path: &str) -> Result<PathBuf, String> {
 
 /// Checks every hunk against the workspace as the earlier hunks leave it,
 /// without writing, and returns the steps and Codex's summary.
-fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
-    let dir = sh.exec.workspace.dir();
+fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
+    let dir = cx.workspace.dir();
     // Files as the patch leaves them so far: `None` once deleted.
     let mut staged: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
     let read = |staged: &std::collections::HashMap<PathBuf, Option<String>>,
@@ -378,7 +375,7 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
     for hunk in hunks {
         match hunk {
             Hunk::Add { path, contents } => {
-                let rel = target(sh, path)?;
+                let rel = target(cx, path)?;
                 if dir.metadata(&rel).is_ok_and(|m| m.is_dir()) {
                     return Err(format!("Failed to write file {path}: Is a directory"));
                 }
@@ -387,19 +384,19 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
                 added.push(path.clone());
             }
             Hunk::Delete { path } => {
-                let rel = target(sh, path)?;
+                let rel = target(cx, path)?;
                 read(&staged, &rel, path, "Failed to delete file")?;
                 staged.insert(rel.clone(), None);
                 steps.push(Step::Remove { rel });
                 deleted.push(path.clone());
             }
             Hunk::Update { path, move_to, chunks } => {
-                let rel = target(sh, path)?;
+                let rel = target(cx, path)?;
                 let original = read(&staged, &rel, path, "Failed to read file to update")?;
                 let new = apply_chunks(&original, chunks, path)?;
                 match move_to {
                     Some(dest) => {
-                        let dest_rel = target(sh, dest)?;
+                        let dest_rel = target(cx, dest)?;
                         staged.insert(dest_rel.clone(), Some(new.clone()));
                         steps.push(Step::Write { rel: dest_rel.clone(), data: new });
                         if dest_rel != rel {
@@ -426,9 +423,9 @@ fn plan(sh: &Shell, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
     Ok((steps, summary))
 }
 
-fn commit(sh: &Shell, steps: Vec<Step>) -> Result<(), String> {
-    let dir = sh.exec.workspace.dir();
-    let quota = sh.exec.workspace.quota();
+fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
+    let dir = cx.workspace.dir();
+    let quota = cx.workspace.quota();
     let size =
         |rel: &Path| dir.symlink_metadata(rel).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     if let Some(q) = quota {

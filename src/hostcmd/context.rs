@@ -1,0 +1,86 @@
+//! What a host command may touch: the workspace capability, the working
+//! directory, and its three standard streams. Nothing else of the shell
+//! that runs it reaches a host command (no variables, no functions, no
+//! options), so the commands here can be read, and tested, as programs.
+//!
+//! The command's budget will be passed here too. Today the CPU time and
+//! usage of the command line reach host code through `crate::exec`'s
+//! per-command scope (a task-local), and host commands take no budget of
+//! their own; when memory and time budgets for host work arrive, this is the
+//! one place they come in.
+
+use crate::exec::Sink;
+use crate::fs::Workspace;
+use futures::future::BoxFuture;
+use std::path::PathBuf;
+
+/// Output went nowhere: the command ends at once with this status (141
+/// when the reader has gone, as SIGPIPE would end it; 1 for any other
+/// write error). The shell turns it into its own way of leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Broken(pub i32);
+
+/// What a host command returns: its exit status, or [`Broken`].
+pub type Status = Result<i32, Broken>;
+
+/// A standard input a host command can drain. The shell's input is shared
+/// with the commands around it, so it stays in the shell and lends itself
+/// through this.
+pub trait StdinSource: Sync {
+    /// Everything left on the input, reading no further once more than
+    /// `max` bytes are held.
+    fn read_all(&self, max: usize) -> BoxFuture<'_, Vec<u8>>;
+}
+
+/// The world of one host command.
+pub struct Context<'a> {
+    /// Every path a host command opens goes through this capability.
+    pub workspace: &'a Workspace,
+    /// The visible absolute working directory, inside the workspace.
+    pub cwd: &'a str,
+    stdin: &'a dyn StdinSource,
+    stdout: &'a Sink,
+    stderr: &'a Sink,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        workspace: &'a Workspace,
+        cwd: &'a str,
+        stdin: &'a dyn StdinSource,
+        stdout: &'a Sink,
+        stderr: &'a Sink,
+    ) -> Self {
+        Self { workspace, cwd, stdin, stdout, stderr }
+    }
+
+    /// Writes to stdout; a failed write ends the command ([`Broken`]).
+    pub async fn out(&self, data: &[u8]) -> Result<(), Broken> {
+        match self.stdout.write_all(data).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Broken(141)),
+            Err(_) => Err(Broken(1)),
+        }
+    }
+
+    /// Writes to stderr, ignoring errors (there is nowhere to report them).
+    pub async fn err(&self, msg: &str) {
+        let _ = self.stderr.write_all(msg.as_bytes()).await;
+    }
+
+    /// Standard input, up to about `max` bytes.
+    pub async fn read_stdin(&self, max: usize) -> Vec<u8> {
+        self.stdin.read_all(max).await
+    }
+
+    /// The root-relative path of a (possibly relative) path the command
+    /// names, or `None` when it leaves the workspace.
+    pub fn resolve(&self, path: &str) -> Option<PathBuf> {
+        self.workspace.relative(&self.absolute(path))
+    }
+
+    /// A path made absolute against the working directory (not normalized).
+    pub fn absolute(&self, path: &str) -> String {
+        crate::fs::path::absolute(self.cwd, path)
+    }
+}

@@ -1,0 +1,45 @@
+//! Host commands: programs the server runs itself, in place of a guest
+//! tool, because WASI cannot do what they need — [`git`] (read-only, with
+//! gitoxide), [`fileinfo`] (`stat`, `du`, `chmod`: inode metadata, block
+//! counts, permission bits) and [`patch`] (`apply_patch`, Codex's patch
+//! format). Each sees only a [`Context`]: the workspace capability, the
+//! working directory and its standard streams. They look like programs
+//! (`which git` says `/usr/bin/git`) and win over bundled tools of the same
+//! name; [`lookup`] is the one table of them.
+//!
+//! What does not live here: the shell that finds and runs them (`shell`,
+//! which depends on this module, never the other way), and `which`/`type`,
+//! which stay in the shell because they look up its functions and builtins.
+
+mod context;
+pub mod fileinfo;
+pub mod git;
+pub mod patch;
+
+pub use context::{Broken, Context, Status, StdinSource};
+
+use futures::future::BoxFuture;
+
+/// How a host command is run: its context and its arguments (without the
+/// command's name).
+pub type Run = for<'a> fn(&'a Context<'a>, &'a [String]) -> BoxFuture<'a, Status>;
+
+/// Every host command, by the name it is called by.
+const COMMANDS: &[(&str, Run)] = &[
+    ("git", |cx, args| Box::pin(git::run(cx, args))),
+    ("stat", |cx, args| Box::pin(fileinfo::stat(cx, args))),
+    ("du", |cx, args| Box::pin(fileinfo::du(cx, args))),
+    ("chmod", |cx, args| Box::pin(fileinfo::chmod(cx, args))),
+    ("apply_patch", |cx, args| Box::pin(patch::run(cx, args))),
+    ("applypatch", |cx, args| Box::pin(patch::run(cx, args))),
+];
+
+/// The host command called `name`, if there is one.
+pub fn lookup(name: &str) -> Option<Run> {
+    COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, run)| *run)
+}
+
+/// Whether `name` is a host command (for `type`, `which`, `command -v`).
+pub fn is_host_command(name: &str) -> bool {
+    lookup(name).is_some()
+}
