@@ -1,5 +1,9 @@
 //! Integration tests: the real server on 127.0.0.1:0, real WebSocket, real
 //! wasm guests from `guest-examples/`.
+//!
+//! Over 600 lines, as STYLE.md's one integration binary: each test is short
+//! and stands alone, grouped by the method or behaviour it covers; the
+//! adversarial, builtin and tool suites are modules of their own.
 
 mod attacks;
 mod builtins;

@@ -2,6 +2,8 @@
 //! in a fixture repository and compared with output recorded from
 //! `/bin/bash` (tests/shell/corpus.expected), plus tests of the paths bash
 //! cannot record for us (escapes, cancellation, streaming, limits).
+//! Over 600 lines: the fixture repository and its comparison harness are
+//! one unit with the tests that use them.
 //!
 //! Re-record after changing the corpus or the fixture:
 //! `cargo test --test shell -- --ignored record_corpus`.

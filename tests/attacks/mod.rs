@@ -1,6 +1,9 @@
 //! The adversarial suite: every test is an attack that must be blocked,
 //! with nothing outside the root changed, and the server still answering a
 //! benign client promptly afterwards.
+//!
+//! Over 600 lines: one short test per attack, each self-contained so that it
+//! reads as the attack it tries; splitting them would scatter the suite.
 
 use crate::common::{TestServer, snapshot_outside};
 use futures::{SinkExt, StreamExt};

@@ -3,6 +3,9 @@
 //! lines, `\ No newline at end of file`, `Binary files … differ`),
 //! `--stat`, `--numstat`, `--name-only`, `--name-status`. Hunks carry no
 //! function-name context after `@@`.
+//!
+//! Over 600 lines: collecting changes and printing them in git's formats
+//! are one pipeline over the same `Change` list, kept together.
 
 use super::repo::{Fail, Git, GitResult, fatal, usage};
 use gix::bstr::BString;

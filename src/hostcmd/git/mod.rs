@@ -4,7 +4,8 @@
 //! cache) and nothing spawns a process: filter, textconv and diff drivers
 //! from the repository's config are dropped before anything is read.
 //!
-//! What lives where: [`repo`] finds and opens the repository through the
+//! What lives where: [`command`] reads the command line and picks the
+//! subcommand, [`repo`] finds and opens the repository through the
 //! workspace capability and holds the per-command context, [`status`] the
 //! status and listing commands, [`history`] the commands that read commits
 //! (`log`, `show`, `rev-parse`, `branch`, …), and [`diff`] change lists and
@@ -12,9 +13,10 @@
 //! that would write answers `git: '<sub>' is not supported in this sandbox
 //! (read-only git)` with status 1.
 
+mod command;
 mod diff;
 mod history;
 mod repo;
 mod status;
 
-pub use repo::run;
+pub use command::run;
