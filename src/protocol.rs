@@ -73,6 +73,9 @@ pub struct IncomingMessage {
 pub struct ErrorObject {
     pub code: i64,
     pub message: String,
+    /// Machine-readable detail (`{"kind": "spawnNotFound"}` for a start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 /// A response we send: exactly one of `result` or `error`.

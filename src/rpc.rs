@@ -17,11 +17,21 @@ use std::io;
 pub struct RpcError {
     pub code: i64,
     pub message: String,
+    /// Machine-readable detail the client matches on, if any.
+    pub data: Option<Value>,
 }
 
 impl RpcError {
     pub fn new(code: i64, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self { code, message: message.into(), data: None }
+    }
+    /// A `process/start` whose program does not exist, as the reference
+    /// answers it (Codex's `ProcessStartErrorData`).
+    pub fn spawn_not_found() -> Self {
+        Self {
+            data: Some(serde_json::json!({"kind": "spawnNotFound"})),
+            ..Self::internal(io::Error::from_raw_os_error(2).to_string())
+        }
     }
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(code::INVALID_REQUEST, message)
@@ -156,7 +166,7 @@ pub fn response_text(id: RequestId, result: Result<Value, RpcError>) -> String {
         Err(e) => Response {
             id,
             result: None,
-            error: Some(ErrorObject { code: e.code, message: e.message }),
+            error: Some(ErrorObject { code: e.code, message: e.message, data: e.data }),
         },
     };
     serde_json::to_string(&resp).unwrap_or_else(|_| String::from("{}"))
@@ -181,8 +191,10 @@ pub fn raw_response_text(id: RequestId, result: Result<String, RpcError>) -> Str
 
 /// The answer to a malformed frame.
 pub fn parse_error_text(message: String) -> String {
-    let resp =
-        ParseErrorResponse { error: ErrorObject { code: code::INVALID_REQUEST, message }, id: -1 };
+    let resp = ParseErrorResponse {
+        error: ErrorObject { code: code::INVALID_REQUEST, message, data: None },
+        id: -1,
+    };
     serde_json::to_string(&resp).unwrap_or_else(|_| String::from("{}"))
 }
 

@@ -49,13 +49,23 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-/// The one place an upgrade is refused: bad token (401), connection limit
-/// (429), not a WebSocket request (400).
+/// The one place an upgrade is refused: a browser's request (403), bad
+/// token (401), connection limit (429), not a WebSocket request (400).
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Browsers send `Origin` with every WebSocket upgrade, and let any page
+    // open one to localhost: refused, as the reference server does, so that
+    // a web page cannot drive a local server. Agents and tools send none.
+    if headers.contains_key(header::ORIGIN) {
+        tracing::info!("upgrade refused: the request carries an Origin header (a browser)");
+        return text(
+            StatusCode::FORBIDDEN,
+            "requests with an Origin header (from a browser) are not accepted".into(),
+        );
+    }
     let tenant =
         match state.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
             Ok(tenant) => tenant,

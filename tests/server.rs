@@ -307,12 +307,41 @@ async fn exit_codes_reach_the_client_unchanged() {
 }
 
 #[tokio::test]
-async fn unknown_command_is_127_with_bash_message() {
+async fn unknown_program_fails_the_start_and_unknown_command_is_127() {
     let s = TestServer::start().await;
+    // An argv program that does not exist: the start fails, as the
+    // reference's spawn does (Codex's `ProcessStartErrorData`).
+    let mut ws = raw_socket(&s.url).await;
+    let init = r#"{"id":1,"method":"initialize","params":{"clientName":"t"}}"#;
+    exchange(&mut ws, init).await.expect("initialize");
+    ws.send(Message::text(r#"{"method":"initialized"}"#)).await.expect("initialized");
+    let start = json!({
+        "id": 2,
+        "method": "process/start",
+        "params": {
+            "processId": "nf",
+            "argv": ["/usr/bin/definitely-missing"],
+            "cwd": s.uri(""),
+            "env": {},
+            "tty": false
+        }
+    })
+    .to_string();
+    let v = exchange(&mut ws, &start).await.expect("answer");
+    assert_eq!(
+        v["error"],
+        json!({"code": -32603, "message": "No such file or directory (os error 2)",
+               "data": {"kind": "spawnNotFound"}}),
+        "{v}"
+    );
+    // In a command line it is bash's 127.
     let c = s.client().await;
-    let f = c.run("nf", &["/usr/bin/definitely-missing"], &s.uri("")).await.expect("run");
+    let f = c
+        .run("nf", &["bash", "-lc", "/usr/bin/definitely-missing"], &s.uri(""))
+        .await
+        .expect("run");
     assert_eq!(f.exit_code, 127);
-    assert_eq!(f.stderr_str(), "definitely-missing: command not found\n");
+    assert!(f.stderr_str().contains("definitely-missing: No such file or directory"), "{f:?}");
 }
 
 #[tokio::test]

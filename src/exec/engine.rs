@@ -102,8 +102,9 @@ pub struct Runtime {
 /// - a command that has used [`Tuning::demote_ticks`] of CPU time moves to its
 ///   tenant's *batch* pool, whose threads run at a lower priority
 ///   ([`Tuning::batch_nice`]; short commands and the server's own threads
-///   keep 0, so they get the CPU as soon as they wake). Each tenant has its own, so the OS shares the CPU
-///   between tenants however many guests one of them keeps busy.
+///   keep 0, so they get the CPU as soon as they wake). Each tenant has its
+///   own, so the OS shares the CPU between tenants however many guests one
+///   of them keeps busy.
 ///
 /// A neighbour spinning on all its slots then only ever competes with
 /// other long commands: an `echo` wakes on a full-priority thread and gets

@@ -507,7 +507,8 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 // Both ends: a new name for a read-only file would let the
                 // guest change it through that name.
                 for (fd, ptr, len) in [(fd, ptr, len), (new_fd, new_ptr, new_len)] {
-                    if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                    let target = read_str(&mem, ptr, len);
+                    if let Err(errno) = state.guard().writable_target(fd, target) {
                         return Ok(errno);
                     }
                 }

@@ -147,11 +147,13 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
             return GuestRun { outcome, read_only_denied: None, quota_denied: false };
         }
     };
-    let result = async {
+    // Timed as guest work, which the command's host meter leaves out (the
+    // epoch ticks count it).
+    let result = super::scope::in_guest(async {
         let instance = tool.pre.instantiate_async(&mut store).await?;
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
-    }
+    })
     .await;
     let hit = store.data().limiter.hit;
     let outcome = if store.data().cpu_exhausted {

@@ -7,16 +7,29 @@
 //!
 //! The scope travels in a task-local, so the shell and anything else between
 //! the session and the guests need not pass it along.
+//!
+//! Host work is metered like guest work. Every task of a command is polled
+//! through a meter that times each poll and subtracts the time spent inside
+//! guests (which their epoch ticks count): what remains is the server's own
+//! work for the command (the shell's loops and expansions, host commands).
+//! It counts in the command's usage, moves the command to the batch pool
+//! like guest CPU does, and has a budget of its own (max-cpu, as a process's
+//! own CPU limit is separate from its children's on Linux): past it the
+//! command ends at its next poll. The shell yields at least every few
+//! milliseconds of work, so the meter sees it often.
 
 use super::engine::EPOCH_TICK;
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 /// What one command (all the wasm instances of one command line) used, for
 /// accounting and metrics. Recorded through a task-local, so the shell and
 /// anything else between the session and the guests need not pass it along.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CommandStats {
     /// Epoch ticks the guests ran for: CPU time in units of [`EPOCH_TICK`].
     pub epoch_ticks: AtomicU64,
@@ -32,13 +45,31 @@ pub struct CommandStats {
     pub cpu_limit_hit: AtomicBool,
     /// The command has run long enough to move to the batch pool.
     pub demoted: AtomicBool,
+    /// Time the command's tasks ran on the host outside guests, in
+    /// nanoseconds: the server's own work for the command.
+    pub host_ns: AtomicU64,
+    /// The host work used up its budget: the command ends.
+    pub host_limit_hit: AtomicBool,
+    /// Host time the command may take (max-cpu).
+    max_host: Duration,
+    /// CPU time (guests' and host's) after which the command moves to the
+    /// batch pool.
+    demote_after: Duration,
+}
+
+impl Default for CommandStats {
+    /// No budget for host work, and the default point of demotion.
+    fn default() -> Self {
+        let ticks = crate::config::Tuning::default().demote_ticks;
+        Self::new(Duration::MAX, EPOCH_TICK.saturating_mul(ticks.min(u32::MAX as u64) as u32))
+    }
 }
 
 /// Runs a command's future where it is polled until it has used
-/// [`Tuning::demote_ticks`](crate::config::Tuning) of CPU, then moves the rest of it to `batch` (a guest
-/// notices at an epoch tick, where it yields). Dropping this future stops
-/// the command wherever it runs. A future that panics on the batch pool
-/// gives `None`.
+/// [`Tuning::demote_ticks`](crate::config::Tuning) of CPU, then moves the
+/// rest of it to `batch` (a guest notices at an epoch tick, host work at its
+/// next poll, where both yield). Dropping this future stops the command
+/// wherever it runs. A future that panics on the batch pool gives `None`.
 pub async fn run_demotable<F, T>(
     fut: F,
     stats: Arc<CommandStats>,
@@ -72,10 +103,91 @@ where
 }
 
 impl CommandStats {
-    /// Approximate CPU time of the guests, from epoch ticks.
-    pub fn cpu(&self) -> std::time::Duration {
-        EPOCH_TICK * self.epoch_ticks.load(Ordering::Relaxed) as u32
+    /// Stats for a command that may use `max_host` of host time and moves to
+    /// the batch pool after `demote_after` of CPU time.
+    pub fn new(max_host: Duration, demote_after: Duration) -> Self {
+        Self {
+            epoch_ticks: AtomicU64::new(0),
+            peak_memory: AtomicU64::new(0),
+            instances: AtomicU64::new(0),
+            trapped: AtomicBool::new(false),
+            memory_limit_hit: AtomicBool::new(false),
+            cpu_limit_hit: AtomicBool::new(false),
+            demoted: AtomicBool::new(false),
+            host_ns: AtomicU64::new(0),
+            host_limit_hit: AtomicBool::new(false),
+            max_host,
+            demote_after,
+        }
     }
+
+    /// CPU time of the command: the guests' (from epoch ticks) and the
+    /// host's own work for it.
+    pub fn cpu(&self) -> Duration {
+        self.guest_cpu() + self.host_cpu()
+    }
+
+    /// Approximate CPU time of the guests, from epoch ticks.
+    pub fn guest_cpu(&self) -> Duration {
+        EPOCH_TICK
+            .saturating_mul(self.epoch_ticks.load(Ordering::Relaxed).min(u32::MAX as u64) as u32)
+    }
+
+    /// The host's own work for the command.
+    pub fn host_cpu(&self) -> Duration {
+        Duration::from_nanos(self.host_ns.load(Ordering::Relaxed))
+    }
+
+    /// Charges `ns` of host work: past the point of demotion the command
+    /// moves to the batch pool, past the budget it ends.
+    fn charge_host(&self, ns: u64) {
+        let total = self.host_ns.fetch_add(ns, Ordering::Relaxed) + ns;
+        if Duration::from_nanos(total) > self.max_host {
+            self.host_limit_hit.store(true, Ordering::Relaxed);
+            self.cpu_limit_hit.store(true, Ordering::Relaxed);
+        }
+        if !self.demoted.load(Ordering::Relaxed) && self.cpu() >= self.demote_after {
+            self.demoted.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+thread_local! {
+    /// Nanoseconds this thread has spent inside guests (see [`in_guest`]).
+    static GUEST_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Polls a guest's future, counting the time spent in it on this thread so
+/// that the host meter around it does not count it again.
+pub(crate) async fn in_guest<F: Future>(fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        let t0 = Instant::now();
+        let r = fut.as_mut().poll(cx);
+        let ns = t0.elapsed().as_nanos() as u64;
+        GUEST_NS.with(|g| g.set(g.get().wrapping_add(ns)));
+        r
+    })
+    .await
+}
+
+/// Polls a task of a command, charging each poll's time outside guests to
+/// `stats`; `None`, without polling it again, once the host budget is spent.
+async fn metered<F: Future>(stats: Arc<CommandStats>, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if stats.host_limit_hit.load(Ordering::Relaxed) {
+            return Poll::Ready(None);
+        }
+        let guest0 = GUEST_NS.with(Cell::get);
+        let t0 = Instant::now();
+        let r = fut.as_mut().poll(cx);
+        let busy = t0.elapsed().as_nanos() as u64;
+        let guest = GUEST_NS.with(Cell::get).wrapping_sub(guest0);
+        stats.charge_host(busy.saturating_sub(guest));
+        r.map(Some)
+    })
+    .await
 }
 
 /// What the parts of one command share, wherever they run: its stats, and
@@ -90,14 +202,16 @@ tokio::task_local! {
     static SCOPE: Scope;
 }
 
-/// Runs `f` with `stats` collecting what its guests use; tasks it spawns
-/// through [`spawn_part`] move to `batch` once the command is demoted.
+/// Runs `f` with `stats` collecting what its guests and its host work use;
+/// tasks it spawns through [`spawn_part`] move to `batch` once the command
+/// is demoted. `None` when the host work used up its budget (max-cpu).
 pub async fn with_scope<F: Future>(
     stats: Arc<CommandStats>,
     batch: tokio::runtime::Handle,
     f: F,
-) -> F::Output {
-    SCOPE.scope(Scope { stats, batch }, f).await
+) -> Option<F::Output> {
+    let meter = stats.clone();
+    SCOPE.scope(Scope { stats, batch }, metered(meter, f)).await
 }
 
 /// The stats of the command being run on this task, if any.
@@ -109,8 +223,9 @@ pub(crate) fn current_stats() -> Option<Arc<CommandStats>> {
 /// fresh stack) as a task of its own on the current runtime, so that the
 /// parts of a pipeline use every core. The task keeps the command's stats
 /// and moves to the batch pool with the rest of the command
-/// ([`run_demotable`]); dropping the returned future aborts it. `None` if
-/// it panicked.
+/// ([`run_demotable`]) and its host work is metered like the rest of the
+/// command's; dropping the returned future aborts it. `None` if it panicked
+/// or the command's host budget is spent.
 pub fn spawn_part<F>(fut: F) -> impl Future<Output = Option<F::Output>> + Send
 where
     F: Future + Send + 'static,
@@ -124,7 +239,8 @@ where
             // batch pool.
             Some(scope) => {
                 let (stats, batch) = (scope.stats.clone(), scope.batch.clone());
-                run_demotable(SCOPE.scope(scope, fut), stats, batch).await
+                let part = SCOPE.scope(scope, metered(stats.clone(), fut));
+                run_demotable(part, stats, batch).await.flatten()
             }
             None => Some(fut.await),
         }

@@ -52,6 +52,11 @@ pub struct Owner {
     pub metrics: Arc<Metrics>,
     /// Wall-clock time the command may take (max-wall).
     pub max_wall: Duration,
+    /// Host time the command's own work may take (max-cpu; its guests share
+    /// a budget of the same size, counted by the engine).
+    pub max_cpu: Duration,
+    /// CPU time after which the command moves to the batch pool.
+    pub demote_after: Duration,
 }
 
 /// The command's streams, as the pump sees them.
@@ -89,7 +94,7 @@ impl Process {
         let handle = interactive.spawn(
             async move {
                 let answer = go.await.ok();
-                let stats = Arc::new(CommandStats::default());
+                let stats = Arc::new(CommandStats::new(owner.max_cpu, owner.demote_after));
                 let batch = owner.batch.clone();
                 let pump = Pump { process, owner, output, stats: stats.clone(), answer };
                 // Boxed where it is made: the pump is a large future (15 KB),
@@ -129,7 +134,22 @@ impl Pump {
         let Output { mut rx, note } = output;
         let emitter = Emitter(owner.notifier.clone());
         let started = Instant::now();
-        let runner = crate::exec::with_scope(stats.clone(), owner.batch.clone(), runner);
+        let scoped = crate::exec::with_scope(stats.clone(), owner.batch.clone(), runner);
+        let (cpu_note, max_cpu) = (note.clone(), owner.max_cpu);
+        let note_stream = if process.tty { StreamKind::Pty } else { StreamKind::Stderr };
+        let runner = async move {
+            match scoped.await {
+                Some(status) => status,
+                // The host work for the command used up max-cpu.
+                None => {
+                    let msg = format!(
+                        "\nCPU time limit exceeded (max-cpu is {max_cpu:?}); command stopped\n"
+                    );
+                    let _ = cpu_note.send((note_stream, Bytes::from(msg))).await;
+                    STATUS_KILLED
+                }
+            }
+        };
         let command = bounded(&process, runner, note, owner.max_wall);
         tokio::pin!(command);
         let mut rx_open = true;

@@ -26,6 +26,9 @@ impl Session {
             return Err(RpcError::invalid_params("argv must not be empty"));
         }
         let exec = &self.tenant.executor;
+        if !crate::shell::can_run(exec, &p.argv) {
+            return Err(RpcError::spawn_not_found());
+        }
         let cwd = exec.workspace.resolve_cwd(&p.cwd).map_err(|e| match e {
             crate::fs::FsError::Uri(u) => RpcError::from(u),
             other => RpcError::internal(RpcError::from(other).message),
@@ -119,6 +122,10 @@ impl Session {
             tenant: tenant.id.clone(),
             metrics: metrics.clone(),
             max_wall: limits.max_wall,
+            max_cpu: limits.max_cpu,
+            demote_after: crate::exec::engine::EPOCH_TICK.saturating_mul(
+                tenant.executor.runtime.tuning.demote_ticks.min(u32::MAX.into()) as u32,
+            ),
         };
         proc.spawn(owner, runner, Output { rx: out_rx, note: out_tx }, go_rx);
         metrics.processes_started.get_or_create(&Metrics::tenant(&tenant.id)).inc();

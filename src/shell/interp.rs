@@ -235,6 +235,11 @@ pub fn run_command<'a>(
     io: &'a Io,
 ) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
+        // Simple commands yield on their own (with the command budget);
+        // the others, which loops are made of, here.
+        if !matches!(cmd, ast::Command::Simple(_)) {
+            sh.pause().await;
+        }
         match cmd {
             ast::Command::Simple(s) => super::simple::run(sh, s, io).await,
             ast::Command::Compound(c, redirects) => {

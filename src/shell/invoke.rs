@@ -9,6 +9,15 @@ use super::simple::run_argv;
 use super::state::{MAX_DEPTH, MAX_VALUE, Shell};
 use crate::exec::{CommandSpec, Executor};
 
+/// Whether [`run_command`] has something to run for `argv`: a shell
+/// invocation, or a tool of that name. (A program that does not exist is an
+/// error of the start itself, as when a native server cannot spawn it.)
+pub fn can_run(exec: &Executor, argv: &[String]) -> bool {
+    let Some(argv0) = argv.first() else { return false };
+    Invocation::from_argv(argv).is_some()
+        || exec.runtime.tool(crate::exec::command_name(argv0)).is_some()
+}
+
 /// Runs the top-level command of a process: a shell invocation (`bash -lc
 /// '<line>'`, `sh script.sh`) here, any other argv as a tool.
 pub async fn run_command(exec: &Executor, spec: CommandSpec) -> i32 {

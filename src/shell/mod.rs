@@ -43,5 +43,5 @@ pub mod redirect;
 pub mod simple;
 pub mod state;
 
-pub use invoke::{run, run_command, run_line};
+pub use invoke::{can_run, run, run_command, run_line};
 pub use parse::Invocation;

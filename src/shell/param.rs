@@ -77,7 +77,7 @@ async fn lookup(
                 }
                 Value::Str(f + "c")
             }
-            S::ProcessId => Value::Str(std::process::id().to_string()),
+            S::ProcessId => Value::Str(sh.pid.to_string()),
             S::LastBackgroundProcessId => return Ok(None),
             S::ShellName => Value::Str(sh.arg0.clone()),
         }),

@@ -33,7 +33,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     // (`echo hi`) finishes in its first poll and its output goes out with
     // the start's answer.
     if n > 0 {
-        tokio::task::yield_now().await;
+        sh.yield_now().await;
     }
 
     let items: Vec<&Item> = cmd.prefix.iter().flat_map(|p| p.0.iter()).collect();

@@ -14,6 +14,10 @@ pub const MAX_DEPTH: usize = 1000;
 pub const MAX_COMMANDS: u64 = 2_000_000;
 /// Largest value a variable or a command substitution may hold.
 pub const MAX_VALUE: usize = 64 << 20;
+/// Host work the interpreter does between two yields at most (compound
+/// commands check it; simple commands yield every time): the server's other
+/// tasks, stop requests and the host-time meter get in at least this often.
+pub const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One shell variable.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +102,18 @@ pub struct Shell {
     /// Status of the last command substitution in the current command
     /// (the status of `x=$(false)`).
     pub last_subst: Option<i32>,
+    /// When this shell last let other tasks in ([`YIELD_EVERY`]).
+    pub last_yield: std::time::Instant,
+    /// `$$`: a process id of the sandbox's own, never the server's (which
+    /// would tell a command about the host), different for each shell.
+    pub pid: u32,
+}
+
+/// The next sandbox process id: 100 on, wrapping below Linux's default
+/// `pid_max` (32768), like real pids.
+fn next_pid() -> u32 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    100 + (NEXT.fetch_add(1, Ordering::Relaxed) % 32_600) as u32
 }
 
 impl Shell {
@@ -130,10 +146,28 @@ impl Shell {
             line: 1,
             in_function: 0,
             last_subst: None,
+            last_yield: std::time::Instant::now(),
+            pid: next_pid(),
         };
         sh.set_exported("PWD", &cwd);
         sh.vars.entry("IFS".into()).or_insert(Var { value: " \t\n".into(), ..Default::default() });
         sh
+    }
+
+    /// Yields to the runtime: other tasks, a stop request (the command is
+    /// dropped while it waits) and the host-time meter get in.
+    pub async fn yield_now(&mut self) {
+        tokio::task::yield_now().await;
+        self.last_yield = std::time::Instant::now();
+    }
+
+    /// Yields when [`YIELD_EVERY`] of work has passed since the last time:
+    /// a loop of compound commands (`while ((1)); do ((i++)); done`) never
+    /// holds a thread for longer, and stays stoppable.
+    pub async fn pause(&mut self) {
+        if self.last_yield.elapsed() >= YIELD_EVERY {
+            self.yield_now().await;
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

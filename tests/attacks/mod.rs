@@ -69,6 +69,13 @@ fn token_tenants() -> Vec<(&'static str, &'static str, Limits)> {
 }
 
 async fn upgrade_status(url: &str, header: Option<&str>) -> (u16, String) {
+    let auth = header.map(|h| format!("Authorization: {h}\r\n")).unwrap_or_default();
+    upgrade_with(url, &auth).await
+}
+
+/// A raw upgrade request with `extra` header lines (each ending in CRLF):
+/// the status and the whole answer.
+async fn upgrade_with(url: &str, extra: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(
         url.trim_start_matches("ws://").split('/').next().expect("host"),
@@ -80,10 +87,9 @@ async fn upgrade_status(url: &str, header: Option<&str>) -> (u16, String) {
         .find('/')
         .map(|i| &url.trim_start_matches("ws://")[i..])
         .unwrap_or("/");
-    let auth = header.map(|h| format!("Authorization: {h}\r\n")).unwrap_or_default();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{auth}\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
     );
     sock.write_all(req.as_bytes()).await.expect("write");
     let mut buf = vec![0u8; 4096];
@@ -119,6 +125,26 @@ async fn auth_refuses_missing_wrong_and_malformed_tokens() {
     let ready = crate::http_get(&s.url, "/readyz").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "readyz needs no token: {ready}");
     tenant_benign_echo(&s, "alice-token").await;
+}
+
+#[tokio::test]
+async fn a_browser_page_cannot_open_a_session() {
+    // Any web page may open a WebSocket to localhost; the browser then sends
+    // the page's Origin, which no agent or tool sends.
+    let s = TestServer::start().await;
+    let (code, text) = upgrade_with(&s.url, "Origin: https://evil.example\r\n").await;
+    assert_eq!(code, 403, "{text}");
+    let (code, text) = upgrade_with(&s.url, "Origin: null\r\n").await;
+    assert_eq!(code, 403, "a sandboxed page or a file: URL: {text}");
+    let tenants = TestServer::start_tenants(&token_tenants()).await;
+    let extra = "Authorization: Bearer alice-token\r\nOrigin: http://127.0.0.1\r\n";
+    let (code, text) = upgrade_with(&tenants.url, extra).await;
+    assert_eq!(code, 403, "even with a valid token: {text}");
+    // Without one, the same requests are upgraded.
+    let (code, text) = upgrade_with(&s.url, "").await;
+    assert_eq!(code, 101, "{text}");
+    let (code, _) = upgrade_status(&tenants.url, Some("Bearer alice-token")).await;
+    assert_eq!(code, 101);
 }
 
 // ------------------------------------------------------------------ tenants
@@ -950,4 +976,140 @@ async fn hostile_frames_never_take_the_server_down() {
     ws.send(Message::Binary(vec![0xff, 0xfe, 0x00].into())).await.ok();
     drop(ws);
     benign_echo_is_prompt(&s).await;
+}
+
+// ------------------------------------------------------- host-side loops
+
+/// Command lines whose loops run only compound commands: no simple command
+/// (which always yielded) ever runs, so before host work yielded and was
+/// metered, each held a server thread for good, beyond terminate and limits.
+const HOST_LOOPS: &[&str] = &[
+    "while ((1)); do ((x++)); done",
+    "for ((i = 0; 1; i++)); do ((x++)); done",
+    "while [[ 1 ]]; do [[ a == a ]]; done",
+    "until ((0)); do if ((1)); then ((y++)); fi; done",
+];
+
+/// Waits for `process_id`'s `process/exited` among the notifications.
+async fn exited_of(c: &Client, process_id: &str) -> Value {
+    loop {
+        let n = tokio::time::timeout(PROMPT, c.next_notification())
+            .await
+            .expect("a notification in time")
+            .expect("notification");
+        if n["method"] == "process/exited" && n["params"]["processId"] == process_id {
+            return n;
+        }
+    }
+}
+
+#[tokio::test]
+async fn host_loops_are_answered_and_stopped_by_terminate() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    for (i, line) in HOST_LOOPS.iter().enumerate() {
+        let id = format!("loop{i}");
+        // The start is answered although the line never ends.
+        tokio::time::timeout(PROMPT, c.start(&id, &["bash", "-lc", line], &s.uri(""), json!({})))
+            .await
+            .unwrap_or_else(|_| panic!("`{line}`: the start was not answered"))
+            .expect("start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let asked = Instant::now();
+        let r = c.request("process/terminate", json!({"processId": id})).await.expect("terminate");
+        assert_eq!(r, json!({"running": true}), "{line}");
+        let exited = exited_of(&c, &id).await;
+        assert_eq!(exited["params"]["exitCode"], 137, "{line}: {exited}");
+        assert!(asked.elapsed() < Duration::from_secs(1), "{line}: {:?}", asked.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn max_wall_stops_a_host_loop() {
+    let limits = Limits { max_wall: Duration::from_millis(500), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let started = Instant::now();
+    let f = tokio::time::timeout(PROMPT, c.run("w", &["bash", "-lc", HOST_LOOPS[1]], &s.uri("")))
+        .await
+        .expect("in time")
+        .expect("run");
+    assert_eq!(f.exit_code, 137);
+    assert!(f.stderr_str().contains("(max-wall)"), "{}", f.stderr_str());
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn max_cpu_counts_and_stops_host_work() {
+    let limits = Limits { max_cpu: Duration::from_millis(300), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let started = Instant::now();
+    c.start("cpu", &["bash", "-lc", HOST_LOOPS[0]], &s.uri(""), json!({})).await.expect("start");
+    let (mut stderr, mut exited) = (String::new(), Value::Null);
+    loop {
+        let n = tokio::time::timeout(PROMPT, c.next_notification())
+            .await
+            .expect("in time")
+            .expect("notification");
+        match n["method"].as_str() {
+            Some("process/output") => {
+                let chunk = n["params"]["chunk"].as_str().expect("chunk");
+                let bytes = wasm_exec_server::b64::decode(chunk.as_bytes()).expect("b64");
+                stderr += &String::from_utf8_lossy(&bytes);
+            }
+            Some("process/exited") => exited = n,
+            Some("process/closed") => break,
+            _ => {}
+        }
+    }
+    assert_eq!(exited["params"]["exitCode"], 137, "{exited}");
+    assert!(stderr.contains("CPU time limit exceeded (max-cpu"), "{stderr}");
+    // The host work is the command's CPU time.
+    let cpu = exited["params"]["usage"]["cpuMs"].as_u64().expect("cpuMs");
+    assert!(cpu >= 300, "{exited}");
+    assert!(started.elapsed() < Duration::from_millis(300 + 1000), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn host_loops_do_not_starve_another_tenant() {
+    let s = TestServer::start_tenants(&token_tenants()).await;
+    let noisy = Client::connect_with(&s.url, Some("bob-token")).await.expect("connect");
+    noisy.initialize().await.expect("init");
+    // More loops than the shared interactive pool has threads: each is
+    // demoted to bob's own batch pool once it has used its share of CPU.
+    for i in 0..4 {
+        let line = HOST_LOOPS[i % HOST_LOOPS.len()];
+        noisy
+            .start(&format!("hog{i}"), &["bash", "-lc", line], "file:///workspace", json!({}))
+            .await
+            .expect("start");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        tenant_benign_echo(&s, "alice-token").await;
+    }
+    let c = Client::connect_with(&s.url, Some("alice-token")).await.expect("connect");
+    c.initialize().await.expect("init");
+    let f = tokio::time::timeout(
+        PROMPT,
+        c.run("line", &["bash", "-lc", "echo hi; ((1+1))"], "file:///workspace"),
+    )
+    .await
+    .expect("a benign line in time")
+    .expect("run");
+    assert_eq!(f.stdout_str(), "hi\n");
+}
+
+#[tokio::test]
+async fn dollar_dollar_is_not_the_servers_pid() {
+    // The server runs in this test process: `$$` must not be its pid.
+    let s = TestServer::start().await;
+    let f = crate::common::sh(&s, "echo $$; (echo $$)").await;
+    let out = f.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0], lines[1], "a subshell keeps $$: {out}");
+    let pid: u32 = lines[0].parse().expect("$$ is a number");
+    assert_ne!(pid, std::process::id());
 }
