@@ -131,6 +131,7 @@ impl Eval<'_> {
             ArithmeticTarget::ArrayElement(n, i) => {
                 let i = usize::try_from(self.eval(i)?)
                     .map_err(|_| format!("{n}: bad array subscript"))?;
+                let i = super::state::array_index(n, i)?;
                 let mut items = self
                     .sh
                     .vars

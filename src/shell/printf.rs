@@ -1,7 +1,7 @@
 //! `echo` and `printf`, as bash's builtins behave.
 
 use super::io::Io;
-use super::state::{Outcome, Shell};
+use super::state::{MAX_VALUE, Outcome, Shell};
 
 /// `echo [-neE] args…`.
 pub async fn echo(io: &Io, args: &[String]) -> Outcome {
@@ -122,7 +122,13 @@ pub async fn printf(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let mut status = 0;
     loop {
         let consumed_before = rest.len();
-        let (stop, bad) = format_once(format, &mut rest, &mut out);
+        let (stop, bad) = match format_once(format, &mut rest, &mut out) {
+            Ok(r) => r,
+            Err(msg) => {
+                io.err(&format!("{}printf: {msg}\n", sh.err_prefix())).await;
+                return Ok(1);
+            }
+        };
         if bad {
             status = 1;
         }
@@ -145,12 +151,19 @@ pub async fn printf(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     Ok(status)
 }
 
-/// One pass over the format. Returns (stop requested by `\c`, a bad number).
+/// The widest field and the longest precision a conversion may ask for: a
+/// number taken from the command line sizes an allocation only once it is
+/// checked (and Rust's formatting takes no more).
+const MAX_FIELD: usize = u16::MAX as usize;
+
+/// One pass over the format. Returns (stop requested by `\c`, a bad
+/// number), or why the output cannot be made (a field or the whole output
+/// past this shell's limits).
 fn format_once<'a>(
     format: &str,
     args: &mut impl Iterator<Item = &'a String>,
     out: &mut String,
-) -> (bool, bool) {
+) -> Result<(bool, bool), String> {
     let chars: Vec<char> = format.chars().collect();
     let mut i = 0;
     let mut bad = false;
@@ -160,7 +173,7 @@ fn format_once<'a>(
             let (piece, next, stop) = escape_at(&chars, i, false);
             out.push_str(&piece);
             if stop {
-                return (true, bad);
+                return Ok((true, bad));
             }
             i = next;
             continue;
@@ -205,6 +218,12 @@ fn format_once<'a>(
         i += 1;
         let arg = args.next().map(String::as_str);
         let (flags, width, precision) = parse_spec(&spec);
+        if width > MAX_FIELD || precision.is_some_and(|p| p > MAX_FIELD) {
+            let n = if width > MAX_FIELD { width } else { precision.unwrap_or(0) };
+            return Err(format!(
+                "{n}: field width or precision too large (at most {MAX_FIELD}, a limit of this shell)"
+            ));
+        }
         let body = match conv {
             's' => {
                 let s = arg.unwrap_or("");
@@ -217,7 +236,7 @@ fn format_once<'a>(
                 let (s, stop) = backslash_escapes(arg.unwrap_or(""), true);
                 if stop {
                     out.push_str(&s);
-                    return (true, bad);
+                    return Ok((true, bad));
                 }
                 s
             }
@@ -291,20 +310,36 @@ fn format_once<'a>(
             out.push_str(&" ".repeat(width - len));
             out.push_str(&body);
         }
+        if out.len() > MAX_VALUE {
+            return Err(format!(
+                "output larger than {} MiB (a limit of this shell)",
+                MAX_VALUE >> 20
+            ));
+        }
     }
-    (false, bad)
+    Ok((false, bad))
 }
 
 fn parse_spec(spec: &str) -> (String, usize, Option<usize>) {
     let flags: String = spec.chars().take_while(|c| "-+ #0".contains(*c)).collect();
     let rest = &spec[flags.len()..];
     let (w, p) = match rest.split_once('.') {
-        Some((w, p)) => (w, Some(p.parse().unwrap_or(0))),
+        Some((w, p)) => (w, Some(field_number(p))),
         None => (rest, None),
     };
-    let width = w.trim_start_matches('-').parse().unwrap_or(0);
+    let width = field_number(w.trim_start_matches('-'));
     let flags = if w.starts_with('-') { flags + "-" } else { flags };
     (flags, width, p)
+}
+
+/// A width or precision: digits too many for a `usize` are as much too
+/// large as a huge number; anything else that is not a number is 0.
+fn field_number(s: &str) -> usize {
+    match s.parse() {
+        Ok(n) => n,
+        Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => usize::MAX,
+        Err(_) => 0,
+    }
 }
 
 fn number(s: &str) -> Option<i64> {
@@ -343,7 +378,7 @@ mod tests {
         let mut out = String::new();
         loop {
             let before = it.len();
-            format_once(f, &mut it, &mut out);
+            format_once(f, &mut it, &mut out).expect("formats");
             if it.len() == 0 || it.len() == before {
                 break;
             }

@@ -129,6 +129,10 @@ async fn assignment(
     if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name {
         let i = expand::string(sh, io, idx).await?;
         let i = super::arith::eval(sh, &i).unwrap_or(0).max(0) as usize;
+        let i = match super::state::array_index(n, i) {
+            Ok(i) => i,
+            Err(msg) => return Err(expand::fail(sh, io, &msg).await),
+        };
         let mut items = sh
             .vars
             .get(n)

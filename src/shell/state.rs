@@ -14,6 +14,22 @@ pub const MAX_DEPTH: usize = 1000;
 pub const MAX_COMMANDS: u64 = 2_000_000;
 /// Largest value a variable or a command substitution may hold.
 pub const MAX_VALUE: usize = 64 << 20;
+/// Elements an indexed array may have: an index from the command line is
+/// checked before it sizes anything (arrays are dense here, so `a[N]=x`
+/// allocates N elements).
+pub const MAX_ARRAY: usize = 1 << 20;
+
+/// Checks an array index against [`MAX_ARRAY`] (bash's wording for the rest).
+pub fn array_index(name: &str, index: usize) -> Result<usize, String> {
+    if index >= MAX_ARRAY {
+        return Err(format!(
+            "{name}[{index}]: array index too large (at most {}, a limit of this shell)",
+            MAX_ARRAY - 1
+        ));
+    }
+    Ok(index)
+}
+
 /// Host work the interpreter does between two yields at most (compound
 /// commands check it; simple commands yield every time): the server's other
 /// tasks, stop requests and the host-time meter get in at least this often.

@@ -1113,3 +1113,43 @@ async fn dollar_dollar_is_not_the_servers_pid() {
     let pid: u32 = lines[0].parse().expect("$$ is a number");
     assert_ne!(pid, std::process::id());
 }
+
+// ------------------------------------------------- numbers from the line
+
+#[tokio::test]
+async fn numbers_from_the_line_are_checked_before_they_size_anything() {
+    // Each of these grew the server by gigabytes, panicked its task or
+    // aborted the whole server (a capacity overflow) before.
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let cases: &[(&str, &str)] = &[
+        ("printf '%9999999999d' 1", "field width or precision too large"),
+        ("printf '%.9999999999f' 1", "field width or precision too large"),
+        ("printf '%99999999999999999999999s' x", "field width or precision too large"),
+        ("x=$(printf '%0100000000d' 0) && echo ${#x}", "field width or precision too large"),
+        ("printf '%65535s' {1..2000} >/dev/null", "output larger than 64 MiB"),
+        ("a[9999999999999]=1", "array index too large"),
+        ("((b[99999999999]=1))", "array index too large"),
+    ];
+    for (i, (line, limit)) in cases.iter().enumerate() {
+        let f = tokio::time::timeout(
+            PROMPT,
+            c.run(&format!("n{i}"), &["bash", "-lc", line], &s.uri("")),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("`{line}` did not finish in time"))
+        .expect("run");
+        assert_ne!(f.exit_code, 0, "{line}: {f:?}");
+        assert!(f.stderr_str().contains(limit), "{line}: {}", f.stderr_str());
+    }
+    // Below the limits, the same constructs work.
+    let f = c
+        .run(
+            "ok",
+            &["bash", "-lc", "printf '%5d|%.3s|' 42 abcdef; a[7]=x; echo ${#a[@]}"],
+            &s.uri(""),
+        )
+        .await
+        .expect("run");
+    assert_eq!(f.stdout_str(), "   42|abc|8\n");
+}
