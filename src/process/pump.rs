@@ -138,10 +138,19 @@ impl Pump {
         let (cpu_note, max_cpu) = (note.clone(), owner.max_cpu);
         let note_stream = if process.tty { StreamKind::Pty } else { StreamKind::Stderr };
         let runner = async move {
-            match scoped.await {
-                Some(status) => status,
+            // A panic in the command's host work (the shell, a host command)
+            // ends this command, never the server or its other commands.
+            match futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scoped)).await {
+                Err(_) => {
+                    tracing::error!("a command's host work panicked; the command was stopped");
+                    let msg = "\ninternal error in the server's work for this command; \
+                               command stopped\n";
+                    let _ = cpu_note.send((note_stream, Bytes::from_static(msg.as_bytes()))).await;
+                    crate::exec::STATUS_TRAP
+                }
+                Ok(Some(status)) => status,
                 // The host work for the command used up max-cpu.
-                None => {
+                Ok(None) => {
                     let msg = format!(
                         "\nCPU time limit exceeded (max-cpu is {max_cpu:?}); command stopped\n"
                     );
