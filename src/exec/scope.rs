@@ -17,6 +17,14 @@
 //! own CPU limit is separate from its children's on Linux): past it the
 //! command ends at its next poll. The shell yields at least every few
 //! milliseconds of work, so the meter sees it often.
+//!
+//! A poll's wall time is a cheap estimate of its CPU time (two reads of a
+//! vDSO clock), but a loaded machine inflates it: a thread preempted in the
+//! middle of a poll is charged for the time it waited. So once a command's
+//! estimate passes [`EXACT_AFTER`] (which almost no command's host work
+//! does), its polls are measured with the thread's real CPU clock instead
+//! (a system call each, negligible for commands that long), and only that
+//! counts towards its budget from then on.
 
 use super::engine::EPOCH_TICK;
 use std::cell::Cell;
@@ -25,6 +33,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+/// Estimated host time after which a command's host work is measured with
+/// the thread's CPU clock (see the module's opening comment).
+pub const EXACT_AFTER: Duration = Duration::from_millis(10);
 
 /// What one command (all the wasm instances of one command line) used, for
 /// accounting and metrics. Recorded through a task-local, so the shell and
@@ -50,6 +62,8 @@ pub struct CommandStats {
     pub host_ns: AtomicU64,
     /// The host work used up its budget: the command ends.
     pub host_limit_hit: AtomicBool,
+    /// Host work is measured with the thread's CPU clock from now on.
+    host_exact: AtomicBool,
     /// Host time the command may take (max-cpu).
     max_host: Duration,
     /// CPU time (guests' and host's) after which the command moves to the
@@ -116,6 +130,7 @@ impl CommandStats {
             demoted: AtomicBool::new(false),
             host_ns: AtomicU64::new(0),
             host_limit_hit: AtomicBool::new(false),
+            host_exact: AtomicBool::new(false),
             max_host,
             demote_after,
         }
@@ -142,6 +157,9 @@ impl CommandStats {
     /// moves to the batch pool, past the budget it ends.
     fn charge_host(&self, ns: u64) {
         let total = self.host_ns.fetch_add(ns, Ordering::Relaxed) + ns;
+        if !self.host_exact.load(Ordering::Relaxed) && Duration::from_nanos(total) >= EXACT_AFTER {
+            self.host_exact.store(true, Ordering::Relaxed);
+        }
         if Duration::from_nanos(total) > self.max_host {
             self.host_limit_hit.store(true, Ordering::Relaxed);
             self.cpu_limit_hit.store(true, Ordering::Relaxed);
@@ -150,6 +168,22 @@ impl CommandStats {
             self.demoted.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the call's duration.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// No thread CPU clock here: the wall-time estimate stays in use.
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_ns() -> Option<u64> {
+    None
 }
 
 thread_local! {
@@ -179,11 +213,19 @@ async fn metered<F: Future>(stats: Arc<CommandStats>, fut: F) -> Option<F::Outpu
         if stats.host_limit_hit.load(Ordering::Relaxed) {
             return Poll::Ready(None);
         }
+        let exact = stats.host_exact.load(Ordering::Relaxed);
+        let cpu0 = if exact { thread_cpu_ns() } else { None };
         let guest0 = GUEST_NS.with(Cell::get);
         let t0 = Instant::now();
         let r = fut.as_mut().poll(cx);
-        let busy = t0.elapsed().as_nanos() as u64;
+        let wall = t0.elapsed().as_nanos() as u64;
         let guest = GUEST_NS.with(Cell::get).wrapping_sub(guest0);
+        // The guest's share is known as wall time only; taking it from the
+        // CPU time errs towards too little host time, never too much.
+        let busy = match (cpu0, cpu0.and_then(|_| thread_cpu_ns())) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall,
+        };
         stats.charge_host(busy.saturating_sub(guest));
         r.map(Some)
     })

@@ -243,12 +243,8 @@ pub fn run_command<'a>(
         match cmd {
             ast::Command::Simple(s) => super::simple::run(sh, s, io).await,
             ast::Command::Compound(c, redirects) => {
-                let io = match redirects {
-                    Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
-                        Some(io) => io,
-                        None => return Ok(1),
-                    },
-                    None => io.clone(),
+                let Some(io) = with_redirects(sh, io, redirects.as_ref()).await? else {
+                    return Ok(1);
                 };
                 run_compound(sh, c, &io).await
             }
@@ -260,12 +256,8 @@ pub fn run_command<'a>(
                 if let Some(loc) = t.location() {
                     sh.line = loc.start.line;
                 }
-                let io = match redirects {
-                    Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
-                        Some(io) => io,
-                        None => return Ok(1),
-                    },
-                    None => io.clone(),
+                let Some(io) = with_redirects(sh, io, redirects.as_ref()).await? else {
+                    return Ok(1);
                 };
                 if sh.opts.xtrace {
                     io.err(&format!("+ [[ {} ]]\n", t.expr)).await;
@@ -280,14 +272,21 @@ pub fn run_command<'a>(
 /// Runs a function body with its redirections.
 pub async fn run_body(sh: &mut Shell, body: &ast::FunctionBody, io: &Io) -> Outcome {
     let ast::FunctionBody(cmd, redirects) = body;
-    let io = match redirects {
-        Some(r) => match super::redirect::apply_all(sh, io, &r.0).await? {
-            Some(io) => io,
-            None => return Ok(1),
-        },
-        None => io.clone(),
-    };
+    let Some(io) = with_redirects(sh, io, redirects.as_ref()).await? else { return Ok(1) };
     run_compound(sh, cmd, &io).await
+}
+
+/// `io` with a compound command's redirections applied; `None` when one
+/// failed (its message is out, the command's status is 1).
+async fn with_redirects(
+    sh: &mut Shell,
+    io: &Io,
+    redirects: Option<&ast::RedirectList>,
+) -> Result<Option<Io>, Unwind> {
+    match redirects {
+        Some(r) => super::redirect::apply_all(sh, io, &r.0).await,
+        None => Ok(Some(io.clone())),
+    }
 }
 
 fn run_compound<'a>(

@@ -1044,11 +1044,13 @@ async fn max_cpu_counts_and_stops_host_work() {
     let limits = Limits { max_cpu: Duration::from_millis(300), ..Limits::default() };
     let s = TestServer::start_with(limits, None).await;
     let c = s.client().await;
-    let started = Instant::now();
     c.start("cpu", &["bash", "-lc", HOST_LOOPS[0]], &s.uri(""), json!({})).await.expect("start");
     let (mut stderr, mut exited) = (String::new(), Value::Null);
     loop {
-        let n = tokio::time::timeout(PROMPT, c.next_notification())
+        // CPU time, not wall time: on a loaded machine the loop (demoted to
+        // the low-priority batch pool) takes much longer than 300 ms to
+        // use 300 ms of CPU.
+        let n = tokio::time::timeout(Duration::from_secs(60), c.next_notification())
             .await
             .expect("in time")
             .expect("notification");
@@ -1068,7 +1070,6 @@ async fn max_cpu_counts_and_stops_host_work() {
     // The host work is the command's CPU time.
     let cpu = exited["params"]["usage"]["cpuMs"].as_u64().expect("cpuMs");
     assert!(cpu >= 300, "{exited}");
-    assert!(started.elapsed() < Duration::from_millis(300 + 1000), "{:?}", started.elapsed());
 }
 
 #[tokio::test]
