@@ -46,7 +46,10 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .first()
         .map(|t| t.executor.runtime.metrics.encode())
         .unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    // prometheus-client writes OpenMetrics text (it ends in `# EOF`), so it
+    // is served as such; Prometheus and its agents negotiate it.
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, openmetrics)], body).into_response()
 }
 
 /// The one place an upgrade is refused: a browser's request (403), bad

@@ -888,6 +888,14 @@ async fn metrics_count_connections_processes_and_fs_calls() {
     let s = TestServer::start().await;
     let before = http_get(&s.url, "/metrics").await;
     assert!(before.starts_with("HTTP/1.1 200"), "{before}");
+    // An OpenMetrics body, served as one.
+    assert!(
+        before
+            .to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        "{before}"
+    );
+    assert!(before.trim_end().ends_with("# EOF"), "{before}");
     let c = s.client().await;
     c.run("m1", &["exit-code", "0"], &s.uri("")).await.expect("run");
     c.run("m2", &["trap"], &s.uri("")).await.expect("run");
