@@ -137,9 +137,24 @@ pub struct GuestRun {
 pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
     let max_memory = req.max_memory;
     let stats = super::scope::current_stats();
-    if let Some(s) = &stats {
-        s.instances.fetch_add(1, Ordering::Relaxed);
-    }
+    // One command may hold only so many of the instance slots every tenant
+    // shares (a pipeline of a thousand stages would take them all).
+    let _live = match &stats {
+        Some(s) => {
+            s.instances.fetch_add(1, Ordering::Relaxed);
+            match super::scope::LiveInstance::take(s) {
+                Some(live) => Some(live),
+                None => {
+                    let outcome = GuestOutcome::Trapped(format!(
+                        "too many wasm instances at once in one command (at most {})",
+                        super::scope::MAX_LIVE_INSTANCES
+                    ));
+                    return GuestRun { outcome, read_only_denied: None, quota_denied: false };
+                }
+            }
+        }
+        None => None,
+    };
     let mut store = match build_store(rt, req, stats.clone()) {
         Ok(s) => s,
         Err(e) => {

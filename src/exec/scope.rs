@@ -38,6 +38,34 @@ use std::time::{Duration, Instant};
 /// the thread's CPU clock (see the module's opening comment).
 pub const EXACT_AFTER: Duration = Duration::from_millis(10);
 
+/// Wasm instances one command may have alive at once: the engine's slots
+/// (1,024) are shared by every tenant, and a pipeline of many stages would
+/// otherwise take them all.
+pub const MAX_LIVE_INSTANCES: u64 = 64;
+
+/// One live instance of a command, counted until dropped.
+pub(crate) struct LiveInstance(Arc<CommandStats>);
+
+impl LiveInstance {
+    /// Counts one more instance of the command; `None` past
+    /// [`MAX_LIVE_INSTANCES`].
+    pub(crate) fn take(stats: &Arc<CommandStats>) -> Option<Self> {
+        stats
+            .live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LIVE_INSTANCES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Self(stats.clone()))
+    }
+}
+
+impl Drop for LiveInstance {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// What one command (all the wasm instances of one command line) used, for
 /// accounting and metrics. Recorded through a task-local, so the shell and
 /// anything else between the session and the guests need not pass it along.
@@ -64,6 +92,8 @@ pub struct CommandStats {
     pub host_limit_hit: AtomicBool,
     /// Host work is measured with the thread's CPU clock from now on.
     host_exact: AtomicBool,
+    /// Wasm instances of the command alive now.
+    live: AtomicU64,
     /// Host time the command may take (max-cpu).
     max_host: Duration,
     /// CPU time (guests' and host's) after which the command moves to the
@@ -131,6 +161,7 @@ impl CommandStats {
             host_ns: AtomicU64::new(0),
             host_limit_hit: AtomicBool::new(false),
             host_exact: AtomicBool::new(false),
+            live: AtomicU64::new(0),
             max_host,
             demote_after,
         }

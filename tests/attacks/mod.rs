@@ -1154,3 +1154,30 @@ async fn numbers_from_the_line_are_checked_before_they_size_anything() {
         .expect("run");
     assert_eq!(f.stdout_str(), "   42|abc|8\n");
 }
+
+#[tokio::test]
+async fn one_command_cannot_take_every_instance_slot() {
+    // The engine's instance slots are shared by every tenant: a pipeline of
+    // many stages holds one each, at once.
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let long = format!("echo-args hi{}", " | line-echo".repeat(80));
+    let f = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.run("many", &["bash", "-lc", &long], &s.uri("")),
+    )
+    .await
+    .expect("the pipeline ends")
+    .expect("run");
+    assert!(
+        f.stderr_str().contains("too many wasm instances at once in one command (at most 64)"),
+        "{}",
+        f.stderr_str()
+    );
+    // Below the limit, the same pipeline runs.
+    let short = format!("echo-args hi{}", " | line-echo".repeat(20));
+    let f = c.run("some", &["bash", "-lc", &short], &s.uri("")).await.expect("run");
+    let first = format!("{}hi", "echo: ".repeat(20));
+    assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
+    assert_eq!(f.stdout_str().lines().next(), Some(first.as_str()));
+}
