@@ -545,6 +545,15 @@ impl Workspace {
             if dst.starts_with(src) && !src.as_os_str().is_empty() && src.as_os_str() != "." {
                 return Err(FsError::Invalid("cannot copy a directory into itself".into()));
             }
+            // The same through links: the destination's parent, resolved,
+            // inside the (resolved) source.
+            if let (Ok(parent), Ok(source)) =
+                (self.root.canonicalize(dst_parent), self.root.canonicalize(src))
+            {
+                if parent.starts_with(&source) {
+                    return Err(FsError::Invalid("cannot copy a directory into itself".into()));
+                }
+            }
             self.copy_tree(src, dst, 0)
         } else {
             self.root.copy(src, &self.root, dst)?;
@@ -565,6 +574,9 @@ impl Workspace {
             let entry = entry?;
             let name = entry.file_name();
             let (s, d) = (src.join(&name), dst.join(&name));
+            // Every destination, not only the top one: a link already in
+            // the destination tree may lead into a read-only area.
+            self.check_writable(&d)?;
             let ft = entry.file_type()?;
             if ft.is_dir() {
                 self.copy_tree(&s, &d, depth + 1)?;

@@ -1181,3 +1181,26 @@ async fn one_command_cannot_take_every_instance_slot() {
     assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
     assert_eq!(f.stdout_str().lines().next(), Some(first.as_str()));
 }
+
+#[tokio::test]
+async fn fs_copy_checks_every_destination_and_its_own_source() {
+    let s = TestServer::start().await;
+    s.write(".git/config", "[core]\n");
+    s.write("src/hooks/pwn", "pwned");
+    s.write("src/keep.txt", "kept");
+    // The destination tree already holds a link into the read-only `.git`,
+    // under the name the source tree writes into.
+    std::fs::create_dir(s.root().join("dst")).expect("mkdir dst");
+    std::os::unix::fs::symlink("../.git", s.root().join("dst/hooks")).expect("symlink");
+    let c = s.client().await;
+    let copy = |from: &str, to: &str| json!({"sourcePath": s.uri(from), "destinationPath": s.uri(to), "recursive": true});
+    let e = c.request("fs/copy", copy("src", "dst")).await.expect_err("copy through the link");
+    assert_eq!(e.code(), Some(-32600), "{e}");
+    assert!(!s.root().join(".git/pwn").exists(), "nothing written into .git");
+    // A link from inside the source to the source itself: copying into it
+    // would copy the tree into itself.
+    std::os::unix::fs::symlink("../src", s.root().join("src/loop")).expect("symlink");
+    let e = c.request("fs/copy", copy("src", "src/loop/again")).await.expect_err("into itself");
+    assert!(e.to_string().contains("cannot copy a directory into itself"), "{e}");
+    assert!(!s.root().join("src/again").exists());
+}
