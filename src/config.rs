@@ -28,6 +28,9 @@ pub struct Limits {
     pub max_cpu: Duration,
     /// WebSocket connections open at once (per tenant).
     pub max_connections: usize,
+    /// Wasm instances alive at once (per tenant): the engine's slots are
+    /// shared by every tenant.
+    pub max_instances: usize,
     /// Requests per second per tenant (bursts of twice this are allowed).
     pub requests_per_second: u32,
     /// How long a session outlives its connection, waiting for a resume.
@@ -49,6 +52,7 @@ impl Default for Limits {
             detach_grace: Duration::from_secs(80),
             max_cpu: Duration::from_secs(30 * 60),
             max_connections: 64,
+            max_instances: 256,
             requests_per_second: 1000,
         }
     }

@@ -227,6 +227,10 @@ struct LimitArgs {
     /// WebSocket connections open at once (per tenant).
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_connections: usize,
+    /// Wasm instances alive at once (per tenant; a pipeline holds one per
+    /// stage). The engine has 1,024 slots for every tenant together.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_instances: usize,
     /// Requests per second (per tenant; bursts of twice this are allowed).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     requests_per_second: u32,
@@ -257,6 +261,7 @@ impl LimitArgs {
             max_stdin_buffer: self.max_stdin_buffer as usize,
             max_cpu: self.max_cpu,
             max_connections: self.max_connections.max(1),
+            max_instances: self.max_instances.max(1),
             requests_per_second: self.requests_per_second.max(1),
         }
     }

@@ -143,12 +143,9 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
         Some(s) => {
             s.instances.fetch_add(1, Ordering::Relaxed);
             match super::scope::LiveInstance::take(s) {
-                Some(live) => Some(live),
-                None => {
-                    let outcome = GuestOutcome::Trapped(format!(
-                        "too many wasm instances at once in one command (at most {})",
-                        super::scope::MAX_LIVE_INSTANCES
-                    ));
+                Ok(live) => Some(live),
+                Err(limit) => {
+                    let outcome = GuestOutcome::Trapped(limit);
                     return GuestRun { outcome, read_only_denied: None, quota_denied: false };
                 }
             }

@@ -34,5 +34,5 @@ pub use executor::{
     command_name, sandbox_env,
 };
 pub use guest::{GuestOutcome, GuestRequest};
-pub use scope::{CommandStats, run_demotable, spawn_part, with_scope};
+pub use scope::{CommandStats, TenantInstances, run_demotable, spawn_part, with_scope};
 pub use stdio::{OutputChunk, PipeReader, Sink, Stdin, StreamKind, pipe};

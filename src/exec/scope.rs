@@ -43,26 +43,53 @@ pub const EXACT_AFTER: Duration = Duration::from_millis(10);
 /// otherwise take them all.
 pub const MAX_LIVE_INSTANCES: u64 = 64;
 
-/// One live instance of a command, counted until dropped.
+/// The instances a tenant has alive, against its max-instances: shared by
+/// all its commands.
+#[derive(Debug, Clone)]
+pub struct TenantInstances {
+    pub live: Arc<AtomicU64>,
+    pub max: u64,
+}
+
+/// One live instance of a command, counted (for the command and for its
+/// tenant) until dropped.
 pub(crate) struct LiveInstance(Arc<CommandStats>);
 
+/// Takes one from `counter` unless it is at `max`.
+fn take_one(counter: &AtomicU64, max: u64) -> bool {
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+        .is_ok()
+}
+
 impl LiveInstance {
-    /// Counts one more instance of the command; `None` past
-    /// [`MAX_LIVE_INSTANCES`].
-    pub(crate) fn take(stats: &Arc<CommandStats>) -> Option<Self> {
-        stats
-            .live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_LIVE_INSTANCES).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self(stats.clone()))
+    /// Counts one more instance of the command and of its tenant; the
+    /// limit that refused it otherwise.
+    pub(crate) fn take(stats: &Arc<CommandStats>) -> Result<Self, String> {
+        if !take_one(&stats.live, MAX_LIVE_INSTANCES) {
+            return Err(format!(
+                "too many wasm instances at once in one command (at most {MAX_LIVE_INSTANCES})"
+            ));
+        }
+        if let Some(t) = &stats.tenant_instances {
+            if !take_one(&t.live, t.max) {
+                stats.live.fetch_sub(1, Ordering::AcqRel);
+                return Err(format!(
+                    "too many wasm instances at once for this tenant (max-instances is {})",
+                    t.max
+                ));
+            }
+        }
+        Ok(Self(stats.clone()))
     }
 }
 
 impl Drop for LiveInstance {
     fn drop(&mut self) {
         self.0.live.fetch_sub(1, Ordering::AcqRel);
+        if let Some(t) = &self.0.tenant_instances {
+            t.live.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -94,6 +121,8 @@ pub struct CommandStats {
     host_exact: AtomicBool,
     /// Wasm instances of the command alive now.
     live: AtomicU64,
+    /// The tenant's count of live instances, when the command has one.
+    tenant_instances: Option<TenantInstances>,
     /// Host time the command may take (max-cpu).
     max_host: Duration,
     /// CPU time (guests' and host's) after which the command moves to the
@@ -162,9 +191,16 @@ impl CommandStats {
             host_limit_hit: AtomicBool::new(false),
             host_exact: AtomicBool::new(false),
             live: AtomicU64::new(0),
+            tenant_instances: None,
             max_host,
             demote_after,
         }
+    }
+
+    /// Counts the command's instances against its tenant's too.
+    pub fn with_tenant_instances(mut self, instances: TenantInstances) -> Self {
+        self.tenant_instances = Some(instances);
+        self
     }
 
     /// CPU time of the command: the guests' (from epoch ticks) and the

@@ -57,6 +57,8 @@ pub struct Owner {
     pub max_cpu: Duration,
     /// CPU time after which the command moves to the batch pool.
     pub demote_after: Duration,
+    /// The tenant's live instances, against its max-instances.
+    pub instances: crate::exec::TenantInstances,
 }
 
 /// The command's streams, as the pump sees them.
@@ -94,7 +96,9 @@ impl Process {
         let handle = interactive.spawn(
             async move {
                 let answer = go.await.ok();
-                let stats = Arc::new(CommandStats::new(owner.max_cpu, owner.demote_after));
+                let stats = CommandStats::new(owner.max_cpu, owner.demote_after)
+                    .with_tenant_instances(owner.instances.clone());
+                let stats = Arc::new(stats);
                 let batch = owner.batch.clone();
                 let pump = Pump { process, owner, output, stats: stats.clone(), answer };
                 // Boxed where it is made: the pump is a large future (15 KB),

@@ -123,6 +123,10 @@ impl Session {
             metrics: metrics.clone(),
             max_wall: limits.max_wall,
             max_cpu: limits.max_cpu,
+            instances: crate::exec::TenantInstances {
+                live: tenant.live_instances.clone(),
+                max: limits.max_instances as u64,
+            },
             demote_after: crate::exec::engine::EPOCH_TICK.saturating_mul(
                 tenant.executor.runtime.tuning.demote_ticks.min(u32::MAX.into()) as u32,
             ),

@@ -59,6 +59,7 @@ pub struct LimitOverrides {
     pub retained_output: Option<String>,
     pub max_processes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_instances: Option<usize>,
     pub max_file: Option<String>,
     pub max_disk: Option<String>,
     pub max_stdin_buffer: Option<String>,
@@ -91,6 +92,9 @@ impl LimitOverrides {
         }
         if let Some(v) = self.max_connections {
             base.max_connections = v.max(1);
+        }
+        if let Some(v) = self.max_instances {
+            base.max_instances = v.max(1);
         }
         if let Some(v) = size(&self.max_file)? {
             base.max_file = v;

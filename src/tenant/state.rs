@@ -21,6 +21,8 @@ pub struct Tenant {
     pub open_connections: AtomicUsize,
     /// Processes running now, against `max-processes`.
     pub running_processes: AtomicUsize,
+    /// Wasm instances alive now, against `max-instances`.
+    pub live_instances: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Request budget (token bucket), against `requests-per-second`.
     rate: Mutex<RateBucket>,
     /// This tenant's own threads for its commands.
@@ -52,6 +54,7 @@ impl Tenant {
             env_info,
             open_connections: Default::default(),
             running_processes: Default::default(),
+            live_instances: Default::default(),
             rate: Mutex::new(RateBucket { tokens: burst, last: std::time::Instant::now() }),
             guests: GuestPool::new("default", nice).unwrap_or_else(|e| {
                 // Without a pool of its own, commands share the server's threads.

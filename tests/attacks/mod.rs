@@ -1159,9 +1159,12 @@ async fn numbers_from_the_line_are_checked_before_they_size_anything() {
 async fn one_command_cannot_take_every_instance_slot() {
     // The engine's instance slots are shared by every tenant: a pipeline of
     // many stages holds one each, at once.
-    let s = TestServer::start().await;
+    // Spinners keep their instance until the command's CPU budget ends
+    // them, so all eighty are wanted at once.
+    let limits = Limits { max_cpu: Duration::from_secs(2), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
     let c = s.client().await;
-    let long = format!("echo-args hi{}", " | line-echo".repeat(80));
+    let long = vec!["spin"; 80].join(" | ");
     let f = tokio::time::timeout(
         Duration::from_secs(60),
         c.run("many", &["bash", "-lc", &long], &s.uri("")),
@@ -1203,4 +1206,31 @@ async fn fs_copy_checks_every_destination_and_its_own_source() {
     let e = c.request("fs/copy", copy("src", "src/loop/again")).await.expect_err("into itself");
     assert!(e.to_string().contains("cannot copy a directory into itself"), "{e}");
     assert!(!s.root().join("src/again").exists());
+}
+
+#[tokio::test]
+async fn a_tenant_holds_at_most_max_instances() {
+    // Stages that keep their instance until the command's CPU budget ends
+    // them, so that five are wanted at once.
+    let limits = Limits { max_instances: 3, max_cpu: Duration::from_secs(1), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let c = s.client().await;
+    let long = "spin | spin | spin | spin | spin";
+    let f = tokio::time::timeout(
+        Duration::from_secs(60),
+        c.run("five", &["bash", "-lc", long], &s.uri("")),
+    )
+    .await
+    .expect("the pipeline ends")
+    .expect("run");
+    assert!(
+        f.stderr_str()
+            .contains("too many wasm instances at once for this tenant (max-instances is 3)"),
+        "{}",
+        f.stderr_str()
+    );
+    // The slots are given back: a pipeline within the limit runs after it.
+    let f =
+        c.run("two", &["bash", "-lc", "echo-args hi | line-echo"], &s.uri("")).await.expect("run");
+    assert_eq!((f.exit_code, f.stdout_str().as_str()), (0, "echo: hi\nbye\n"), "{f:?}");
 }
