@@ -226,8 +226,11 @@ impl Pump {
         }
         // Every way out of the loop has sent it; this keeps it so.
         answer_first(&mut answer).await;
-        process.emit_closed(&emitter).await;
+        // Counted as closed before the client hears so: a client that reads
+        // right after the last `process/closed` sees the session's bounds
+        // already applied.
         owner.notifier.retire(&process);
+        process.emit_closed(&emitter).await;
         // This task is ending: its handle (and the task's memory with it)
         // need not live as long as the entry.
         drop(lock(&process.task).take());
