@@ -23,6 +23,12 @@ use wasmtime::{Config, Engine, InstancePre, Linker, Module};
 /// every tick, and interruption (terminate, time limits) takes at most this.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// `n` epoch ticks as a duration (saturating: `u64::MAX` ticks, "never",
+/// is about 248 days).
+pub fn ticks(n: u64) -> Duration {
+    EPOCH_TICK.saturating_mul(n.min(u32::MAX.into()) as u32)
+}
+
 /// Wasm instances that can exist at once (every tenant together).
 const POOL_SLOTS: u32 = 1024;
 

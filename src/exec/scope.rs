@@ -26,7 +26,6 @@
 //! (a system call each, negligible for commands that long), and only that
 //! counts towards its budget from then on.
 
-use super::engine::EPOCH_TICK;
 use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
@@ -98,7 +97,8 @@ impl Drop for LiveInstance {
 /// anything else between the session and the guests need not pass it along.
 #[derive(Debug)]
 pub struct CommandStats {
-    /// Epoch ticks the guests ran for: CPU time in units of [`EPOCH_TICK`].
+    /// Epoch ticks the guests ran for: CPU time in units of
+    /// [`EPOCH_TICK`](super::engine::EPOCH_TICK).
     pub epoch_ticks: AtomicU64,
     /// The largest linear memory any one instance grew to, in bytes.
     pub peak_memory: AtomicU64,
@@ -128,14 +128,6 @@ pub struct CommandStats {
     /// CPU time (guests' and host's) after which the command moves to the
     /// batch pool.
     demote_after: Duration,
-}
-
-impl Default for CommandStats {
-    /// No budget for host work, and the default point of demotion.
-    fn default() -> Self {
-        let ticks = crate::config::Tuning::default().demote_ticks;
-        Self::new(Duration::MAX, EPOCH_TICK.saturating_mul(ticks.min(u32::MAX as u64) as u32))
-    }
 }
 
 /// Runs a command's future where it is polled until it has used
@@ -211,8 +203,7 @@ impl CommandStats {
 
     /// Approximate CPU time of the guests, from epoch ticks.
     pub fn guest_cpu(&self) -> Duration {
-        EPOCH_TICK
-            .saturating_mul(self.epoch_ticks.load(Ordering::Relaxed).min(u32::MAX as u64) as u32)
+        super::engine::ticks(self.epoch_ticks.load(Ordering::Relaxed))
     }
 
     /// The host's own work for the command.

@@ -94,6 +94,12 @@ impl Process {
         })
     }
 
+    /// Where the server's own notes on the process (a limit that stopped it)
+    /// go: its terminal, or its stderr.
+    pub(super) fn note_stream(&self) -> StreamKind {
+        if self.tty { StreamKind::Pty } else { StreamKind::Stderr }
+    }
+
     /// Whether the process's last notification has gone out.
     pub fn is_finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)

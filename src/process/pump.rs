@@ -12,7 +12,7 @@
 use super::handle::{Process, Stop, lock, stream_name};
 use super::notifier::{Emitter, Notifier};
 use super::tty::crlf;
-use crate::exec::{CommandStats, OutputChunk, STATUS_KILLED, StreamKind};
+use crate::exec::{CommandStats, OutputChunk, STATUS_KILLED};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::ProcessUsage;
 use bytes::Bytes;
@@ -140,7 +140,7 @@ impl Pump {
         let started = Instant::now();
         let scoped = crate::exec::with_scope(stats.clone(), owner.batch.clone(), runner);
         let (cpu_note, max_cpu) = (note.clone(), owner.max_cpu);
-        let note_stream = if process.tty { StreamKind::Pty } else { StreamKind::Stderr };
+        let note_stream = process.note_stream();
         let runner = async move {
             // A panic in the command's host work (the shell, a host command)
             // ends this command, never the server or its other commands.
@@ -251,7 +251,7 @@ where
 {
     let mut stop_rx = process.stop.subscribe();
     let tty = process.tty;
-    let note_stream = if tty { StreamKind::Pty } else { StreamKind::Stderr };
+    let note_stream = process.note_stream();
     async move {
         // Biased, the command first: most commands finish in their first
         // poll, and then the wall-clock timer is never registered (that

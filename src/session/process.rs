@@ -26,9 +26,7 @@ impl Session {
             return Err(RpcError::invalid_params("argv must not be empty"));
         }
         let exec = &self.tenant.executor;
-        if !crate::shell::can_run(exec, &p.argv) {
-            return Err(RpcError::spawn_not_found());
-        }
+        let program = crate::shell::resolve(exec, &p.argv).ok_or_else(RpcError::spawn_not_found)?;
         let cwd = exec.workspace.resolve_cwd(&p.cwd).map_err(|e| match e {
             crate::fs::FsError::Uri(u) => RpcError::from(u),
             other => RpcError::internal(RpcError::from(other).message),
@@ -109,7 +107,7 @@ impl Session {
         // Boxed: moved several times before it first runs.
         let runner = Box::pin(async move {
             let _running = running;
-            crate::shell::run_command(&executor, spec).await
+            crate::shell::run_program(&executor, program, spec).await
         });
         let (go_tx, go_rx) = oneshot::channel::<StartAck>();
         let tenant = &self.tenant;
@@ -127,9 +125,7 @@ impl Session {
                 live: tenant.live_instances.clone(),
                 max: limits.max_instances as u64,
             },
-            demote_after: crate::exec::engine::EPOCH_TICK.saturating_mul(
-                tenant.executor.runtime.tuning.demote_ticks.min(u32::MAX.into()) as u32,
-            ),
+            demote_after: crate::exec::engine::ticks(tenant.executor.runtime.tuning.demote_ticks),
         };
         proc.spawn(owner, runner, Output { rx: out_rx, note: out_tx }, go_rx);
         metrics.processes_started.get_or_create(&Metrics::tenant(&tenant.id)).inc();

@@ -7,22 +7,39 @@ use super::io::{Input, Io};
 use super::parse::{Invocation, Script};
 use super::simple::run_argv;
 use super::state::{MAX_DEPTH, MAX_VALUE, Shell};
-use crate::exec::{CommandSpec, Executor};
+use crate::exec::{CommandSpec, Executor, Tool};
+use std::sync::Arc;
 
-/// Whether [`run_command`] has something to run for `argv`: a shell
-/// invocation, or a tool of that name. (A program that does not exist is an
-/// error of the start itself, as when a native server cannot spawn it.)
-pub fn can_run(exec: &Executor, argv: &[String]) -> bool {
-    let Some(argv0) = argv.first() else { return false };
-    Invocation::from_argv(argv).is_some()
-        || exec.runtime.tool(crate::exec::command_name(argv0)).is_some()
+/// What a process's argv runs: a shell invocation (`bash -lc '<line>'`,
+/// `sh script.sh`) or a tool.
+pub enum Program {
+    Shell(Invocation),
+    Tool(Arc<Tool>),
 }
 
-/// Runs the top-level command of a process: a shell invocation (`bash -lc
-/// '<line>'`, `sh script.sh`) here, any other argv as a tool.
+/// What `argv` runs; `None` when it names no tool (a program that does not
+/// exist is an error of the start itself, as when a native server cannot
+/// spawn it).
+pub fn resolve(exec: &Executor, argv: &[String]) -> Option<Program> {
+    if let Some(inv) = Invocation::from_argv(argv) {
+        return Some(Program::Shell(inv));
+    }
+    exec.runtime.tool(crate::exec::command_name(argv.first()?)).map(Program::Tool)
+}
+
+/// Runs the top-level command of a process, resolved by [`resolve`].
+pub async fn run_program(exec: &Executor, program: Program, spec: CommandSpec) -> i32 {
+    match program {
+        Program::Shell(inv) => run(exec, inv, spec).await,
+        Program::Tool(tool) => exec.run_tool(&tool, spec).await,
+    }
+}
+
+/// Runs the top-level command of a process (`wasm-exec-server run`,
+/// tests): a program that does not exist is bash's 127.
 pub async fn run_command(exec: &Executor, spec: CommandSpec) -> i32 {
-    match Invocation::from_argv(&spec.argv) {
-        Some(inv) => run(exec, inv, spec).await,
+    match resolve(exec, &spec.argv) {
+        Some(program) => run_program(exec, program, spec).await,
         None => exec.run_command(spec).await,
     }
 }

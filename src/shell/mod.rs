@@ -43,5 +43,5 @@ pub mod redirect;
 pub mod simple;
 pub mod state;
 
-pub use invoke::{can_run, run, run_command, run_line};
+pub use invoke::{Program, resolve, run, run_command, run_line, run_program};
 pub use parse::Invocation;

@@ -51,6 +51,29 @@ async fn tenant_benign_echo(s: &TestServer, token: &str) {
     assert_eq!(f.stdout_str(), "ok\n");
 }
 
+/// The client's one running process, to its `process/closed`: its stdout,
+/// its stderr and its `process/exited`, each event awaited up to `wait`.
+async fn run_to_close(c: &Client, wait: Duration) -> (String, String, Value) {
+    let (mut stdout, mut stderr, mut exited) = (String::new(), String::new(), Value::Null);
+    loop {
+        let n = tokio::time::timeout(wait, c.next_notification())
+            .await
+            .expect("an event in time")
+            .expect("event");
+        match n["method"].as_str() {
+            Some("process/output") => {
+                let chunk = n["params"]["chunk"].as_str().expect("chunk");
+                let bytes = wasm_exec_server::b64::decode(chunk.as_bytes()).expect("b64");
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                if n["params"]["stream"] == "stdout" { stdout += &text } else { stderr += &text }
+            }
+            Some("process/exited") => exited = n,
+            Some("process/closed") => return (stdout, stderr, exited),
+            _ => {}
+        }
+    }
+}
+
 /// Plants a secret beside the root, and links to it from inside.
 fn plant(s: &TestServer) {
     std::fs::write(s.dir.path().join("secret"), "TOP SECRET").expect("secret");
@@ -335,23 +358,7 @@ async fn cpu_limit_covers_every_stage_of_a_pipeline() {
     )
     .await
     .expect("start");
-    let (mut stdout, mut stderr, mut exited) = (String::new(), String::new(), Value::Null);
-    loop {
-        let n = c.next_notification().await.expect("event");
-        match n["method"].as_str() {
-            Some("process/output") => {
-                let bytes = wasm_exec_server::b64::decode(
-                    n["params"]["chunk"].as_str().expect("chunk").as_bytes(),
-                )
-                .expect("b64");
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                if n["params"]["stream"] == "stdout" { stdout += &text } else { stderr += &text }
-            }
-            Some("process/exited") => exited = n,
-            Some("process/closed") => break,
-            _ => {}
-        }
-    }
+    let (stdout, stderr, exited) = run_to_close(&c, Duration::from_secs(30)).await;
     assert_eq!(stdout, "after 137\n");
     assert!(stderr.contains("CPU time limit exceeded (max-cpu"), "{stderr}");
     // All three instances counted in the command's usage: each stage ran
@@ -1045,26 +1052,10 @@ async fn max_cpu_counts_and_stops_host_work() {
     let s = TestServer::start_with(limits, None).await;
     let c = s.client().await;
     c.start("cpu", &["bash", "-lc", HOST_LOOPS[0]], &s.uri(""), json!({})).await.expect("start");
-    let (mut stderr, mut exited) = (String::new(), Value::Null);
-    loop {
-        // CPU time, not wall time: on a loaded machine the loop (demoted to
-        // the low-priority batch pool) takes much longer than 300 ms to
-        // use 300 ms of CPU.
-        let n = tokio::time::timeout(Duration::from_secs(60), c.next_notification())
-            .await
-            .expect("in time")
-            .expect("notification");
-        match n["method"].as_str() {
-            Some("process/output") => {
-                let chunk = n["params"]["chunk"].as_str().expect("chunk");
-                let bytes = wasm_exec_server::b64::decode(chunk.as_bytes()).expect("b64");
-                stderr += &String::from_utf8_lossy(&bytes);
-            }
-            Some("process/exited") => exited = n,
-            Some("process/closed") => break,
-            _ => {}
-        }
-    }
+    // CPU time, not wall time: on a loaded machine the loop (demoted to the
+    // low-priority batch pool) takes much longer than 300 ms to use 300 ms
+    // of CPU.
+    let (_, stderr, exited) = run_to_close(&c, Duration::from_secs(60)).await;
     assert_eq!(exited["params"]["exitCode"], 137, "{exited}");
     assert!(stderr.contains("CPU time limit exceeded (max-cpu"), "{stderr}");
     // The host work is the command's CPU time.
