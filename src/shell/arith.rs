@@ -104,10 +104,12 @@ impl Eval<'_> {
         };
         let raw = match index {
             None => self.sh.get(&name).map(str::to_owned),
-            Some(i) => self.sh.vars.get(&name).and_then(|v| match &v.array {
-                Some(a) => usize::try_from(i).ok().and_then(|i| a.get(i).cloned()),
-                None if i == 0 => Some(v.value.clone()),
-                None => None,
+            Some(i) => self.sh.vars.get(&name).and_then(|v| {
+                let e = match usize::try_from(i) {
+                    Ok(i) => v.element(i),
+                    Err(_) => v.element_from_end(i.unsigned_abs() as usize),
+                };
+                e.map(str::to_owned)
             }),
         };
         let Some(raw) = raw else {
@@ -132,17 +134,7 @@ impl Eval<'_> {
                 let i = usize::try_from(self.eval(i)?)
                     .map_err(|_| format!("{n}: bad array subscript"))?;
                 let i = super::state::array_index(n, i)?;
-                let mut items = self
-                    .sh
-                    .vars
-                    .get(n)
-                    .map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()]))
-                    .unwrap_or_default();
-                if items.len() <= i {
-                    items.resize(i + 1, String::new());
-                }
-                items[i] = v.to_string();
-                self.sh.set_array(n, items)?;
+                self.sh.set_element(n, i, v.to_string())?;
             }
         }
         Ok(v)

@@ -108,7 +108,7 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             if n > sh.positional.len() {
                 return Ok(1);
             }
-            sh.positional.drain(..n);
+            sh.positional.shift(n);
             Ok(0)
         }
         "exit" => {
@@ -309,18 +309,20 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
                 continue;
             }
         } else if name == "local" || !sh.vars.contains_key(&var) && (export || readonly) {
-            sh.vars.entry(var.clone()).or_default();
+            sh.vars.flags(&var, |_| {});
         }
-        if let Some(v) = sh.vars.get_mut(&var) {
-            if export {
-                v.exported = true;
-            }
-            if unexport {
-                v.exported = false;
-            }
-            if readonly {
-                v.readonly = true;
-            }
+        if sh.vars.contains_key(&var) {
+            sh.vars.flags(&var, |v| {
+                if export {
+                    v.exported = true;
+                }
+                if unexport {
+                    v.exported = false;
+                }
+                if readonly {
+                    v.readonly = true;
+                }
+            });
         }
     }
     Ok(status)
@@ -339,12 +341,12 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     while i < args.len() {
         let a = &args[i];
         if a == "--" {
-            sh.positional = args[i + 1..].to_vec();
+            sh.positional.replace(args[i + 1..].to_vec());
             return Ok(0);
         }
         let on = a.starts_with('-');
         if !(on || a.starts_with('+')) || a.len() < 2 {
-            sh.positional = args[i..].to_vec();
+            sh.positional.replace(args[i..].to_vec());
             return Ok(0);
         }
         if &a[1..] == "o" {
@@ -400,7 +402,7 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         Ok(t) => t,
         Err(msg) => return complain(sh, io, "source", &msg, 1).await,
     };
-    let saved = (args.len() > 1).then(|| std::mem::replace(&mut sh.positional, args[1..].to_vec()));
+    let saved = (args.len() > 1).then(|| sh.positional.replace(args[1..].to_vec()));
     let r = interp::run_text(sh, io, &text, file).await;
     if let Some(p) = saved {
         sh.positional = p;

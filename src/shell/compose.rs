@@ -3,9 +3,10 @@
 //! as any simple command ([`super::simple::run_argv`]), so `xargs grep`
 //! runs the grep tool on the same pipes.
 
+use super::expand;
 use super::io::{Io, complain};
 use super::simple::run_argv;
-use super::state::{MAX_VALUE, Outcome, Shell, Unwind};
+use super::state::{self, Array, MAX_VALUE, Outcome, Shell, Unwind};
 
 pub async fn run(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
     match name {
@@ -65,7 +66,7 @@ async fn read(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     }
     let ifs = sh.get("IFS").unwrap_or(" \t\n").to_owned();
     if let Some(a) = array {
-        let items = split_ifs(&line, &ifs, usize::MAX);
+        let items = state::array_of(split_ifs(&line, &ifs, usize::MAX));
         if let Err(msg) = sh.set_array(&a, items) {
             return complain(sh, io, "read", &msg, 1).await;
         }
@@ -141,10 +142,19 @@ async fn mapfile(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let strip = args.iter().any(|a| a == "-t");
     let name =
         args.iter().rfind(|a| !a.starts_with('-')).cloned().unwrap_or_else(|| "MAPFILE".into());
-    let mut items = Vec::new();
+    let mut items = Array::new();
+    // What the lines hold is charged as they come (an endless pipe ends at
+    // the budget); the array takes the charge over below.
+    let mut lease = sh.budget.lease(0).map_err(|_| Unwind::Exit(137))?;
+    let mut held = 0;
     while let Some((line, nl)) = io.stdin.read_line().await {
-        items.push(if strip || !nl { line } else { line + "\n" });
+        held += line.len() + 64;
+        if let Err(m) = lease.grow_to(held) {
+            return Err(expand::out_of_memory(sh, io, m).await);
+        }
+        items.insert(items.len(), if strip || !nl { line } else { line + "\n" });
     }
+    drop(lease);
     match sh.set_array(&name, items) {
         Ok(()) => Ok(0),
         Err(msg) => complain(sh, io, "mapfile", &msg, 1).await,
@@ -176,8 +186,9 @@ async fn env(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     }
     let mut sub = sh.clone();
     if clear {
-        for v in sub.vars.values_mut() {
-            v.exported = false;
+        let names: Vec<String> = sub.vars.keys().cloned().collect();
+        for n in names {
+            sub.vars.flags(&n, |v| v.exported = false);
         }
     }
     for u in &unset {

@@ -268,11 +268,12 @@ fn eval<'a>(
                                         .iter()
                                         .map(|m| m.map_or(String::new(), |m| m.as_str().to_owned()))
                                         .collect();
-                                    let _ = sh.set_array("BASH_REMATCH", groups);
+                                    let _ = sh
+                                        .set_array("BASH_REMATCH", super::state::array_of(groups));
                                     true
                                 }
                                 None => {
-                                    let _ = sh.set_array("BASH_REMATCH", Vec::new());
+                                    let _ = sh.set_array("BASH_REMATCH", Default::default());
                                     false
                                 }
                             },

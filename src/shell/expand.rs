@@ -11,7 +11,7 @@
 use super::io::Io;
 use super::param::Value;
 use super::parse::{guarded, parse_options};
-use super::state::{Shell, Unwind};
+use super::state::{MemoryLimit, Shell, Unwind};
 use crate::pattern;
 use brush_parser::word::{self, TildeExpr, WordPiece, WordPieceWithSource};
 use futures::future::BoxFuture;
@@ -102,6 +102,11 @@ impl Builder {
         self.finish(true);
     }
 
+    /// Bytes the fields built so far hold.
+    fn bytes(&self) -> usize {
+        self.fields.iter().chain([&self.cur]).map(|f| f.text.len() + f.pat.len() + 64).sum()
+    }
+
     pub fn into_fields(mut self) -> Vec<Field> {
         self.brk = false;
         self.finish(false);
@@ -159,6 +164,13 @@ pub async fn fail(sh: &Shell, io: &Io, msg: &str) -> Unwind {
     Unwind::Exit(1)
 }
 
+/// Ends the line: it went over its memory budget (max-memory), like a
+/// guest that does.
+pub async fn out_of_memory(sh: &Shell, io: &Io, m: MemoryLimit) -> Unwind {
+    io.err(&format!("{}{m}\n", sh.err_prefix())).await;
+    Unwind::Exit(137)
+}
+
 async fn parse_word(sh: &Shell, io: &Io, text: &str) -> Result<Vec<WordPieceWithSource>, Unwind> {
     match word_pieces(text, false) {
         Some(p) => Ok(p),
@@ -184,8 +196,17 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
             }
             out.push(f.text);
         }
+        // All the words so far, against the budget (`echo $x $x $x …`).
+        if let Err(m) = sh.budget.fits(words_bytes(&out)) {
+            return Err(out_of_memory(sh, io, m).await);
+        }
     }
     Ok(out)
+}
+
+/// Bytes a word list holds, for the memory budget.
+pub fn words_bytes(words: &[String]) -> usize {
+    words.iter().map(|w| w.len() + 64).sum()
 }
 
 /// Expands without splitting or globbing (assignment values, redirection
@@ -241,6 +262,11 @@ pub fn pieces_into<'a>(
 ) -> BoxFuture<'a, Result<(), Unwind>> {
     Box::pin(async move {
         for p in pieces {
+            // A word built from many large values must fit the budget
+            // beside what the line holds already.
+            if let Err(m) = sh.budget.fits(b.bytes()) {
+                return Err(out_of_memory(sh, io, m).await);
+            }
             match &p.piece {
                 WordPiece::Text(s) if in_dq => b.quoted(s),
                 WordPiece::Text(s) => b.literal(s),
@@ -301,7 +327,10 @@ pub fn pieces_into<'a>(
                 }
             }
         }
-        Ok(())
+        match sh.budget.fits(b.bytes()) {
+            Ok(()) => Ok(()),
+            Err(m) => Err(out_of_memory(sh, io, m).await),
+        }
     })
 }
 

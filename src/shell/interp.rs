@@ -86,6 +86,14 @@ async fn run_text_here(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Out
 
 /// `$(…)`: runs `text` in a subshell with stdout captured.
 pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i32), Unwind> {
+    let _slot = match sh.budget.subshell() {
+        Ok(slot) => slot,
+        Err(msg) => return Err(super::expand::fail(sh, io, &msg).await),
+    };
+    let mut lease = match sh.budget.lease(0) {
+        Ok(lease) => lease,
+        Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
+    };
     let (sink, mut reader) = crate::exec::pipe();
     let mut sub = sh.clone();
     let mut sub_io = io.clone();
@@ -99,14 +107,21 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
         let mut out = Vec::new();
         while let Some(chunk) = reader.next_chunk().await {
             if out.len() + chunk.len() > MAX_VALUE {
-                return (out, true);
+                return (out, Some(None));
+            }
+            // What is captured is held against the line's memory too.
+            if let Err(m) = lease.grow_to(out.len() + chunk.len()) {
+                return (out, Some(Some(m)));
             }
             out.extend_from_slice(&chunk);
         }
-        (out, false)
+        (out, None)
     };
     let (status, (out, overflow)) = futures::join!(run, collect);
-    if overflow {
+    if let Some(Some(m)) = overflow {
+        return Err(super::expand::out_of_memory(sh, io, m).await);
+    }
+    if overflow.is_some() {
         io.err(&format!(
             "{}command substitution: output larger than {} MiB\n",
             sh.err_prefix(),
@@ -199,20 +214,38 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     drop(next_in);
     // Every stage but the last in a task of its own (on another core if
     // one is free); the last in this one.
+    let mut slots = Vec::with_capacity(n);
+    for _ in 0..n {
+        match sh.budget.subshell() {
+            Ok(slot) => slots.push(slot),
+            Err(msg) => {
+                io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                return 137;
+            }
+        }
+    }
     let mut stage_ios = stage_ios.into_iter();
+    let mut slots = slots.into_iter();
     let mut spawned = Vec::with_capacity(n - 1);
     for (cmd, sio) in p.seq[..n - 1].iter().zip(stage_ios.by_ref()) {
-        let (sub, cmd) = (sh.clone(), cmd.clone());
-        spawned.push(crate::exec::spawn_part(async move { run_stage(sub, &cmd, sio).await }));
+        let (sub, cmd, slot) = (sh.clone(), cmd.clone(), slots.next());
+        spawned.push(crate::exec::spawn_part(async move {
+            let _slot = slot;
+            run_stage(sub, &cmd, sio).await
+        }));
     }
     let sio = stage_ios.next().expect("one Io per stage");
+    let _slot = slots.next();
     let last = run_stage(sh.clone(), &p.seq[n - 1], sio);
     let (statuses, last) = futures::join!(futures::future::join_all(spawned), last);
     // A stage that panicked failed as a guest that trapped would.
     let mut statuses: Vec<i32> =
         statuses.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
     statuses.push(last);
-    let _ = sh.set_array("PIPESTATUS", statuses.iter().map(|s| s.to_string()).collect());
+    let _ = sh.set_array(
+        "PIPESTATUS",
+        super::state::array_of(statuses.iter().map(|s| s.to_string()).collect()),
+    );
     let last = statuses.last().copied().unwrap_or(0);
     if sh.opts.pipefail {
         statuses.iter().rev().find(|&&s| s != 0).copied().unwrap_or(0)
@@ -238,7 +271,7 @@ pub fn run_command<'a>(
         // Simple commands yield on their own (with the command budget);
         // the others, which loops are made of, here.
         if !matches!(cmd, ast::Command::Simple(_)) {
-            sh.pause().await;
+            sh.pause().await?;
         }
         match cmd {
             ast::Command::Simple(s) => super::simple::run(sh, s, io).await,
@@ -356,7 +389,7 @@ fn run_compound<'a>(
                         }
                         v
                     }
-                    None => sh.positional.clone(),
+                    None => sh.positional.to_vec(),
                 };
                 let mut status = 0;
                 sh.loops += 1;

@@ -6,7 +6,7 @@ use super::interp;
 use super::io::{Input, Io};
 use super::parse::{Invocation, Script};
 use super::simple::run_argv;
-use super::state::{MAX_DEPTH, MAX_VALUE, Shell};
+use super::state::{Budget, MAX_DEPTH, MAX_VALUE, Shell};
 use crate::exec::{CommandSpec, Executor, Tool};
 use std::sync::Arc;
 
@@ -46,8 +46,14 @@ pub async fn run_command(exec: &Executor, spec: CommandSpec) -> i32 {
 
 /// Runs a shell invocation as the top-level command of a process.
 pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
-    let mut sh =
-        Shell::new(exec.clone(), &spec.env, spec.cwd.clone(), inv.arg0.clone(), inv.args.clone());
+    let mut sh = Shell::new(
+        exec.clone(),
+        &spec.env,
+        spec.cwd.clone(),
+        inv.arg0.clone(),
+        inv.args.clone(),
+        Arc::new(Budget::new(exec.limits.max_memory)),
+    );
     let io = Io {
         stdin: Input::from_stdin(spec.stdin),
         stdout: spec.stdout,
@@ -125,9 +131,14 @@ pub async fn nested(sh: &mut Shell, io: &Io, argv: &[String], assigns: &[(String
         return 2;
     }
     let env = sh.env_for_guest(assigns);
-    let mut sub =
-        Shell::new(sh.exec.clone(), &env, sh.cwd.clone(), inv.arg0.clone(), inv.args.clone());
-    sub.budget = sh.budget.clone();
+    let mut sub = Shell::new(
+        sh.exec.clone(),
+        &env,
+        sh.cwd.clone(),
+        inv.arg0.clone(),
+        inv.args.clone(),
+        sh.budget.clone(),
+    );
     sub.depth = sh.depth + 1;
     Box::pin(run_invocation(&mut sub, io, &inv)).await
 }

@@ -65,12 +65,23 @@ impl Input {
     }
 
     /// One line without its newline and whether a newline ended it, or
-    /// `None` at end of input.
+    /// `None` at end of input. A line longer than a variable may hold
+    /// ([`MAX_VALUE`](super::state::MAX_VALUE)) comes in pieces of that size,
+    /// so an endless line from a pipe is not gathered without end.
     pub async fn read_line(&self) -> Option<(String, bool)> {
         let mut st = self.0.lock().await;
         st.read_by_builtin = true;
+        let mut searched = 0;
         loop {
-            if let Some(pos) = st.pending.iter().position(|&b| b == b'\n') {
+            let found =
+                st.pending[searched..].iter().position(|&b| b == b'\n').map(|p| p + searched);
+            if found.is_none() && st.pending.len() >= super::state::MAX_VALUE {
+                let rest = st.pending.split_off(super::state::MAX_VALUE);
+                let line = std::mem::replace(&mut st.pending, rest);
+                return Some((String::from_utf8_lossy(&line).into_owned(), false));
+            }
+            searched = st.pending.len();
+            if let Some(pos) = found {
                 let rest = st.pending.split_off(pos + 1);
                 let mut line = std::mem::replace(&mut st.pending, rest);
                 line.pop();

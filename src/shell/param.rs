@@ -62,7 +62,7 @@ async fn lookup(
                 });
                 Value::Str(sh.positional.join(&sep))
             }
-            S::AllPositionalParameters { .. } => Value::List(sh.positional.clone()),
+            S::AllPositionalParameters { .. } => Value::List(sh.positional.to_vec()),
             S::PositionalParameterCount => Value::Str(sh.positional.len().to_string()),
             S::LastExitStatus => Value::Str(sh.status.to_string()),
             S::CurrentOptionFlags => {
@@ -87,20 +87,24 @@ async fn lookup(
             _ => sh.get(n).map(|v| Value::Str(v.to_owned())),
         },
         Parameter::NamedWithIndex { name, index } => {
-            let var = sh.vars.get(name).cloned();
-            let Some(var) = var else { return Ok(None) };
+            if !sh.vars.contains_key(name) {
+                return Ok(None);
+            }
             let idx = expand::string(sh, io, index).await?;
             let i = match super::arith::eval(sh, &idx) {
                 Ok(i) => i,
                 Err(msg) => return Err(expand::fail(sh, io, &msg).await),
             };
-            let items = var.array.unwrap_or_else(|| vec![var.value.clone()]);
-            let i = if i < 0 { items.len() as i64 + i } else { i };
-            usize::try_from(i).ok().and_then(|i| items.get(i).cloned()).map(Value::Str)
+            let var = sh.vars.get(name);
+            let e = var.and_then(|v| match usize::try_from(i) {
+                Ok(i) => v.element(i),
+                Err(_) => v.element_from_end(i.unsigned_abs() as usize),
+            });
+            e.map(|s| Value::Str(s.to_owned()))
         }
         Parameter::NamedWithAllIndices { name, concatenate } => {
             let Some(var) = sh.vars.get(name) else { return Ok(Some(Value::List(Vec::new()))) };
-            let items = var.array.clone().unwrap_or_else(|| vec![var.value.clone()]);
+            let items = var.items();
             if *concatenate && in_dq {
                 Some(Value::Str(items.join(" ")))
             } else {
@@ -332,8 +336,8 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             Ok(Value::List(names))
         }
         P::MemberKeys { variable_name, .. } => {
-            let n = sh.vars.get(variable_name).map_or(0, |v| v.array.as_ref().map_or(1, Vec::len));
-            Ok(Value::List((0..n).map(|i| i.to_string()).collect()))
+            let keys = sh.vars.get(variable_name).map_or(Vec::new(), |v| v.indices());
+            Ok(Value::List(keys.iter().map(|i| i.to_string()).collect()))
         }
     }
 }

@@ -7,7 +7,7 @@ use super::builtins;
 use super::expand;
 use super::io::Io;
 use super::redirect;
-use super::state::{MAX_DEPTH, Outcome, Shell, Unwind};
+use super::state::{Array, MAX_DEPTH, Outcome, Saved, Shell, Unwind};
 use crate::exec::CommandSpec;
 use crate::hostcmd;
 use brush_parser::ast::{self, CommandPrefixOrSuffixItem as Item, SourceLocation};
@@ -28,6 +28,13 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         .await;
         return Err(Unwind::Exit(137));
     };
+    // A limit of the line was hit (where it was, it was said): stop.
+    if sh.budget.halted() {
+        if let Some(msg) = sh.budget.take_unreported() {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+        }
+        return Err(Unwind::Exit(137));
+    }
     // Let other stages, the session and cancellation in between builtins;
     // not before the line's first command, so that a line of one builtin
     // (`echo hi`) finishes in its first poll and its output goes out with
@@ -45,7 +52,12 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         match item {
             Item::AssignmentWord(a, _) => assigns.extend(assignment(sh, io, a).await?),
             Item::IoRedirect(r) => redirects.push(r),
-            Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
+            Item::Word(w) => {
+                argv.extend(expand::fields(sh, io, &w.value).await?);
+                if let Err(m) = sh.budget.fits(expand::words_bytes(&argv)) {
+                    return Err(expand::out_of_memory(sh, io, m).await);
+                }
+            }
             Item::ProcessSubstitution(..) => {}
         }
     }
@@ -56,7 +68,12 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     for item in cmd.suffix.iter().flat_map(|s| s.0.iter()) {
         match item {
             Item::IoRedirect(r) => redirects.push(r),
-            Item::Word(w) => argv.extend(expand::fields(sh, io, &w.value).await?),
+            Item::Word(w) => {
+                argv.extend(expand::fields(sh, io, &w.value).await?);
+                if let Err(m) = sh.budget.fits(expand::words_bytes(&argv)) {
+                    return Err(expand::out_of_memory(sh, io, m).await);
+                }
+            }
             Item::AssignmentWord(_, w) if declaration => {
                 argv.push(expand::string(sh, io, &w.value).await?)
             }
@@ -115,12 +132,18 @@ async fn assignment(
             for (_, w) in items {
                 all.extend(expand::fields(sh, io, &w.value).await?);
             }
+            let mut array = Array::new();
             if a.append {
-                if let Some(prev) = sh.vars.get(&name).and_then(|v| v.array.clone()) {
-                    all.splice(0..0, prev);
+                if let Some(prev) = sh.vars.get(&name) {
+                    array = prev
+                        .array
+                        .clone()
+                        .unwrap_or_else(|| prev.items().into_iter().enumerate().collect());
                 }
             }
-            if let Err(msg) = sh.set_array(&name, all) {
+            let next = array.keys().next_back().map_or(0, |k| k + 1);
+            array.extend((next..).zip(all));
+            if let Err(msg) = sh.set_array(&name, array) {
                 io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
             }
             return Ok(None);
@@ -133,16 +156,14 @@ async fn assignment(
             Ok(i) => i,
             Err(msg) => return Err(expand::fail(sh, io, &msg).await),
         };
-        let mut items = sh
-            .vars
-            .get(n)
-            .map(|v| v.array.clone().unwrap_or_else(|| vec![v.value.clone()]))
-            .unwrap_or_default();
-        if items.len() <= i {
-            items.resize(i + 1, String::new());
+        let value = if a.append {
+            format!("{}{value}", sh.vars.get(n).and_then(|v| v.element(i)).unwrap_or(""))
+        } else {
+            value
+        };
+        if let Err(msg) = sh.set_element(n, i, value) {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
         }
-        items[i] = value;
-        let _ = sh.set_array(n, items);
         return Ok(None);
     }
     let value = if a.append { format!("{}{}", sh.get(&name).unwrap_or(""), value) } else { value };
@@ -249,31 +270,20 @@ async fn dispatch(
 
 type Boxed<'a> = futures::future::BoxFuture<'a, Outcome>;
 
-type Saved = Vec<(String, Option<super::state::Var>)>;
-
 /// Sets `VAR=x` prefixes for a builtin or function; returns what to restore.
-fn set_temp_vars(sh: &mut Shell, assigns: &[(String, String)]) -> Saved {
-    let saved = assigns.iter().map(|(k, _)| (k.clone(), sh.vars.get(k).cloned())).collect();
+fn set_temp_vars(sh: &mut Shell, assigns: &[(String, String)]) -> Vec<Saved> {
+    let saved = assigns.iter().map(|(k, _)| sh.vars.save(k)).collect();
     for (k, v) in assigns {
         if sh.set(k, v).is_ok() {
-            if let Some(var) = sh.vars.get_mut(k) {
-                var.exported = true;
-            }
+            sh.vars.flags(k, |var| var.exported = true);
         }
     }
     saved
 }
 
-fn restore_vars(sh: &mut Shell, saved: Saved) {
-    for (k, old) in saved {
-        match old {
-            Some(v) => {
-                sh.vars.insert(k, v);
-            }
-            None => {
-                sh.vars.remove(&k);
-            }
-        }
+fn restore_vars(sh: &mut Shell, saved: Vec<Saved>) {
+    for s in saved {
+        sh.restore(s);
     }
 }
 
@@ -317,21 +327,14 @@ async fn call_function_here(
         .await;
         return Err(Unwind::Exit(1));
     }
-    let saved_args = std::mem::replace(&mut sh.positional, argv[1..].to_vec());
+    let saved_args = sh.positional.replace(argv[1..].to_vec());
     sh.depth += 1;
     sh.in_function += 1;
     sh.locals.push(Vec::new());
     let r = super::interp::run_body(sh, &body, io).await;
     if let Some(frame) = sh.locals.pop() {
-        for (name, old) in frame.into_iter().rev() {
-            match old {
-                Some(v) => {
-                    sh.vars.insert(name, v);
-                }
-                None => {
-                    sh.vars.remove(&name);
-                }
-            }
+        for saved in frame.into_iter().rev() {
+            sh.restore(saved);
         }
     }
     sh.in_function -= 1;

@@ -4,9 +4,9 @@
 //! budget is shared by all clones, so limits hold for the whole line.
 
 use crate::exec::Executor;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Deepest nesting of function calls, `eval`, `source` and substitutions.
 pub const MAX_DEPTH: usize = 1000;
@@ -14,20 +14,32 @@ pub const MAX_DEPTH: usize = 1000;
 pub const MAX_COMMANDS: u64 = 2_000_000;
 /// Largest value a variable or a command substitution may hold.
 pub const MAX_VALUE: usize = 64 << 20;
-/// Elements an indexed array may have: an index from the command line is
-/// checked before it sizes anything (arrays are dense here, so `a[N]=x`
-/// allocates N elements).
-pub const MAX_ARRAY: usize = 1 << 20;
+/// Largest array index (bash's own limit is `i64::MAX`; arrays are sparse,
+/// so an index is not an allocation, and this one fits every target).
+pub const MAX_ARRAY: usize = i64::MAX as usize;
 
 /// Checks an array index against [`MAX_ARRAY`] (bash's wording for the rest).
 pub fn array_index(name: &str, index: usize) -> Result<usize, String> {
-    if index >= MAX_ARRAY {
-        return Err(format!(
-            "{name}[{index}]: array index too large (at most {}, a limit of this shell)",
-            MAX_ARRAY - 1
-        ));
+    if index > MAX_ARRAY {
+        return Err(format!("{name}[{index}]: bad array subscript"));
     }
     Ok(index)
+}
+
+/// What a variable or an array element costs beyond its text: the map
+/// entry, the `String` and the allocator's rounding, roughly.
+const ENTRY_BYTES: usize = 64;
+
+/// Indexed array elements, sparse: `a[1000000000]=x` holds one element.
+pub type Array = BTreeMap<usize, String>;
+
+/// An array from a list (`a=(x y z)`), indexed from 0.
+pub fn array_of(items: Vec<String>) -> Array {
+    items.into_iter().enumerate().collect()
+}
+
+fn array_bytes(a: &Array) -> usize {
+    a.values().map(|s| ENTRY_BYTES + s.len()).sum()
 }
 
 /// Host work the interpreter does between two yields at most (compound
@@ -40,11 +52,290 @@ pub const YIELD_EVERY: std::time::Duration = std::time::Duration::from_millis(1)
 pub struct Var {
     pub value: String,
     /// Indexed array elements when the variable is an array (`a=(x y)`).
-    pub array: Option<Vec<String>>,
+    pub array: Option<Array>,
     /// Passed to guests in their environment.
     pub exported: bool,
     /// `readonly`: assignments and `unset` fail.
     pub readonly: bool,
+    /// What it is charged against the budget as it stands in [`Vars`].
+    cost: usize,
+}
+
+impl Var {
+    /// What the variable costs against the command's memory budget.
+    fn bytes(&self) -> usize {
+        ENTRY_BYTES + self.value.len() + self.array.as_ref().map_or(0, array_bytes)
+    }
+
+    /// Element `i` (a plain variable is element 0).
+    pub fn element(&self, i: usize) -> Option<&str> {
+        match &self.array {
+            Some(a) => a.get(&i).map(String::as_str),
+            None => (i == 0).then_some(self.value.as_str()),
+        }
+    }
+
+    /// The element a negative index names (`${a[-1]}`: counted back from
+    /// one past the highest index, as bash does).
+    pub fn element_from_end(&self, back: usize) -> Option<&str> {
+        let top = match &self.array {
+            Some(a) => a.keys().next_back().map_or(0, |k| k + 1),
+            None => 1,
+        };
+        top.checked_sub(back).and_then(|i| self.element(i))
+    }
+
+    /// The values in index order (`"${a[@]}"`).
+    pub fn items(&self) -> Vec<String> {
+        match &self.array {
+            Some(a) => a.values().cloned().collect(),
+            None => vec![self.value.clone()],
+        }
+    }
+
+    /// The indices that are set (`"${!a[@]}"`).
+    pub fn indices(&self) -> Vec<usize> {
+        match &self.array {
+            Some(a) => a.keys().copied().collect(),
+            None => vec![0],
+        }
+    }
+
+    /// Elements set (`${#a[@]}`).
+    pub fn len(&self) -> usize {
+        self.array.as_ref().map_or(1, BTreeMap::len)
+    }
+}
+
+/// The variables of one shell, their cost charged to the command line's
+/// [`Budget`]: a copy (a subshell) is charged again, and what a shell drops
+/// is given back.
+pub struct Vars {
+    map: HashMap<String, Var>,
+    bytes: usize,
+    budget: Arc<Budget>,
+}
+
+impl Clone for Vars {
+    fn clone(&self) -> Self {
+        // A clone cannot fail: it is charged in full, and a budget pushed
+        // past its limit stops the line at its next command.
+        self.budget.force(self.bytes);
+        Self { map: self.map.clone(), bytes: self.bytes, budget: self.budget.clone() }
+    }
+}
+
+impl Drop for Vars {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// A variable's value saved for later (by `local` or a `VAR=x` prefix of a
+/// function call), charged while it is kept.
+#[derive(Clone)]
+pub struct Saved {
+    pub name: String,
+    pub var: Option<Var>,
+    _lease: Lease,
+}
+
+impl Vars {
+    fn new(budget: Arc<Budget>) -> Self {
+        Self { map: HashMap::new(), bytes: 0, budget }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Var> {
+        self.map.get(name)
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.map.keys()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Var)> {
+        self.map.iter()
+    }
+
+    /// A copy of `name` to put back later, charged while it is kept.
+    pub fn save(&self, name: &str) -> Saved {
+        let var = self.map.get(name).cloned();
+        let bytes = var.as_ref().map_or(0, |v| v.cost);
+        self.budget.force(bytes);
+        Saved { name: name.to_owned(), var, _lease: Lease { budget: self.budget.clone(), bytes } }
+    }
+
+    /// Charges a change of `old` bytes to `new` bytes.
+    fn recharge(&mut self, old: usize, new: usize) -> Result<(), MemoryLimit> {
+        if new > old {
+            self.budget.charge(new - old)?;
+        } else {
+            self.budget.release(old - new);
+        }
+        self.bytes = self.bytes - old + new;
+        Ok(())
+    }
+
+    /// Puts a whole variable in place (an array, or a saved one put back).
+    pub fn insert(&mut self, name: String, mut var: Var) -> Result<(), MemoryLimit> {
+        var.cost = var.bytes() + name.len();
+        let old = self.map.get(&name).map_or(0, |v| v.cost);
+        self.recharge(old, var.cost)?;
+        self.map.insert(name, var);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Var> {
+        let v = self.map.remove(name)?;
+        let _ = self.recharge(v.cost, 0);
+        Some(v)
+    }
+
+    /// Changes only the flags of a variable (creating it, empty, if need be).
+    pub fn flags(&mut self, name: &str, f: impl FnOnce(&mut Var)) {
+        if !self.map.contains_key(name) {
+            let _ = self.insert(name.to_owned(), Var::default());
+        }
+        if let Some(v) = self.map.get_mut(name) {
+            f(v);
+        }
+    }
+
+    /// Sets the value of a scalar (an array becomes a scalar).
+    fn set_value(&mut self, name: &str, value: String) -> Result<(), SetError> {
+        let old = match self.map.get(name) {
+            Some(v) if v.readonly => return Err(SetError::Readonly),
+            Some(v) => v.cost,
+            None => 0,
+        };
+        let new = ENTRY_BYTES + value.len() + name.len();
+        self.recharge(old, new)?;
+        let v = self.map.entry(name.to_owned()).or_default();
+        v.value = value;
+        v.array = None;
+        v.cost = new;
+        Ok(())
+    }
+
+    /// Sets element `i` of an array (a scalar becomes element 0 of one).
+    fn set_element(&mut self, name: &str, i: usize, value: String) -> Result<(), SetError> {
+        let Some(v) = self.map.get(name) else {
+            let first = if i == 0 { value.clone() } else { String::new() };
+            let var =
+                Var { value: first, array: Some(Array::from([(i, value)])), ..Default::default() };
+            return Ok(self.insert(name.to_owned(), var)?);
+        };
+        if v.readonly {
+            return Err(SetError::Readonly);
+        }
+        let Some(a) = &v.array else {
+            // A scalar's value becomes element 0, as in bash.
+            let mut a = Array::new();
+            if !v.value.is_empty() {
+                a.insert(0, v.value.clone());
+            }
+            a.insert(i, value);
+            let var = Var { array: Some(a), ..v.clone() };
+            return Ok(self.insert(name.to_owned(), var)?);
+        };
+        // The element's text, and `$a` when it is element 0.
+        let old_elem = a.get(&i).map_or(0, |s| ENTRY_BYTES + s.len());
+        let scalar = if i == 0 { value.len() } else { v.value.len() };
+        let old = old_elem + v.value.len();
+        let new = ENTRY_BYTES + value.len() + scalar;
+        let cost = v.cost - old + new;
+        self.recharge(old, new)?;
+        let v = self.map.get_mut(name).expect("looked up above");
+        if i == 0 {
+            v.value = value.clone();
+        }
+        v.array.get_or_insert_default().insert(i, value);
+        v.cost = cost;
+        Ok(())
+    }
+}
+
+/// The positional parameters (`$1…`), charged like variables: a copy (a
+/// subshell) is charged again.
+#[derive(Clone)]
+pub struct Args {
+    list: Vec<String>,
+    lease: Lease,
+}
+
+fn list_bytes(list: &[String]) -> usize {
+    list.iter().map(|s| ENTRY_BYTES + s.len()).sum()
+}
+
+impl Args {
+    /// Charged in full: past the budget, the line stops at its next command.
+    pub fn new(budget: &Arc<Budget>, list: Vec<String>) -> Self {
+        let bytes = list_bytes(&list);
+        budget.force(bytes);
+        Self { list, lease: Lease { budget: budget.clone(), bytes } }
+    }
+
+    /// Puts `list` in place; returns the old parameters (charged while kept).
+    pub fn replace(&mut self, list: Vec<String>) -> Args {
+        let new = Args::new(&self.lease.budget, list);
+        std::mem::replace(self, new)
+    }
+
+    /// `shift N`.
+    pub fn shift(&mut self, n: usize) {
+        let n = n.min(self.list.len());
+        let gone = list_bytes(&self.list[..n]);
+        self.list.drain(..n);
+        self.lease.budget.release(gone);
+        self.lease.bytes -= gone;
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.list
+    }
+}
+
+/// Why an assignment failed.
+#[derive(Debug)]
+pub enum SetError {
+    Readonly,
+    Memory(MemoryLimit),
+}
+
+impl From<MemoryLimit> for SetError {
+    fn from(m: MemoryLimit) -> Self {
+        Self::Memory(m)
+    }
+}
+
+impl SetError {
+    /// Bash's message for `name`.
+    pub fn message(&self, name: &str) -> String {
+        match self {
+            Self::Readonly => format!("{name}: readonly variable"),
+            Self::Memory(m) => m.to_string(),
+        }
+    }
+}
+
+/// The command line used up its memory budget (max-memory): what the shell
+/// and host commands hold for it, like a guest's linear memory.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoryLimit {
+    pub max: usize,
+}
+
+impl std::fmt::Display for MemoryLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory limit exceeded (max-memory is {} MiB); command stopped", self.max >> 20)
+    }
 }
 
 /// `set -e`, `-u`, `-x`, `-o pipefail`, `-f`.
@@ -70,18 +361,158 @@ pub enum Unwind {
 /// The result of running anything: a status, or control leaving.
 pub type Outcome = Result<i32, Unwind>;
 
-/// Counts commands across a whole command line (shared by subshells).
-#[derive(Debug, Default)]
+/// What a whole command line may use, shared by its subshells: commands
+/// run, and the memory its shells hold (variables in every copy, captured
+/// output, words being built, here-documents, sourced scripts).
+#[derive(Debug)]
 pub struct Budget {
     commands: AtomicU64,
+    memory: AtomicUsize,
+    max_memory: usize,
+    /// A limit of the line (memory, subshells) was hit: every shell of the
+    /// line stops at its next command or loop turn.
+    over: AtomicBool,
+    /// Subshells (pipeline stages, `$( … )`) alive at once.
+    live_shells: AtomicUsize,
+    /// A limit hit where nobody could say so (a copy pushed the budget
+    /// over): the next command says it.
+    unreported: std::sync::Mutex<Option<String>>,
 }
 
+/// Subshells one command line may have alive at once (`f(){ f|f; }; f`
+/// ends here).
+pub const MAX_LIVE_SHELLS: usize = 256;
+
 impl Budget {
+    pub fn new(max_memory: usize) -> Self {
+        Self {
+            commands: AtomicU64::new(0),
+            memory: AtomicUsize::new(0),
+            max_memory,
+            over: AtomicBool::new(false),
+            live_shells: AtomicUsize::new(0),
+            unreported: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Takes one command from the budget: its number in the line (0 for
     /// the first), or `None` once the budget is spent.
     pub fn take(&self) -> Option<u64> {
         let n = self.commands.fetch_add(1, Ordering::Relaxed);
         (n < MAX_COMMANDS).then_some(n)
+    }
+
+    /// Charges `n` bytes, or refuses (and marks the line over budget).
+    pub fn charge(&self, n: usize) -> Result<(), MemoryLimit> {
+        let was = self.memory.fetch_add(n, Ordering::Relaxed);
+        if was.saturating_add(n) > self.max_memory {
+            self.memory.fetch_sub(n, Ordering::Relaxed);
+            self.over.store(true, Ordering::Relaxed);
+            return Err(MemoryLimit { max: self.max_memory });
+        }
+        Ok(())
+    }
+
+    /// Charges `n` bytes that are held already (a copy of a shell's
+    /// variables): past the limit the line stops at its next command.
+    pub fn force(&self, n: usize) {
+        let was = self.memory.fetch_add(n, Ordering::Relaxed);
+        if was.saturating_add(n) > self.max_memory && !self.over.swap(true, Ordering::Relaxed) {
+            let msg = MemoryLimit { max: self.max_memory }.to_string();
+            *self.unreported.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg);
+        }
+    }
+
+    /// The message of a limit hit that nobody has reported yet.
+    pub fn take_unreported(&self) -> Option<String> {
+        self.unreported.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn release(&self, n: usize) {
+        self.memory.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Whether `n` more bytes would fit now (for a value about to be built).
+    pub fn fits(&self, n: usize) -> Result<(), MemoryLimit> {
+        if self.memory.load(Ordering::Relaxed).saturating_add(n) > self.max_memory {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(MemoryLimit { max: self.max_memory });
+        }
+        Ok(())
+    }
+
+    /// Bytes charged now.
+    pub fn used(&self) -> usize {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// The line hit one of its limits somewhere (the shell that hit it said
+    /// which): it stops.
+    pub fn halted(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+
+    /// Holds `n` bytes until the lease is dropped.
+    pub fn lease(self: &Arc<Self>, n: usize) -> Result<Lease, MemoryLimit> {
+        self.charge(n)?;
+        Ok(Lease { budget: self.clone(), bytes: n })
+    }
+
+    /// Counts one more live subshell, unless the line has
+    /// [`MAX_LIVE_SHELLS`].
+    pub fn subshell(self: &Arc<Self>) -> Result<SubshellSlot, String> {
+        self.live_shells
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LIVE_SHELLS).then_some(n + 1)
+            })
+            .map_err(|_| {
+                self.over.store(true, Ordering::Relaxed);
+                format!(
+                    "too many subshells at once (at most {MAX_LIVE_SHELLS} in one command line); \
+                     command stopped"
+                )
+            })?;
+        Ok(SubshellSlot(self.clone()))
+    }
+}
+
+/// Bytes a value being built holds against the [`Budget`], given back on
+/// drop; it can grow. A copy is charged again.
+pub struct Lease {
+    budget: Arc<Budget>,
+    bytes: usize,
+}
+
+impl Lease {
+    /// Grows the lease to `n` bytes.
+    pub fn grow_to(&mut self, n: usize) -> Result<(), MemoryLimit> {
+        if n > self.bytes {
+            self.budget.charge(n - self.bytes)?;
+            self.bytes = n;
+        }
+        Ok(())
+    }
+}
+
+impl Clone for Lease {
+    fn clone(&self) -> Self {
+        self.budget.force(self.bytes);
+        Self { budget: self.budget.clone(), bytes: self.bytes }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
+
+/// One live subshell of a line, counted until dropped.
+pub struct SubshellSlot(Arc<Budget>);
+
+impl Drop for SubshellSlot {
+    fn drop(&mut self) {
+        self.0.live_shells.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -90,12 +521,12 @@ impl Budget {
 pub struct Shell {
     /// Runs guests; owns the workspace capability every path goes through.
     pub exec: Executor,
-    pub vars: HashMap<String, Var>,
+    pub vars: Vars,
     /// Saved values for `local`, one frame per function call.
-    pub locals: Vec<Vec<(String, Option<Var>)>>,
+    pub locals: Vec<Vec<Saved>>,
     pub funcs: HashMap<String, Arc<brush_parser::ast::FunctionBody>>,
     /// `$1…`.
-    pub positional: Vec<String>,
+    pub positional: Args,
     /// `$0`, also the prefix of error messages (`bash: line 1: …`).
     pub arg0: String,
     /// Visible absolute working directory, always inside the workspace.
@@ -140,22 +571,25 @@ impl Shell {
         cwd: String,
         arg0: String,
         args: Vec<String>,
+        budget: Arc<Budget>,
     ) -> Self {
-        let mut vars = HashMap::new();
+        let mut vars = Vars::new(budget.clone());
         for (k, v) in env {
-            vars.insert(k.clone(), Var { value: v.clone(), exported: true, ..Default::default() });
+            let var = Var { value: v.clone(), exported: true, ..Default::default() };
+            // The environment is the client's, bounded by the frame size.
+            let _ = vars.insert(k.clone(), var);
         }
         let mut sh = Self {
             exec,
             vars,
             locals: Vec::new(),
             funcs: HashMap::new(),
-            positional: args,
+            positional: Args::new(&budget, args),
             arg0,
             cwd: cwd.clone(),
             status: 0,
             opts: Options::default(),
-            budget: Arc::new(Budget::default()),
+            budget,
             depth: 0,
             loops: 0,
             in_condition: 0,
@@ -166,7 +600,10 @@ impl Shell {
             pid: next_pid(),
         };
         sh.set_exported("PWD", &cwd);
-        sh.vars.entry("IFS".into()).or_insert(Var { value: " \t\n".into(), ..Default::default() });
+        if !sh.vars.contains_key("IFS") {
+            let _ =
+                sh.vars.insert("IFS".into(), Var { value: " \t\n".into(), ..Default::default() });
+        }
         sh
     }
 
@@ -179,43 +616,45 @@ impl Shell {
 
     /// Yields when [`YIELD_EVERY`] of work has passed since the last time:
     /// a loop of compound commands (`while ((1)); do ((i++)); done`) never
-    /// holds a thread for longer, and stays stoppable.
-    pub async fn pause(&mut self) {
+    /// holds a thread for longer, and stays stoppable. Fails once the line
+    /// is over its memory budget.
+    pub async fn pause(&mut self) -> Result<(), Unwind> {
         if self.last_yield.elapsed() >= YIELD_EVERY {
             self.yield_now().await;
         }
+        if self.budget.halted() { Err(Unwind::Exit(137)) } else { Ok(()) }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(|v| v.value.as_str())
     }
 
-    /// Assigns a variable; fails (with bash's message) when it is readonly.
+    /// Assigns a variable; fails (with bash's message) when it is readonly
+    /// or the value does not fit the line's memory budget.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
-        let v = self.vars.entry(name.to_owned()).or_default();
-        if v.readonly {
-            return Err(format!("{name}: readonly variable"));
-        }
-        v.value = value.to_owned();
-        v.array = None;
-        Ok(())
+        self.vars.set_value(name, value.to_owned()).map_err(|e| e.message(name))
     }
 
     pub fn set_exported(&mut self, name: &str, value: &str) {
-        let v = self.vars.entry(name.to_owned()).or_default();
-        v.value = value.to_owned();
-        v.exported = true;
+        let _ = self.vars.set_value(name, value.to_owned());
+        self.vars.flags(name, |v| v.exported = true);
     }
 
     /// Assigns an array (`a=(x y z)`); `$a` is its first element.
-    pub fn set_array(&mut self, name: &str, items: Vec<String>) -> Result<(), String> {
-        let v = self.vars.entry(name.to_owned()).or_default();
-        if v.readonly {
+    pub fn set_array(&mut self, name: &str, items: Array) -> Result<(), String> {
+        if self.vars.get(name).is_some_and(|v| v.readonly) {
             return Err(format!("{name}: readonly variable"));
         }
-        v.value = items.first().cloned().unwrap_or_default();
-        v.array = Some(items);
-        Ok(())
+        let exported = self.vars.get(name).is_some_and(|v| v.exported);
+        let value = items.get(&0).cloned().unwrap_or_default();
+        let var = Var { value, array: Some(items), exported, ..Default::default() };
+        self.vars.insert(name.to_owned(), var).map_err(|e| e.to_string())
+    }
+
+    /// Assigns one element of an array (`a[i]=x`): the others stay where
+    /// they are, so a loop of these is not quadratic.
+    pub fn set_element(&mut self, name: &str, i: usize, value: String) -> Result<(), String> {
+        self.vars.set_element(name, i, value).map_err(|e| e.message(name))
     }
 
     pub fn unset(&mut self, name: &str) -> Result<(), String> {
@@ -228,10 +667,21 @@ impl Shell {
 
     /// `local NAME`: remembers the outer value for the end of the call.
     pub fn make_local(&mut self, name: &str) {
-        let saved = self.vars.get(name).cloned();
-        if let Some(frame) = self.locals.last_mut() {
-            if !frame.iter().any(|(n, _)| n == name) {
-                frame.push((name.to_owned(), saved));
+        if self.locals.last().is_some_and(|f| !f.iter().any(|s| s.name == name)) {
+            let saved = self.vars.save(name);
+            self.locals.last_mut().expect("checked above").push(saved);
+        }
+    }
+
+    /// Puts back what `local` or a `VAR=x` prefix saved.
+    pub fn restore(&mut self, saved: Saved) {
+        match saved.var {
+            // A refusal marks the line over budget, which stops it.
+            Some(v) => {
+                let _ = self.vars.insert(saved.name, v);
+            }
+            None => {
+                self.vars.remove(&saved.name);
             }
         }
     }
@@ -272,8 +722,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn variables_are_charged_and_given_back() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let mut vars = Vars::new(budget.clone());
+        vars.set_value("x", "a".repeat(1000)).expect("fits");
+        let one = budget.used();
+        assert!(one >= 1000);
+        // Sparse: a huge index is one element.
+        vars.set_element("a", 1 << 40, "y".into()).expect("fits");
+        vars.set_element("a", 3, "z".into()).expect("fits");
+        assert_eq!(vars.get("a").map(Var::indices), Some(vec![3, 1 << 40]));
+        assert!(budget.used() < one + 1000);
+        // A copy is charged again; dropping it gives it back.
+        let copy = vars.clone();
+        let two = budget.used();
+        drop(copy);
+        assert_eq!(budget.used(), two / 2);
+        // Too large: refused, nothing charged, and the line is halted.
+        let before = budget.used();
+        assert!(vars.set_value("big", "b".repeat(2 << 20)).is_err());
+        assert_eq!(budget.used(), before);
+        assert!(budget.halted());
+        let saved = vars.save("x");
+        assert!(budget.used() > before);
+        drop(saved);
+        vars.remove("x");
+        vars.remove("a");
+        assert_eq!(budget.used(), 0);
+        let args = Args::new(&budget, vec!["q".repeat(100); 3]);
+        let mut copy = args.clone();
+        copy.shift(2);
+        drop(args);
+        drop(copy);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn budget_runs_out() {
-        let b = Budget::default();
+        let b = Budget::new(1 << 20);
         assert_eq!(b.take(), Some(0));
         b.commands.store(MAX_COMMANDS - 1, Ordering::Relaxed);
         assert_eq!(b.take(), Some(MAX_COMMANDS - 1));
