@@ -100,11 +100,6 @@ impl Var {
             None => vec![0],
         }
     }
-
-    /// Elements set (`${#a[@]}`).
-    pub fn len(&self) -> usize {
-        self.array.as_ref().map_or(1, BTreeMap::len)
-    }
 }
 
 /// The variables of one shell, their cost charged to the command line's
