@@ -112,36 +112,183 @@ fn tok_matches(t: &Tok, c: char) -> bool {
     }
 }
 
-fn match_toks(toks: &[Tok], text: &[char]) -> bool {
-    // Classic two-pointer wildcard match with backtracking to the last star.
-    let (mut t, mut s) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while s < text.len() {
-        if t < toks.len() && toks[t] == Tok::Star {
-            star = Some((t, s));
-            t += 1;
-        } else if t < toks.len() && tok_matches(&toks[t], text[s]) {
-            t += 1;
-            s += 1;
-        } else if let Some((st, ss)) = star {
-            t = st + 1;
-            s = ss + 1;
-            star = Some((st, ss + 1));
-        } else {
-            return false;
-        }
-    }
-    while t < toks.len() && toks[t] == Tok::Star {
-        t += 1;
-    }
-    t == toks.len()
+/// NFA steps (a state times a character) between two yields of a search
+/// in the shell: about a millisecond of work.
+const SLICE: usize = 1 << 16;
+
+/// No thread in this state.
+const DEAD: usize = usize::MAX;
+
+/// Which match a search wants.
+#[derive(Clone, Copy, PartialEq)]
+enum Want {
+    /// The first end reached (the shortest match from an anchored start).
+    Shortest,
+    /// The leftmost start, then the longest match from it.
+    Longest,
 }
 
-/// Whether `text` matches the whole `pattern`.
+/// A search of `text` for the pattern's tokens, run as an NFA whose states
+/// are positions in the token list (state `j`: tokens `..j` matched), with
+/// every live thread tracked at once (Thompson's construction, with the
+/// start of the leftmost thread kept per state, as a Pike VM does). It
+/// takes O(text × pattern) steps whatever the input, where the classic
+/// backtracking match takes exponential or, for `${x##*z}`, cubic time,
+/// and it can stop after a slice of work and go on later, so the shell
+/// yields in the middle of a long search.
+///
+/// Positions are byte offsets into `text`. A backward search walks from
+/// the end with the tokens reversed (for suffixes), and reports positions
+/// counted from the end.
+struct Search<'a> {
+    toks: Vec<Tok>,
+    text: &'a str,
+    backward: bool,
+    /// Threads start only at `from` (else at every position).
+    anchored: bool,
+    want: Want,
+    /// An empty match does not count.
+    nonempty: bool,
+    from: usize,
+    /// Offset (from the search's own end) reached.
+    pos: usize,
+    starts: Vec<usize>,
+    next: Vec<usize>,
+    best: Option<(usize, usize)>,
+}
+
+impl<'a> Search<'a> {
+    fn new(toks: &[Tok], text: &'a str, from: usize, backward: bool) -> Self {
+        let mut toks = toks.to_vec();
+        if backward {
+            toks.reverse();
+        }
+        let m = toks.len();
+        Search {
+            toks,
+            text,
+            backward,
+            anchored: true,
+            want: Want::Longest,
+            nonempty: false,
+            from,
+            pos: from,
+            starts: vec![DEAD; m + 1],
+            next: vec![DEAD; m + 1],
+            best: None,
+        }
+    }
+
+    /// The next character from offset `pos` on, and its length.
+    fn char_at(&self, pos: usize) -> Option<char> {
+        if self.backward {
+            self.text[..self.text.len() - pos].chars().next_back()
+        } else {
+            self.text[pos..].chars().next()
+        }
+    }
+
+    /// Follows the stars' empty moves (a star may match nothing).
+    fn close(toks: &[Tok], set: &mut [usize]) {
+        for j in 0..toks.len() {
+            if set[j] != DEAD && toks[j] == Tok::Star && set[j] < set[j + 1] {
+                set[j + 1] = set[j];
+            }
+        }
+    }
+
+    /// Runs for about `fuel` steps: `Some(result)` when the search is over,
+    /// `None` when it has more to do.
+    fn run(&mut self, mut fuel: usize) -> Option<Option<(usize, usize)>> {
+        let m = self.toks.len();
+        let len = self.text.len();
+        loop {
+            let pos = self.pos;
+            if self.best.is_none() && (!self.anchored || pos == self.from) && self.starts[0] > pos {
+                self.starts[0] = pos;
+                Self::close(&self.toks, &mut self.starts);
+            }
+            let s = self.starts[m];
+            if s != DEAD && (!self.nonempty || pos > s) {
+                // Leftmost first; from the same start, the later end.
+                let better = self.best.is_none_or(|(bs, _)| s <= bs);
+                if better {
+                    self.best = Some((s, pos));
+                    if self.want == Want::Shortest {
+                        return Some(self.best);
+                    }
+                }
+            }
+            if let Some((bs, _)) = self.best {
+                for st in self.starts.iter_mut() {
+                    if *st != DEAD && *st > bs {
+                        *st = DEAD;
+                    }
+                }
+            }
+            let alive = self.starts[..m].iter().any(|&st| st != DEAD);
+            let more = !self.anchored && self.best.is_none();
+            if pos >= len || (!alive && !more) {
+                return Some(self.best);
+            }
+            let Some(c) = self.char_at(pos) else { return Some(self.best) };
+            self.next.iter_mut().for_each(|n| *n = DEAD);
+            for j in 0..m {
+                let st = self.starts[j];
+                if st == DEAD {
+                    continue;
+                }
+                let to = match &self.toks[j] {
+                    Tok::Star => j,
+                    t if tok_matches(t, c) => j + 1,
+                    _ => continue,
+                };
+                if st < self.next[to] {
+                    self.next[to] = st;
+                }
+            }
+            Self::close(&self.toks, &mut self.next);
+            std::mem::swap(&mut self.starts, &mut self.next);
+            self.pos = pos + c.len_utf8();
+            fuel = fuel.saturating_sub(m + 1);
+            if fuel == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Runs to the end, yielding to the runtime between slices when asked
+    /// (the shell's searches; a search for a file name need not).
+    async fn finish(mut self, yielding: bool) -> Option<(usize, usize)> {
+        loop {
+            if let Some(r) = self.run(SLICE) {
+                return r;
+            }
+            if yielding {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+/// Whether the tokens match all of `text`.
+fn match_toks(toks: &[Tok], text: &str) -> bool {
+    let search = Search::new(toks, text, 0, false);
+    let mut search = Search { want: Want::Longest, ..search };
+    matches!(search.run(usize::MAX), Some(Some((0, e))) if e == text.len())
+}
+
+/// Whether `text` matches the whole `pattern` (for short texts: a file
+/// name, a tag; the shell uses [`matches_yielding`]).
 pub fn matches(pattern: &str, text: &str) -> bool {
+    match_toks(&compile(pattern), text)
+}
+
+/// Whether `text` matches the whole `pattern`, yielding in a long search.
+pub async fn matches_yielding(pattern: &str, text: &str) -> bool {
     let toks = compile(pattern);
-    let chars: Vec<char> = text.chars().collect();
-    match_toks(&toks, &chars)
+    let search = Search::new(&toks, text, 0, false);
+    matches!(search.finish(true).await, Some((0, e)) if e == text.len())
 }
 
 /// Whether the pattern has an unescaped `*`, `?` or `[`.
@@ -185,45 +332,49 @@ pub enum Trim {
     LongSuffix,
 }
 
-/// `${X#p}`, `${X##p}`, `${X%p}`, `${X%%p}`.
-pub fn trim(value: &str, pattern: &str, how: Trim) -> String {
+/// `${X#p}`, `${X##p}`, `${X%p}`, `${X%%p}`: one anchored search, forward
+/// for a prefix and backward for a suffix.
+pub async fn trim(value: &str, pattern: &str, how: Trim) -> String {
     let toks = compile(pattern);
-    let chars: Vec<char> = value.chars().collect();
-    let n = chars.len();
-    let try_len = |k: usize, prefix: bool| {
-        if prefix { match_toks(&toks, &chars[..k]) } else { match_toks(&toks, &chars[n - k..]) }
+    let (backward, want) = match how {
+        Trim::ShortPrefix => (false, Want::Shortest),
+        Trim::LongPrefix => (false, Want::Longest),
+        Trim::ShortSuffix => (true, Want::Shortest),
+        Trim::LongSuffix => (true, Want::Longest),
     };
-    let found = match how {
-        Trim::ShortPrefix => (0..=n).find(|&k| try_len(k, true)).map(|k| (k, true)),
-        Trim::LongPrefix => (0..=n).rev().find(|&k| try_len(k, true)).map(|k| (k, true)),
-        Trim::ShortSuffix => (0..=n).find(|&k| try_len(k, false)).map(|k| (k, false)),
-        Trim::LongSuffix => (0..=n).rev().find(|&k| try_len(k, false)).map(|k| (k, false)),
-    };
-    match found {
-        Some((k, true)) => chars[k..].iter().collect(),
-        Some((k, false)) => chars[..n - k].iter().collect(),
+    let search = Search { want, ..Search::new(&toks, value, 0, backward) };
+    match search.finish(true).await {
+        Some((_, k)) if backward => value[..value.len() - k].to_owned(),
+        Some((_, k)) => value[k..].to_owned(),
         None => value.to_owned(),
     }
 }
 
-/// `${X/p/r}` (first), `${X//p/r}` (all), `${X/#p/r}`, `${X/%p/r}`.
-pub fn replace(value: &str, pattern: &str, with: &str, all: bool, anchor: Option<bool>) -> String {
+/// `${X/p/r}` (first), `${X//p/r}` (all), `${X/#p/r}`, `${X/%p/r}`: at each
+/// place, the leftmost match and the longest from there, as bash does.
+pub async fn replace(
+    value: &str,
+    pattern: &str,
+    with: &str,
+    all: bool,
+    anchor: Option<bool>,
+) -> String {
     let toks = compile(pattern);
-    let chars: Vec<char> = value.chars().collect();
-    let n = chars.len();
     if toks.is_empty() {
         return value.to_owned();
     }
     match anchor {
         Some(true) => {
-            return match (0..=n).rev().find(|&k| match_toks(&toks, &chars[..k])) {
-                Some(k) => format!("{with}{}", chars[k..].iter().collect::<String>()),
+            let search = Search::new(&toks, value, 0, false);
+            return match search.finish(true).await {
+                Some((_, k)) => format!("{with}{}", &value[k..]),
                 None => value.to_owned(),
             };
         }
         Some(false) => {
-            return match (0..=n).find(|&s| match_toks(&toks, &chars[s..])) {
-                Some(s) => format!("{}{with}", chars[..s].iter().collect::<String>()),
+            let search = Search::new(&toks, value, 0, true);
+            return match search.finish(true).await {
+                Some((_, k)) => format!("{}{with}", &value[..value.len() - k]),
                 None => value.to_owned(),
             };
         }
@@ -231,20 +382,18 @@ pub fn replace(value: &str, pattern: &str, with: &str, all: bool, anchor: Option
     }
     let mut out = String::new();
     let mut i = 0;
-    let mut done = false;
-    while i < n {
-        if !done {
-            // Longest match starting at i.
-            if let Some(k) = (i + 1..=n).rev().find(|&e| match_toks(&toks, &chars[i..e])) {
-                out.push_str(with);
-                i = k;
-                done = !all;
-                continue;
-            }
+    while i < value.len() {
+        let search =
+            Search { anchored: false, nonempty: true, ..Search::new(&toks, value, i, false) };
+        let Some((s, e)) = search.finish(true).await else { break };
+        out.push_str(&value[i..s]);
+        out.push_str(with);
+        i = e;
+        if !all {
+            break;
         }
-        out.push(chars[i]);
-        i += 1;
     }
+    out.push_str(&value[i..]);
     out
 }
 
@@ -306,7 +455,7 @@ fn walk(
         .filter_map(|e| e.file_name().into_string().ok())
         .filter(|n| dot_ok || !n.starts_with('.'))
         .filter(|n| n != "." && n != "..")
-        .filter(|n| match_toks(&toks, &n.chars().collect::<Vec<_>>()))
+        .filter(|n| match_toks(&toks, n))
         .collect();
     names.sort();
     for name in names {
@@ -350,15 +499,122 @@ mod tests {
         assert_eq!(unescape("\\*x\\\\"), "*x\\");
     }
 
-    #[test]
-    fn trims_and_replacements() {
-        assert_eq!(trim("src/main.rs", "*/", Trim::ShortPrefix), "main.rs");
-        assert_eq!(trim("a/b/c", "*/", Trim::LongPrefix), "c");
-        assert_eq!(trim("file.tar.gz", ".*", Trim::ShortSuffix), "file.tar");
-        assert_eq!(trim("file.tar.gz", ".*", Trim::LongSuffix), "file");
-        assert_eq!(replace("a-b-c", "-", "+", false, None), "a+b-c");
-        assert_eq!(replace("a-b-c", "-", "+", true, None), "a+b+c");
-        assert_eq!(replace("abc", "a", "X", false, Some(true)), "Xbc");
-        assert_eq!(replace("abc", "c", "X", false, Some(false)), "abX");
+    #[tokio::test]
+    async fn trims_and_replacements() {
+        assert_eq!(trim("src/main.rs", "*/", Trim::ShortPrefix).await, "main.rs");
+        assert_eq!(trim("a/b/c", "*/", Trim::LongPrefix).await, "c");
+        assert_eq!(trim("file.tar.gz", ".*", Trim::ShortSuffix).await, "file.tar");
+        assert_eq!(trim("file.tar.gz", ".*", Trim::LongSuffix).await, "file");
+        assert_eq!(trim("héllo wörld", "*ö", Trim::LongPrefix).await, "rld");
+        assert_eq!(replace("a-b-c", "-", "+", false, None).await, "a+b-c");
+        assert_eq!(replace("a-b-c", "-", "+", true, None).await, "a+b+c");
+        assert_eq!(replace("abc", "a", "X", false, Some(true)).await, "Xbc");
+        assert_eq!(replace("abc", "c", "X", false, Some(false)).await, "abX");
+        assert_eq!(replace("aXbXc", "X*", "-", true, None).await, "a-");
+        assert_eq!(replace("ééé", "?", "z", true, None).await, "zzz");
+    }
+
+    /// The backtracking matcher this module had, kept as the reference
+    /// the automaton is checked against.
+    fn reference_match(toks: &[Tok], text: &[char]) -> bool {
+        match toks.split_first() {
+            None => text.is_empty(),
+            Some((Tok::Star, rest)) => (0..=text.len()).any(|k| reference_match(rest, &text[k..])),
+            Some((t, rest)) => {
+                !text.is_empty() && tok_matches(t, text[0]) && reference_match(rest, &text[1..])
+            }
+        }
+    }
+
+    fn reference_trim(value: &str, pattern: &str, how: Trim) -> String {
+        let toks = compile(pattern);
+        let chars: Vec<char> = value.chars().collect();
+        let n = chars.len();
+        let ok = |k: usize, prefix: bool| {
+            if prefix {
+                reference_match(&toks, &chars[..k])
+            } else {
+                reference_match(&toks, &chars[n - k..])
+            }
+        };
+        let found = match how {
+            Trim::ShortPrefix => (0..=n).find(|&k| ok(k, true)).map(|k| (k, true)),
+            Trim::LongPrefix => (0..=n).rev().find(|&k| ok(k, true)).map(|k| (k, true)),
+            Trim::ShortSuffix => (0..=n).find(|&k| ok(k, false)).map(|k| (k, false)),
+            Trim::LongSuffix => (0..=n).rev().find(|&k| ok(k, false)).map(|k| (k, false)),
+        };
+        match found {
+            Some((k, true)) => chars[k..].iter().collect(),
+            Some((k, false)) => chars[..n - k].iter().collect(),
+            None => value.to_owned(),
+        }
+    }
+
+    fn reference_replace_all(value: &str, pattern: &str, with: &str) -> String {
+        let toks = compile(pattern);
+        let chars: Vec<char> = value.chars().collect();
+        let n = chars.len();
+        let (mut out, mut i) = (String::new(), 0);
+        while i < n {
+            if let Some(k) = (i + 1..=n).rev().find(|&e| reference_match(&toks, &chars[i..e])) {
+                out.push_str(with);
+                i = k;
+                continue;
+            }
+            out.push(chars[i]);
+            i += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn the_automaton_agrees_with_backtracking() {
+        // Every pattern over a small alphabet against every text: the same
+        // answers as the exhaustive matcher.
+        let atoms = ["a", "b", "é", "*", "?", "[ab]", "[!a]"];
+        let mut patterns = vec![String::new()];
+        for _ in 0..3 {
+            let grown: Vec<String> = patterns
+                .iter()
+                .flat_map(|p| atoms.iter().map(move |a| format!("{p}{a}")))
+                .collect();
+            patterns.extend(grown);
+        }
+        patterns.sort();
+        patterns.dedup();
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let grown: Vec<String> =
+                texts.iter().flat_map(|t| ["a", "b", "é"].map(|c| format!("{t}{c}"))).collect();
+            texts.extend(grown);
+        }
+        texts.sort();
+        texts.dedup();
+        for p in &patterns {
+            let toks = compile(p);
+            for t in texts.iter().step_by(3) {
+                let chars: Vec<char> = t.chars().collect();
+                assert_eq!(matches(p, t), reference_match(&toks, &chars), "{p:?} ~ {t:?}");
+                for how in
+                    [Trim::ShortPrefix, Trim::LongPrefix, Trim::ShortSuffix, Trim::LongSuffix]
+                {
+                    assert_eq!(trim(t, p, how).await, reference_trim(t, p, how), "{p:?} {t:?}");
+                }
+                if !p.is_empty() {
+                    let want = reference_replace_all(t, p, "-");
+                    assert_eq!(replace(t, p, "-", true, None).await, want, "{p:?} // {t:?}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn long_values_take_linear_steps() {
+        // Cubic for the backtracking matcher (every prefix length, each
+        // tried at every star split): here one pass each.
+        let long = "a".repeat(200_000);
+        assert_eq!(trim(&long, "*z", Trim::LongPrefix).await, long);
+        assert_eq!(replace(&long, "?", "z", true, None).await.len(), long.len());
+        assert!(!matches_yielding("*a*a*a*a*b", &long).await);
     }
 }

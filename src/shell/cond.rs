@@ -256,7 +256,7 @@ fn eval<'a>(
                 match op {
                     B::StringExactlyMatchesPattern | B::StringDoesNotExactlyMatchPattern => {
                         let pat = expand::pattern_of(sh, io, &b.value).await?;
-                        pattern::matches(&pat, &left)
+                        pattern::matches_yielding(&pat, &left).await
                             == matches!(op, B::StringExactlyMatchesPattern)
                     }
                     B::StringMatchesRegex => {

@@ -433,7 +433,7 @@ fn run_compound<'a>(
                     if !hit {
                         for p in &item.patterns {
                             let pat = expand::pattern_of(sh, io, &p.value).await?;
-                            if pattern::matches(&pat, &value) {
+                            if pattern::matches_yielding(&pat, &value).await {
                                 hit = true;
                                 break;
                             }

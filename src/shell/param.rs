@@ -256,7 +256,16 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             let v = unset_check(sh, io, parameter, v).await?;
             let pat = pattern_value(sh, io, pattern.as_deref().unwrap_or("")).await?;
-            Ok(v.map(|s| pattern::trim(s, &pat, how)))
+            Ok(match v {
+                Value::Str(s) => Value::Str(pattern::trim(&s, &pat, how).await),
+                Value::List(l) => {
+                    let mut out = Vec::with_capacity(l.len());
+                    for s in l {
+                        out.push(pattern::trim(&s, &pat, how).await);
+                    }
+                    Value::List(out)
+                }
+            })
         }
         P::Substring { parameter, indirect, offset, length } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
@@ -327,7 +336,16 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                 SubstringMatchKind::Prefix => (false, Some(true)),
                 SubstringMatchKind::Suffix => (false, Some(false)),
             };
-            Ok(v.map(|s| pattern::replace(s, &pat, &with, all, anchor)))
+            Ok(match v {
+                Value::Str(s) => Value::Str(pattern::replace(&s, &pat, &with, all, anchor).await),
+                Value::List(l) => {
+                    let mut out = Vec::with_capacity(l.len());
+                    for s in l {
+                        out.push(pattern::replace(&s, &pat, &with, all, anchor).await);
+                    }
+                    Value::List(out)
+                }
+            })
         }
         P::VariableNames { prefix, .. } => {
             let mut names: Vec<String> =
