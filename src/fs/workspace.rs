@@ -323,6 +323,37 @@ impl Workspace {
         Ok(())
     }
 
+    /// Reads a regular file for host work (a sourced script, a file a patch
+    /// updates), refusing one larger than `max` before reading anything: a
+    /// sparse file's size is not its cost on disk. A FIFO or a device is
+    /// refused without blocking on it.
+    pub fn read_bounded(&self, rel: &Path, max: u64) -> io::Result<Vec<u8>> {
+        let mut opts = cap_std::fs::OpenOptions::new();
+        opts.read(true);
+        #[cfg(target_os = "linux")]
+        {
+            use cap_std::fs::OpenOptionsExt;
+            opts.custom_flags(libc::O_NONBLOCK);
+        }
+        let mut file = self.root.open_with(rel, &opts)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::from(io::ErrorKind::IsADirectory));
+        }
+        if !meta.is_file() {
+            return Err(io::Error::other("not a regular file"));
+        }
+        if meta.len() > max {
+            return Err(io::Error::other(format!("file too large (over {} MiB)", max >> 20)));
+        }
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        io::Read::read_to_end(&mut io::Read::take(&mut file, max + 1), &mut buf)?;
+        if buf.len() as u64 > max {
+            return Err(io::Error::other(format!("file too large (over {} MiB)", max >> 20)));
+        }
+        Ok(buf)
+    }
+
     /// `fs/readFile`. `max` bounds the size so one reply fits a message.
     pub fn read_file(&self, uri: &str, follow_symlinks: bool, max: u64) -> FsResult<Vec<u8>> {
         let rel = self.for_read(uri)?;

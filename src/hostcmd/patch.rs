@@ -22,6 +22,7 @@
 //! workspace capability and `Workspace::check_writable`.
 
 use super::context::{Context, Status};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Largest patch read from standard input.
@@ -212,28 +213,93 @@ fn parse_chunk(
 /// Finds `pattern` in `lines` at or after `start`: exactly, then ignoring
 /// trailing whitespace, then ignoring surrounding whitespace. With `eof`
 /// the match is tried at the end of the file first.
-fn seek(lines: &[String], pattern: &[String], start: usize, eof: bool) -> Option<usize> {
-    if pattern.is_empty() {
-        return Some(start);
+/// Steps (window moves and line comparisons) one patch may take to place
+/// its chunks: the patch and the file come from the command, so a patch of
+/// many chunks against a long file is bounded here (a tenth of a second of
+/// work or so), not by the server's patience.
+const MAX_SEEK_WORK: u64 = 1 << 26;
+
+/// The three ways a patch line may equal a file line, tried in order (as
+/// Codex does): exactly, ignoring trailing space, ignoring surrounding space.
+const NORMS: [fn(&str) -> &str; 3] = [|s| s, str::trim_end, str::trim];
+
+/// Finds runs of lines in a file in time linear in the file: every line is
+/// hashed once per way of comparing, and a window's hash rolls along the
+/// file (Rabin-Karp), so comparing a run of k lines at each place costs
+/// O(1) instead of O(k). The line hashes are keyed at random, so a file
+/// cannot be made of lines whose windows collide.
+struct Seeker<'a> {
+    lines: &'a [String],
+    keys: [Vec<u64>; 3],
+    hasher: std::collections::hash_map::RandomState,
+    base: u64,
+    work: u64,
+}
+
+impl<'a> Seeker<'a> {
+    fn new(lines: &'a [String]) -> Self {
+        let hasher = std::collections::hash_map::RandomState::new();
+        let base = std::hash::BuildHasher::hash_one(&hasher, "base") | 1;
+        let keys = NORMS.map(|n| {
+            lines.iter().map(|l| std::hash::BuildHasher::hash_one(&hasher, n(l))).collect()
+        });
+        Self { lines, keys, hasher, base, work: 0 }
     }
-    if pattern.len() > lines.len() {
-        return None;
-    }
-    let last = lines.len() - pattern.len();
-    let from = if eof { last.max(start) } else { start };
-    let tests: [fn(&str, &str) -> bool; 3] =
-        [|a, b| a == b, |a, b| a.trim_end() == b.trim_end(), |a, b| a.trim() == b.trim()];
-    for eq in tests {
-        for i in from..=last {
-            if lines[i..i + pattern.len()].iter().zip(pattern).all(|(a, b)| eq(a, b)) {
-                return Some(i);
+
+    /// Where `pattern` starts at or after `start` (at the end of the file
+    /// first when `eof`).
+    fn seek(
+        &mut self,
+        pattern: &[String],
+        start: usize,
+        eof: bool,
+    ) -> Result<Option<usize>, String> {
+        let lines = self.lines;
+        if pattern.is_empty() {
+            return Ok(Some(start));
+        }
+        if pattern.len() > lines.len() {
+            return Ok(None);
+        }
+        let last = lines.len() - pattern.len();
+        let from = if eof { last.max(start) } else { start };
+        let len = pattern.len();
+        // B^(len-1), to take the line leaving the window out.
+        let top = (1..len).fold(1u64, |p, _| p.wrapping_mul(self.base));
+        for (t, norm) in NORMS.iter().enumerate() {
+            if from > last {
+                break;
+            }
+            let keys = &self.keys[t];
+            let roll = |h: u64, k: u64| h.wrapping_mul(self.base).wrapping_add(k);
+            let want = pattern
+                .iter()
+                .map(|p| std::hash::BuildHasher::hash_one(&self.hasher, norm(p)))
+                .fold(0, roll);
+            let mut h = keys[from..from + len].iter().fold(0, |h, &k| roll(h, k));
+            for i in from..=last {
+                self.work += 1;
+                if h == want {
+                    self.work += len as u64;
+                    if lines[i..i + len].iter().zip(pattern).all(|(a, b)| norm(a) == norm(b)) {
+                        return Ok(Some(i));
+                    }
+                }
+                if self.work > MAX_SEEK_WORK {
+                    return Err("the patch takes too much work to place (too many chunks \
+                                for the length of the file)"
+                        .into());
+                }
+                if i < last {
+                    h = roll(h.wrapping_sub(keys[i].wrapping_mul(top)), keys[i + len]);
+                }
             }
         }
+        if eof && from > start {
+            return self.seek(pattern, start, false);
+        }
+        Ok(None)
     }
-    if eof && from > start {
-        return seek(lines, pattern, start, false);
-    }
-    None
 }
 
 /// The new contents of a file after applying `chunks`.
@@ -244,9 +310,10 @@ pub fn apply_chunks(original: &str, chunks: &[Chunk], shown: &str) -> Result<Str
     }
     let mut replacements: Vec<(usize, usize, Vec<String>)> = Vec::new();
     let mut at = 0;
+    let mut seeker = Seeker::new(&lines);
     for chunk in chunks {
         if let Some(ctx) = &chunk.context {
-            match seek(&lines, std::slice::from_ref(ctx), at, false) {
+            match seeker.seek(std::slice::from_ref(ctx), at, false)? {
                 Some(i) => at = i + 1,
                 None => return Err(format!("Failed to find context '{ctx}' in {shown}")),
             }
@@ -257,13 +324,13 @@ pub fn apply_chunks(original: &str, chunks: &[Chunk], shown: &str) -> Result<Str
         }
         let mut old: &[String] = &chunk.old;
         let mut new: &[String] = &chunk.new;
-        let mut found = seek(&lines, old, at, chunk.end_of_file);
+        let mut found = seeker.seek(old, at, chunk.end_of_file)?;
         if found.is_none() && old.last().is_some_and(String::is_empty) {
             old = &old[..old.len() - 1];
             if new.last().is_some_and(String::is_empty) {
                 new = &new[..new.len() - 1];
             }
-            found = seek(&lines, old, at, chunk.end_of_file);
+            found = seeker.seek(old, at, chunk.end_of_file)?;
         }
         match found {
             Some(i) => {
@@ -278,12 +345,19 @@ pub fn apply_chunks(original: &str, chunks: &[Chunk], shown: &str) -> Result<Str
             }
         }
     }
+    // One pass over the file (splicing each replacement in place moved
+    // the rest of the file every time: quadratic in the chunks).
     replacements.sort_by_key(|r| r.0);
-    for (start, len, new) in replacements.into_iter().rev() {
-        let end = (start + len).min(lines.len());
-        lines.splice(start..end, new);
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut cursor = 0;
+    for (start, len, new) in replacements {
+        let start = start.clamp(cursor, lines.len());
+        out.extend(lines[cursor..start].iter_mut().map(std::mem::take));
+        out.extend(new);
+        cursor = (start + len).min(lines.len());
     }
-    let mut out = lines.join("\n");
+    out.extend(lines[cursor..].iter_mut().map(std::mem::take));
+    let mut out = out.join("\n");
     out.push('\n');
     Ok(out)
 }
@@ -354,6 +428,10 @@ fn target(cx: &Context<'_>, path: &str) -> Result<PathBuf, String> {
     Ok(rel)
 }
 
+/// Largest file apply_patch reads: the file, its new text and the staged
+/// copies are held at once, on the host.
+const MAX_PATCH_FILE: u64 = 64 << 20;
+
 /// Checks every hunk against the workspace as the earlier hunks leave it,
 /// without writing, and returns the steps and Codex's summary.
 fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
@@ -367,7 +445,11 @@ fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String>
         match staged.get(rel) {
             Some(Some(s)) => Ok(s.clone()),
             Some(None) => Err(format!("{what} {shown}: No such file or directory (os error 2)")),
-            None => dir.read_to_string(rel).map_err(|e| format!("{what} {shown}: {e}")),
+            None => cx
+                .workspace
+                .read_bounded(rel, MAX_PATCH_FILE)
+                .and_then(|b| String::from_utf8(b).map_err(|_| io::ErrorKind::InvalidData.into()))
+                .map_err(|e| format!("{what} {shown}: {e}")),
         }
     };
     let (mut added, mut modified, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
@@ -480,6 +562,39 @@ mod tests {
 
     fn strings(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn seeking_is_linear_and_bounded() {
+        let chunk = |old: Vec<String>, new: &str| Chunk {
+            context: None,
+            new: old.iter().cloned().chain([new.to_owned()]).collect(),
+            old,
+            end_of_file: false,
+        };
+        // 200,000 equal lines and a run of 2,000 of them ending in a line
+        // the file lacks: every place compares 2,000 lines when compared
+        // one by one (400 million comparisons, three times); a rolling
+        // hash moves once per place.
+        let file = "a\n".repeat(200_000);
+        let mut old = vec!["a".to_owned(); 2_000];
+        old.push("b".into());
+        let err = apply_chunks(&file, &[chunk(old, "x")], "f").expect_err("not there");
+        assert!(err.starts_with("Failed to find expected lines in f"), "{err}");
+        // Found where it is, with leading and trailing space ignored last.
+        let file = "a\nb\n  c  \nd\n";
+        let got = apply_chunks(file, &[chunk(strings(&["b", "c"]), "B")], "f").expect("applies");
+        assert_eq!(got, "a\nb\nc\nB\nd\n");
+        // Many chunks that each search the whole file twice before the
+        // third way of comparing finds them (their lines differ from the
+        // file's in leading space): refused once the work passes its bound,
+        // not after minutes.
+        let mut file: String = (0..2_000).map(|i| format!("t{i}\n")).collect();
+        file.push_str(&"x\n".repeat(100_000));
+        let chunks: Vec<Chunk> = (0..2_000).map(|i| chunk(vec![format!("  t{i}")], "y")).collect();
+        assert!(apply_chunks(&file, &chunks[..10], "f").is_ok());
+        let err = apply_chunks(&file, &chunks, "f").expect_err("bounded");
+        assert!(err.contains("too much work"), "{err}");
     }
 
     #[test]

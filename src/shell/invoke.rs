@@ -115,8 +115,7 @@ pub fn read_script(sh: &Shell, file: &str) -> Result<String, String> {
     let Some(rel) = sh.resolve(file) else {
         return Err(format!("{file}: No such file or directory"));
     };
-    match sh.exec.workspace.dir().read(&rel) {
-        Ok(bytes) if bytes.len() > MAX_VALUE => Err(format!("{file}: file too large")),
+    match sh.exec.workspace.read_bounded(&rel, MAX_VALUE as u64) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) => Err(format!("{file}: {}", crate::fs::strerror(&e))),
     }
