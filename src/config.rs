@@ -6,7 +6,8 @@ use std::time::Duration;
 /// Limits applied to every command and connection. Each has a flag.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Linear memory per wasm instance, in bytes.
+    /// Linear memory per wasm instance, and the host memory one command
+    /// line's shell may hold, in bytes.
     pub max_memory: usize,
     /// Wall-clock time per command; past it the command is stopped (137).
     pub max_wall: Duration,

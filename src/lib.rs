@@ -54,6 +54,7 @@ pub mod metrics;
 pub mod pattern;
 pub mod process;
 pub mod protocol;
+pub mod release;
 pub mod rpc;
 pub mod server;
 pub mod session;

@@ -203,7 +203,7 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct LimitArgs {
-    /// Linear memory per wasm instance (e.g. 512M, 1G).
+    /// Linear memory per wasm instance, and what the shell may hold on the host for one command line (its variables, captured output, words) (e.g. 512M, 1G).
     #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
     max_memory: u64,
     /// Wall-clock time per command (e.g. 90s, 30m); the command is stopped
@@ -570,6 +570,7 @@ const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    wasm_exec_server::release::start_background();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
     // Colours only on a terminal: a log file or collector gets plain text.
@@ -584,7 +585,13 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .on_thread_park(wasm_exec_server::release::on_park)
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
     let result = match cli.command {
         Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))).map(|()| 0),
         Command::Tools(args) => tools(args).map(|()| 0),

@@ -291,9 +291,29 @@ pub async fn matches_yielding(pattern: &str, text: &str) -> bool {
     matches!(search.finish(true).await, Some((0, e)) if e == text.len())
 }
 
-/// Whether the pattern has an unescaped `*`, `?` or `[`.
+/// Whether the pattern has an unescaped `*`, `?` or `[…]`. Scans the text
+/// without compiling it: a word holding a long value is asked this often.
 pub fn has_glob(pattern: &str) -> bool {
-    compile(pattern).iter().any(|t| !matches!(t, Tok::Lit(_)))
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    let mut bracket = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'*' | b'?' => return true,
+            b'[' => bracket = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    // A `[` is a class only when it closes: ask the compiler, rarely.
+    bracket && compile(pattern).iter().any(|t| !matches!(t, Tok::Lit(_)))
+}
+
+/// Bytes a pattern of `len` bytes takes once compiled (its tokens), for
+/// the memory budget of the shell that matches it.
+pub fn compiled_bytes(len: usize) -> usize {
+    len.saturating_mul(std::mem::size_of::<Tok>() + std::mem::size_of::<char>())
 }
 
 /// Removes the escaping backslashes of a pattern. A lone backslash at the
@@ -313,6 +333,9 @@ pub fn unescape(pattern: &str) -> String {
 
 /// Escapes pattern characters so the text matches only itself.
 pub fn escape(text: &str) -> String {
+    if !text.bytes().any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\')) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
@@ -352,30 +375,34 @@ pub async fn trim(value: &str, pattern: &str, how: Trim) -> String {
 
 /// `${X/p/r}` (first), `${X//p/r}` (all), `${X/#p/r}`, `${X/%p/r}`: at each
 /// place, the leftmost match and the longest from there, as bash does.
+/// `None` when the result would pass `max` bytes (a long value with every
+/// character replaced by a long value is the square of both).
 pub async fn replace(
     value: &str,
     pattern: &str,
     with: &str,
     all: bool,
     anchor: Option<bool>,
-) -> String {
+    max: usize,
+) -> Option<String> {
     let toks = compile(pattern);
     if toks.is_empty() {
-        return value.to_owned();
+        return Some(value.to_owned());
     }
+
     match anchor {
         Some(true) => {
             let search = Search::new(&toks, value, 0, false);
             return match search.finish(true).await {
-                Some((_, k)) => format!("{with}{}", &value[k..]),
-                None => value.to_owned(),
+                Some((_, k)) => bounded(format!("{with}{}", &value[k..]), max),
+                None => Some(value.to_owned()),
             };
         }
         Some(false) => {
             let search = Search::new(&toks, value, 0, true);
             return match search.finish(true).await {
-                Some((_, k)) => format!("{}{with}", &value[..value.len() - k]),
-                None => value.to_owned(),
+                Some((_, k)) => bounded(format!("{}{with}", &value[..value.len() - k]), max),
+                None => Some(value.to_owned()),
             };
         }
         None => {}
@@ -386,6 +413,9 @@ pub async fn replace(
         let search =
             Search { anchored: false, nonempty: true, ..Search::new(&toks, value, i, false) };
         let Some((s, e)) = search.finish(true).await else { break };
+        if out.len() + (s - i) + with.len() > max {
+            return None;
+        }
         out.push_str(&value[i..s]);
         out.push_str(with);
         i = e;
@@ -394,7 +424,11 @@ pub async fn replace(
         }
     }
     out.push_str(&value[i..]);
-    out
+    bounded(out, max)
+}
+
+fn bounded(s: String, max: usize) -> Option<String> {
+    (s.len() <= max).then_some(s)
 }
 
 /// Pathname expansion of `pattern` (relative to `cwd`, or absolute).
@@ -506,12 +540,24 @@ mod tests {
         assert_eq!(trim("file.tar.gz", ".*", Trim::ShortSuffix).await, "file.tar");
         assert_eq!(trim("file.tar.gz", ".*", Trim::LongSuffix).await, "file");
         assert_eq!(trim("héllo wörld", "*ö", Trim::LongPrefix).await, "rld");
-        assert_eq!(replace("a-b-c", "-", "+", false, None).await, "a+b-c");
-        assert_eq!(replace("a-b-c", "-", "+", true, None).await, "a+b+c");
-        assert_eq!(replace("abc", "a", "X", false, Some(true)).await, "Xbc");
-        assert_eq!(replace("abc", "c", "X", false, Some(false)).await, "abX");
-        assert_eq!(replace("aXbXc", "X*", "-", true, None).await, "a-");
-        assert_eq!(replace("ééé", "?", "z", true, None).await, "zzz");
+        assert_eq!(
+            replace("a-b-c", "-", "+", false, None, usize::MAX).await.expect("fits"),
+            "a+b-c"
+        );
+        assert_eq!(
+            replace("a-b-c", "-", "+", true, None, usize::MAX).await.expect("fits"),
+            "a+b+c"
+        );
+        assert_eq!(
+            replace("abc", "a", "X", false, Some(true), usize::MAX).await.expect("fits"),
+            "Xbc"
+        );
+        assert_eq!(
+            replace("abc", "c", "X", false, Some(false), usize::MAX).await.expect("fits"),
+            "abX"
+        );
+        assert_eq!(replace("aXbXc", "X*", "-", true, None, usize::MAX).await.expect("fits"), "a-");
+        assert_eq!(replace("ééé", "?", "z", true, None, usize::MAX).await.expect("fits"), "zzz");
     }
 
     /// The backtracking matcher this module had, kept as the reference
@@ -602,7 +648,11 @@ mod tests {
                 }
                 if !p.is_empty() {
                     let want = reference_replace_all(t, p, "-");
-                    assert_eq!(replace(t, p, "-", true, None).await, want, "{p:?} // {t:?}");
+                    assert_eq!(
+                        replace(t, p, "-", true, None, usize::MAX).await.expect("fits"),
+                        want,
+                        "{p:?} // {t:?}"
+                    );
                 }
             }
         }
@@ -614,7 +664,10 @@ mod tests {
         // tried at every star split): here one pass each.
         let long = "a".repeat(200_000);
         assert_eq!(trim(&long, "*z", Trim::LongPrefix).await, long);
-        assert_eq!(replace(&long, "?", "z", true, None).await.len(), long.len());
+        assert_eq!(
+            replace(&long, "?", "z", true, None, usize::MAX).await.expect("fits").len(),
+            long.len()
+        );
         assert!(!matches_yielding("*a*a*a*a*b", &long).await);
     }
 }

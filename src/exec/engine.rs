@@ -128,6 +128,7 @@ impl GuestPool {
             .worker_threads(workers)
             .thread_name(format!("guest-{name}"))
             .on_thread_start(move || lower_priority(nice))
+            .on_thread_park(crate::release::on_park)
             .enable_all()
             .build()?;
         Ok(Self { rt: Some(rt) })

@@ -27,6 +27,9 @@ pub struct Field {
     keep: bool,
 }
 
+/// What a field costs beyond its text, for the memory budget.
+const FIELD_BYTES: usize = 64;
+
 /// Collects fields while expanding.
 #[derive(Default)]
 pub struct Builder {
@@ -36,6 +39,11 @@ pub struct Builder {
     split: bool,
     /// A field break is due before the next character.
     brk: bool,
+    /// Bytes of the finished fields.
+    done: usize,
+    /// Bytes the fields may take (what the line's budget has room for):
+    /// splitting a long value into many fields stops past it.
+    cap: Option<usize>,
 }
 
 impl Builder {
@@ -49,6 +57,7 @@ impl Builder {
     fn finish(&mut self, force: bool) {
         let f = std::mem::take(&mut self.cur);
         if force || f.keep || !f.text.is_empty() {
+            self.done += f.text.len() + f.pat.len() + FIELD_BYTES;
             self.fields.push(f);
         }
     }
@@ -75,7 +84,10 @@ impl Builder {
             self.literal(s);
             return;
         }
-        for c in s.chars() {
+        for (i, c) in s.chars().enumerate() {
+            if i % 4096 == 4095 && self.cap.is_some_and(|cap| self.bytes() > cap) {
+                return;
+            }
             if ifs.contains(c) {
                 if c.is_whitespace() {
                     if !self.cur.text.is_empty() || self.cur.keep {
@@ -104,7 +116,7 @@ impl Builder {
 
     /// Bytes the fields built so far hold.
     fn bytes(&self) -> usize {
-        self.fields.iter().chain([&self.cur]).map(|f| f.text.len() + f.pat.len() + 64).sum()
+        self.done + self.cur.text.len() + self.cur.pat.len() + FIELD_BYTES
     }
 
     pub fn into_fields(mut self) -> Vec<Field> {
@@ -187,7 +199,9 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
         let mut b = Builder { split: true, ..Default::default() };
         pieces_into(sh, io, &pieces, false, &mut b).await?;
         for f in b.into_fields() {
-            if !sh.opts.noglob && pattern::has_glob(&f.pat) {
+            // No file name is longer than PATH_MAX: a longer word (a long
+            // value) is not a pathname pattern, and is not compiled as one.
+            if !sh.opts.noglob && f.pat.len() <= 4096 && pattern::has_glob(&f.pat) {
                 let found = pattern::glob(&sh.exec.workspace, &sh.cwd, &f.pat);
                 if !found.is_empty() {
                     out.extend(found);
@@ -223,7 +237,17 @@ pub async fn pattern_of(sh: &mut Shell, io: &Io, text: &str) -> Result<String, U
     let pieces = parse_word(sh, io, text).await?;
     let mut b = Builder::default();
     pieces_into(sh, io, &pieces, false, &mut b).await?;
-    Ok(b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" "))
+    let pat = b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" ");
+    pattern_fits(sh, io, pat).await
+}
+
+/// A pattern, once its compiled form is known to fit the line's memory (a
+/// long value used as a pattern takes several times its size).
+pub async fn pattern_fits(sh: &Shell, io: &Io, pat: String) -> Result<String, Unwind> {
+    match sh.budget.fits(pattern::compiled_bytes(pat.len())) {
+        Ok(()) => Ok(pat),
+        Err(m) => Err(out_of_memory(sh, io, m).await),
+    }
 }
 
 /// Expands a here-document body (quotes are ordinary characters).
@@ -267,6 +291,7 @@ pub fn pieces_into<'a>(
             if let Err(m) = sh.budget.fits(b.bytes()) {
                 return Err(out_of_memory(sh, io, m).await);
             }
+            b.cap = Some(sh.budget.room());
             match &p.piece {
                 WordPiece::Text(s) if in_dq => b.quoted(s),
                 WordPiece::Text(s) => b.literal(s),

@@ -60,7 +60,17 @@ pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
         stderr: spec.stderr,
         extra: Vec::new(),
     };
-    run_invocation(&mut sh, &io, &inv).await
+    let status = run_invocation(&mut sh, &io, &inv).await;
+    // A limit of the line (memory, subshells) ends all of it with 137, also
+    // when the part that hit it was a pipeline stage whose status is not
+    // the line's.
+    if sh.halted() {
+        if let Some(msg) = sh.budget.take_unreported() {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+        }
+        return 137;
+    }
+    status
 }
 
 /// Runs one command line in a fresh shell (for `wasm-exec-server run` and

@@ -4,6 +4,7 @@
 use super::expand::{self, Builder};
 use super::io::Io;
 use super::parse::parse_options;
+use super::state::MAX_VALUE;
 use super::state::{Shell, Unwind};
 use crate::pattern::{self, Trim};
 use brush_parser::word::{
@@ -141,7 +142,8 @@ async fn word_value(sh: &mut Shell, io: &Io, text: &str, in_dq: bool) -> Result<
 async fn pattern_value(sh: &mut Shell, io: &Io, text: &str) -> Result<String, Unwind> {
     let mut b = Builder::default();
     expand::nested(sh, io, text, false, &mut b).await?;
-    Ok(b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" "))
+    let pat = b.into_fields().into_iter().map(|f| f.pat).collect::<Vec<_>>().join(" ");
+    expand::pattern_fits(sh, io, pat).await
 }
 
 async fn resolve(
@@ -336,16 +338,30 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                 SubstringMatchKind::Prefix => (false, Some(true)),
                 SubstringMatchKind::Suffix => (false, Some(false)),
             };
-            Ok(match v {
-                Value::Str(s) => Value::Str(pattern::replace(&s, &pat, &with, all, anchor).await),
-                Value::List(l) => {
-                    let mut out = Vec::with_capacity(l.len());
-                    for s in l {
-                        out.push(pattern::replace(&s, &pat, &with, all, anchor).await);
+            // The result is bounded like any value, and by what the line may
+            // still hold (every character of a long value replaced by a long
+            // value is the square of both).
+            let max = MAX_VALUE.min(sh.budget.room());
+            let mut out = Vec::new();
+            let single = matches!(v, Value::Str(_));
+            let items = match v {
+                Value::Str(s) => vec![s],
+                Value::List(l) => l,
+            };
+            for s in items {
+                match pattern::replace(&s, &pat, &with, all, anchor, max).await {
+                    Some(r) => out.push(r),
+                    None => {
+                        let msg = format!(
+                            "{}: substitution result too large (over {} MiB)",
+                            name_of(parameter),
+                            max >> 20
+                        );
+                        return Err(expand::fail(sh, io, &msg).await);
                     }
-                    Value::List(out)
                 }
-            })
+            }
+            Ok(if single { Value::Str(out.pop().unwrap_or_default()) } else { Value::List(out) })
         }
         P::VariableNames { prefix, .. } => {
             let mut names: Vec<String> =

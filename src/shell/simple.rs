@@ -29,7 +29,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         return Err(Unwind::Exit(137));
     };
     // A limit of the line was hit (where it was, it was said): stop.
-    if sh.budget.halted() {
+    if sh.halted() {
         if let Some(msg) = sh.budget.take_unreported() {
             io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
         }

@@ -436,6 +436,11 @@ impl Budget {
         Ok(())
     }
 
+    /// Bytes the line may still take.
+    pub fn room(&self) -> usize {
+        self.max_memory.saturating_sub(self.used())
+    }
+
     /// Bytes charged now.
     pub fn used(&self) -> usize {
         self.memory.load(Ordering::Relaxed)
@@ -609,6 +614,15 @@ impl Shell {
         self.last_yield = std::time::Instant::now();
     }
 
+    /// The line hit one of its limits: its own (memory, subshells), or the
+    /// command's CPU budget in one of its guests (the others would get no
+    /// CPU either): it ends with 137.
+    pub fn halted(&self) -> bool {
+        self.budget.halted()
+            || crate::exec::scope::current_stats()
+                .is_some_and(|s| s.cpu_limit_hit.load(Ordering::Relaxed))
+    }
+
     /// Yields when [`YIELD_EVERY`] of work has passed since the last time:
     /// a loop of compound commands (`while ((1)); do ((i++)); done`) never
     /// holds a thread for longer, and stays stoppable. Fails once the line
@@ -617,7 +631,7 @@ impl Shell {
         if self.last_yield.elapsed() >= YIELD_EVERY {
             self.yield_now().await;
         }
-        if self.budget.halted() { Err(Unwind::Exit(137)) } else { Ok(()) }
+        if self.halted() { Err(Unwind::Exit(137)) } else { Ok(()) }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -1,0 +1,59 @@
+//! Giving memory that commands freed back to the system.
+//!
+//! The allocator (mimalloc) keeps freed pages in the heap of the thread that
+//! freed them, and purges them to the system only when later allocations
+//! pass by. A command may hold up to max-memory on the host (its shell's
+//! values) and free it on a worker thread that then goes idle: without this
+//! the server's resident memory would stay at its high-water mark. So every
+//! worker thread, when it parks with nothing to do, collects its heap, at
+//! most once a second.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// A thread collects at most this often.
+const EVERY: Duration = Duration::from_secs(1);
+
+thread_local! {
+    static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// For a runtime's `on_thread_park`: collects this thread's heap if it has
+/// not for [`EVERY`].
+pub fn on_park() {
+    let now = Instant::now();
+    let due = LAST.with(|l| {
+        let due = l.get().is_none_or(|t| now.duration_since(t) >= EVERY);
+        if due {
+            l.set(Some(now));
+        }
+        due
+    });
+    if due {
+        collect();
+    }
+}
+
+/// Collects on a thread of its own every [`EVERY`] too: the arenas' free
+/// memory is purged from any thread, and a worker that stays busy may not
+/// park for a long time.
+pub fn start_background() {
+    let _ = std::thread::Builder::new().name("mem-release".into()).spawn(|| {
+        loop {
+            std::thread::sleep(EVERY);
+            collect();
+        }
+    });
+}
+
+/// Returns the calling thread's free pages (and the arenas' purged ones)
+/// to the system. Harmless when mimalloc is not the global allocator: its
+/// own heaps are then empty.
+pub fn collect() {
+    #[allow(unsafe_code)]
+    // SAFETY: mi_collect takes no pointers and may be called on any thread at
+    // any time; it only releases memory that is free.
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    };
+}
