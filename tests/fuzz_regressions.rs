@@ -57,3 +57,8 @@ fn arithmetic_with_deeply_nested_subscripts_is_refused_promptly() {
     let data = include_bytes!("../fuzz/seeds/shell_parse/regress-arith-nested-subscripts");
     checks::shell_line(data);
 }
+
+#[test]
+fn shell_eval_seeds() {
+    replay("shell_eval", checks::shell_eval);
+}

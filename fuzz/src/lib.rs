@@ -6,8 +6,9 @@
 //! every input the fuzzer ever found, so `cargo test` checks the same
 //! properties on stable without cargo-fuzz.
 //!
-//! Nothing here may touch the filesystem or the network: each call must be
-//! pure and fast, or the fuzzer slows to a crawl.
+//! Nothing here may touch the network, and only `shell_eval` touches the
+//! filesystem (one scratch workspace, made once): each call must be fast,
+//! or the fuzzer slows to a crawl.
 
 use serde_json::Value;
 use std::path::{Component, Path};
@@ -281,5 +282,65 @@ pub fn shell_line(data: &[u8]) {
     assert!(
         pattern::matches(&pattern::escape(subject), subject),
         "escaped {subject:?} does not match itself"
+    );
+}
+
+/// Wall time one evaluated line may take before it is stopped (its future
+/// dropped, as the server drops a command at max-wall or terminate).
+pub const EVAL_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long past its budget a line may hold the thread: host work yields at
+/// least every few milliseconds, so the stop lands at once unless a step of
+/// host work (an expansion, a pattern match, the parser) runs long.
+pub const EVAL_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The host memory one evaluated line may hold (the shell's max-memory).
+pub const EVAL_MEMORY: usize = 64 << 20;
+
+/// Evaluates `data` as a `bash -c` line in a shell with no tools: only
+/// builtins run (everything else is "command not found"), in a scratch
+/// workspace, with stdin closed, under a memory budget of [`EVAL_MEMORY`]
+/// and a wall budget of [`EVAL_BUDGET`]. The property: every line ends (by
+/// itself or by its budget) within the budget plus [`EVAL_SLACK`]: no input
+/// keeps host work from yielding to the stop, and none panics. (libFuzzer's
+/// `-rss_limit_mb` catches memory the budget does not see.)
+pub fn shell_eval(data: &[u8]) {
+    use std::sync::OnceLock;
+    use wasm_exec_server::config::Limits;
+    use wasm_exec_server::exec::{CommandSpec, Executor, Runtime, Sink, Stdin};
+    use wasm_exec_server::fs::Workspace;
+
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    static EXEC: OnceLock<Executor> = OnceLock::new();
+    let exec = EXEC.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("wes-fuzz-eval-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).expect("scratch workspace");
+        let workspace = Workspace::open_in(&root, Some("/work"), &dir).expect("workspace");
+        let tuning = wasm_exec_server::config::Tuning { pooling: false, ..Default::default() };
+        let runtime = Runtime::with_tuning(None, tuning).expect("engine");
+        let limits = Limits { max_memory: EVAL_MEMORY, ..Limits::default() };
+        Executor { runtime: std::sync::Arc::new(runtime), workspace, limits }
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let spec = CommandSpec {
+        argv: vec!["bash".into(), "-c".into(), line.into()],
+        arg0: None,
+        env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("HOME".into(), "/work".into())],
+        cwd: "/work".into(),
+        stdin: Stdin::Closed,
+        stdout: Sink::Null,
+        stderr: Sink::Null,
+        tty: false,
+    };
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        let run = wasm_exec_server::shell::run_command(exec, spec);
+        let _ = tokio::time::timeout(EVAL_BUDGET, run).await;
+    });
+    let took = started.elapsed();
+    assert!(
+        took <= EVAL_BUDGET + EVAL_SLACK,
+        "the line held its thread for {took:?}, past its {EVAL_BUDGET:?} budget: {line:?}"
     );
 }
