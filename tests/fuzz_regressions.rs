@@ -62,3 +62,12 @@ fn arithmetic_with_deeply_nested_subscripts_is_refused_promptly() {
 fn shell_eval_seeds() {
     replay("shell_eval", checks::shell_eval);
 }
+
+#[test]
+fn a_heredoc_of_mismatched_brackets_is_refused_promptly() {
+    // brush-parser's word grammar backtracked for seconds on this 100-byte
+    // here-document: `]` and `}` were counted as closing `$((`, so the guard
+    // took it for balanced. Found by the `shell_eval` target.
+    let data = include_bytes!("../fuzz/seeds/shell_eval/regress-heredoc-mismatched-brackets");
+    checks::shell_eval(data);
+}

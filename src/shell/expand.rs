@@ -133,23 +133,40 @@ impl Builder {
 /// one alternative of a brace expansion, need not.
 const MAX_OPEN_SUBSTITUTIONS: usize = 4;
 
-/// How many substitutions `text` leaves open (brackets inside one count as
-/// levels too), estimated without regard to quotes.
+/// How many substitutions `text` leaves open, plus the closing brackets
+/// inside one that close nothing they could (estimated without regard to
+/// quotes). Each opener expects its own closer (`$(`/`(` a `)`, `${`/`{` a
+/// `}`, `$[`/`[` a `]`): a `]` does not close a `$((`. Counting any closer
+/// against any opener let `$(($((]}]}]}]})))` through as balanced, and
+/// brush-parser then backtracked for seconds on a 50-byte here-document
+/// (found by the `shell_eval` fuzz target).
 fn open_substitutions(text: &str) -> usize {
-    let mut open = 0usize;
+    let mut expected: Vec<char> = Vec::new();
+    let mut stray = 0usize;
+    let closer = |c: char| match c {
+        '(' => ')',
+        '{' => '}',
+        _ => ']',
+    };
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '$' if matches!(chars.peek(), Some('(' | '{' | '[')) => {
-                chars.next();
-                open += 1;
+                let open = chars.next().unwrap_or('(');
+                expected.push(closer(open));
             }
-            '(' | '{' | '[' if open > 0 => open += 1,
-            ')' | '}' | ']' => open = open.saturating_sub(1),
+            '(' | '{' | '[' if !expected.is_empty() => expected.push(closer(c)),
+            ')' | '}' | ']' if !expected.is_empty() => {
+                if expected.last() == Some(&c) {
+                    expected.pop();
+                } else {
+                    stray += 1;
+                }
+            }
             _ => {}
         }
     }
-    open
+    expected.len() + stray
 }
 
 /// The pieces of a word, or of a here-document body (`heredoc`: quotes are
