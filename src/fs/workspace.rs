@@ -544,17 +544,28 @@ impl Workspace {
         if self.quota.is_none() {
             return self.copy_entry(&src, &dst, &meta, recursive);
         }
-        // Checked against the whole source (a merge or an overwrite may need
-        // less); the usage is then corrected by what the destination grew.
-        let before = quota::path_size(&self.root, &dst);
-        self.check_quota(if meta.is_dir() {
-            quota::tree_size(&self.root, &src, 0)
-        } else {
-            meta.len()
-        })?;
-        let result = self.copy_entry(&src, &dst, &meta, recursive);
-        self.account(quota::path_size(&self.root, &dst) as i64 - before as i64);
-        result
+        if meta.is_dir() {
+            // A tree is counted file by file as it is written (see
+            // `copy_file`): a source that grows while it is copied, or a tree
+            // larger than the quota, stops at the quota, not past it.
+            return self.copy_entry(&src, &dst, &meta, recursive);
+        }
+        self.copy_file(&src, &dst)
+    }
+
+    /// Copies one file, checked against the quota first by its size and
+    /// the usage corrected by what the destination grew.
+    fn copy_file(&self, src: &Path, dst: &Path) -> FsResult<()> {
+        if self.quota.is_none() {
+            self.root.copy(src, &self.root, dst)?;
+            return Ok(());
+        }
+        let before = quota::path_size(&self.root, dst);
+        self.check_quota(self.root.symlink_metadata(src)?.len())?;
+        let result = self.root.copy(src, &self.root, dst);
+        self.account(quota::path_size(&self.root, dst) as i64 - before as i64);
+        result?;
+        Ok(())
     }
 
     fn copy_entry(
@@ -587,8 +598,7 @@ impl Workspace {
             }
             self.copy_tree(src, dst, 0)
         } else {
-            self.root.copy(src, &self.root, dst)?;
-            Ok(())
+            self.copy_file(src, dst)
         }
     }
 
@@ -616,7 +626,7 @@ impl Workspace {
                 let _ = self.root.remove_file(&d);
                 self.root.symlink_contents(target, &d)?;
             } else {
-                self.root.copy(&s, &self.root, &d)?;
+                self.copy_file(&s, &d)?;
             }
         }
         Ok(())

@@ -587,6 +587,36 @@ async fn disk_quota_counts_every_writer() {
     benign_echo_is_prompt(&s).await;
 }
 
+#[tokio::test]
+async fn fs_copy_of_a_tree_counts_each_file_as_it_writes() {
+    const QUOTA: u64 = 100_000;
+    let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
+    let c = s.client().await;
+    std::fs::create_dir(s.root().join("src")).expect("mkdir");
+    for name in ["a", "b"] {
+        c.write_file(&s.uri(&format!("src/{name}")), &[b'x'; 30_000]).await.expect("fits");
+    }
+    // A copy of the 60,000-byte tree does not fit beside it: the copy
+    // stops at the file that would pass the quota, with an error naming it,
+    // and the workspace stays within the quota.
+    let e = c
+        .request(
+            "fs/copy",
+            json!({"sourcePath": s.uri("src"), "destinationPath": s.uri("dst"), "recursive": true}),
+        )
+        .await
+        .expect_err("over quota");
+    assert!(e.to_string().contains("(max-disk)"), "{e}");
+    let on_disk: u64 =
+        tree(&s, "").iter().filter(|(_, d)| d != b"<dir>").map(|(_, d)| d.len() as u64).sum();
+    assert!(on_disk <= QUOTA, "{on_disk} bytes on disk");
+    assert!(s.root().join("dst").is_dir(), "the copy started");
+    // The usage the server counts is what is on disk: freeing the copy makes
+    // room for as much again.
+    c.request("fs/remove", json!({"path": s.uri("dst"), "recursive": true})).await.expect("rm");
+    c.write_file(&s.uri("c"), &[b'c'; 39_000]).await.expect("room again");
+}
+
 // ------------------------------------------------------------------ path escapes
 
 #[tokio::test]
