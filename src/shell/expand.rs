@@ -27,6 +27,9 @@ pub struct Field {
     keep: bool,
 }
 
+/// Bytes of a value split on IFS between two yields.
+const SPLIT_SLICE: usize = 1 << 20;
+
 /// What a field costs beyond its text, for the memory budget.
 const FIELD_BYTES: usize = 64;
 
@@ -334,11 +337,11 @@ pub fn pieces_into<'a>(
                 }
                 WordPiece::ParameterExpansion(expr) => {
                     let v = super::param::expand(sh, io, expr, in_dq).await?;
-                    push_value(sh, b, v, in_dq);
+                    push_value(sh, b, v, in_dq).await;
                 }
                 WordPiece::CommandSubstitution(cmd) => {
                     let out = substitute(sh, io, cmd).await?;
-                    push_value(sh, b, Value::Str(out), in_dq);
+                    push_value(sh, b, Value::Str(out), in_dq).await;
                 }
                 WordPiece::BackquotedCommandSubstitution(cmd) => {
                     let cmd = cmd
@@ -347,7 +350,7 @@ pub fn pieces_into<'a>(
                         .replace("\\`", "`")
                         .replace('\u{1}', "\\");
                     let out = substitute(sh, io, &cmd).await?;
-                    push_value(sh, b, Value::Str(out), in_dq);
+                    push_value(sh, b, Value::Str(out), in_dq).await;
                 }
                 WordPiece::EscapeSequence(s) => {
                     let rest = s.strip_prefix('\\').unwrap_or(s);
@@ -363,7 +366,7 @@ pub fn pieces_into<'a>(
                 WordPiece::ArithmeticExpression(e) => {
                     let text = string_in_place(sh, io, &e.value).await?;
                     match super::arith::eval(sh, &text) {
-                        Ok(v) => push_value(sh, b, Value::Str(v.to_string()), in_dq),
+                        Ok(v) => push_value(sh, b, Value::Str(v.to_string()), in_dq).await,
                         Err(msg) => return Err(fail(sh, io, &msg).await),
                     }
                 }
@@ -406,10 +409,28 @@ fn is_at(p: &WordPiece) -> bool {
     )
 }
 
-fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
+async fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
     let ifs = ifs(sh);
     match v {
         Value::Str(s) if in_dq => b.quoted(&s),
+        // Splitting goes character by character: a long value is split in
+        // slices with a yield between them (the builder carries the state),
+        // so one huge word does not hold the thread.
+        Value::Str(s) if s.len() > SPLIT_SLICE => {
+            let mut rest = s.as_str();
+            while !rest.is_empty() {
+                let mut end = rest.len().min(SPLIT_SLICE);
+                while !rest.is_char_boundary(end) {
+                    end += 1;
+                }
+                b.unquoted(&rest[..end], &ifs);
+                if b.cap.is_some_and(|cap| b.bytes() > cap) {
+                    return;
+                }
+                rest = &rest[end..];
+                tokio::task::yield_now().await;
+            }
+        }
         Value::Str(s) => b.unquoted(&s, &ifs),
         Value::List(items) => {
             for (i, item) in items.iter().enumerate() {
