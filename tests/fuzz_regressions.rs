@@ -71,3 +71,12 @@ fn a_heredoc_of_mismatched_brackets_is_refused_promptly() {
     let data = include_bytes!("../fuzz/seeds/shell_eval/regress-heredoc-mismatched-brackets");
     checks::shell_eval(data);
 }
+
+#[test]
+fn a_large_brace_expansion_is_not_quadratic() {
+    // `{1..100000}000`: the words were summed again against the memory
+    // budget after each of the 100,000, and the line held its thread past
+    // libFuzzer's 10 s. Found by the `shell_eval` target in CI.
+    let data = include_bytes!("../fuzz/seeds/shell_eval/regress-brace-words-quadratic");
+    checks::shell_eval(data);
+}

@@ -214,7 +214,14 @@ async fn parse_word(sh: &Shell, io: &Io, text: &str) -> Result<Vec<WordPieceWith
 /// and globbing).
 pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, Unwind> {
     let mut out = Vec::new();
+    // Bytes of `out` so far, kept as it grows (summing it again after each
+    // brace alternative was quadratic in a large brace expansion).
+    let mut held = 0;
     for w in braces(text) {
+        // A brace expansion may give up to a million words: yield between
+        // them when a slice of time has passed.
+        sh.pause().await?;
+        let before = out.len();
         let pieces = parse_word(sh, io, &w).await?;
         let mut b = Builder { split: true, ..Default::default() };
         pieces_into(sh, io, &pieces, false, &mut b).await?;
@@ -231,7 +238,8 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
             out.push(f.text);
         }
         // All the words so far, against the budget (`echo $x $x $x …`).
-        if let Err(m) = sh.budget.fits(words_bytes(&out)) {
+        held += words_bytes(&out[before..]);
+        if let Err(m) = sh.budget.fits(held) {
             return Err(out_of_memory(sh, io, m).await);
         }
     }

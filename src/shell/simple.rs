@@ -48,13 +48,17 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     let mut redirects: Vec<&ast::IoRedirect> = Vec::new();
     let mut argv: Vec<String> = Vec::new();
     sh.last_subst = None;
+    // Bytes of the words expanded so far, against the line's budget.
+    let mut held = 0;
     for item in items {
         match item {
             Item::AssignmentWord(a, _) => assigns.extend(assignment(sh, io, a).await?),
             Item::IoRedirect(r) => redirects.push(r),
             Item::Word(w) => {
-                argv.extend(expand::fields(sh, io, &w.value).await?);
-                if let Err(m) = sh.budget.fits(expand::words_bytes(&argv)) {
+                let fields = expand::fields(sh, io, &w.value).await?;
+                held += expand::words_bytes(&fields);
+                argv.extend(fields);
+                if let Err(m) = sh.budget.fits(held) {
                     return Err(expand::out_of_memory(sh, io, m).await);
                 }
             }
@@ -69,8 +73,10 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         match item {
             Item::IoRedirect(r) => redirects.push(r),
             Item::Word(w) => {
-                argv.extend(expand::fields(sh, io, &w.value).await?);
-                if let Err(m) = sh.budget.fits(expand::words_bytes(&argv)) {
+                let fields = expand::fields(sh, io, &w.value).await?;
+                held += expand::words_bytes(&fields);
+                argv.extend(fields);
+                if let Err(m) = sh.budget.fits(held) {
                     return Err(expand::out_of_memory(sh, io, m).await);
                 }
             }
