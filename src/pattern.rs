@@ -273,8 +273,7 @@ impl<'a> Search<'a> {
 
 /// Whether the tokens match all of `text`.
 fn match_toks(toks: &[Tok], text: &str) -> bool {
-    let search = Search::new(toks, text, 0, false);
-    let mut search = Search { want: Want::Longest, ..search };
+    let mut search = Search::new(toks, text, 0, false);
     matches!(search.run(usize::MAX), Some(Some((0, e))) if e == text.len())
 }
 

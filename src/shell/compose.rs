@@ -148,7 +148,7 @@ async fn mapfile(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let mut lease = sh.budget.lease(0).map_err(|_| Unwind::Exit(137))?;
     let mut held = 0;
     while let Some((line, nl)) = io.stdin.read_line().await {
-        held += line.len() + 64;
+        held += state::item_bytes(&line);
         if let Err(m) = lease.grow_to(held) {
             return Err(expand::out_of_memory(sh, io, m).await);
         }

@@ -11,7 +11,7 @@
 use super::io::Io;
 use super::param::Value;
 use super::parse::{guarded, parse_options};
-use super::state::{MemoryLimit, Shell, Unwind};
+use super::state::{self, MemoryLimit, Shell, Unwind};
 use crate::pattern;
 use brush_parser::word::{self, TildeExpr, WordPiece, WordPieceWithSource};
 use futures::future::BoxFuture;
@@ -238,17 +238,12 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
             out.push(f.text);
         }
         // All the words so far, against the budget (`echo $x $x $x …`).
-        held += words_bytes(&out[before..]);
+        held += state::list_bytes(&out[before..]);
         if let Err(m) = sh.budget.fits(held) {
             return Err(out_of_memory(sh, io, m).await);
         }
     }
     Ok(out)
-}
-
-/// Bytes a word list holds, for the memory budget.
-pub fn words_bytes(words: &[String]) -> usize {
-    words.iter().map(|w| w.len() + 64).sum()
 }
 
 /// Expands without splitting or globbing (assignment values, redirection

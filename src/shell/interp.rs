@@ -8,7 +8,7 @@
 use super::expand;
 use super::io::{Input, Io};
 use super::parse;
-use super::state::{MAX_DEPTH, MAX_VALUE, Outcome, Shell, Unwind};
+use super::state::{MAX_DEPTH, MAX_VALUE, MemoryLimit, Outcome, Shell, Unwind};
 use crate::pattern;
 use brush_parser::ast::{self, CompoundCommand, SourceLocation};
 use futures::future::BoxFuture;
@@ -103,22 +103,27 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
         drop(sub_io);
         exit_status(&sub, r)
     };
+    // Why the capture stopped short: the value's size or the line's memory.
+    enum Overflow {
+        Value,
+        Memory(MemoryLimit),
+    }
     let collect = async {
         let mut out = Vec::new();
         while let Some(chunk) = reader.next_chunk().await {
             if out.len() + chunk.len() > MAX_VALUE {
-                return (out, Some(None));
+                return (out, Some(Overflow::Value));
             }
             // What is captured is held against the line's memory too.
             if let Err(m) = lease.grow_to(out.len() + chunk.len()) {
-                return (out, Some(Some(m)));
+                return (out, Some(Overflow::Memory(m)));
             }
             out.extend_from_slice(&chunk);
         }
         (out, None)
     };
     let (status, (out, overflow)) = futures::join!(run, collect);
-    if let Some(Some(m)) = overflow {
+    if let Some(Overflow::Memory(m)) = overflow {
         return Err(super::expand::out_of_memory(sh, io, m).await);
     }
     if overflow.is_some() {

@@ -64,10 +64,7 @@ pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
     // A limit of the line (memory, subshells) ends all of it with 137, also
     // when the part that hit it was a pipeline stage whose status is not
     // the line's.
-    if sh.halted() {
-        if let Some(msg) = sh.budget.take_unreported() {
-            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
-        }
+    if super::simple::halted(&sh, &io).await {
         return 137;
     }
     status

@@ -27,6 +27,19 @@ impl Value {
         }
     }
 
+    /// The strings, and whether they were a list: for work on each that
+    /// awaits (which `map` cannot), put back together by [`Value::from_parts`].
+    fn into_parts(self) -> (Vec<String>, bool) {
+        match self {
+            Value::Str(s) => (vec![s], false),
+            Value::List(l) => (l, true),
+        }
+    }
+
+    fn from_parts(mut items: Vec<String>, list: bool) -> Value {
+        if list { Value::List(items) } else { Value::Str(items.pop().unwrap_or_default()) }
+    }
+
     fn map(self, f: impl Fn(&str) -> String) -> Value {
         match self {
             Value::Str(s) => Value::Str(f(&s)),
@@ -258,16 +271,12 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             let v = unset_check(sh, io, parameter, v).await?;
             let pat = pattern_value(sh, io, pattern.as_deref().unwrap_or("")).await?;
-            Ok(match v {
-                Value::Str(s) => Value::Str(pattern::trim(&s, &pat, how).await),
-                Value::List(l) => {
-                    let mut out = Vec::with_capacity(l.len());
-                    for s in l {
-                        out.push(pattern::trim(&s, &pat, how).await);
-                    }
-                    Value::List(out)
-                }
-            })
+            let (items, list) = v.into_parts();
+            let mut out = Vec::with_capacity(items.len());
+            for s in &items {
+                out.push(pattern::trim(s, &pat, how).await);
+            }
+            Ok(Value::from_parts(out, list))
         }
         P::Substring { parameter, indirect, offset, length } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
@@ -342,14 +351,10 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             // still hold (every character of a long value replaced by a long
             // value is the square of both).
             let max = MAX_VALUE.min(sh.budget.room());
-            let mut out = Vec::new();
-            let single = matches!(v, Value::Str(_));
-            let items = match v {
-                Value::Str(s) => vec![s],
-                Value::List(l) => l,
-            };
-            for s in items {
-                match pattern::replace(&s, &pat, &with, all, anchor, max).await {
+            let (items, list) = v.into_parts();
+            let mut out = Vec::with_capacity(items.len());
+            for s in &items {
+                match pattern::replace(s, &pat, &with, all, anchor, max).await {
                     Some(r) => out.push(r),
                     None => {
                         let msg = format!(
@@ -361,7 +366,7 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                     }
                 }
             }
-            Ok(if single { Value::Str(out.pop().unwrap_or_default()) } else { Value::List(out) })
+            Ok(Value::from_parts(out, list))
         }
         P::VariableNames { prefix, .. } => {
             let mut names: Vec<String> =

@@ -28,11 +28,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         .await;
         return Err(Unwind::Exit(137));
     };
-    // A limit of the line was hit (where it was, it was said): stop.
-    if sh.halted() {
-        if let Some(msg) = sh.budget.take_unreported() {
-            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
-        }
+    if halted(sh, io).await {
         return Err(Unwind::Exit(137));
     }
     // Let other stages, the session and cancellation in between builtins;
@@ -54,14 +50,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         match item {
             Item::AssignmentWord(a, _) => assigns.extend(assignment(sh, io, a).await?),
             Item::IoRedirect(r) => redirects.push(r),
-            Item::Word(w) => {
-                let fields = expand::fields(sh, io, &w.value).await?;
-                held += expand::words_bytes(&fields);
-                argv.extend(fields);
-                if let Err(m) = sh.budget.fits(held) {
-                    return Err(expand::out_of_memory(sh, io, m).await);
-                }
-            }
+            Item::Word(w) => push_fields(sh, io, &w.value, &mut argv, &mut held).await?,
             Item::ProcessSubstitution(..) => {}
         }
     }
@@ -72,14 +61,7 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     for item in cmd.suffix.iter().flat_map(|s| s.0.iter()) {
         match item {
             Item::IoRedirect(r) => redirects.push(r),
-            Item::Word(w) => {
-                let fields = expand::fields(sh, io, &w.value).await?;
-                held += expand::words_bytes(&fields);
-                argv.extend(fields);
-                if let Err(m) = sh.budget.fits(held) {
-                    return Err(expand::out_of_memory(sh, io, m).await);
-                }
-            }
+            Item::Word(w) => push_fields(sh, io, &w.value, &mut argv, &mut held).await?,
             Item::AssignmentWord(_, w) if declaration => {
                 argv.push(expand::string(sh, io, &w.value).await?)
             }
@@ -118,6 +100,36 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         return Ok(sh.last_subst.take().unwrap_or(0));
     }
     run_argv(sh, &io, argv, assigns).await
+}
+
+/// Whether a limit of the line was hit (memory, subshells, the command's
+/// CPU): it stops. Says which when the shell that hit it could not.
+pub async fn halted(sh: &Shell, io: &Io) -> bool {
+    if !sh.halted() {
+        return false;
+    }
+    if let Some(msg) = sh.budget.take_unreported() {
+        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+    }
+    true
+}
+
+/// Expands a command word onto `argv`, keeping `held` (the bytes of the
+/// words so far) against the line's budget.
+async fn push_fields(
+    sh: &mut Shell,
+    io: &Io,
+    word: &str,
+    argv: &mut Vec<String>,
+    held: &mut usize,
+) -> Result<(), Unwind> {
+    let fields = expand::fields(sh, io, word).await?;
+    *held += super::state::list_bytes(&fields);
+    argv.extend(fields);
+    match sh.budget.fits(*held) {
+        Ok(()) => Ok(()),
+        Err(m) => Err(expand::out_of_memory(sh, io, m).await),
+    }
 }
 
 /// `NAME=value` or `NAME+=value`; `NAME=(a b c)` and `NAME[i]=v` are

@@ -38,8 +38,19 @@ pub fn array_of(items: Vec<String>) -> Array {
     items.into_iter().enumerate().collect()
 }
 
+/// What one value of a list (an array element, a word, a line) costs
+/// against the memory budget.
+pub fn item_bytes(s: &str) -> usize {
+    ENTRY_BYTES + s.len()
+}
+
+/// What a list of values costs against the memory budget.
+pub fn list_bytes(list: &[String]) -> usize {
+    list.iter().map(|s| item_bytes(s)).sum()
+}
+
 fn array_bytes(a: &Array) -> usize {
-    a.values().map(|s| ENTRY_BYTES + s.len()).sum()
+    a.values().map(|s| item_bytes(s)).sum()
 }
 
 /// Host work the interpreter does between two yields at most (compound
@@ -160,8 +171,7 @@ impl Vars {
     pub fn save(&self, name: &str) -> Saved {
         let var = self.map.get(name).cloned();
         let bytes = var.as_ref().map_or(0, |v| v.cost);
-        self.budget.force(bytes);
-        Saved { name: name.to_owned(), var, _lease: Lease { budget: self.budget.clone(), bytes } }
+        Saved { name: name.to_owned(), var, _lease: Lease::held(&self.budget, bytes) }
     }
 
     /// Charges a change of `old` bytes to `new` bytes.
@@ -238,10 +248,10 @@ impl Vars {
             return Ok(self.insert(name.to_owned(), var)?);
         };
         // The element's text, and `$a` when it is element 0.
-        let old_elem = a.get(&i).map_or(0, |s| ENTRY_BYTES + s.len());
+        let old_elem = a.get(&i).map_or(0, |s| item_bytes(s));
         let scalar = if i == 0 { value.len() } else { v.value.len() };
         let old = old_elem + v.value.len();
-        let new = ENTRY_BYTES + value.len() + scalar;
+        let new = item_bytes(&value) + scalar;
         let cost = v.cost - old + new;
         self.recharge(old, new)?;
         let v = self.map.get_mut(name).expect("looked up above");
@@ -262,16 +272,11 @@ pub struct Args {
     lease: Lease,
 }
 
-fn list_bytes(list: &[String]) -> usize {
-    list.iter().map(|s| ENTRY_BYTES + s.len()).sum()
-}
-
 impl Args {
     /// Charged in full: past the budget, the line stops at its next command.
     pub fn new(budget: &Arc<Budget>, list: Vec<String>) -> Self {
-        let bytes = list_bytes(&list);
-        budget.force(bytes);
-        Self { list, lease: Lease { budget: budget.clone(), bytes } }
+        let lease = Lease::held(budget, list_bytes(&list));
+        Self { list, lease }
     }
 
     /// Puts `list` in place; returns the old parameters (charged while kept).
@@ -484,6 +489,14 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A lease on `bytes` that are held already (a copy, a saved value):
+    /// charged in full, past the limit too, which stops the line at its
+    /// next command.
+    fn held(budget: &Arc<Budget>, bytes: usize) -> Self {
+        budget.force(bytes);
+        Self { budget: budget.clone(), bytes }
+    }
+
     /// Grows the lease to `n` bytes.
     pub fn grow_to(&mut self, n: usize) -> Result<(), MemoryLimit> {
         if n > self.bytes {
@@ -496,8 +509,7 @@ impl Lease {
 
 impl Clone for Lease {
     fn clone(&self) -> Self {
-        self.budget.force(self.bytes);
-        Self { budget: self.budget.clone(), bytes: self.bytes }
+        Self::held(&self.budget, self.bytes)
     }
 }
 
