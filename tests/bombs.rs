@@ -120,15 +120,33 @@ const BOMBS: &[Bomb] = &[
         "file too large",
     ),
     bomb("mapfile a < sparse", 137, MEM),
-    // The parser: unbalanced openers and closers in a here-document.
-    // (Refused by the guard in front of brush-parser, which backtracked on
-    // it: the body is passed on as it is.)
-    bomb("cat <<E\n$(($(($(($((]}]}]}]})))))))\nE", 0, "$(($(($(($((]}]}]}]})))))))\n"),
+    // apply_patch holds the file, its new text and the staged copy: against
+    // the line's budget like the shell's own values.
+    bomb(
+        "yes | head -c 40000000 > big; apply_patch \"$(printf '*** Begin Patch\\n*** Update File: big\\n@@\\n-y\\n+n\\n*** End Patch')\"",
+        137,
+        MEM,
+    ),
+    // The parser: nested and unbalanced substitutions in a here-document,
+    // which brush-parser's word grammar backtracked on exponentially (our
+    // fork memoizes it); each is now an ordinary error.
+    bomb("cat <<E\n$(($(($(($((]}]}]}]})))))))\nE", 1, "syntax error in expression"),
     bomb(
         "cat <<E\n$(($dddddddd(dddddddd(($(($((]}]}]}]})$()($(($((]}]}]}]})$())d(($((]}]}))\nE",
-        0,
-        "$(($dddddddd(dddddddd(($(($((]}]}]}]})$()($(($((]}]}]}]})$())d(($((]}]}))\n",
+        1,
+        "syntax error",
     ),
+    // What is still quadratic (thousands left open) meets the parser's step
+    // budget, which names itself.
+    bomb(
+        "x=$(printf '$((x %.0s' {1..3000}); eval \"cat <<E\"$'\\n'\"$x\"$'\\n'E",
+        1,
+        "too complex to parse (more than 1000000 parser steps)",
+    ),
+    // The token grammar: unclosed subshells and cases (minutes before the
+    // fork) are a syntax error at once.
+    bomb("eval \"$(printf '( %.0s' {1..100}) echo hi\"", 2, "unexpected end of file"),
+    bomb("eval \"$(printf 'case x in x) %.0s' {1..100})\"", 2, "unexpected end of file"),
 ];
 
 /// Resident memory of `pid` in KiB.
@@ -189,7 +207,9 @@ async fn host_side_bombs_end_at_their_limits() {
         &[("RUST_LOG", "error")],
     );
     let pid = child.id().expect("pid");
-    let url = server_url(&mut child, Duration::from_secs(60)).await;
+    // The first start on a cold cache compiles the toolset (minutes in a debug
+    // build on two cores); later starts load it.
+    let url = server_url(&mut child, Duration::from_secs(900)).await;
     let (peak, killed, done) = (Arc::default(), Arc::default(), Arc::new(AtomicBool::new(false)));
     watch(pid, Arc::clone(&peak), Arc::clone(&killed), Arc::clone(&done));
     let cwd = format!("file://{root_s}");

@@ -52,8 +52,9 @@ fn binary_frames_that_are_not_utf8_get_a_parse_error() {
 
 #[test]
 fn arithmetic_with_deeply_nested_subscripts_is_refused_promptly() {
-    // brush-parser's arithmetic grammar is exponential in `[` nesting; this
-    // input (unclosed `c[hdfeg| (xp |`, eight times) took minutes.
+    // brush-parser's arithmetic grammar was exponential in `[` nesting (our
+    // fork memoizes it); this input (unclosed `c[hdfeg| (xp |`, eight times)
+    // took minutes.
     let data = include_bytes!("../fuzz/seeds/shell_parse/regress-arith-nested-subscripts");
     checks::shell_line(data);
 }
@@ -66,8 +67,8 @@ fn shell_eval_seeds() {
 #[test]
 fn a_heredoc_of_mismatched_brackets_is_refused_promptly() {
     // brush-parser's word grammar backtracked for seconds on this 100-byte
-    // here-document: `]` and `}` were counted as closing `$((`, so the guard
-    // took it for balanced. Found by the `shell_eval` target.
+    // here-document, exponentially in its nested `$((` (our fork memoizes
+    // it). Found by the `shell_eval` target.
     let data = include_bytes!("../fuzz/seeds/shell_eval/regress-heredoc-mismatched-brackets");
     checks::shell_eval(data);
 }

@@ -233,15 +233,9 @@ fn check_mapping(map: &PathMap, path: &str) {
 /// A command line through the shell's parser (as `bash -c` gets it) and the
 /// word-level parsers that do not touch the filesystem, each fed what the
 /// shell feeds it: the line's word tokens through brace expansion and the
-/// word parser; the raw text as a `${!ref}` target and as arithmetic (both
-/// see arbitrary text), an integer, `$'…'` and a pattern.
-///
-/// Not here-document bodies: brush-parser 0.4's word grammar backtracks
-/// exponentially on some (a `$(` with an unbalanced quote inside), and the
-/// shell only guards against the plain cases (`expand::word_pieces`); the
-/// target found one in minutes, which would fail every CI run until the
-/// parser is fixed. The open case is `here_document_bodies_parse_in_bounded_time`
-/// in `tests/fuzz_regressions.rs` (ignored until then).
+/// word parser; the raw text as a here-document body, as a `${!ref}`
+/// target and as arithmetic (all see arbitrary text), an integer, `$'…'`
+/// and a pattern.
 pub fn shell_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     match parse::program(text) {
@@ -265,6 +259,7 @@ pub fn shell_line(data: &[u8]) {
             let _ = expand::word_pieces(w, false);
         }
     }
+    let _ = expand::word_pieces(text, true);
     let _ = param::indirect_target(text);
     let trimmed = text.trim();
     let _ = arith::parse(trimmed);

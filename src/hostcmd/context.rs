@@ -3,11 +3,10 @@
 //! that runs it reaches a host command (no variables, no functions, no
 //! options), so the commands here can be read, and tested, as programs.
 //!
-//! The command's budget will be passed here too. Today the CPU time and
-//! usage of the command line reach host code through `crate::exec`'s
-//! per-command scope (a task-local), and host commands take no budget of
-//! their own; when memory and time budgets for host work arrive, this is the
-//! one place they come in.
+//! The command line's host-memory budget comes in here too, as a [`Meter`]:
+//! what a host command holds (apply_patch's files) is charged to it, like
+//! the shell's own values. CPU time reaches host code through `crate::exec`'s
+//! per-command scope (a task-local).
 
 use crate::exec::Sink;
 use crate::fs::Workspace;
@@ -32,6 +31,37 @@ pub trait StdinSource: Sync {
     fn read_all(&self, max: usize) -> BoxFuture<'_, Vec<u8>>;
 }
 
+/// The host memory a command line may still take (the shell's budget,
+/// sized by max-memory).
+pub trait Meter: Sync {
+    /// Takes `bytes` more, or says why not (the limit, named).
+    fn take(&self, bytes: usize) -> Result<(), String>;
+    /// Gives back what [`Meter::take`] took.
+    fn give(&self, bytes: usize);
+}
+
+/// Memory a host command holds against its line's [`Meter`], given back
+/// when dropped.
+pub struct Held<'a> {
+    meter: &'a dyn Meter,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    /// Takes `bytes` more, or says why not.
+    pub fn take(&mut self, bytes: usize) -> Result<(), String> {
+        self.meter.take(bytes)?;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.meter.give(self.bytes);
+    }
+}
+
 /// The world of one host command.
 pub struct Context<'a> {
     /// Every path a host command opens goes through this capability.
@@ -41,17 +71,22 @@ pub struct Context<'a> {
     stdin: &'a dyn StdinSource,
     stdout: &'a Sink,
     stderr: &'a Sink,
+    meter: &'a dyn Meter,
 }
 
 impl<'a> Context<'a> {
     pub fn new(
         workspace: &'a Workspace,
         cwd: &'a str,
-        stdin: &'a dyn StdinSource,
-        stdout: &'a Sink,
-        stderr: &'a Sink,
+        (stdin, stdout, stderr): (&'a dyn StdinSource, &'a Sink, &'a Sink),
+        meter: &'a dyn Meter,
     ) -> Self {
-        Self { workspace, cwd, stdin, stdout, stderr }
+        Self { workspace, cwd, stdin, stdout, stderr, meter }
+    }
+
+    /// Nothing held yet against the line's memory budget.
+    pub fn held(&self) -> Held<'a> {
+        Held { meter: self.meter, bytes: 0 }
     }
 
     /// Writes to stdout; a failed write ends the command ([`Broken`]).

@@ -16,7 +16,7 @@ pub mod fileinfo;
 pub mod git;
 pub mod patch;
 
-pub use context::{Broken, Context, Status, StdinSource};
+pub use context::{Broken, Context, Held, Meter, Status, StdinSource};
 
 use futures::future::BoxFuture;
 

@@ -369,9 +369,16 @@ enum Step {
 }
 
 pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
+    // Everything apply_patch holds (the patch read from stdin, each file
+    // read, each new text and its staged copy) is held against the line's
+    // memory budget, and given back when it ends.
+    let mut held = cx.held();
     let text = match args {
         [] => {
             let data = cx.read_stdin(MAX_PATCH).await;
+            if let Err(msg) = held.take(data.len()) {
+                return out_of_memory(cx, &msg).await;
+            }
             if data.is_empty() {
                 cx.err("Usage: apply_patch 'PATCH'\n       echo 'PATCH' | apply_patch\n").await;
                 return Ok(2);
@@ -395,7 +402,8 @@ pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
         cx.err("No files were modified.\n").await;
         return Ok(1);
     }
-    match plan(cx, &hunks) {
+    match plan(cx, &hunks, &mut held).await {
+        Err(Refusal::Memory(msg)) => out_of_memory(cx, &msg).await,
         Ok((steps, summary)) => {
             if let Err(e) = commit(cx, steps) {
                 cx.err(&format!("{e}\n")).await;
@@ -404,11 +412,31 @@ pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
             cx.out(summary.as_bytes()).await?;
             Ok(0)
         }
-        Err(e) => {
+        Err(Refusal::Patch(e)) => {
             cx.err(&format!("{e}\n")).await;
             Ok(1)
         }
     }
+}
+
+/// Why a patch was not applied.
+enum Refusal {
+    /// It does not apply; the message is Codex's.
+    Patch(String),
+    /// The line's memory budget has no room for what it needs.
+    Memory(String),
+}
+
+impl From<String> for Refusal {
+    fn from(e: String) -> Self {
+        Refusal::Patch(e)
+    }
+}
+
+/// Ends apply_patch as a guest past max-memory ends: 137, the limit named.
+async fn out_of_memory(cx: &Context<'_>, msg: &str) -> Status {
+    cx.err(&format!("apply_patch: {msg}\n")).await;
+    Ok(137)
 }
 
 /// A patch path → root-relative path, refused outside the workspace and in
@@ -434,7 +462,11 @@ const MAX_PATCH_FILE: u64 = 64 << 20;
 
 /// Checks every hunk against the workspace as the earlier hunks leave it,
 /// without writing, and returns the steps and Codex's summary.
-fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String> {
+async fn plan(
+    cx: &Context<'_>,
+    hunks: &[Hunk],
+    held: &mut crate::hostcmd::Held<'_>,
+) -> Result<(Vec<Step>, String), Refusal> {
     let dir = cx.workspace.dir();
     // Files as the patch leaves them so far: `None` once deleted.
     let mut staged: std::collections::HashMap<PathBuf, Option<String>> = Default::default();
@@ -455,12 +487,17 @@ fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String>
     let (mut added, mut modified, mut deleted) = (Vec::new(), Vec::new(), Vec::new());
     let mut steps = Vec::new();
     for hunk in hunks {
+        // A patch may name thousands of files: let others run between them
+        // (and terminate or max-wall drop this one).
+        tokio::task::yield_now().await;
         match hunk {
             Hunk::Add { path, contents } => {
                 let rel = target(cx, path)?;
                 if dir.metadata(&rel).is_ok_and(|m| m.is_dir()) {
-                    return Err(format!("Failed to write file {path}: Is a directory"));
+                    return Err(format!("Failed to write file {path}: Is a directory").into());
                 }
+                // Staged, and in its step.
+                held.take(contents.len().saturating_mul(2)).map_err(Refusal::Memory)?;
                 staged.insert(rel.clone(), Some(contents.clone()));
                 steps.push(Step::Write { rel, data: contents.clone() });
                 added.push(path.clone());
@@ -475,7 +512,13 @@ fn plan(cx: &Context<'_>, hunks: &[Hunk]) -> Result<(Vec<Step>, String), String>
             Hunk::Update { path, move_to, chunks } => {
                 let rel = target(cx, path)?;
                 let original = read(&staged, &rel, path, "Failed to read file to update")?;
+                // The file, and its new text twice (staged, and in its step),
+                // taken before the work of applying: the new text is about
+                // the old one's size, and what it adds is taken after.
+                held.take(original.len().saturating_mul(3)).map_err(Refusal::Memory)?;
                 let new = apply_chunks(&original, chunks, path)?;
+                let grown = new.len().saturating_sub(original.len());
+                held.take(grown.saturating_mul(2)).map_err(Refusal::Memory)?;
                 match move_to {
                     Some(dest) => {
                         let dest_rel = target(cx, dest)?;

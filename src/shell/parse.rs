@@ -23,6 +23,7 @@ enum ErrorKind {
     EndOfFile,
     Unmatched(char),
     TooLong,
+    TooComplex,
 }
 
 impl SyntaxError {
@@ -52,6 +53,7 @@ impl SyntaxError {
             ErrorKind::TooLong => {
                 format!("{p}script too long (more than {} MiB)\n", MAX_SCRIPT >> 20)
             }
+            ErrorKind::TooComplex => format!("{p}{}\n", Refused::TooComplex.reason()),
         }
     }
 }
@@ -62,35 +64,83 @@ pub fn parse_options() -> brush_parser::ParserOptions {
     brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() }
 }
 
+/// Parser steps one parse may take. A step is about a character or a piece
+/// of a word (brush-parser's step budget, a patch of ours:
+/// `vendor/brush-parser/PATCHES.md`); a million take about 60 ms in a
+/// release build here, whatever the input, so no text keeps the parser
+/// busy for long. Plain text of up to about half a megabyte fits.
+pub const MAX_PARSE_STEPS: u64 = 1_000_000;
+
+/// Why a parse gave no result of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It does not parse: a syntax error, a panic inside the parser, or a
+    /// text that nests too deep to parse at all.
+    Invalid,
+    /// The parse took more than [`MAX_PARSE_STEPS`].
+    TooComplex,
+}
+
+impl Refused {
+    /// The message bash-style errors carry.
+    pub fn reason(self) -> String {
+        match self {
+            Refused::Invalid => "syntax error: unexpected end of file".into(),
+            Refused::TooComplex => {
+                format!("too complex to parse (more than {MAX_PARSE_STEPS} parser steps)")
+            }
+        }
+    }
+}
+
 /// Runs one of brush-parser's parsers on `text`; every call the shell makes
 /// goes through here or [`isolated`]. A parse error, a panic inside the
-/// parser, or a text too deep to parse at all ([`stack_for`]) is `None`.
+/// parser, a parse over its steps or a text too deep to parse at all
+/// ([`stack_for`]) is `None`.
 pub fn guarded<T: Send, E: Send>(
     text: &str,
     parse: impl FnOnce() -> Result<T, E> + Send,
 ) -> Option<T> {
-    isolated(text, parse)?.ok()
+    checked(text, parse).ok()
+}
+
+/// As [`guarded`], saying why there is no result.
+pub fn checked<T: Send, E: Send>(
+    text: &str,
+    parse: impl FnOnce() -> Result<T, E> + Send,
+) -> Result<T, Refused> {
+    isolated(text, parse)?.map_err(|_| Refused::Invalid)
 }
 
 /// Runs a brush-parser call so that no input can take the server down with
-/// it; `None` when it panicked or `text` is too deep ([`stack_for`]). The
-/// parser is not ours, and `fuzz/` found its limits:
+/// it or hold its thread. The parser is not ours, and `fuzz/` found its
+/// limits:
 /// - it panics on some input (`unwrap`ped integer parses:
 ///   `~99999999999999999999`, `{1..99999999999999999999}`);
 /// - it recurses once per nesting level, about 6 KiB of stack a level in a
 ///   release build: `{ ` 376 times overflows a 2 MiB tokio worker, and a
 ///   stack overflow aborts the whole process. A text that could nest deeper
-///   than a few levels is parsed on a thread with a stack for its worst case.
-fn isolated<R: Send>(text: &str, parse: impl FnOnce() -> R + Send) -> Option<R> {
-    let catching = || std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).ok();
-    match stack_for(text)? {
+///   than a few levels is parsed on a thread with a stack for its worst case;
+/// - it backtracked exponentially in nested constructs (our fork memoizes
+///   the rules involved) and is still quadratic in some unclosed ones, so
+///   every parse runs under [`MAX_PARSE_STEPS`].
+pub fn isolated<R: Send>(text: &str, parse: impl FnOnce() -> R + Send) -> Result<R, Refused> {
+    let catching = || {
+        let bounded = || brush_parser::budget::with_step_limit(MAX_PARSE_STEPS, parse);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(bounded)) {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(brush_parser::budget::StepLimitExceeded)) => Err(Refused::TooComplex),
+            Err(_) => Err(Refused::Invalid),
+        }
+    };
+    match stack_for(text).ok_or(Refused::Invalid)? {
         0 => catching(),
         size => std::thread::scope(|scope| {
             let worker = std::thread::Builder::new()
                 .name("parse".into())
                 .stack_size(size)
                 .spawn_scoped(scope, catching);
-            worker.ok()?.join().ok()?
+            worker.map_err(|_| Refused::Invalid)?.join().map_err(|_| Refused::Invalid)?
         }),
     }
 }
@@ -108,12 +158,12 @@ const MAX_PARSE_STACK: usize = 1 << 30;
 
 /// The stack `text` needs for parsing: `Some(0)` for the caller's own,
 /// `None` when even [`MAX_PARSE_STACK`] might not do. Every nesting level
-/// starts with a bracket, `$`, a backquote, `!` or a compound-command
-/// keyword, so their count bounds the depth (keywords are counted wherever
-/// they appear as words, which only overestimates).
+/// starts with a bracket (a substitution's `$` is followed by one), a
+/// backquote, `!` or a compound-command keyword, so their count bounds the
+/// depth (keywords are counted wherever they appear as words, which only
+/// overestimates).
 fn stack_for(text: &str) -> Option<usize> {
-    let brackets =
-        text.bytes().filter(|b| matches!(b, b'(' | b'{' | b'[' | b'$' | b'`' | b'!')).count();
+    let brackets = text.bytes().filter(|b| matches!(b, b'(' | b'{' | b'[' | b'`' | b'!')).count();
     let keywords = text
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| {
@@ -136,43 +186,6 @@ fn stack_for(text: &str) -> Option<usize> {
     }
     let size = levels.checked_add(8)?.checked_mul(LEVEL_STACK)?;
     (size <= MAX_PARSE_STACK).then_some(size)
-}
-
-/// Unclosed constructs a script may have before we call it a syntax error
-/// without asking brush-parser's grammar, which backtracks exponentially in
-/// them (sixteen `(` took minutes, so did twenty `case x in x) `: found by
-/// `fuzz/`). A script with one unclosed is an error anyway; past this many
-/// the error is reported at its end, as bash does.
-const MAX_UNCLOSED: i64 = 8;
-
-/// Whether `input` leaves more than [`MAX_UNCLOSED`] subshells, arithmetic
-/// commands or `case`s open, counted on tokens (quotes and here-documents
-/// are the tokenizer's business). Texts with too few `(` and `case` for
-/// that are not tokenized twice.
-fn too_many_unclosed(text: &str) -> bool {
-    let candidates = text.bytes().filter(|&b| b == b'(').count() + text.matches("case").count();
-    if candidates <= MAX_UNCLOSED as usize {
-        return false;
-    }
-    let Some(tokens) = tokens(text) else { return false };
-    // Apart: a case pattern's `)` closes no paren.
-    let (mut parens, mut cases) = (0i64, 0i64);
-    for (i, t) in tokens.iter().enumerate() {
-        match (t, t.to_str()) {
-            (brush_parser::Token::Operator(..), "(") => parens += 1,
-            (brush_parser::Token::Operator(..), "((") => parens += 2,
-            (brush_parser::Token::Operator(..), ")") => parens -= 1,
-            (brush_parser::Token::Operator(..), "))") => parens -= 2,
-            (brush_parser::Token::Word(..), "case")
-                if tokens.get(i + 2).is_some_and(|t| t.to_str() == "in") =>
-            {
-                cases += 1
-            }
-            (brush_parser::Token::Word(..), "esac") => cases -= 1,
-            _ => {}
-        }
-    }
-    parens.max(0) + cases.max(0) > MAX_UNCLOSED
 }
 
 /// What brush-parser's tokenizer is given for `text`. brush-parser 0.4
@@ -207,9 +220,6 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
     }
     let input = tokenizer_input(text);
     let lines = text.lines().count().max(1);
-    if too_many_unclosed(text) {
-        return Err(SyntaxError { line: lines + 1, kind: ErrorKind::EndOfFile, source_line: None });
-    }
     let parse = || {
         let mut parser =
             brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parse_options());
@@ -217,9 +227,14 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
     };
     // As `guarded`, but the error is kept: it makes the message.
     let err = match isolated(&input, parse) {
-        Some(Ok(p)) => return Ok(p),
-        Some(Err(e)) => e,
-        None => return Err(SyntaxError { line: 1, kind: ErrorKind::EndOfFile, source_line: None }),
+        Ok(Ok(p)) => return Ok(p),
+        Ok(Err(e)) => e,
+        Err(Refused::Invalid) => {
+            return Err(SyntaxError { line: 1, kind: ErrorKind::EndOfFile, source_line: None });
+        }
+        Err(Refused::TooComplex) => {
+            return Err(SyntaxError { line: 1, kind: ErrorKind::TooComplex, source_line: None });
+        }
     };
     Err(match err {
         ParseError::ParsingNear(pos) => {

@@ -121,6 +121,13 @@ pub async fn printf(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let mut out = String::new();
     let mut status = 0;
     loop {
+        // The format is reused until the arguments run out: a pass per
+        // argument of a million-word list. Each pass yields when its slice
+        // of time is up, and what is built is held against the budget.
+        sh.pause().await?;
+        if let Err(m) = sh.budget.fits(out.len()) {
+            return Err(super::expand::out_of_memory(sh, io, m).await);
+        }
         let consumed_before = rest.len();
         let (stop, bad) = match format_once(format, &mut rest, &mut out) {
             Ok(r) => r,

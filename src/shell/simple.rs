@@ -235,8 +235,8 @@ async fn dispatch(
     let tool_name = crate::exec::command_name(&name).to_owned();
     if let Some(run) = hostcmd::lookup(&tool_name) {
         let saved = set_temp_vars(sh, &assigns);
-        let cx =
-            hostcmd::Context::new(&sh.exec.workspace, &sh.cwd, &io.stdin, &io.stdout, &io.stderr);
+        let stdio = (&io.stdin as &dyn hostcmd::StdinSource, &io.stdout, &io.stderr);
+        let cx = hostcmd::Context::new(&sh.exec.workspace, &sh.cwd, stdio, &*sh.budget);
         // A host command whose output went nowhere ends this (sub)shell,
         // as a builtin's does.
         let r = run(&cx, &argv[1..]).await.map_err(|hostcmd::Broken(code)| Unwind::Exit(code));

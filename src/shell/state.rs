@@ -383,6 +383,17 @@ pub struct Budget {
 /// ends here).
 pub const MAX_LIVE_SHELLS: usize = 256;
 
+/// Host commands hold their buffers against the line's budget too.
+impl crate::hostcmd::Meter for Budget {
+    fn take(&self, bytes: usize) -> Result<(), String> {
+        self.charge(bytes).map_err(|m| m.to_string())
+    }
+
+    fn give(&self, bytes: usize) {
+        self.release(bytes);
+    }
+}
+
 impl Budget {
     pub fn new(max_memory: usize) -> Self {
         Self {
