@@ -237,7 +237,8 @@ struct LimitArgs {
     /// Largest file `fs/readFile` returns and `fs/writeFile` accepts.
     #[arg(long, default_value = "64M", value_parser = parse_size, value_name = "SIZE")]
     max_file: u64,
-    /// Bytes the workspace (with the commands' private /tmp) may take, counted
+    /// Bytes the workspace (with the commands' private /tmp) may occupy on disk
+    /// (allocated blocks, at least 4 KiB per file, directory or link), counted
     /// from the files already there; writes past it fail with "Disk quota
     /// exceeded". 0 turns the quota off.
     #[arg(long, default_value = "16G", value_parser = parse_size, value_name = "SIZE")]
@@ -479,7 +480,14 @@ async fn exec(args: ExecArgs) -> Result<i32> {
 /// `run`: one command line through the shell, output to this terminal.
 async fn run(args: RunArgs) -> Result<i32> {
     use wasm_exec_server::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
-    let workspace = Workspace::open(&args.workspace.host, args.workspace.visible.as_deref())
+    let limits = args.limits.to_limits(std::time::Duration::ZERO);
+    // As `serve` opens a workspace: `.git` read-only, and the disk quota.
+    let config = WorkspaceConfig {
+        visible: args.workspace.visible.clone(),
+        max_disk: limits.max_disk,
+        ..WorkspaceConfig::new(&args.workspace.host)
+    };
+    let workspace = Workspace::from_config(&config)
         .with_context(|| format!("--workspace: cannot open {}", args.workspace.host.display()))?;
     let root = workspace.visible_root().to_owned();
     let cwd = match args.cwd {
@@ -492,7 +500,6 @@ async fn run(args: RunArgs) -> Result<i32> {
         .map_err(|e| anyhow::anyhow!("--cwd {cwd}: {e}"))?;
     let tools = args.tools;
     let runtime = tokio::task::spawn_blocking(move || load_runtime(&tools)).await??;
-    let limits = args.limits.to_limits(std::time::Duration::ZERO);
     let max_wall = limits.max_wall;
     let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
 

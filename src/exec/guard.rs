@@ -19,7 +19,7 @@
 //! command of the same tenant swapping a symlink in between; that can only
 //! move a write to another place inside the same root, never outside it.
 
-use crate::fs::Workspace;
+use crate::fs::{Workspace, quota};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wasmtime::{AsContextMut, Caller, Extern, Linker};
@@ -147,24 +147,32 @@ impl FsGuard {
         }
     }
 
-    /// The size of a regular file that is this path's only link (what
-    /// removing or replacing it frees).
-    fn sole_file_size(&self, area: Area, rel: &Path) -> u64 {
+    /// What removing or replacing the entry at `rel` frees (as
+    /// `fs::quota` counts it): a file that is this path's only link, a
+    /// directory or a symlink frees what it occupies; another link to a
+    /// file frees only its entry.
+    fn sole_entry_size(&self, area: Area, rel: &Path) -> u64 {
         let Some(dir) = self.dir(area) else { return 0 };
         match dir.symlink_metadata(rel) {
             #[cfg(unix)]
-            Ok(m) if m.is_file() && cap_std::fs::MetadataExt::nlink(&m) <= 1 => m.len(),
-            #[cfg(not(unix))]
-            Ok(m) if m.is_file() => m.len(),
-            _ => 0,
+            Ok(m) if m.is_file() && cap_std::fs::MetadataExt::nlink(&m) > 1 => quota::ENTRY,
+            Ok(m) => quota::occupied(&m),
+            Err(_) => 0,
         }
     }
 
-    fn file_size(&self, area: Area, rel: &Path) -> u64 {
+    /// What the entry at `rel` occupies, links not followed; 0 if missing.
+    fn entry_size(&self, area: Area, rel: &Path) -> u64 {
+        self.dir(area).and_then(|d| d.symlink_metadata(rel).ok()).map_or(0, |m| quota::occupied(&m))
+    }
+
+    /// What the file a descriptor opened at `rel` occupies (links
+    /// followed, as the open did); `None` if there is no such file.
+    fn file_occupied(&self, area: Area, rel: &Path) -> Option<u64> {
         self.dir(area)
             .and_then(|d| d.metadata(rel).ok())
             .filter(|m| m.is_file())
-            .map_or(0, |m| m.len())
+            .map(|m| quota::occupied(&m))
     }
 
     fn quota_check(&mut self, growth: u64) -> Result<(), i32> {
@@ -222,29 +230,44 @@ fn iovec_len(mem: &GuestMemory<'_>, ptr: i32, count: i32) -> u64 {
         .sum()
 }
 
-/// The current size of an open file, from wasmtime-wasi's own descriptor.
-async fn fd_size<T: Guarded>(state: &mut T, mem: &mut GuestMemory<'_>, fd: i32) -> Option<u64> {
-    state.wasi().fd_filestat_get(mem, (fd as u32).into()).await.ok().map(|s| s.size)
-}
-
-/// After a write to `fd`, counts how much the file grew.
-async fn account_write<T: Guarded>(state: &mut T, mem: &mut GuestMemory<'_>, fd: i32) {
-    let Some(old) = state.guard().fds.get(&(fd as u32)).and_then(|o| o.size) else { return };
-    if let Some(new) = fd_size(state, mem, fd).await {
-        state.guard().quota_add(new as i64 - old as i64);
-        if let Some(o) = state.guard().fds.get_mut(&(fd as u32)) {
+/// After a write to (or a resize of) `fd`, counts what the file occupies
+/// now against what it did.
+fn account_write<T: Guarded>(state: &mut T, fd: i32) {
+    let guard = state.guard();
+    let Some(Open { area, rel, size: Some(old) }) = guard.fds.get(&(fd as u32)) else { return };
+    let (area, old) = (*area, *old);
+    if let Some(new) = guard.file_occupied(area, rel) {
+        guard.quota_add(new as i64 - old as i64);
+        if let Some(o) = guard.fds.get_mut(&(fd as u32)) {
             o.size = Some(new);
         }
     }
 }
 
 /// Before a write of `len` bytes to `fd`: refuses it when it could pass the
-/// quota. (The check assumes the write grows the file by all of `len`; the
-/// accounting afterwards uses the real size.)
+/// quota. (The check assumes the write allocates all of `len` and its
+/// partial blocks; the accounting afterwards uses what the file occupies.)
 fn check_write<T: Guarded>(state: &mut T, fd: i32, len: u64) -> Result<(), i32> {
     match state.guard().fds.get(&(fd as u32)) {
-        Some(Open { size: Some(_), .. }) => state.guard().quota_check(len),
+        Some(Open { size: Some(_), .. }) => {
+            state.guard().quota_check(len.saturating_add(quota::WRITE_SLACK))
+        }
         _ => Ok(()),
+    }
+}
+
+/// Before creating an entry at `target`: refuses it when one more entry
+/// would pass the quota. Returns where to count it afterwards.
+fn check_new_entry<T: Guarded>(
+    state: &mut T,
+    target: Option<(Area, PathBuf)>,
+) -> Result<Option<(Area, PathBuf)>, i32> {
+    match target {
+        Some((area, rel)) if state.guard().quota_applies(area) => {
+            state.guard().quota_check(quota::ENTRY)?;
+            Ok(Some((area, rel)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -281,10 +304,18 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                     Ok(t) => t,
                     Err(errno) => return Ok(errno),
                 };
-                let mut freed = 0;
+                // What the file occupied before: the open may create it (an
+                // entry more) or truncate it (its blocks freed).
+                let mut before = None;
                 if let (true, Some((area, rel))) = (writes, &target) {
-                    if oflags & O_TRUNC != 0 && state.guard().quota_applies(*area) {
-                        freed = state.guard().file_size(*area, rel);
+                    if state.guard().quota_applies(*area) {
+                        let had = state.guard().file_occupied(*area, rel);
+                        if had.is_none() && oflags & O_CREAT != 0 {
+                            if let Err(errno) = state.guard().quota_check(quota::ENTRY) {
+                                return Ok(errno);
+                            }
+                        }
+                        before = Some(had.unwrap_or(0));
                     }
                 }
                 let errno = p1::path_open(
@@ -307,11 +338,14 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 let Some(new_fd) = read_u32(&mem, out) else { return Ok(errno) };
                 match target {
                     Some((area, rel)) => {
-                        state.guard().quota_add(-(freed as i64));
-                        let size = if writes && state.guard().quota_applies(area) {
-                            fd_size(state, &mut mem, new_fd as i32).await
-                        } else {
-                            None
+                        let size = match before {
+                            Some(before) => {
+                                let now = state.guard().file_occupied(area, &rel);
+                                let now = now.unwrap_or(before);
+                                state.guard().quota_add(now as i64 - before as i64);
+                                Some(now)
+                            }
+                            None => None,
                         };
                         state.guard().fds.insert(new_fd, Open { area, rel, size });
                     }
@@ -364,7 +398,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 }
                 let errno = p1::fd_write(state.wasi(), &mut mem, fd, iovs, count, out).await?;
                 if tracked && errno == ERRNO_SUCCESS {
-                    account_write(state, &mut mem, fd).await;
+                    account_write(state, fd);
                 }
                 Ok(errno)
             })
@@ -385,7 +419,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 let errno =
                     p1::fd_pwrite(state.wasi(), &mut mem, fd, iovs, count, offset, out).await?;
                 if tracked && errno == ERRNO_SUCCESS {
-                    account_write(state, &mut mem, fd).await;
+                    account_write(state, fd);
                 }
                 Ok(errno)
             })
@@ -397,16 +431,12 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, size): (i32, i64)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
+                // Growing a file's length allocates no blocks (it is sparse
+                // until written): it is counted by what it occupies after.
                 let old = state.guard().fds.get(&(fd as u32)).and_then(|o| o.size);
-                if let Some(old) = old {
-                    if let Err(errno) = state.guard().quota_check((size as u64).saturating_sub(old))
-                    {
-                        return Ok(errno);
-                    }
-                }
                 let errno = p1::fd_filestat_set_size(state.wasi(), &mut mem, fd, size).await?;
                 if old.is_some() && errno == ERRNO_SUCCESS {
-                    account_write(state, &mut mem, fd).await;
+                    account_write(state, fd);
                 }
                 Ok(errno)
             })
@@ -418,10 +448,19 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
-                    return Ok(errno);
+                let counted = match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                    Err(errno) => return Ok(errno),
+                    Ok(target) => match check_new_entry(state, target) {
+                        Err(errno) => return Ok(errno),
+                        Ok(counted) => counted,
+                    },
+                };
+                let errno = p1::path_create_directory(state.wasi(), &mut mem, fd, ptr, len).await?;
+                if let (ERRNO_SUCCESS, Some((area, rel))) = (errno, counted) {
+                    let size = state.guard().entry_size(area, &rel);
+                    state.guard().quota_add(size as i64);
                 }
-                p1::path_create_directory(state.wasi(), &mut mem, fd, ptr, len).await
+                Ok(errno)
             })
         },
     )?;
@@ -431,10 +470,19 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
-                    return Ok(errno);
+                let mut freed = 0;
+                match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                    Err(errno) => return Ok(errno),
+                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
+                        freed = state.guard().entry_size(area, &rel)
+                    }
+                    Ok(_) => {}
                 }
-                p1::path_remove_directory(state.wasi(), &mut mem, fd, ptr, len).await
+                let errno = p1::path_remove_directory(state.wasi(), &mut mem, fd, ptr, len).await?;
+                if errno == ERRNO_SUCCESS {
+                    state.guard().quota_add(-(freed as i64));
+                }
+                Ok(errno)
             })
         },
     )?;
@@ -448,7 +496,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     Err(errno) => return Ok(errno),
                     Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
-                        freed = state.guard().sole_file_size(area, &rel)
+                        freed = state.guard().sole_entry_size(area, &rel)
                     }
                     Ok(_) => {}
                 }
@@ -475,7 +523,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                     Err(errno) => return Ok(errno),
                     // Renaming over a file frees it.
                     Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
-                        freed = state.guard().sole_file_size(area, &rel)
+                        freed = state.guard().sole_entry_size(area, &rel)
                     }
                     Ok(_) => {}
                 }
@@ -506,13 +554,21 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 let (mut mem, state) = split(&mut caller)?;
                 // Both ends: a new name for a read-only file would let the
                 // guest change it through that name.
+                let mut counted = None;
                 for (fd, ptr, len) in [(fd, ptr, len), (new_fd, new_ptr, new_len)] {
                     let target = read_str(&mem, ptr, len);
-                    if let Err(errno) = state.guard().writable_target(fd, target) {
-                        return Ok(errno);
+                    match state.guard().writable_target(fd, target) {
+                        Err(errno) => return Ok(errno),
+                        Ok(target) => counted = target,
                     }
                 }
-                p1::path_link(
+                // The new name is an entry more (the file's blocks are
+                // counted once already).
+                let counted = match check_new_entry(state, counted) {
+                    Err(errno) => return Ok(errno),
+                    Ok(counted) => counted,
+                };
+                let errno = p1::path_link(
                     state.wasi(),
                     &mut mem,
                     fd,
@@ -523,7 +579,11 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                     new_ptr,
                     new_len,
                 )
-                .await
+                .await?;
+                if let (ERRNO_SUCCESS, Some(_)) = (errno, counted) {
+                    state.guard().quota_add(quota::ENTRY as i64);
+                }
+                Ok(errno)
             })
         },
     )?;
@@ -533,10 +593,21 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (old_ptr, old_len, fd, ptr, len): (i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
-                    return Ok(errno);
+                let counted = match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                    Err(errno) => return Ok(errno),
+                    Ok(target) => match check_new_entry(state, target) {
+                        Err(errno) => return Ok(errno),
+                        Ok(counted) => counted,
+                    },
+                };
+                let errno =
+                    p1::path_symlink(state.wasi(), &mut mem, old_ptr, old_len, fd, ptr, len)
+                        .await?;
+                if let (ERRNO_SUCCESS, Some((area, rel))) = (errno, counted) {
+                    let size = state.guard().entry_size(area, &rel);
+                    state.guard().quota_add(size as i64);
                 }
-                p1::path_symlink(state.wasi(), &mut mem, old_ptr, old_len, fd, ptr, len).await
+                Ok(errno)
             })
         },
     )?;

@@ -56,15 +56,19 @@ pub enum Sink {
 /// workspace's disk quota as it grows.
 #[derive(Debug)]
 pub struct FileSink {
-    file: Mutex<std::fs::File>,
+    /// The file, and what it occupied after the last write (as the quota
+    /// counted it).
+    file: Mutex<(std::fs::File, u64)>,
     quota: Option<Arc<crate::fs::DiskQuota>>,
 }
 
 impl FileSink {
-    /// `file` must be opened to append or freshly truncated, so every byte
-    /// written grows it.
+    /// `file` is counted in the quota at what it occupies now; every write
+    /// is then checked beforehand and counted by what the file occupies
+    /// after it.
     pub fn new(file: std::fs::File, quota: Option<Arc<crate::fs::DiskQuota>>) -> Self {
-        Self { file: Mutex::new(file), quota }
+        let held = crate::fs::quota::occupied_file(&file);
+        Self { file: Mutex::new((file, held)), quota }
     }
 }
 
@@ -108,11 +112,18 @@ fn broken<E>(_: E) -> io::Error {
 }
 
 fn write_file(f: &FileSink, data: &[u8]) -> io::Result<()> {
+    let mut guard = f.file.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
+    let (file, held) = &mut *guard;
     if let Some(q) = &f.quota {
-        q.charge(data.len() as u64)?;
+        q.check(data.len() as u64 + crate::fs::quota::WRITE_SLACK)?;
     }
-    let mut file = f.file.lock().map_err(|_| io::Error::other("file lock poisoned"))?;
-    io::Write::write_all(&mut *file, data)
+    let result = io::Write::write_all(file, data);
+    if let Some(q) = &f.quota {
+        let now = crate::fs::quota::occupied_file(file);
+        q.add(now as i64 - *held as i64);
+        *held = now;
+    }
+    result
 }
 
 /// The `AsyncWrite` side of a [`Sink`].

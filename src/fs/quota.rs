@@ -9,9 +9,13 @@
 //! refused when the usage plus its size would pass the limit, so a tenant can
 //! go over by at most the one write that was racing another.
 //!
-//! Sizes are apparent sizes (file lengths); directories and symlinks count
-//! nothing. Files changed behind the server's back (by the host) are
-//! counted again on the next start.
+//! Usage is what the entries occupy ([`occupied`]): a file's allocated
+//! blocks, not its length (a sparse write counts the blocks it allocates),
+//! and at least one block for every file, directory and symlink (an inode
+//! flood is not free). A write is checked beforehand against its length
+//! plus [`WRITE_SLACK`] and accounted afterwards by what the file occupies
+//! then. Files changed behind the server's back (by the host) are counted
+//! again on the next start.
 
 use cap_std::fs::Dir;
 use std::io;
@@ -168,32 +172,63 @@ impl DiskQuota {
     }
 }
 
-/// Bytes in the files of a tree (symlinks are not followed). Unreadable
-/// parts count nothing.
+/// The least an entry counts for: an empty file, a directory or a symlink
+/// takes an inode and a directory entry even with no block of its own, so
+/// a flood of empty entries is not free.
+pub const ENTRY: u64 = 4096;
+
+/// Most a write of `len` bytes can allocate beyond `len`: the partial
+/// blocks at each end (a 1-byte write at a 1 GiB offset allocates one
+/// block, not 1 GiB).
+pub const WRITE_SLACK: u64 = 2 * ENTRY;
+
+/// Bytes an entry occupies on disk: the blocks allocated to it (not its
+/// apparent length: a sparse file counts what it really holds), and at
+/// least [`ENTRY`].
+pub fn occupied(m: &cap_std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    let allocated = cap_std::fs::MetadataExt::blocks(m).saturating_mul(512);
+    #[cfg(not(unix))]
+    let allocated = m.len();
+    allocated.max(ENTRY)
+}
+
+/// [`occupied`] for an open file (through its descriptor, not a path).
+pub fn occupied_file(f: &std::fs::File) -> u64 {
+    let Ok(m) = f.metadata() else { return ENTRY };
+    #[cfg(unix)]
+    let allocated = std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512);
+    #[cfg(not(unix))]
+    let allocated = m.len();
+    allocated.max(ENTRY)
+}
+
+/// Bytes a tree occupies below `rel` (every entry, as [`occupied`];
+/// symlinks are not followed). Unreadable parts count nothing.
 pub fn tree_size(dir: &Dir, rel: &Path, depth: usize) -> u64 {
     if depth > 256 {
         return 0;
     }
     let Ok(entries) = dir.read_dir(rel) else { return 0 };
-    let mut total = 0;
+    let mut total: u64 = 0;
     for entry in entries.flatten() {
         let Ok(ft) = entry.file_type() else { continue };
         let child = rel.join(entry.file_name());
         if ft.is_dir() {
-            total += tree_size(dir, &child, depth + 1);
-        } else if ft.is_file() {
-            total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            total = total.saturating_add(tree_size(dir, &child, depth + 1));
         }
+        let own = dir.symlink_metadata(&child).map(|m| occupied(&m)).unwrap_or(0);
+        total = total.saturating_add(own);
     }
     total
 }
 
-/// Bytes a path takes: a file's length, a directory tree's files, nothing
-/// for a symlink or a missing path.
+/// Bytes a path occupies: a file or a symlink as [`occupied`], a directory
+/// with its whole tree, nothing for a missing path.
 pub fn path_size(dir: &Dir, rel: &Path) -> u64 {
     match dir.symlink_metadata(rel) {
-        Ok(m) if m.is_dir() => tree_size(dir, rel, 0),
-        Ok(m) if m.is_file() => m.len(),
+        Ok(m) if m.is_dir() => tree_size(dir, rel, 0).saturating_add(occupied(&m)),
+        Ok(m) => occupied(&m),
         _ => 0,
     }
 }
@@ -206,24 +241,45 @@ mod tests {
     fn counts_the_tree_and_refuses_growth_past_the_limit() {
         let tmp = tempfile::tempdir().expect("test setup");
         std::fs::create_dir_all(tmp.path().join("a/b")).expect("test setup");
-        std::fs::write(tmp.path().join("a/b/f"), vec![0u8; 1000]).expect("test setup");
-        std::fs::write(tmp.path().join("g"), vec![0u8; 24]).expect("test setup");
+        std::fs::write(tmp.path().join("a/b/f"), vec![1u8; 1000]).expect("test setup");
+        std::fs::write(tmp.path().join("g"), vec![1u8; 24]).expect("test setup");
         #[cfg(unix)]
         std::os::unix::fs::symlink("g", tmp.path().join("link")).expect("test setup");
         let dir =
             Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).expect("test setup");
-        let q = DiskQuota::start(2000, &dir);
-        assert_eq!(q.used(), 1024, "used() waits for the first count");
+        // Every entry counts at least a block: a, a/b, a/b/f, g and link.
+        let entries = if cfg!(unix) { 5 } else { 4 };
+        let q = DiskQuota::start(100 * ENTRY, &dir);
+        assert_eq!(q.used(), entries * ENTRY, "used() waits for the first count");
         assert!(q.counted());
-        assert!(q.check(976).is_ok());
-        let err = q.check(977).expect_err("past the limit");
-        assert_eq!(err, QuotaExceeded { limit: 2000, used: 1024 });
+        let room = (100 - entries) * ENTRY;
+        assert!(q.check(room).is_ok());
+        let err = q.check(room + 1).expect_err("past the limit");
+        assert_eq!(err, QuotaExceeded { limit: 100 * ENTRY, used: entries * ENTRY });
         assert!(err.to_string().contains("max-disk"), "{err}");
-        q.charge(900).expect("test setup");
-        assert!(q.charge(100).is_err());
-        q.add(-1924);
+        q.charge(room - 100).expect("test setup");
+        assert!(q.charge(101).is_err());
+        q.add(-((100 * ENTRY - 100) as i64));
         assert_eq!(q.used(), 0);
-        assert_eq!(path_size(&dir, Path::new("a")), 1000);
-        assert_eq!(path_size(&dir, Path::new("link")), 0);
+        assert_eq!(path_size(&dir, Path::new("a")), 3 * ENTRY);
+        #[cfg(unix)]
+        assert_eq!(path_size(&dir, Path::new("link")), ENTRY);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_sparse_file_counts_its_blocks_not_its_length() {
+        use std::io::{Seek, SeekFrom, Write};
+        let tmp = tempfile::tempdir().expect("test setup");
+        let mut f = std::fs::File::create(tmp.path().join("sparse")).expect("test setup");
+        f.seek(SeekFrom::Start(1 << 30)).expect("test setup");
+        f.write_all(b"x").expect("test setup");
+        drop(f);
+        let dir =
+            Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).expect("test setup");
+        let size = path_size(&dir, Path::new("sparse"));
+        // Not 1 GiB, and not 1 byte: the block the write allocated (and the
+        // filesystem's own bookkeeping, a few blocks at most).
+        assert!((ENTRY..=16 * ENTRY).contains(&size), "{size}");
     }
 }

@@ -214,6 +214,26 @@ impl Workspace {
         }
     }
 
+    /// Runs `change` on `rel` after checking that growing by `estimate`
+    /// bytes fits the quota, and counts what `rel` occupies after it
+    /// against what it did before (`rel` is the top of what `change` may
+    /// create or replace).
+    fn counted<R>(
+        &self,
+        rel: &Path,
+        estimate: u64,
+        change: impl FnOnce() -> FsResult<R>,
+    ) -> FsResult<R> {
+        if self.quota.is_none() {
+            return change();
+        }
+        let before = quota::path_size(&self.root, rel);
+        self.check_quota(estimate)?;
+        let result = change();
+        self.account(quota::path_size(&self.root, rel) as i64 - before as i64);
+        result
+    }
+
     /// `/` skeleton and `/tmp` for guests, when they could be made.
     pub fn scratch(&self) -> Option<&Scratch> {
         self.scratch.as_deref()
@@ -404,12 +424,9 @@ impl Workspace {
         let Some(name) = rel.file_name() else {
             return Err(io::Error::from_raw_os_error(21).into());
         };
-        let old_size = match self.root.symlink_metadata(&rel) {
-            Ok(m) if m.is_file() => m.len(),
-            _ => 0,
-        };
-        let delta = data.len() as i64 - old_size as i64;
-        self.check_quota(delta.max(0) as u64)?;
+        let before = if self.quota.is_some() { quota::path_size(&self.root, &rel) } else { 0 };
+        let estimate = (data.len() as u64).saturating_add(quota::ENTRY).saturating_sub(before);
+        self.check_quota(estimate)?;
         let parent = rel.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = parent.join(format!(
             ".{}.wes-tmp-{}",
@@ -431,7 +448,9 @@ impl Workspace {
             let _ = self.root.remove_file(&tmp);
             return Err(e.into());
         }
-        self.account(delta);
+        if self.quota.is_some() {
+            self.account(quota::path_size(&self.root, &rel) as i64 - before as i64);
+        }
         Ok(())
     }
 
@@ -444,11 +463,20 @@ impl Workspace {
                 Ok(_) => return Err(io::Error::from_raw_os_error(17).into()),
                 Err(_) => {}
             }
-            self.root.create_dir_all(&rel)?;
+            // Counted from the first directory that is new.
+            let top =
+                rel.ancestors()
+                    .filter(|a| !a.as_os_str().is_empty())
+                    .fold(rel.as_path(), |top, a| {
+                        if self.root.symlink_metadata(a).is_err() { a } else { top }
+                    });
+            let levels = rel.components().count() - top.components().count() + 1;
+            self.counted(top, levels as u64 * quota::ENTRY, || {
+                Ok(self.root.create_dir_all(&rel)?)
+            })
         } else {
-            self.root.create_dir(&rel)?;
+            self.counted(&rel, quota::ENTRY, || Ok(self.root.create_dir(&rel)?))
         }
-        Ok(())
     }
 
     /// `fs/getMetadata`: follows symlinks for type, size and times;
@@ -560,12 +588,8 @@ impl Workspace {
             self.root.copy(src, &self.root, dst)?;
             return Ok(());
         }
-        let before = quota::path_size(&self.root, dst);
-        self.check_quota(self.root.symlink_metadata(src)?.len())?;
-        let result = self.root.copy(src, &self.root, dst);
-        self.account(quota::path_size(&self.root, dst) as i64 - before as i64);
-        result?;
-        Ok(())
+        let estimate = self.root.symlink_metadata(src)?.len().saturating_add(quota::ENTRY);
+        self.counted(dst, estimate, || Ok(self.root.copy(src, &self.root, dst).map(|_| ())?))
     }
 
     fn copy_entry(
@@ -606,10 +630,15 @@ impl Workspace {
         if depth > 256 {
             return Err(FsError::Invalid("fs/copy: directory tree is too deep".into()));
         }
-        match self.root.create_dir(dst) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
+        if self.root.symlink_metadata(dst).is_err() {
+            self.counted(dst, quota::ENTRY, || Ok(self.root.create_dir(dst)?))?;
+        } else {
+            // An existing directory is merged into (a file there fails below).
+            match self.root.create_dir(dst) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         for entry in self.root.read_dir(src)? {
             let entry = entry?;
@@ -623,8 +652,10 @@ impl Workspace {
                 self.copy_tree(&s, &d, depth + 1)?;
             } else if ft.is_symlink() {
                 let target = self.root.read_link_contents(&s)?;
-                let _ = self.root.remove_file(&d);
-                self.root.symlink_contents(target, &d)?;
+                self.counted(&d, quota::ENTRY, || {
+                    let _ = self.root.remove_file(&d);
+                    Ok(self.root.symlink_contents(target, &d)?)
+                })?;
             } else {
                 self.copy_file(&s, &d)?;
             }

@@ -549,29 +549,40 @@ async fn plan(
 }
 
 fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
+    use crate::fs::quota::{ENTRY, path_size};
     let dir = cx.workspace.dir();
     let quota = cx.workspace.quota();
-    let size =
-        |rel: &Path| dir.symlink_metadata(rel).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
     if let Some(q) = quota {
         // All or nothing: the whole patch is checked against the quota
         // before anything is written (counting each file once, at its last
-        // state).
+        // state, as its length and an entry: what it will about occupy).
         let mut last: std::collections::HashMap<&Path, u64> = Default::default();
         for step in &steps {
             match step {
-                Step::Write { rel, data } => last.insert(rel, data.len() as u64),
+                Step::Write { rel, data } => last.insert(rel, data.len() as u64 + ENTRY),
                 Step::Remove { rel } => last.insert(rel, 0),
             };
         }
-        let growth: i64 = last.iter().map(|(rel, new)| *new as i64 - size(rel) as i64).sum();
+        let growth: i64 =
+            last.iter().map(|(rel, new)| *new as i64 - path_size(dir, rel) as i64).sum();
         q.check(growth.max(0) as u64).map_err(|e| e.to_string())?;
     }
     for step in steps {
-        let before = match &step {
-            Step::Write { rel, .. } | Step::Remove { rel } if quota.is_some() => size(rel),
-            _ => 0,
+        // Counted from the shallowest directory the step creates (or the
+        // file itself): what it occupies after against before.
+        let top = match &step {
+            Step::Write { rel, .. } | Step::Remove { rel } => rel
+                .ancestors()
+                .filter(|a| !a.as_os_str().is_empty())
+                .fold(
+                    rel.as_path(),
+                    |top, a| {
+                        if dir.symlink_metadata(a).is_err() { a } else { top }
+                    },
+                )
+                .to_path_buf(),
         };
+        let before = if quota.is_some() { path_size(dir, &top) } else { 0 };
         match step {
             Step::Write { rel, data } => {
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -579,20 +590,16 @@ fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
                         format!("Failed to create parent directories for {}: {e}", rel.display())
                     })?;
                 }
-                let len = data.len() as i64;
                 dir.write(&rel, data)
                     .map_err(|e| format!("Failed to write file {}: {e}", rel.display()))?;
-                if let Some(q) = quota {
-                    q.add(len - before as i64);
-                }
             }
             Step::Remove { rel } => {
                 dir.remove_file(&rel)
                     .map_err(|e| format!("Failed to delete file {}: {e}", rel.display()))?;
-                if let Some(q) = quota {
-                    q.add(-(before as i64));
-                }
             }
+        }
+        if let Some(q) = quota {
+            q.add(path_size(dir, &top) as i64 - before as i64);
         }
     }
     Ok(())

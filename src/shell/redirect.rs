@@ -81,8 +81,8 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
         .map_err(|e| format!("{path}: {}", crate::fs::strerror(&e)))
 }
 
-/// Opens `rel` below `dir`; a truncation frees the file's old size from the
-/// disk quota.
+/// Opens `rel` below `dir`; the disk quota counts what the open changed (a
+/// new file's entry, a truncation's freed blocks).
 fn open_counted(
     sh: &Shell,
     dir: &cap_std::fs::Dir,
@@ -90,14 +90,21 @@ fn open_counted(
     o: &OpenOptions,
     mode: Mode,
 ) -> std::io::Result<std::fs::File> {
-    let quota = sh.exec.workspace.quota().filter(|_| mode == Mode::Write);
-    let before =
-        quota.and_then(|_| dir.metadata(rel).ok()).filter(|m| m.is_file()).map_or(0, |m| m.len());
-    let file = dir.open_with(rel, o)?;
-    if let Some(q) = quota {
-        q.add(-(before as i64));
-    }
-    Ok(file.into_std())
+    use crate::fs::quota;
+    let Some(q) = sh.exec.workspace.quota().filter(|_| mode == Mode::Write) else {
+        return Ok(dir.open_with(rel, o)?.into_std());
+    };
+    let before = match dir.metadata(rel) {
+        Ok(m) if m.is_file() => quota::occupied(&m),
+        Ok(_) => 0,
+        Err(_) => {
+            q.check(quota::ENTRY)?;
+            0
+        }
+    };
+    let file = dir.open_with(rel, o)?.into_std();
+    q.add(quota::occupied_file(&file) as i64 - before as i64);
+    Ok(file)
 }
 
 fn file_sink(sh: &Shell, f: std::fs::File) -> Sink {

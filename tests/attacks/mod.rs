@@ -578,13 +578,60 @@ async fn disk_quota_counts_every_writer() {
         .expect("run");
     assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
     c.request("fs/remove", json!({"path": s.uri("a")})).await.expect("remove");
-    c.write_file(&s.uri("d"), &[b'd'; 60_000]).await.expect("room again");
+    // Usage is what the files occupy (whole blocks, at least one per entry),
+    // and a write is checked with room for its partial blocks.
+    c.write_file(&s.uri("d"), &[b'd'; 45_000]).await.expect("room again");
     let f = c.run("again", &["fs-ops", "write:c:30000"], &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
     let f = c.run("full", &["fs-ops", "append:c:20000"], &s.uri("")).await.expect("run");
     assert_eq!(f.exit_code, 1, "{}", f.stdout_str());
     assert!(on_disk(&s) <= QUOTA + 4096, "{} bytes on disk", on_disk(&s));
     benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
+async fn disk_quota_counts_entries_and_blocks_not_lengths() {
+    const QUOTA: u64 = 100_000;
+    let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
+    let c = s.client().await;
+    // An empty directory, file or symlink takes an inode and an entry: each
+    // counts a 4 KiB block, so a flood of them stops at the quota (24 fit in
+    // 100,000 bytes), whoever makes them.
+    for (what, make, clean) in [
+        ("dirs", "mkdir d$i", "rmdir d*"),
+        ("links", "ln -s x l$i", "rm l*"),
+        ("files", ": > f$i", "rm f*"),
+    ] {
+        let line = format!(
+            "for i in $(seq 1 100); do {make} 2>/dev/null || {{ echo {what}=$i; break; }}; done; {clean}"
+        );
+        let f = c.run(what, &[BASH, "-lc", &line], &s.uri("")).await.expect("run");
+        assert_eq!(f.stdout_str(), format!("{what}=25\n"), "{}", f.stderr_str());
+    }
+    let mkdirs = (1..=30).map(|i| format!("mkdir:m{i}")).collect::<Vec<_>>();
+    let mut argv = vec!["fs-ops"];
+    argv.extend(mkdirs.iter().map(String::as_str));
+    let f = c.run("m", &argv, &s.uri("")).await.expect("run");
+    assert!(f.stdout_str().contains("err mkdir:m25: Quota exceeded"), "{}", f.stdout_str());
+    let e = c
+        .request("fs/createDirectory", json!({"path": s.uri("n"), "recursive": true}))
+        .await
+        .expect_err("over quota");
+    assert!(e.to_string().contains("(max-disk)"), "{e}");
+    let rmdirs = (1..=24).map(|i| format!("rmdir:m{i}")).collect::<Vec<_>>();
+    let mut argv = vec!["fs-ops"];
+    argv.extend(rmdirs.iter().map(String::as_str));
+    let f = c.run("rm", &argv, &s.uri("")).await.expect("run");
+    assert_eq!(f.exit_code, 0, "{}", f.stdout_str());
+    // A byte written at a 1 GiB offset counts the block it allocates, not
+    // 1 GiB: it fits, and most of the quota stays usable beside it (as
+    // every entry, it counts at least a block: see the floods above).
+    let f = c.run("poke", &["fs-ops", "poke:sparse:1073741824"], &s.uri("")).await.expect("run");
+    assert_eq!(f.stdout_str(), "ok poke:sparse:1073741824\n", "{}", f.stderr_str());
+    let f = c.run("fits", &["fs-ops", "write:w:80000"], &s.uri("")).await.expect("run");
+    assert_eq!(f.stdout_str(), "ok write:w:80000\n", "{}", f.stderr_str());
+    let f = c.run("full", &["fs-ops", "append:w:20000"], &s.uri("")).await.expect("run");
+    assert!(f.stdout_str().contains("Quota exceeded"), "{}", f.stdout_str());
 }
 
 #[tokio::test]
@@ -611,10 +658,15 @@ async fn fs_copy_of_a_tree_counts_each_file_as_it_writes() {
         tree(&s, "").iter().filter(|(_, d)| d != b"<dir>").map(|(_, d)| d.len() as u64).sum();
     assert!(on_disk <= QUOTA, "{on_disk} bytes on disk");
     assert!(s.root().join("dst").is_dir(), "the copy started");
-    // The usage the server counts is what is on disk: freeing the copy makes
-    // room for as much again.
+    // The usage the server counts is what is on disk: freeing the copy gives
+    // back all it took. What is left is the source, 69,632 bytes as the
+    // disk holds it (a directory and two files of 30,000 bytes, in 4 KiB
+    // blocks), so a file of 26,000 bytes (26,624 with its last block, and
+    // an entry more) fits, and one of 31,000 does not.
     c.request("fs/remove", json!({"path": s.uri("dst"), "recursive": true})).await.expect("rm");
-    c.write_file(&s.uri("c"), &[b'c'; 39_000]).await.expect("room again");
+    let e = c.write_file(&s.uri("c"), &[b'c'; 31_000]).await.expect_err("over quota");
+    assert!(e.to_string().contains("(max-disk)"), "{e}");
+    c.write_file(&s.uri("c"), &[b'c'; 26_000]).await.expect("room again");
 }
 
 // ------------------------------------------------------------------ path escapes

@@ -5,6 +5,8 @@
 //!   write:PATH:BYTES     create or truncate, then write BYTES bytes
 //!   append:PATH:BYTES    append BYTES bytes
 //!   truncate:PATH:SIZE   set the length of an existing file
+//!   poke:PATH:OFFSET     create if needed, then write one byte at OFFSET
+//!                        (past the end: a sparse file)
 //!   mkdir:PATH           rmdir:PATH          rm:PATH
 //!   rmtree:PATH          (std's remove_dir_all: opens directories and
 //!                         unlinks relative to them)
@@ -58,6 +60,14 @@ fn run(op: &str) -> std::io::Result<()> {
             let n =
                 n.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
             OpenOptions::new().write(true).open(p)?.set_len(n)
+        }
+        ["poke", p, n] => {
+            use std::io::{Seek, SeekFrom};
+            let n =
+                n.parse().map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            let mut f = OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
+            f.seek(SeekFrom::Start(n))?;
+            f.write_all(b"x")
         }
         ["mkdir", p] => fs::create_dir(p),
         ["rmdir", p] => fs::remove_dir(p),
