@@ -147,6 +147,9 @@ const BOMBS: &[Bomb] = &[
     // fork) are a syntax error at once.
     bomb("eval \"$(printf '( %.0s' {1..100}) echo hi\"", 2, "unexpected end of file"),
     bomb("eval \"$(printf 'case x in x) %.0s' {1..100})\"", 2, "unexpected end of file"),
+    // git holds its output and the files it loads against the line's
+    // budget: a tracked file turned into a sparse 10 GiB one is not read.
+    bomb("truncate -s 10G t; git diff --stat", 137, MEM),
 ];
 
 /// Resident memory of `pid` in KiB.
@@ -193,6 +196,20 @@ async fn host_side_bombs_end_at_their_limits() {
     // A 10 GiB file that occupies nothing on disk.
     let sparse = std::fs::File::create(root.join("sparse")).expect("create");
     sparse.set_len(10 << 30).expect("set_len");
+    // A repository with one small tracked file, for git's bombs.
+    std::fs::write(root.join("t"), "hi\n").expect("write");
+    for args in [&["init", "-q"][..], &["add", "t"], &["commit", "-q", "-m", "t"]] {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&root)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &root)
+            .output()
+            .expect("host git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let root_s = root.to_str().expect("utf-8");
     let mut child = spawn_server(
         &[

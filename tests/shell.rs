@@ -624,6 +624,24 @@ async fn output_streams_while_a_loop_runs() {
 }
 
 #[tokio::test]
+async fn background_jobs_run_concurrently_and_are_bounded() {
+    // `&` runs its list beside the rest of the line; `wait`, `wait $!` and
+    // the end of the line wait for it.
+    let line = "(sleep 1; echo slow) & (echo fast) & wait; echo waited; \
+                false & p=$!; wait $p; echo status=$?; (sleep 0.2; echo late) & echo first";
+    let (_t, _r, got) = run_line(line).await;
+    assert_eq!(got.stdout, "fast\nslow\nwaited\nstatus=1\nfirst\nlate\n", "{}", got.stderr);
+    assert_eq!(got.status, 0);
+    // A flood of jobs ends at a named limit, and stops the ones it started.
+    let started = Instant::now();
+    let (_t, _r, got) = run_line("for i in $(seq 1 100); do sleep 30 & done; echo never").await;
+    assert_eq!(got.status, 137, "{}", got.stderr);
+    assert!(got.stderr.contains("background job limit reached (64 running"), "{}", got.stderr);
+    assert!(!got.stdout.contains("never"));
+    assert!(started.elapsed() < Duration::from_secs(25), "the jobs were waited for");
+}
+
+#[tokio::test]
 async fn limits_stop_runaway_lines() {
     let (_t, _r, got) = run_line("f() { f; }; f; echo unreachable").await;
     assert_eq!(got.status, 1);

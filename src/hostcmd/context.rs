@@ -38,6 +38,8 @@ pub trait Meter: Sync {
     fn take(&self, bytes: usize) -> Result<(), String>;
     /// Gives back what [`Meter::take`] took.
     fn give(&self, bytes: usize);
+    /// Bytes that may still be taken.
+    fn room(&self) -> usize;
 }
 
 /// Memory a host command holds against its line's [`Meter`], given back
@@ -87,6 +89,11 @@ impl<'a> Context<'a> {
     /// Nothing held yet against the line's memory budget.
     pub fn held(&self) -> Held<'a> {
         Held { meter: self.meter, bytes: 0 }
+    }
+
+    /// Bytes of host memory the command may still take.
+    pub fn room(&self) -> usize {
+        self.meter.room()
     }
 
     /// Writes to stdout; a failed write ends the command ([`Broken`]).

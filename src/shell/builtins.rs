@@ -64,7 +64,12 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
     let name = argv[0].as_str();
     let args = &argv[1..];
     match name {
-        ":" | "true" | "alias" | "unalias" | "hash" | "trap" | "ulimit" | "umask" | "wait" => Ok(0),
+        ":" | "true" | "alias" | "unalias" | "hash" | "trap" | "ulimit" | "umask" => Ok(0),
+        "wait" => {
+            // `wait [pid]` (a `%job` waits for all, as without job control).
+            let pid = args.first().and_then(|a| a.parse().ok());
+            Ok(super::interp::wait_jobs_for(sh, pid).await)
+        }
         "false" => Ok(1),
         "echo" => super::printf::echo(io, args).await,
         "printf" => super::printf::printf(sh, io, args).await,

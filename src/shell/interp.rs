@@ -154,11 +154,84 @@ pub fn run_list<'a>(
 ) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         let mut status = sh.status;
-        for ast::CompoundListItem(and_or, _sep) in &list.0 {
-            status = run_and_or(sh, and_or, io).await?;
+        for ast::CompoundListItem(and_or, sep) in &list.0 {
+            status = match sep {
+                ast::SeparatorOperator::Async => start_job(sh, and_or, io).await?,
+                ast::SeparatorOperator::Sequence => run_and_or(sh, and_or, io).await?,
+            };
         }
         Ok(status)
     })
+}
+
+/// `list &`: runs `and_or` in a subshell of its own, concurrently, with
+/// stdin from nothing (as bash does without job control). Its status is
+/// `wait`'s; the line waits for it before it ends ([`wait_jobs`]).
+async fn start_job(sh: &mut Shell, and_or: &ast::AndOrList, io: &Io) -> Outcome {
+    reap_jobs(sh).await;
+    if sh.jobs.running.len() >= super::state::MAX_JOBS {
+        let msg = format!(
+            "fork: background job limit reached ({} running; a limit of this sandbox)",
+            super::state::MAX_JOBS
+        );
+        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+        return Err(Unwind::Exit(137));
+    }
+    let slot = match sh.budget.subshell() {
+        Ok(slot) => slot,
+        Err(msg) => {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            return Err(Unwind::Exit(137));
+        }
+    };
+    let mut sub = sh.clone();
+    sub.pid = super::state::next_pid();
+    let pid = sub.pid;
+    let mut jio = io.clone();
+    jio.stdin = Input::closed();
+    let and_or = and_or.clone();
+    let done = crate::exec::spawn_part(async move {
+        let _slot = slot;
+        let r = run_and_or(&mut sub, &and_or, &jio).await;
+        let status = exit_status(&sub, r);
+        wait_jobs(&mut sub).await;
+        status
+    });
+    sh.jobs.running.push(super::state::Job { pid, done: std::sync::Mutex::new(Box::pin(done)) });
+    sh.jobs.last = Some(pid);
+    Ok(0)
+}
+
+/// Forgets the jobs that have ended.
+async fn reap_jobs(sh: &mut Shell) {
+    let mut running = Vec::with_capacity(sh.jobs.running.len());
+    for mut job in std::mem::take(&mut sh.jobs.running) {
+        let done = job.done.get_mut().unwrap_or_else(|e| e.into_inner());
+        let ended = futures::FutureExt::now_or_never(done).is_some();
+        if !ended {
+            running.push(job);
+        }
+    }
+    sh.jobs.running = running;
+}
+
+/// Waits for this shell's background jobs; the status of the job `pid`
+/// (127 if it is not one), or 0 for all of them.
+pub async fn wait_jobs_for(sh: &mut Shell, pid: Option<u32>) -> i32 {
+    let mut status = if pid.is_some() { 127 } else { 0 };
+    for job in std::mem::take(&mut sh.jobs.running) {
+        let done = job.done.into_inner().unwrap_or_else(|e| e.into_inner());
+        let s = done.await.unwrap_or(crate::exec::STATUS_TRAP);
+        if Some(job.pid) == pid {
+            status = s;
+        }
+    }
+    status
+}
+
+/// Waits for all of this shell's background jobs.
+pub async fn wait_jobs(sh: &mut Shell) {
+    wait_jobs_for(sh, None).await;
 }
 
 async fn run_and_or(sh: &mut Shell, list: &ast::AndOrList, io: &Io) -> Outcome {
@@ -263,8 +336,10 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
 /// closes when it ends.
 async fn run_stage(mut sub: Shell, cmd: &ast::Command, sio: Io) -> i32 {
     let r = run_command(&mut sub, cmd, &sio).await;
+    let status = exit_status(&sub, r);
+    wait_jobs(&mut sub).await;
     drop(sio);
-    exit_status(&sub, r)
+    status
 }
 
 pub fn run_command<'a>(

@@ -61,6 +61,12 @@ pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
         extra: Vec::new(),
     };
     let status = run_invocation(&mut sh, &io, &inv).await;
+    // Background jobs still running end with the line (their output is
+    // part of the command's), unless a limit ended it: then they are
+    // dropped, which stops them.
+    if status != 137 && !sh.halted() {
+        super::interp::wait_jobs(&mut sh).await;
+    }
     // A limit of the line (memory, subshells) ends all of it with 137, also
     // when the part that hit it was a pipeline stage whose status is not
     // the line's.

@@ -92,7 +92,10 @@ async fn lookup(
                 Value::Str(f + "c")
             }
             S::ProcessId => Value::Str(sh.pid.to_string()),
-            S::LastBackgroundProcessId => return Ok(None),
+            S::LastBackgroundProcessId => match sh.jobs.last {
+                Some(pid) => Value::Str(pid.to_string()),
+                None => return Ok(None),
+            },
             S::ShellName => Value::Str(sh.arg0.clone()),
         }),
         Parameter::Named(n) => match n.as_str() {

@@ -392,6 +392,10 @@ impl crate::hostcmd::Meter for Budget {
     fn give(&self, bytes: usize) {
         self.release(bytes);
     }
+
+    fn room(&self) -> usize {
+        Budget::room(self)
+    }
 }
 
 impl Budget {
@@ -577,11 +581,40 @@ pub struct Shell {
     /// `$$`: a process id of the sandbox's own, never the server's (which
     /// would tell a command about the host), different for each shell.
     pub pid: u32,
+    /// Background jobs (`cmd &`) this shell started and has not waited for.
+    pub jobs: Jobs,
+}
+
+/// Background jobs a shell may have running at once (a `&` flood ends at
+/// this, named).
+pub const MAX_JOBS: usize = 64;
+
+/// One background job: its `$!` and its status, when it ends (in a mutex
+/// only so that a shell is `Sync`; it is only ever used through `&mut`).
+pub struct Job {
+    pub pid: u32,
+    pub done: std::sync::Mutex<futures::future::BoxFuture<'static, Option<i32>>>,
+}
+
+/// A shell's background jobs. A subshell starts with none (bash's `wait` in
+/// a subshell does not wait for its parent's jobs); dropping them (the
+/// command stopped) aborts them.
+#[derive(Default)]
+pub struct Jobs {
+    pub running: Vec<Job>,
+    /// `$!`: the last one started.
+    pub last: Option<u32>,
+}
+
+impl Clone for Jobs {
+    fn clone(&self) -> Self {
+        Jobs { running: Vec::new(), last: self.last }
+    }
 }
 
 /// The next sandbox process id: 100 on, wrapping below Linux's default
 /// `pid_max` (32768), like real pids.
-fn next_pid() -> u32 {
+pub fn next_pid() -> u32 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     100 + (NEXT.fetch_add(1, Ordering::Relaxed) % 32_600) as u32
 }
@@ -621,6 +654,7 @@ impl Shell {
             last_subst: None,
             last_yield: std::time::Instant::now(),
             pid: next_pid(),
+            jobs: Jobs::default(),
         };
         sh.set_exported("PWD", &cwd);
         if !sh.vars.contains_key("IFS") {

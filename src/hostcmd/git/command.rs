@@ -3,10 +3,12 @@
 //! blocking pool. The subcommands themselves are in [`super::status`],
 //! [`super::history`] and [`super::diff`]; the repository in [`super::repo`].
 
-use super::repo::{NOT_A_REPO, open};
+use super::repo::{NOT_A_REPO, Stop, open};
 use crate::fs::Workspace;
 use crate::hostcmd::{Context, Status};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Subcommands served; everything else is refused.
 const SUPPORTED: &[&str] = &[
@@ -23,10 +25,25 @@ const SUPPORTED: &[&str] = &[
     "config",
 ];
 
-/// One subcommand on the blocking pool: (stdout, stderr, status).
-fn dispatch(ws: Workspace, cwd_rel: PathBuf, sub: &str, args: &[String]) -> (Vec<u8>, String, i32) {
+/// How one subcommand ended.
+enum Ran {
+    /// stdout, stderr, status.
+    Done(Vec<u8>, String, i32),
+    /// It stopped early ([`Stop`]); its output is dropped.
+    Stopped(Stop),
+}
+
+/// One subcommand on the blocking pool, holding at most `limit` bytes of
+/// output and file data, and stopping when `cancel` is set.
+fn dispatch(
+    ws: Workspace,
+    cwd_rel: PathBuf,
+    sub: &str,
+    args: &[String],
+    (limit, cancel): (usize, Arc<AtomicBool>),
+) -> Ran {
     if !SUPPORTED.contains(&sub) {
-        return (
+        return Ran::Done(
             Vec::new(),
             format!("git: '{sub}' is not supported in this sandbox (read-only git)\n"),
             1,
@@ -34,9 +51,11 @@ fn dispatch(ws: Workspace, cwd_rel: PathBuf, sub: &str, args: &[String]) -> (Vec
     }
     let mut git = match open(ws, cwd_rel) {
         Ok(g) => g,
-        Err(f) => return (Vec::new(), f.msg, f.code),
+        Err(f) => return Ran::Done(Vec::new(), f.msg, f.code),
     };
-    let r = match sub {
+    git.limit = limit;
+    git.cancel = cancel;
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sub {
         "status" => super::status::status(&mut git, args),
         "ls-files" => super::status::ls_files(&mut git, args),
         "diff" => super::diff::diff(&mut git, args),
@@ -48,10 +67,14 @@ fn dispatch(ws: Workspace, cwd_rel: PathBuf, sub: &str, args: &[String]) -> (Vec
         "tag" => super::history::tag(&mut git, args),
         "remote" => super::history::remote(&mut git, args),
         _ => super::history::config(&mut git, args),
-    };
-    match r {
-        Ok(code) => (git.out, String::new(), code),
-        Err(f) => (git.out, f.msg, f.code),
+    }));
+    match run {
+        Ok(Ok(code)) => Ran::Done(git.out, String::new(), code),
+        Ok(Err(f)) => Ran::Done(git.out, f.msg, f.code),
+        Err(payload) => match payload.downcast::<Stop>() {
+            Ok(stop) => Ran::Stopped(*stop),
+            Err(payload) => std::panic::resume_unwind(payload),
+        },
     }
 }
 
@@ -59,6 +82,16 @@ const HELP: &str = "usage: git [-C <path>] <command> [<args>]\n\n\
 This sandbox serves read-only git from the host:\n\
    status, diff, log, show, rev-parse, rev-list, branch, ls-files, tag, remote, config (reading)\n\
 Commands that change the repository are not supported.\n";
+
+/// Sets its flag when dropped: the command's future went away (terminate,
+/// max-wall), so the blocking thread need not go on.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
     let mut cwd = cx.cwd.to_owned();
@@ -126,10 +159,30 @@ pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
         return Ok(128);
     }
     let ws = cx.workspace.clone();
-    let joined = tokio::task::spawn_blocking(move || dispatch(ws, cwd_rel, &sub, &rest)).await;
-    let (out, err, code) =
-        joined.unwrap_or_else(|_| (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128));
-    cx.out(&out).await?;
+    // What git holds (its output, the files it loads) is held against the
+    // line's memory budget: it may take what is left of it.
+    let mut held = cx.held();
+    let room = cx.room();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel = CancelOnDrop(Arc::clone(&cancel));
+    let joined =
+        tokio::task::spawn_blocking(move || dispatch(ws, cwd_rel, &sub, &rest, (room, cancel)))
+            .await;
+    let (out, err, code) = match joined {
+        Ok(Ran::Done(out, err, code)) => (out, err, code),
+        Ok(Ran::Stopped(Stop::Memory)) => {
+            // Taking more than the room fails, names the limit and stops
+            // the line, as the shell's own values do.
+            let msg = held.take(room.saturating_add(1)).err().unwrap_or_default();
+            cx.err(&format!("git: {msg}\n")).await;
+            return Ok(137);
+        }
+        Ok(Ran::Stopped(Stop::Cancelled)) => return Ok(137),
+        Err(_) => (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128),
+    };
+    if held.take(out.len()).is_ok() {
+        cx.out(&out).await?;
+    }
     if !err.is_empty() {
         cx.err(&err).await;
     }

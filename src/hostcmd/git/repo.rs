@@ -14,6 +14,8 @@
 
 use crate::fs::Workspace;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A failed subcommand: what goes to stderr and the status.
 #[derive(Debug)]
@@ -53,11 +55,42 @@ pub struct Git {
     /// The work tree as clients see it (for `--show-toplevel`).
     pub visible_top: String,
     pub out: Vec<u8>,
+    /// Bytes of output and loaded files this command may hold (the room
+    /// left in its line's memory budget).
+    pub limit: usize,
+    /// Set when nobody waits for the command any more (terminate,
+    /// max-wall): it stops at its next output or file.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Why a git command stopped before its end: it unwinds to
+/// [`super::command`], which reports it (with `resume_unwind`, which runs
+/// no panic hook). Output and file loads are where a command spends memory
+/// and time on input, so they are where it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// More output or file data than [`Git::limit`].
+    Memory,
+    /// [`Git::cancel`] was set.
+    Cancelled,
 }
 
 impl Git {
     pub fn print(&mut self, s: impl AsRef<[u8]>) {
-        self.out.extend_from_slice(s.as_ref());
+        let s = s.as_ref();
+        self.check(s.len());
+        self.out.extend_from_slice(s);
+    }
+
+    /// Stops the command if it was cancelled, or if `more` bytes beside its
+    /// output would pass its limit.
+    pub fn check(&self, more: usize) {
+        if self.cancel.load(Ordering::Relaxed) {
+            std::panic::resume_unwind(Box::new(Stop::Cancelled));
+        }
+        if self.out.len().saturating_add(more) > self.limit {
+            std::panic::resume_unwind(Box::new(Stop::Memory));
+        }
     }
 
     /// A repository path shown relative to the working directory, as
@@ -97,7 +130,11 @@ impl Git {
                 .ok()
                 .map(|t| t.to_string_lossy().into_owned().into_bytes());
         }
-        dir.read(&rel).ok()
+        // Within what the command may still hold: not a sparse 10 GiB
+        // file, and not a FIFO or a device read without end.
+        self.check(meta.len() as usize);
+        let room = self.limit.saturating_sub(self.out.len()) as u64;
+        self.ws.read_bounded(&rel, room).ok()
     }
 
     /// The executable bit of a work-tree file, as git records it.
@@ -197,5 +234,14 @@ pub(super) fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
         .unwrap_or_default();
     let visible_top =
         ws.path_map().to_visible(&work_rel).unwrap_or_else(|| ws.visible_root().to_owned());
-    Ok(Git { repo, ws, work_rel, prefix, visible_top, out: Vec::new() })
+    Ok(Git {
+        repo,
+        ws,
+        work_rel,
+        prefix,
+        visible_top,
+        out: Vec::new(),
+        limit: usize::MAX,
+        cancel: Arc::default(),
+    })
 }
