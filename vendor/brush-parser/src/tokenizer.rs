@@ -1178,6 +1178,9 @@ impl<'a, R: ?Sized + std::io::BufRead> Tokenizer<'a, R> {
         }
 
         let result = result.unwrap();
+        // A token costs what its parse by the token grammar will (wasm-exec-server
+        // patch, see `crate::budget`): about eight characters' steps.
+        crate::budget::steps(8);
 
         Ok(result)
     }
