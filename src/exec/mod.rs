@@ -34,5 +34,7 @@ pub use executor::{
     command_name, sandbox_env,
 };
 pub use guest::{GuestOutcome, GuestRequest};
-pub use scope::{CommandStats, TenantInstances, run_demotable, spawn_part, with_scope};
+pub use scope::{
+    BlockingMeter, CommandStats, TenantInstances, run_demotable, spawn_part, with_scope,
+};
 pub use stdio::{OutputChunk, PipeReader, Sink, Stdin, StreamKind, pipe};

@@ -228,6 +228,41 @@ impl CommandStats {
     }
 }
 
+/// Host work a command does on another thread (git, on the blocking pool),
+/// charged to the command's host time like its own tasks' polls: made in
+/// the command's task ([`BlockingMeter::current`]), then moved to the
+/// thread that does the work.
+pub struct BlockingMeter {
+    stats: Option<Arc<CommandStats>>,
+    /// The thread's CPU clock when last charged.
+    last: Option<u64>,
+}
+
+impl BlockingMeter {
+    /// A meter for the command whose task calls this (none outside one).
+    pub fn current() -> Self {
+        Self { stats: current_stats(), last: None }
+    }
+
+    /// Charges the thread's CPU time since the last call (the first call
+    /// starts the clock); `false` once the command is over its CPU budget.
+    pub fn charge(&mut self) -> bool {
+        let Some(stats) = &self.stats else { return true };
+        let now = thread_cpu_ns();
+        if let (Some(now), Some(last)) = (now, self.last) {
+            stats.charge_host(now.saturating_sub(last));
+        }
+        self.last = now;
+        !stats.cpu_limit_hit.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for BlockingMeter {
+    fn drop(&mut self) {
+        self.charge();
+    }
+}
+
 /// CPU time of the calling thread, in nanoseconds.
 #[cfg(target_os = "linux")]
 fn thread_cpu_ns() -> Option<u64> {

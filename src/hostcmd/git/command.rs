@@ -40,7 +40,7 @@ fn dispatch(
     cwd_rel: PathBuf,
     sub: &str,
     args: &[String],
-    (limit, cancel): (usize, Arc<AtomicBool>),
+    (limit, cancel, cpu): (usize, Arc<AtomicBool>, crate::exec::BlockingMeter),
 ) -> Ran {
     if !SUPPORTED.contains(&sub) {
         return Ran::Done(
@@ -55,6 +55,9 @@ fn dispatch(
     };
     git.limit = limit;
     git.cancel = cancel;
+    let mut cpu = cpu;
+    cpu.charge();
+    git.cpu = Some(cpu);
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sub {
         "status" => super::status::status(&mut git, args),
         "ls-files" => super::status::ls_files(&mut git, args),
@@ -165,9 +168,12 @@ pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
     let room = cx.room();
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel = CancelOnDrop(Arc::clone(&cancel));
-    let joined =
-        tokio::task::spawn_blocking(move || dispatch(ws, cwd_rel, &sub, &rest, (room, cancel)))
-            .await;
+    // Its CPU time is the command's, though it runs on the blocking pool.
+    let cpu = crate::exec::BlockingMeter::current();
+    let joined = tokio::task::spawn_blocking(move || {
+        dispatch(ws, cwd_rel, &sub, &rest, (room, cancel, cpu))
+    })
+    .await;
     let (out, err, code) = match joined {
         Ok(Ran::Done(out, err, code)) => (out, err, code),
         Ok(Ran::Stopped(Stop::Memory)) => {
@@ -178,6 +184,10 @@ pub async fn run(cx: &Context<'_>, args: &[String]) -> Status {
             return Ok(137);
         }
         Ok(Ran::Stopped(Stop::Cancelled)) => return Ok(137),
+        Ok(Ran::Stopped(Stop::Cpu)) => {
+            cx.err("git: CPU time limit exceeded (max-cpu); command stopped\n").await;
+            return Ok(137);
+        }
         Err(_) => (Vec::new(), "fatal: git failed unexpectedly\n".into(), 128),
     };
     if held.take(out.len()).is_ok() {

@@ -276,12 +276,13 @@ impl DiffOptions {
     }
 }
 
-fn load(git: &Git, side: &Side, path: &str) -> Result<Vec<u8>, Fail> {
+fn load(git: &mut Git, side: &Side, path: &str) -> Result<Vec<u8>, Fail> {
     match side {
         Side::Blob(id) => {
             // Its size first: a small compressed object may inflate to
             // gigabytes.
-            git.check(git.repo.find_header(*id)?.size() as usize);
+            let size = git.repo.find_header(*id)?.size() as usize;
+            git.check(size);
             Ok(git.repo.find_object(*id)?.data.clone())
         }
         Side::Worktree => Ok(git.read_worktree(path).unwrap_or_default()),

@@ -61,6 +61,10 @@ pub struct Git {
     /// Set when nobody waits for the command any more (terminate,
     /// max-wall): it stops at its next output or file.
     pub cancel: Arc<AtomicBool>,
+    /// Charges this thread's CPU time to the command (max-cpu, usage).
+    pub cpu: Option<crate::exec::BlockingMeter>,
+    /// Checks since the CPU time was last charged.
+    checks: u32,
 }
 
 /// Why a git command stopped before its end: it unwinds to
@@ -73,6 +77,8 @@ pub enum Stop {
     Memory,
     /// [`Git::cancel`] was set.
     Cancelled,
+    /// The command used up its CPU time (max-cpu).
+    Cpu,
 }
 
 impl Git {
@@ -82,14 +88,24 @@ impl Git {
         self.out.extend_from_slice(s);
     }
 
-    /// Stops the command if it was cancelled, or if `more` bytes beside its
-    /// output would pass its limit.
-    pub fn check(&self, more: usize) {
+    /// Stops the command if it was cancelled, if `more` bytes beside its
+    /// output would pass its limit, or (looked at every 256 checks) if it
+    /// is over its CPU time.
+    pub fn check(&mut self, more: usize) {
         if self.cancel.load(Ordering::Relaxed) {
             std::panic::resume_unwind(Box::new(Stop::Cancelled));
         }
         if self.out.len().saturating_add(more) > self.limit {
             std::panic::resume_unwind(Box::new(Stop::Memory));
+        }
+        self.checks += 1;
+        if self.checks >= 256 {
+            self.checks = 0;
+            if let Some(cpu) = &mut self.cpu {
+                if !cpu.charge() {
+                    std::panic::resume_unwind(Box::new(Stop::Cpu));
+                }
+            }
         }
     }
 
@@ -132,7 +148,9 @@ impl Git {
         }
         // Within what the command may still hold: not a sparse 10 GiB
         // file, and not a FIFO or a device read without end.
-        self.check(meta.len() as usize);
+        if self.out.len().saturating_add(meta.len() as usize) > self.limit {
+            std::panic::resume_unwind(Box::new(Stop::Memory));
+        }
         let room = self.limit.saturating_sub(self.out.len()) as u64;
         self.ws.read_bounded(&rel, room).ok()
     }
@@ -243,5 +261,7 @@ pub(super) fn open(ws: Workspace, cwd_rel: PathBuf) -> Result<Git, Fail> {
         out: Vec::new(),
         limit: usize::MAX,
         cancel: Arc::default(),
+        cpu: None,
+        checks: 0,
     })
 }
