@@ -256,6 +256,8 @@ async fn host_side_bombs_end_at_their_limits() {
     let start_kb = rss_kb(pid).expect("rss");
 
     let mut report = Vec::new();
+    // The benign p50 during each bomb that lasted long enough to sample.
+    let mut ratios = Vec::new();
     for (i, b) in BOMBS.iter().enumerate() {
         let line = b.line;
         let started = Instant::now();
@@ -303,19 +305,35 @@ async fn host_side_bombs_end_at_their_limits() {
             peak.swap(0, Ordering::Relaxed) >> 10,
         ));
         // A benign client's echo keeps going through (the bomb is demoted
-        // to its tenant's low-priority threads after 20 ms of CPU). Latency
-        // is the bench's to measure (the report above prints it); here only
-        // a bound that catches a starved server.
+        // to its tenant's low-priority threads after 20 ms of CPU): never
+        // starved, during any bomb.
         let bound = Duration::from_millis(500);
         assert!(
             during_p50 <= bound,
             "`{line}`: benign echo p50 {during_p50:?} (unloaded {unloaded:?})"
         );
+        if during.len() >= 5 {
+            ratios.push(during_p50.as_secs_f64() / unloaded.as_secs_f64());
+        }
     }
     done.store(true, Ordering::Relaxed);
     eprintln!("unloaded benign echo p50 {unloaded:?}; start RSS {} MiB", start_kb >> 10);
     for r in &report {
         eprintln!("{r}");
     }
+    // And prompt: over the bombs that ran long enough for five echoes or
+    // more, the typical (median) bomb leaves the benign echo within 2× of
+    // its unloaded latency. (A bomb's own p50, from 5 to 90 samples on two
+    // cores shared with this test's client, is too noisy to hold each to
+    // 2×; the report above prints them all.)
+    ratios.sort_by(f64::total_cmp);
+    let typical = ratios.get(ratios.len() / 2).copied().unwrap_or_default();
+    let worst = ratios.last().copied().unwrap_or_default();
+    eprintln!(
+        "benign echo during {} bombs: median {typical:.2}x, worst {worst:.2}x unloaded",
+        ratios.len()
+    );
+    assert!(ratios.len() >= 20, "only {} bombs lasted five echoes", ratios.len());
+    assert!(typical <= 2.0, "benign echo is {typical:.2}x its unloaded latency during bombs");
     let _ = child.kill().await;
 }
