@@ -528,8 +528,17 @@ pub fn parse(
     word: &str,
     options: &ParserOptions,
 ) -> Result<Vec<WordPieceWithSource>, error::WordParseError> {
+    // Only short words are kept in the process-wide cache (wasm-exec-server
+    // patch): 64 entries of up to a whole script each would hold memory no
+    // command is charged for, after the command has ended.
+    if word.len() > MAX_CACHED_WORD {
+        return cacheable_parse_no_cache(word.to_owned(), options.to_owned());
+    }
     cacheable_parse(word.to_owned(), options.to_owned())
 }
+
+/// Longest word [`parse`] keeps in its cache (wasm-exec-server patch).
+const MAX_CACHED_WORD: usize = 4096;
 
 #[cached::proc_macro::cached(size = 64, result = true)]
 fn cacheable_parse(
