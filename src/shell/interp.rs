@@ -550,7 +550,8 @@ async fn arith_for(sh: &mut Shell, f: &ast::ArithmeticForClauseCommand, io: &Io)
         io: &Io,
         e: &Option<ast::UnexpandedArithmeticExpr>,
     ) -> Result<Option<i64>, Unwind> {
-        let Some(e) = e else { return Ok(None) };
+        // An empty clause is no clause (an empty condition is true).
+        let Some(e) = e.as_ref().filter(|e| !e.value.trim().is_empty()) else { return Ok(None) };
         let text = expand::string(sh, io, &e.value).await?;
         match super::arith::eval(sh, &text) {
             Ok(v) => Ok(Some(v)),

@@ -150,7 +150,9 @@ peg::parser! {
         // TODO(arithmetic): evaluate arithmetic end; the semicolon is used in arithmetic for loops.
         rule arithmetic_end() -> () =
             specific_operator(")") specific_operator(")") {} /
-            specific_operator(";") {}
+            specific_operator(";") {} /
+            // The two semicolons of `for ((i=0;;i++))` (wasm-exec-server patch).
+            specific_operator(";;") {}
 
         rule subshell() -> ast::SubshellCommand =
             start:specific_operator("(") list:compound_list() end:specific_operator(")") {
@@ -198,8 +200,13 @@ peg::parser! {
         rule arithmetic_for_clause() -> ast::ArithmeticForClauseCommand =
             s:specific_word("for")
             specific_operator("(") specific_operator("(")
-                initializer:arithmetic_expression()? specific_operator(";")
-                condition:arithmetic_expression()? specific_operator(";")
+                initializer:arithmetic_expression()?
+                // An empty condition between the semicolons is one `;;` token
+                // (`for ((;;))`, `for ((i=0;;i++))`; wasm-exec-server patch).
+                condition:(
+                    specific_operator(";;") { None } /
+                    specific_operator(";") c:arithmetic_expression()? specific_operator(";") { c }
+                )
                 updater:arithmetic_expression()?
             specific_operator(")") specific_operator(")")
             body:arithmetic_for_body() {
