@@ -167,6 +167,11 @@ impl Pump {
         tokio::pin!(command);
         let mut rx_open = true;
         let mut exited = false;
+        // After a stop or a limit, how long the stopped work may take to let
+        // go of its output (its task is dropped, but dropping lands only
+        // when its thread next runs, and a demoted command's thread may be
+        // starved by the host's other load): the client hears `closed` then.
+        let mut drain_until: Option<tokio::time::Instant> = None;
         let mut delivery = Delivery { produced: 0, last_was_cr: false };
         // The start's answer goes out after the command's first poll (the
         // `biased` order below polls it before the last branch), ahead of
@@ -219,7 +224,16 @@ impl Pump {
                     record(&owner, &process.id, status, outcome, &usage, started.elapsed());
                     process.emit_exited(&emitter, status, usage).await;
                     if !rx_open { break; }
+                    if matches!(outcome, Outcome::Terminated | Outcome::Interrupted | Outcome::Limit) {
+                        drain_until = Some(tokio::time::Instant::now() + STOP_DRAIN);
+                    }
                 }
+                () = async {
+                    match drain_until {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if drain_until.is_some() => break,
                 // The command's first poll did not finish it.
                 () = answer_first(&mut answer), if answer.is_some() => {}
             }
@@ -236,6 +250,9 @@ impl Pump {
         drop(lock(&process.task).take());
     }
 }
+
+/// How long a stopped command's output may still come after its exit.
+const STOP_DRAIN: Duration = Duration::from_millis(250);
 
 /// The command, bounded by stop requests and the wall-clock limit. The
 /// outcome is known here for stops and limits (else it is read from the
