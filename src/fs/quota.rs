@@ -195,12 +195,19 @@ pub fn occupied(m: &cap_std::fs::Metadata) -> u64 {
 
 /// [`occupied`] for an open file (through its descriptor, not a path).
 pub fn occupied_file(f: &std::fs::File) -> u64 {
-    let Ok(m) = f.metadata() else { return ENTRY };
-    #[cfg(unix)]
-    let allocated = std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512);
-    #[cfg(not(unix))]
-    let allocated = m.len();
-    allocated.max(ENTRY)
+    f.metadata().map_or(ENTRY, |m| occupied(&cap_std::fs::Metadata::from_just_metadata(m)))
+}
+
+/// Where a change at `rel` is counted: the shallowest of `rel` and its
+/// ancestors that does not exist yet (what the change will create), or
+/// `rel` itself when it exists. What it occupies after the change, against
+/// before, is what the change cost.
+pub fn new_top<'a>(dir: &Dir, rel: &'a Path) -> &'a Path {
+    rel.ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| dir.symlink_metadata(a).is_err())
+        .last()
+        .unwrap_or(rel)
 }
 
 /// Bytes a tree occupies below `rel` (every entry, as [`occupied`];
@@ -217,7 +224,9 @@ pub fn tree_size(dir: &Dir, rel: &Path, depth: usize) -> u64 {
         if ft.is_dir() {
             total = total.saturating_add(tree_size(dir, &child, depth + 1));
         }
-        let own = dir.symlink_metadata(&child).map(|m| occupied(&m)).unwrap_or(0);
+        // The entry's own metadata (links not followed), without resolving
+        // its path again.
+        let own = entry.metadata().map(|m| occupied(&m)).unwrap_or(0);
         total = total.saturating_add(own);
     }
     total

@@ -464,12 +464,7 @@ impl Workspace {
                 Err(_) => {}
             }
             // Counted from the first directory that is new.
-            let top = rel.ancestors().filter(|a| !a.as_os_str().is_empty()).fold(
-                rel.as_path(),
-                |top, a| {
-                    if self.root.symlink_metadata(a).is_err() { a } else { top }
-                },
-            );
+            let top = quota::new_top(&self.root, &rel);
             let levels = rel.components().count() - top.components().count() + 1;
             self.counted(top, levels as u64 * quota::ENTRY, || {
                 Ok(self.root.create_dir_all(&rel)?)

@@ -549,7 +549,7 @@ async fn plan(
 }
 
 fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
-    use crate::fs::quota::{ENTRY, path_size};
+    use crate::fs::quota::{ENTRY, new_top, path_size};
     let dir = cx.workspace.dir();
     let quota = cx.workspace.quota();
     if let Some(q) = quota {
@@ -570,19 +570,12 @@ fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
     for step in steps {
         // Counted from the shallowest directory the step creates (or the
         // file itself): what it occupies after against before.
-        let top = match &step {
-            Step::Write { rel, .. } | Step::Remove { rel } => rel
-                .ancestors()
-                .filter(|a| !a.as_os_str().is_empty())
-                .fold(
-                    rel.as_path(),
-                    |top, a| {
-                        if dir.symlink_metadata(a).is_err() { a } else { top }
-                    },
-                )
-                .to_path_buf(),
-        };
-        let before = if quota.is_some() { path_size(dir, &top) } else { 0 };
+        let counted = quota.map(|_| {
+            let (Step::Write { rel, .. } | Step::Remove { rel }) = &step;
+            let top = new_top(dir, rel).to_path_buf();
+            let before = path_size(dir, &top);
+            (top, before)
+        });
         match step {
             Step::Write { rel, data } => {
                 if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -598,7 +591,7 @@ fn commit(cx: &Context<'_>, steps: Vec<Step>) -> Result<(), String> {
                     .map_err(|e| format!("Failed to delete file {}: {e}", rel.display()))?;
             }
         }
-        if let Some(q) = quota {
+        if let (Some(q), Some((top, before))) = (quota, counted) {
             q.add(path_size(dir, &top) as i64 - before as i64);
         }
     }
