@@ -161,6 +161,16 @@ impl FsGuard {
         }
     }
 
+    /// Before removing, or renaming over, the entry `path` names from `fd`:
+    /// refuses it in a read-only area, else returns what the removal frees
+    /// of the quota (0 where the quota does not apply).
+    fn removable(&mut self, fd: i32, path: Option<String>) -> Result<u64, i32> {
+        match self.writable_target(fd, path)? {
+            Some((area, rel)) if self.quota_applies(area) => Ok(self.sole_entry_size(area, &rel)),
+            _ => Ok(0),
+        }
+    }
+
     /// What the entry at `rel` occupies, links not followed; 0 if missing.
     fn entry_size(&self, area: Area, rel: &Path) -> u64 {
         self.dir(area).and_then(|d| d.symlink_metadata(rel).ok()).map_or(0, |m| quota::occupied(&m))
@@ -470,14 +480,10 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let mut freed = 0;
-                match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                let freed = match state.guard().removable(fd, read_str(&mem, ptr, len)) {
+                    Ok(freed) => freed,
                     Err(errno) => return Ok(errno),
-                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
-                        freed = state.guard().entry_size(area, &rel)
-                    }
-                    Ok(_) => {}
-                }
+                };
                 let errno = p1::path_remove_directory(state.wasi(), &mut mem, fd, ptr, len).await?;
                 if errno == ERRNO_SUCCESS {
                     state.guard().quota_add(-(freed as i64));
@@ -492,14 +498,10 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, ptr, len): (i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let mut freed = 0;
-                match state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
+                let freed = match state.guard().removable(fd, read_str(&mem, ptr, len)) {
+                    Ok(freed) => freed,
                     Err(errno) => return Ok(errno),
-                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
-                        freed = state.guard().sole_entry_size(area, &rel)
-                    }
-                    Ok(_) => {}
-                }
+                };
                 let errno = p1::path_unlink_file(state.wasi(), &mut mem, fd, ptr, len).await?;
                 if errno == ERRNO_SUCCESS {
                     state.guard().quota_add(-(freed as i64));
@@ -515,18 +517,15 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
          (fd, ptr, len, new_fd, new_ptr, new_len): (i32, i32, i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                let mut freed = 0;
                 if let Err(errno) = state.guard().writable_target(fd, read_str(&mem, ptr, len)) {
                     return Ok(errno);
                 }
-                match state.guard().writable_target(new_fd, read_str(&mem, new_ptr, new_len)) {
+                // Renaming over an entry frees it.
+                let freed = match state.guard().removable(new_fd, read_str(&mem, new_ptr, new_len))
+                {
+                    Ok(freed) => freed,
                     Err(errno) => return Ok(errno),
-                    // Renaming over a file frees it.
-                    Ok(Some((area, rel))) if state.guard().quota_applies(area) => {
-                        freed = state.guard().sole_entry_size(area, &rel)
-                    }
-                    Ok(_) => {}
-                }
+                };
                 let errno =
                     p1::path_rename(state.wasi(), &mut mem, fd, ptr, len, new_fd, new_ptr, new_len)
                         .await?;
