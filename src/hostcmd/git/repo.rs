@@ -88,6 +88,14 @@ impl Git {
         self.out.extend_from_slice(s);
     }
 
+    /// Stops the command if `more` bytes beside its output would pass its
+    /// limit.
+    fn hold(&self, more: usize) {
+        if self.out.len().saturating_add(more) > self.limit {
+            std::panic::resume_unwind(Box::new(Stop::Memory));
+        }
+    }
+
     /// Stops the command if it was cancelled, if `more` bytes beside its
     /// output would pass its limit, or (looked at every 256 checks) if it
     /// is over its CPU time.
@@ -95,9 +103,7 @@ impl Git {
         if self.cancel.load(Ordering::Relaxed) {
             std::panic::resume_unwind(Box::new(Stop::Cancelled));
         }
-        if self.out.len().saturating_add(more) > self.limit {
-            std::panic::resume_unwind(Box::new(Stop::Memory));
-        }
+        self.hold(more);
         self.checks += 1;
         if self.checks >= 256 {
             self.checks = 0;
@@ -148,9 +154,7 @@ impl Git {
         }
         // Within what the command may still hold: not a sparse 10 GiB
         // file, and not a FIFO or a device read without end.
-        if self.out.len().saturating_add(meta.len() as usize) > self.limit {
-            std::panic::resume_unwind(Box::new(Stop::Memory));
-        }
+        self.hold(meta.len() as usize);
         let room = self.limit.saturating_sub(self.out.len()) as u64;
         self.ws.read_bounded(&rel, room).ok()
     }
