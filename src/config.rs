@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Limits applied to every command and connection. Each has a flag.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Linear memory per wasm instance, and the host memory one command
     /// line's shell may hold, in bytes.
@@ -37,6 +37,10 @@ pub struct Limits {
     /// How long a session outlives its connection, waiting for a resume.
     /// Zero ends it (and its processes) when the connection closes.
     pub detach_grace: Duration,
+    /// Resident memory of the tenant's worker process (all its sessions,
+    /// commands and host-side work together); past it the worker is ended.
+    /// 0: no ceiling beyond `max-memory` per command.
+    pub max_tenant_memory: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +59,7 @@ impl Default for Limits {
             max_connections: 64,
             max_instances: 256,
             requests_per_second: 1000,
+            max_tenant_memory: 0,
         }
     }
 }
@@ -70,7 +75,7 @@ impl Limits {
 /// How the engine schedules and allocates guests. The defaults suit every
 /// host we know of; `serve` and `run` take each as a flag (with the
 /// `WES_*` environment variable as its fallback, see `--help`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Tuning {
     /// Epoch ticks (5 ms each) of CPU time after which a command moves from
     /// the interactive pool to its tenant's batch pool; `u64::MAX`: never.
@@ -89,9 +94,22 @@ impl Default for Tuning {
     }
 }
 
+/// Where the engine's tools come from (`serve`'s and `run`'s tool flags).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ToolsSpec {
+    /// The bundled toolset built by `tools/build.sh` (skipped with a warning
+    /// when missing).
+    pub bundled: Option<std::path::PathBuf>,
+    /// Directories of extra `*.wasm` tools.
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Where compiled modules are cached.
+    pub cache_dir: Option<std::path::PathBuf>,
+    pub tuning: Tuning,
+}
+
 /// One tenant, validated: everything needed to build it, from the flags or
 /// the `--config` file alike (`Tenant::from_spec`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TenantSpec {
     /// The `tenant` label of metrics and logs (`default` without a file).
     pub id: String,
@@ -102,7 +120,7 @@ pub struct TenantSpec {
 }
 
 /// A workspace to open: `Workspace::from_config`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct WorkspaceConfig {
     /// The host directory of the root.
     pub root: std::path::PathBuf,

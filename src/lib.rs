@@ -18,6 +18,8 @@
 //! - [`exec`]: wasmtime engine, module cache, tool registry, one guest run.
 //! - [`fs`]: the workspace capability and path mapping.
 //! - [`tenant`]: tenants, bearer-token auth, the config file.
+//! - [`worker`]: the second wall: the front process, one confined worker
+//!   process per tenant, and the control socket between them.
 //! - [`pattern`]: bash wildcard patterns, for the shell and `git tag -l`.
 //! - [`rpc`]: the JSON-RPC envelope and the one mapping of errors to codes.
 //! - [`protocol`]: wire types of the exec-server protocol, nothing else.
@@ -25,7 +27,7 @@
 //! - [`metrics`]: Prometheus metrics for `GET /metrics`.
 //! - [`client`]: a protocol client (tests, benchmark, embedding).
 //!
-//! Dependencies point one way: `main → server → connection → session →
+//! Dependencies point one way: `main → worker → server → connection → session →
 //! {process, shell → hostcmd, exec, fs, tenant} → protocol`, with
 //! `shell → exec`, `process → exec`, `tenant → exec → fs`, and `config`,
 //! `metrics`, `pattern`, `b64` at the bottom. Only `session` and `rpc`
@@ -60,5 +62,6 @@ pub mod server;
 pub mod session;
 pub mod shell;
 pub mod tenant;
+pub mod worker;
 
 include!(concat!(env!("OUT_DIR"), "/guest_examples.rs"));

@@ -12,12 +12,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wasm_exec_server::config::{
-    Limits, TenantSpec, Tuning, WorkspaceConfig, WorkspaceSpec, digest_of_token, parse_digest,
-    parse_duration, parse_size,
+    Limits, TenantSpec, ToolsSpec, Tuning, WorkspaceConfig, WorkspaceSpec, digest_of_token,
+    parse_digest, parse_duration, parse_size,
 };
 use wasm_exec_server::exec::{Executor, Runtime};
 use wasm_exec_server::fs::Workspace;
 use wasm_exec_server::tenant::{Gate, Tenant, TenantEntry, config::ConfigFile};
+use wasm_exec_server::worker::{Mode, WorkerSpec};
 
 /// A Codex exec-server that runs every command as a WebAssembly (WASI)
 /// module under wasmtime, confined to a workspace directory.
@@ -47,6 +48,9 @@ enum Command {
     /// Run one command line locally against a workspace, with no server:
     /// output goes to this terminal and the exit status is the command's.
     Run(RunArgs),
+    /// A tenant's worker process, started by `serve` (not by hand).
+    #[command(hide = true)]
+    Worker,
 }
 
 #[derive(Args)]
@@ -194,6 +198,22 @@ struct ServeArgs {
     #[arg(long, value_name = "HEX")]
     ws_token_sha256: Option<String>,
 
+    /// How each tenant's host-side work (the shell, git, apply_patch, the
+    /// wasm engine) is confined by the operating system: `auto` runs each
+    /// tenant in its own worker process under Landlock and seccomp, as far
+    /// as the kernel allows (one warning names what is missing);
+    /// `required` refuses to start without both; `off` runs everything in
+    /// this one process with only the in-process checks (macOS,
+    /// development). `--listen stdio` always runs in one process.
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "MODE",
+        env = "WES_CONFINEMENT",
+        value_parser = ["required", "auto", "off"]
+    )]
+    confinement: String,
+
     #[command(flatten)]
     tools: ToolArgs,
 
@@ -246,6 +266,11 @@ struct LimitArgs {
     /// `process/write` bytes a command has not read yet before writes fail.
     #[arg(long, default_value = "1M", value_parser = parse_size, value_name = "SIZE")]
     max_stdin_buffer: u64,
+    /// Resident memory of a tenant's worker process, all its sessions and
+    /// commands together; past it the worker is ended and its sessions close
+    /// (`serve` with confinement on). 0: no ceiling.
+    #[arg(long, default_value = "0", value_parser = parse_size, value_name = "SIZE")]
+    max_tenant_memory: u64,
 }
 
 impl LimitArgs {
@@ -260,6 +285,7 @@ impl LimitArgs {
             max_file: self.max_file,
             max_disk: self.max_disk,
             max_stdin_buffer: self.max_stdin_buffer as usize,
+            max_tenant_memory: self.max_tenant_memory,
             max_cpu: self.max_cpu,
             max_connections: self.max_connections.max(1),
             max_instances: self.max_instances.max(1),
@@ -275,28 +301,20 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("wasm-exec-server").join("modules"))
 }
 
-fn load_runtime(args: &ToolArgs) -> Result<Runtime> {
-    let cache = args.cache_dir.clone().or_else(default_cache_dir);
-    let mut rt = Runtime::with_tuning(cache, args.tuning.to_tuning())
-        .context("could not set up the wasm engine")?;
-    rt.add_examples().context("could not load the example guests")?;
-    match &args.bundled {
-        Some(dir) if dir.is_dir() => {
-            let n = rt
-                .add_bundled(dir)
-                .with_context(|| format!("could not load the toolset in {}", dir.display()))?;
-            tracing::info!(dir = %dir.display(), modules = n, "loaded the bundled toolset");
+impl ToolArgs {
+    fn to_spec(&self) -> ToolsSpec {
+        ToolsSpec {
+            bundled: self.bundled.clone(),
+            dirs: self.tools.clone(),
+            cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
+            tuning: self.tuning.to_tuning(),
         }
-        Some(dir) => tracing::warn!(
-            dir = %dir.display(),
-            "the bundled toolset is not built; run `tools/build.sh` \
-             (or `./dev serve`, which does it)"
-        ),
-        None => {}
     }
-    for dir in &args.tools {
-        rt.add_dir(dir).with_context(|| format!("could not load tools from {}", dir.display()))?;
-    }
+}
+
+fn load_runtime(args: &ToolArgs) -> Result<Runtime> {
+    let rt = wasm_exec_server::worker::load_runtime(&args.to_spec())?;
+    tracing::info!(tools = rt.tools().count(), "loaded the tools");
     Ok(rt)
 }
 
@@ -402,7 +420,71 @@ fn build_gate(args: &ServeArgs, runtime: Arc<Runtime>) -> Result<Gate> {
     Ok(Gate::Tokens(entries))
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+/// `serve` with confinement: this process faces the network and each
+/// tenant runs in its own confined worker process.
+async fn serve_front(
+    args: ServeArgs,
+    addr: std::net::SocketAddr,
+    mode: Mode,
+    log_format: String,
+) -> Result<()> {
+    wasm_exec_server::worker::front::check_kernel(mode)?;
+    // Compile every tool once here, so that workers start from a warm module
+    // cache (and a broken toolset is reported before anything listens).
+    let tools = args.tools.to_spec();
+    tokio::task::spawn_blocking({
+        let tools = tools.clone();
+        move || wasm_exec_server::worker::load_runtime(&tools).map(drop)
+    })
+    .await??;
+    let test_hooks = wasm_exec_server::worker::hooks::requested();
+    let mut specs = std::collections::HashMap::new();
+    let mut entries = Vec::new();
+    let mut open = None;
+    for mut spec in tenant_specs(&args)? {
+        let root = &spec.workspace.root;
+        if !root.is_dir() {
+            match &args.config {
+                Some(_) => bail!("tenant `{}`: cannot open root {}", spec.id, root.display()),
+                None => bail!("--workspace: cannot open {}: not a directory", root.display()),
+            }
+        }
+        // Workers start with an empty environment: settle what it decides.
+        spec.workspace.scratch_parent.get_or_insert_with(std::env::temp_dir);
+        tracing::info!(tenant = %spec.id, root = %root.display(), "tenant loaded");
+        match spec.digest {
+            Some(digest) => entries.push(TenantEntry { digest, tenant: spec.id.clone() }),
+            None => open = Some(spec.id.clone()),
+        }
+        let worker = WorkerSpec {
+            tenant: spec.clone(),
+            tools: tools.clone(),
+            mode,
+            shutdown_grace: args.shutdown_grace,
+            test_hooks,
+        };
+        specs.insert(spec.id.clone(), worker);
+    }
+    let gate = match open {
+        Some(id) => Gate::Open(id),
+        None => Gate::Tokens(entries),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("ws://{bound}");
+    tracing::info!(url = %format!("ws://{bound}"), tenants = specs.len(), "listening");
+    let config = wasm_exec_server::worker::front::FrontConfig {
+        gate,
+        specs,
+        log_format,
+        drain: args.shutdown_grace,
+    };
+    wasm_exec_server::worker::front::run(listener, config, shutdown_signal()).await
+}
+
+async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
     // Guests' /tmp directories left by servers that were killed; in the
     // background, so start-up does not wait for it.
     std::thread::spawn(|| {
@@ -416,6 +498,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
     });
     let stdio = args.listen == "stdio";
     let addr = if stdio { None } else { Some(parse_listen(&args.listen)?) };
+    let mode: Mode = args.confinement.parse().map_err(anyhow::Error::msg)?;
+    if let (Some(addr), false) = (addr, mode == Mode::Off) {
+        return serve_front(args, addr, mode, log_format).await;
+    }
     let runtime = tokio::task::spawn_blocking({
         let tools = args.tools.clone();
         move || load_runtime(&tools)
@@ -600,7 +686,11 @@ fn main() -> ExitCode {
             .context("cannot start the async runtime")
     };
     let result = match cli.command {
-        Command::Serve(args) => runtime().and_then(|rt| rt.block_on(serve(args))).map(|()| 0),
+        Command::Serve(args) => {
+            runtime().and_then(|rt| rt.block_on(serve(args, cli.log_format))).map(|()| 0)
+        }
+        // No async runtime before the worker has confined itself.
+        Command::Worker => wasm_exec_server::worker::child::main().map(|()| 0),
         Command::Tools(args) => tools(args).map(|()| 0),
         Command::Exec(args) => runtime().and_then(|rt| rt.block_on(exec(args))),
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),

@@ -109,6 +109,31 @@ async fn upgrade(
         })
 }
 
+/// Connections handed over one by one (to a worker, by the front): an axum
+/// listener over a channel. Once the channel closes it accepts nothing more.
+pub struct HandedListener {
+    pub rx: tokio::sync::mpsc::Receiver<tokio::net::TcpStream>,
+}
+
+impl axum::serve::Listener for HandedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = Option<std::net::SocketAddr>;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(tcp) => {
+                let addr = tcp.peer_addr().ok();
+                (tcp, addr)
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(None)
+    }
+}
+
 /// Holds one of a tenant's connection slots until the connection ends.
 struct ConnectionSlot(Arc<Tenant>);
 
@@ -127,21 +152,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let gate = Arc::new(gate.into());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let connections = TaskTracker::new();
-    let registry = Registry::new();
-    let app = router(AppState {
-        gate: gate.clone(),
-        registry: registry.clone(),
-        shutdown: stop_rx,
-        connections: connections.clone(),
-    });
     // Small frames (a response, then the first notifications) must not wait
     // for the client's delayed ACK: without TCP_NODELAY every command takes
     // ~40 ms longer.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
+    });
+    run_on(listener, Arc::new(gate.into()), Registry::new(), shutdown, drain).await
+}
+
+/// [`run`] on connections from any listener (a tenant's worker gets them
+/// from the front process), with the sessions kept in `registry`.
+pub async fn run_on<L>(
+    listener: L,
+    gate: Arc<Gate>,
+    registry: Arc<Registry>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = TaskTracker::new();
+    let app = router(AppState {
+        gate: gate.clone(),
+        registry: registry.clone(),
+        shutdown: stop_rx,
+        connections: connections.clone(),
     });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no longer accepting connections");

@@ -91,6 +91,11 @@ impl Scratch {
         Ok(scratch)
     }
 
+    /// The directory that holds the skeleton and `/tmp`.
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
     /// Preopened read-only at `/`.
     pub fn skeleton(&self) -> PathBuf {
         self.base.join("skel")

@@ -22,24 +22,25 @@ pub enum AuthError {
     BadHeader,
 }
 
-/// One tenant that can be reached with a token.
-pub struct TenantEntry {
+/// One tenant that can be reached with a token: its live state, or (in the
+/// front process, which keeps none) its id.
+pub struct TenantEntry<T = Arc<Tenant>> {
     /// sha256 of the tenant's token.
     pub digest: [u8; 32],
-    pub tenant: Arc<Tenant>,
+    pub tenant: T,
 }
 
 /// Who may connect.
-pub enum Gate {
+pub enum Gate<T = Arc<Tenant>> {
     /// No authentication: everyone gets the one workspace.
-    Open(Arc<Tenant>),
+    Open(T),
     /// A bearer token picks the tenant.
-    Tokens(Vec<TenantEntry>),
+    Tokens(Vec<TenantEntry<T>>),
 }
 
-impl Gate {
+impl<T: Clone> Gate<T> {
     /// Decides an upgrade from its `Authorization` header value.
-    pub fn authorize(&self, header: Option<&[u8]>) -> Result<Arc<Tenant>, AuthError> {
+    pub fn authorize(&self, header: Option<&[u8]>) -> Result<T, AuthError> {
         let entries = match self {
             Gate::Open(tenant) => return Ok(tenant.clone()),
             Gate::Tokens(entries) => entries,
@@ -55,7 +56,7 @@ impl Gate {
             return Err(AuthError::Missing);
         }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut found: Option<&Arc<Tenant>> = None;
+        let mut found: Option<&T> = None;
         for e in entries {
             if bool::from(e.digest.ct_eq(&digest)) {
                 found = Some(&e.tenant);
@@ -65,7 +66,7 @@ impl Gate {
     }
 
     /// Every tenant (for shutdown and metrics).
-    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+    pub fn tenants(&self) -> Vec<T> {
         match self {
             Gate::Open(tenant) => vec![tenant.clone()],
             Gate::Tokens(entries) => entries.iter().map(|e| e.tenant.clone()).collect(),

@@ -65,6 +65,7 @@ pub struct LimitOverrides {
     pub max_stdin_buffer: Option<String>,
     pub requests_per_second: Option<u32>,
     pub detach_grace: Option<String>,
+    pub max_tenant_memory: Option<String>,
 }
 
 impl LimitOverrides {
@@ -110,6 +111,9 @@ impl LimitOverrides {
         }
         if let Some(v) = dur(&self.detach_grace)? {
             base.detach_grace = v;
+        }
+        if let Some(v) = size(&self.max_tenant_memory)? {
+            base.max_tenant_memory = v;
         }
         Ok(base)
     }

@@ -1,0 +1,207 @@
+//! A tenant's worker process (`wasm-exec-server worker`, started by the
+//! front, never by hand): receives its [`WorkerSpec`] on stdin (the control
+//! socket), loads the engine, opens the workspace, confines itself, then
+//! serves the connections the front hands it until told to stop.
+//!
+//! The order matters. Landlock applies to the thread that asks and to the
+//! threads it starts afterwards, so it is applied on the main thread before
+//! the async runtime and the guest pools start; the seccomp filter is
+//! installed on every thread at once (`TSYNC`) once they run. Only the epoch
+//! ticker and the allocator's release thread start before Landlock; neither
+//! opens a file.
+
+use super::confine::{self, Status};
+use super::control::{self, Channel, FromWorker, ToWorker};
+use super::{Mode, WorkerSpec, hooks, load_runtime};
+use crate::exec::{Executor, Runtime};
+use crate::fs::Workspace;
+use crate::session::Registry;
+use crate::tenant::{Gate, Tenant};
+use anyhow::{Context, Result, bail};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Descriptors a worker may hold: its connections, their commands' open
+/// files and preopens, the module cache's maps.
+const OPEN_FILES: u64 = 65_536;
+
+/// How often an idle worker checks whether it may be retired.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// The worker's `main`: returns when the front says stop or goes away.
+pub fn main() -> Result<()> {
+    let control = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .context("the worker's stdin is not its control socket")?;
+    let spec = match control::recv_blocking::<ToWorker>(control.as_fd())
+        .context("cannot read the worker's start message")?
+    {
+        Some(ToWorker::Start(spec)) => *spec,
+        Some(other) => bail!("the first control message was {other:?}, not Start"),
+        None => return Ok(()),
+    };
+    if spec.test_hooks && cfg!(debug_assertions) {
+        hooks::enable();
+    }
+    let id = spec.tenant.id.clone();
+    let runtime = load_runtime(&spec.tools)?;
+    let workspace = Workspace::from_config(&spec.tenant.workspace).with_context(|| {
+        format!("tenant `{id}`: cannot open root {}", spec.tenant.workspace.root.display())
+    })?;
+    let mut status = Status::default();
+    if spec.mode != Mode::Off {
+        let mut rw = vec![workspace.host_root()];
+        if let Some(scratch) = workspace.scratch() {
+            rw.push(scratch.base());
+        }
+        let applied = confine::landlock(&rw, &mut status);
+        check(spec.mode, applied, "Landlock")?;
+        if spec.mode == Mode::Required && !status.landlock_full {
+            bail!("--confinement required, but Landlock is {}", status.landlock);
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .on_thread_park(crate::release::on_park)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(spec, runtime, workspace, control, status))
+}
+
+/// Fails under `required`; logs and goes on under `auto`.
+fn check(mode: Mode, result: Result<(), String>, what: &str) -> Result<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if mode == Mode::Required => bail!("--confinement required: {what}: {e}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "{what} is not applied to this worker");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    spec: WorkerSpec,
+    runtime: Runtime,
+    workspace: Workspace,
+    control: OwnedFd,
+    mut status: Status,
+) -> Result<()> {
+    let limits = spec.tenant.limits.clone();
+    let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
+    let tenant = Arc::new(Tenant::new(executor).with_id(&spec.tenant.id));
+    // The shared guest threads start now, so the filter below covers them.
+    let _ = tenant.executor.runtime.interactive();
+    if spec.mode != Mode::Off {
+        check(spec.mode, confine::limits(OPEN_FILES), "process limits")?;
+        check(spec.mode, confine::seccomp(&mut status), "seccomp")?;
+    } else {
+        status.landlock = "off".into();
+    }
+    let channel = Arc::new(Channel::new(control).context("control socket")?);
+    channel.send(&FromWorker::Ready { confinement: status.to_string() }, None).await?;
+    tracing::info!(tenant = %tenant.id, confinement = %status, "worker ready");
+
+    let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let received = Arc::new(AtomicU64::new(0));
+    let registry = Registry::new();
+    // The control socket: connections, metrics requests, stop.
+    tokio::spawn({
+        let (channel, tenant, received) = (channel.clone(), tenant.clone(), received.clone());
+        async move {
+            loop {
+                match channel.recv::<ToWorker>().await {
+                    Ok(Some((ToWorker::Connection { .. }, Some(fd)))) => {
+                        received.fetch_add(1, Ordering::AcqRel);
+                        match adopt(fd) {
+                            Ok(tcp) => {
+                                let _ = conn_tx.send(tcp).await;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "a handed connection is unusable"),
+                        }
+                    }
+                    Ok(Some((ToWorker::Metrics, _))) => {
+                        let text = tenant.executor.runtime.metrics.encode();
+                        let _ = channel.send(&FromWorker::Metrics(text), None).await;
+                    }
+                    Ok(Some((ToWorker::Connection { .. } | ToWorker::Start(_), _))) => {}
+                    Ok(Some((ToWorker::Shutdown, _))) | Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control socket failed");
+                        break;
+                    }
+                }
+            }
+            let _ = stop_tx.send(true);
+        }
+    });
+    // Idle: no connection and no session for the detach grace. The front
+    // retires the worker only if no connection is on its way.
+    tokio::spawn({
+        let (channel, tenant, registry) = (channel.clone(), tenant.clone(), registry.clone());
+        let linger = limits_linger(&tenant);
+        async move {
+            let mut idle = Duration::ZERO;
+            loop {
+                tokio::time::sleep(IDLE_CHECK).await;
+                let busy = tenant.open_connections.load(Ordering::Acquire) > 0
+                    || !registry.all().is_empty();
+                idle = if busy { Duration::ZERO } else { idle + IDLE_CHECK };
+                if idle >= linger {
+                    let received = received.load(Ordering::Acquire);
+                    let _ = channel.send(&FromWorker::Idle { received }, None).await;
+                    idle = Duration::ZERO;
+                }
+            }
+        }
+    });
+    let stop = async move {
+        tokio::select! {
+            _ = stop_rx.wait_for(|s| *s) => {}
+            () = signals() => {}
+        }
+    };
+    let listener = crate::server::HandedListener { rx: conn_rx };
+    crate::server::run_on(
+        listener,
+        Arc::new(Gate::Open(tenant)),
+        registry,
+        stop,
+        spec.shutdown_grace,
+    )
+    .await?;
+    Ok(())
+}
+
+/// How long an idle worker stays: the detach grace, at least a second.
+fn limits_linger(tenant: &Tenant) -> Duration {
+    tenant.executor.limits.detach_grace.max(Duration::from_secs(1))
+}
+
+/// A connection's descriptor as a tokio stream.
+fn adopt(fd: OwnedFd) -> std::io::Result<tokio::net::TcpStream> {
+    let tcp = std::net::TcpStream::from(fd);
+    tcp.set_nonblocking(true)?;
+    let tcp = tokio::net::TcpStream::from_std(tcp)?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// SIGTERM or SIGINT (a terminal's Ctrl-C reaches the whole process group):
+/// drain as the front does.
+async fn signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

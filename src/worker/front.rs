@@ -1,0 +1,634 @@
+//! The front process: what faces the network when tenants run in workers.
+//!
+//! It accepts, reads each request's head with `MSG_PEEK` (so nothing is
+//! consumed), and decides: a WebSocket upgrade to `/` with a valid token and
+//! no `Origin` is handed, as its descriptor, to its tenant's worker, which
+//! serves it from its first byte; everything else (`/readyz`, `/metrics`,
+//! refusals) is served here. The front holds no tenant state beyond tokens'
+//! digests and its workers, and runs no command.
+
+use super::control::{self, Channel, FromWorker, ToWorker};
+use super::{WorkerSpec, confine};
+use crate::tenant::Gate;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+/// The longest request head the front reads before deciding.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a new worker may take to load its modules and confine itself
+/// (a cold module cache is compiled by the front before any worker starts).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often workers' memory and CPU are read.
+const MONITOR_EVERY: Duration = Duration::from_millis(250);
+
+/// Everything the front is configured with.
+pub struct FrontConfig {
+    /// Who may connect: tokens' digests to tenant ids.
+    pub gate: Gate<String>,
+    /// Each tenant's worker spec, by id.
+    pub specs: HashMap<String, WorkerSpec>,
+    /// `--log-format`, passed on to workers.
+    pub log_format: String,
+    /// On shutdown, how long workers' commands may take to finish.
+    pub drain: Duration,
+}
+
+/// A running worker.
+struct Worker {
+    tenant: String,
+    pid: u32,
+    channel: Channel,
+    /// Connections handed over so far.
+    sent: AtomicU64,
+    /// Told to stop (retired when idle, or shutdown): its exit is expected.
+    stopping: AtomicBool,
+    /// One metrics request at a time; its answer comes back here.
+    metrics: tokio::sync::Mutex<()>,
+    metrics_reply: Mutex<Option<oneshot::Sender<String>>>,
+    /// Last read resident bytes and CPU seconds.
+    usage: Mutex<(u64, f64)>,
+}
+
+/// Per-tenant counters kept by the front.
+#[derive(Default, Clone)]
+struct TenantStats {
+    starts: u64,
+    crashes: u64,
+    memory_kills: u64,
+    /// CPU seconds of this tenant's workers that have exited.
+    cpu_done: f64,
+}
+
+struct Front {
+    config: FrontConfig,
+    exe: PathBuf,
+    /// Each tenant's worker slot; the lock orders hand-overs against
+    /// retirement, so no connection is sent to a worker being retired.
+    slots: HashMap<String, tokio::sync::Mutex<Option<Arc<Worker>>>>,
+    stats: Mutex<BTreeMap<String, TenantStats>>,
+    supervisors: tokio_util::task::TaskTracker,
+    stopping: AtomicBool,
+}
+
+/// Serves until `shutdown` completes; then tells every worker to drain,
+/// waits for them, and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: FrontConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find this program to start workers: {e}"))?;
+    let slots = config.specs.keys().map(|id| (id.clone(), Default::default())).collect();
+    let stats = config.specs.keys().map(|id| (id.clone(), TenantStats::default())).collect();
+    let drain = config.drain;
+    let front = Arc::new(Front {
+        config,
+        exe,
+        slots,
+        stats: Mutex::new(stats),
+        supervisors: Default::default(),
+        stopping: AtomicBool::new(false),
+    });
+    tokio::spawn(monitor(front.clone()));
+    let (local_tx, local_rx) = tokio::sync::mpsc::channel(256);
+    let app = Router::new()
+        .route("/", get(refuse))
+        .route("/readyz", get(|| async { StatusCode::OK }))
+        .route("/metrics", get(metrics))
+        .with_state(front.clone());
+    let local = tokio::spawn(
+        axum::serve(crate::server::HandedListener { rx: local_rx }, app).into_future(),
+    );
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: wait, then go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (front, local_tx) = (front.clone(), local_tx.clone());
+        tokio::spawn(async move {
+            match route(&front, &tcp).await {
+                Some(tenant) => front.hand_over(&tenant, tcp).await,
+                None => {
+                    let _ = local_tx.send(tcp).await;
+                }
+            }
+        });
+    }
+    tracing::info!(
+        drain_secs = drain.as_secs(),
+        "shutting down: no longer accepting connections; workers drain"
+    );
+    front.stopping.store(true, Ordering::Release);
+    for slot in front.slots.values() {
+        if let Some(w) = slot.lock().await.take() {
+            w.stopping.store(true, Ordering::Release);
+            let _ = w.channel.send(&ToWorker::Shutdown, None).await;
+        }
+    }
+    front.supervisors.close();
+    let wait = drain + Duration::from_secs(10);
+    if tokio::time::timeout(wait, front.supervisors.wait()).await.is_err() {
+        tracing::warn!("some workers did not stop in time; they are killed");
+    }
+    local.abort();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Peeks at the request head: the tenant to hand it to, or `None` to serve
+/// it here.
+async fn route(front: &Front, tcp: &TcpStream) -> Option<String> {
+    let head = tokio::time::timeout(HEAD_TIMEOUT, peek_head(tcp)).await.ok()??;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(req.parse(&head), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let path = req.path?.split('?').next()?;
+    if req.method != Some("GET") || path != "/" {
+        return None;
+    }
+    let get = |name: &str| req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name));
+    let upgrade = get("upgrade").is_some_and(|h| h.value.eq_ignore_ascii_case(b"websocket"));
+    if !upgrade || get("origin").is_some() {
+        return None;
+    }
+    front.config.gate.authorize(get("authorization").map(|h| h.value)).ok()
+}
+
+/// The request head (up to its blank line), without consuming it.
+async fn peek_head(tcp: &TcpStream) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; MAX_HEAD];
+    let mut seen = 0;
+    loop {
+        let n = tcp.peek(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.truncate(end + 4);
+            return Some(buf);
+        }
+        if n == MAX_HEAD {
+            return None;
+        }
+        // `peek` returns at once while data waits: wait for more.
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = n;
+    }
+}
+
+impl Front {
+    /// Hands `tcp` to `tenant`'s worker, starting one if there is none.
+    async fn hand_over(self: &Arc<Self>, tenant: &str, mut tcp: TcpStream) {
+        let Some(slot) = self.slots.get(tenant) else { return };
+        let mut slot = slot.lock().await;
+        for attempt in 0..2 {
+            let worker = match slot.as_ref() {
+                Some(w) => w.clone(),
+                None if self.stopping.load(Ordering::Acquire) => break,
+                None => match self.start(tenant).await {
+                    Ok(w) => {
+                        *slot = Some(w.clone());
+                        w
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant, error = %format!("{e:#}"), "cannot start a worker");
+                        let msg = format!("the tenant's worker could not start: {e:#}");
+                        return unavailable(&mut tcp, &msg).await;
+                    }
+                },
+            };
+            let seq = worker.sent.fetch_add(1, Ordering::AcqRel) + 1;
+            let sent = worker.channel.send(&ToWorker::Connection { seq }, Some(tcp.as_fd())).await;
+            match sent {
+                Ok(()) => return,
+                // The worker died since: start another, once.
+                Err(e) => {
+                    tracing::warn!(tenant, attempt, error = %e, "worker unreachable");
+                    *slot = None;
+                }
+            }
+        }
+        unavailable(&mut tcp, "the server is shutting down or the tenant's worker failed").await;
+    }
+
+    /// Starts `tenant`'s worker and waits until it is confined and ready.
+    async fn start(self: &Arc<Self>, tenant: &str) -> anyhow::Result<Arc<Worker>> {
+        use anyhow::Context;
+        let spec = self.config.specs.get(tenant).context("unknown tenant")?.clone();
+        let (ours, theirs) = control::pair().context("cannot make a control socket")?;
+        let started = std::time::Instant::now();
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.arg("--log-format")
+            .arg(&self.config.log_format)
+            .arg("worker")
+            // A fresh, minimal environment: the spec carries the settings.
+            .env_clear()
+            .stdin(std::process::Stdio::from(theirs))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        for var in ["RUST_LOG", "RUST_BACKTRACE", "NO_COLOR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let mut child = cmd.spawn().context("cannot start the worker process")?;
+        let pid = child.id().unwrap_or_default();
+        let channel = Channel::new(ours).context("control socket")?;
+        channel.send(&ToWorker::Start(Box::new(spec)), None).await.context("worker start")?;
+        let ready = tokio::select! {
+            r = tokio::time::timeout(START_TIMEOUT, channel.recv::<FromWorker>()) => r,
+            status = child.wait() => {
+                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                anyhow::bail!("the worker exited during start-up ({status}); see its log above")
+            }
+        };
+        let confinement = match ready {
+            Ok(Ok(Some((FromWorker::Ready { confinement }, _)))) => confinement,
+            Ok(Ok(other)) => anyhow::bail!("unexpected first message from the worker: {other:?}"),
+            Ok(Err(e)) => anyhow::bail!("the worker's control socket failed: {e}"),
+            Err(_) => anyhow::bail!("the worker did not start within {START_TIMEOUT:?}"),
+        };
+        tracing::info!(
+            tenant,
+            pid,
+            start_ms = started.elapsed().as_millis() as u64,
+            %confinement,
+            "worker started"
+        );
+        let worker = Arc::new(Worker {
+            tenant: tenant.to_owned(),
+            pid,
+            channel,
+            sent: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+            metrics: Default::default(),
+            metrics_reply: Mutex::new(None),
+            usage: Mutex::new((0, 0.0)),
+        });
+        self.stat(tenant, |s| s.starts += 1);
+        self.supervisors.spawn(self.clone().supervise(worker.clone(), child));
+        Ok(worker)
+    }
+
+    fn stat(&self, tenant: &str, f: impl FnOnce(&mut TenantStats)) {
+        let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        f(stats.entry(tenant.to_owned()).or_default());
+    }
+
+    /// Reads the worker's messages until it exits; then clears its slot.
+    async fn supervise(self: Arc<Self>, worker: Arc<Worker>, mut child: tokio::process::Child) {
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                msg = worker.channel.recv::<FromWorker>() => match msg {
+                    Ok(Some((FromWorker::Metrics(text), _))) => {
+                        let waiter = worker.metrics_reply.lock().ok().and_then(|mut w| w.take());
+                        if let Some(tx) = waiter {
+                            let _ = tx.send(text);
+                        }
+                    }
+                    Ok(Some((FromWorker::Idle { received }, _))) => self.retire(&worker, received).await,
+                    Ok(Some((FromWorker::Ready { .. }, _))) => {}
+                    // The worker closed its end: it is exiting.
+                    Ok(None) | Err(_) => break child.wait().await,
+                },
+            }
+        };
+        let tenant = worker.tenant.as_str();
+        if let Some(slot) = self.slots.get(tenant) {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, &worker)) {
+                *slot = None;
+            }
+        }
+        let cpu = worker.usage.lock().map(|u| u.1).unwrap_or_default();
+        self.stat(tenant, |s| s.cpu_done += cpu);
+        let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+        if worker.stopping.load(Ordering::Acquire) {
+            tracing::info!(tenant, pid = worker.pid, %status, "worker stopped");
+        } else {
+            self.stat(tenant, |s| s.crashes += 1);
+            tracing::error!(
+                tenant,
+                pid = worker.pid,
+                %status,
+                "worker ended unexpectedly: the tenant's sessions are closed; \
+                 its next connection starts a new worker"
+            );
+        }
+    }
+
+    /// Retires an idle worker, unless a connection went to it since it
+    /// said so.
+    async fn retire(&self, worker: &Arc<Worker>, received: u64) {
+        let Some(slot) = self.slots.get(&worker.tenant) else { return };
+        let mut slot = slot.lock().await;
+        if !slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker)) {
+            return;
+        }
+        if worker.sent.load(Ordering::Acquire) != received {
+            return;
+        }
+        *slot = None;
+        worker.stopping.store(true, Ordering::Release);
+        tracing::debug!(tenant = %worker.tenant, "retiring an idle worker");
+        let _ = worker.channel.send(&ToWorker::Shutdown, None).await;
+    }
+
+    /// The workers running now.
+    async fn workers(&self) -> Vec<Arc<Worker>> {
+        let mut all = Vec::new();
+        for slot in self.slots.values() {
+            if let Some(w) = slot.lock().await.as_ref() {
+                all.push(w.clone());
+            }
+        }
+        all
+    }
+}
+
+/// A worker's metrics text, or nothing if it does not answer in time.
+async fn worker_metrics(worker: &Worker) -> Option<String> {
+    let _one = worker.metrics.lock().await;
+    let (tx, rx) = oneshot::channel();
+    *worker.metrics_reply.lock().ok()? = Some(tx);
+    worker.channel.send(&ToWorker::Metrics, None).await.ok()?;
+    tokio::time::timeout(Duration::from_secs(2), rx).await.ok()?.ok()
+}
+
+/// Reads every worker's memory and CPU; ends a worker over its tenant's
+/// `max-tenant-memory`.
+async fn monitor(front: Arc<Front>) {
+    let mut tick = tokio::time::interval(MONITOR_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for w in front.workers().await {
+            let Some((rss, cpu)) = usage(w.pid) else { continue };
+            if let Ok(mut u) = w.usage.lock() {
+                *u = (rss, cpu);
+            }
+            let max =
+                front.config.specs.get(&w.tenant).map_or(0, |s| s.tenant.limits.max_tenant_memory);
+            if max > 0 && rss > max && !w.stopping.swap(true, Ordering::AcqRel) {
+                tracing::warn!(
+                    tenant = %w.tenant,
+                    pid = w.pid,
+                    resident_mib = rss >> 20,
+                    max_mib = max >> 20,
+                    "the tenant's worker is over max-tenant-memory: it is ended"
+                );
+                front.stat(&w.tenant, |s| s.memory_kills += 1);
+                kill(w.pid);
+            }
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Resident bytes and CPU seconds of a process, from `/proc/PID/stat`.
+fn usage(pid: u32) -> Option<(u64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, rss 24 (1-based; the
+    // rest starts at field 3).
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let cpu = (f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / ticks;
+    let rss = f.get(21)?.parse::<u64>().ok()? * rustix::param::page_size() as u64;
+    Some((rss, cpu))
+}
+
+/// Answers with 503 and closes.
+async fn unavailable(tcp: &mut TcpStream, msg: &str) {
+    let body = format!("{msg}\n");
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let _ = tcp.write_all(body.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// `/` when it was not handed over: the refusal the worker would give.
+async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
+    if headers.contains_key(header::ORIGIN) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "requests with an Origin header (from a browser) are not accepted".into(),
+        );
+    }
+    if let Err(e) =
+        front.config.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+    {
+        tracing::info!(reason = %e, "upgrade refused");
+        return text(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
+    }
+    text(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        format!("the request head is over {MAX_HEAD} bytes"),
+    )
+}
+
+/// `/metrics`: the front's own families (each worker's memory and CPU,
+/// starts, crashes) and every worker's, merged into one exposition.
+async fn metrics(State(front): State<Arc<Front>>) -> Response {
+    let workers = front.workers().await;
+    let texts = futures::future::join_all(workers.iter().map(|w| worker_metrics(w))).await;
+    let mut own = String::new();
+    let stats = front.stats.lock().map(|s| s.clone()).unwrap_or_default();
+    let live: HashMap<&str, (u64, f64)> = workers
+        .iter()
+        .map(|w| (w.tenant.as_str(), w.usage.lock().map(|u| *u).unwrap_or_default()))
+        .collect();
+    let family =
+        |own: &mut String, name: &str, kind: &str, help: &str, value: &dyn Fn(&str) -> String| {
+            own.push_str(&format!("# HELP wasm_exec_server_{name} {help}\n"));
+            own.push_str(&format!("# TYPE wasm_exec_server_{name} {kind}\n"));
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            for tenant in stats.keys() {
+                own.push_str(&format!(
+                    "wasm_exec_server_{name}{suffix}{{tenant=\"{tenant}\"}} {}\n",
+                    value(tenant)
+                ));
+            }
+        };
+    family(
+        &mut own,
+        "worker_resident_bytes",
+        "gauge",
+        "Resident memory of the tenant's worker process (0: none running)",
+        &|t| live.get(t).map_or(0, |u| u.0).to_string(),
+    );
+    family(
+        &mut own,
+        "worker_cpu_seconds",
+        "counter",
+        "CPU time of the tenant's worker processes",
+        &|t| {
+            let done = stats.get(t).map_or(0.0, |s| s.cpu_done);
+            format!("{:.3}", done + live.get(t).map_or(0.0, |u| u.1))
+        },
+    );
+    family(&mut own, "worker_starts", "counter", "Worker processes started", &|t| {
+        stats.get(t).map_or(0, |s| s.starts).to_string()
+    });
+    family(
+        &mut own,
+        "worker_crashes",
+        "counter",
+        "Worker processes that ended unexpectedly",
+        &|t| stats.get(t).map_or(0, |s| s.crashes).to_string(),
+    );
+    family(
+        &mut own,
+        "worker_memory_kills",
+        "counter",
+        "Workers ended for exceeding max-tenant-memory",
+        &|t| stats.get(t).map_or(0, |s| s.memory_kills).to_string(),
+    );
+    let mut all = vec![own];
+    all.extend(texts.into_iter().flatten());
+    let body = merge_openmetrics(&all);
+    let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, openmetrics)], body).into_response()
+}
+
+/// Merges OpenMetrics texts: each family's `# HELP`/`# TYPE`/`# UNIT` once,
+/// then every text's samples of it; the same series in several texts (the
+/// module cache's, which has no tenant label) is summed. One `# EOF`.
+pub fn merge_openmetrics(texts: &[String]) -> String {
+    struct Family {
+        meta: Vec<String>,
+        samples: Vec<(String, f64)>,
+    }
+    let mut order: Vec<String> = Vec::new();
+    let mut families: HashMap<String, Family> = HashMap::new();
+    for text in texts {
+        let mut current: Option<String> = None;
+        for line in text.lines() {
+            if line == "# EOF" || line.is_empty() {
+                continue;
+            }
+            if let Some(meta) = line.strip_prefix("# ") {
+                let mut parts = meta.splitn(3, ' ');
+                let (_, Some(name)) = (parts.next(), parts.next()) else { continue };
+                let fam = families.entry(name.to_owned()).or_insert_with(|| {
+                    order.push(name.to_owned());
+                    Family { meta: Vec::new(), samples: Vec::new() }
+                });
+                if !fam.meta.iter().any(|m| m == line) {
+                    fam.meta.push(line.to_owned());
+                }
+                current = Some(name.to_owned());
+                continue;
+            }
+            let Some(fam) = current.as_ref().and_then(|c| families.get_mut(c)) else { continue };
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            match fam.samples.iter_mut().find(|(s, _)| s == series) {
+                Some((_, v)) => *v += value,
+                None => fam.samples.push((series.to_owned(), value)),
+            }
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        let fam = &families[&name];
+        for m in &fam.meta {
+            out.push_str(m);
+            out.push('\n');
+        }
+        for (series, value) in &fam.samples {
+            out.push_str(&format!("{series} {value}\n"));
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// What the kernel offers for `--confinement`, checked once at start-up:
+/// an error under `required` when something is missing, one warning under
+/// `auto`.
+pub fn check_kernel(mode: super::Mode) -> anyhow::Result<()> {
+    let (landlock, seccomp) = confine::kernel_support();
+    let mut missing = Vec::new();
+    if landlock.is_none() {
+        missing.push("Landlock (workers may open any path the server's user can)");
+    }
+    if !seccomp {
+        missing.push("seccomp (workers may open sockets and run programs)");
+    }
+    if missing.is_empty() {
+        tracing::info!(
+            landlock_abi = landlock,
+            "confinement: each tenant runs in its own confined worker"
+        );
+        return Ok(());
+    }
+    let missing = missing.join("; ");
+    match mode {
+        super::Mode::Required => anyhow::bail!(
+            "--confinement required, but this kernel lacks {missing}. Use --confinement auto \
+             to run with what it has, or a kernel with Landlock (5.13+) and seccomp"
+        ),
+        _ => {
+            tracing::warn!(
+                "confinement: tenants run in their own worker processes, but this kernel lacks \
+                 {missing}; only the in-process path checks stand there"
+            );
+            Ok(())
+        }
+    }
+}
