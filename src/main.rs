@@ -502,6 +502,9 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
     if let (Some(addr), false) = (addr, mode == Mode::Off) {
         return serve_front(args, addr, mode, log_format).await;
     }
+    if wasm_exec_server::worker::hooks::requested() {
+        wasm_exec_server::worker::hooks::enable();
+    }
     let runtime = tokio::task::spawn_blocking({
         let tools = args.tools.clone();
         move || load_runtime(&tools)

@@ -153,10 +153,21 @@ const BOMBS: &[Bomb] = &[
 ];
 
 /// Resident memory of `pid` in KiB.
+/// Resident memory of the server and its worker processes (each tenant's
+/// commands run in a worker: its memory is what a bomb grows).
 fn rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let own = |pid: &str| -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let mut kb = own(&pid.to_string())?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace() {
+        kb += own(child).unwrap_or(0);
+    }
+    Some(kb)
 }
 
 /// Samples the server's memory every 20 ms; kills it past [`CEILING_KB`].
@@ -167,6 +178,11 @@ fn watch(pid: u32, peak: Arc<AtomicU64>, killed: Arc<AtomicBool>, done: Arc<Atom
             peak.fetch_max(kb, Ordering::Relaxed);
             if kb > CEILING_KB {
                 killed.store(true, Ordering::Relaxed);
+                // The workers first (a worker left behind exits when it
+                // loses the front, but only once it is scheduled).
+                let _ = std::process::Command::new("pkill")
+                    .args(["-9", "-P", &pid.to_string()])
+                    .status();
                 let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
                 return;
             }

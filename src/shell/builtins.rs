@@ -57,8 +57,12 @@ const BUILTINS: &[&str] = &[
 ];
 
 pub fn is_builtin(name: &str) -> bool {
-    BUILTINS.contains(&name)
+    BUILTINS.contains(&name) || (name == PROBE && crate::worker::hooks::on())
 }
+
+/// A test-only builtin (`WES_TEST_HOOKS=1`, debug builds): tries, from
+/// inside the server process, what the second wall must refuse.
+const PROBE: &str = "__wes_probe";
 
 pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
     let name = argv[0].as_str();
@@ -78,6 +82,10 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
         "cd" => cd(sh, io, args).await,
         "pwd" => {
             io.out(format!("{}\n", sh.cwd).as_bytes()).await?;
+            Ok(0)
+        }
+        PROBE => {
+            io.out(crate::worker::probe(args).as_bytes()).await?;
             Ok(0)
         }
         "export" | "readonly" | "declare" | "typeset" | "local" => {

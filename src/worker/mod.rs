@@ -103,7 +103,7 @@ pub mod hooks {
         cfg!(debug_assertions) && ON.load(Ordering::Relaxed)
     }
 
-    pub(super) fn enable() {
+    pub fn enable() {
         ON.store(true, Ordering::Relaxed);
     }
 
@@ -111,4 +111,31 @@ pub mod hooks {
     pub fn requested() -> bool {
         cfg!(debug_assertions) && std::env::var_os("WES_TEST_HOOKS").is_some_and(|v| v == "1")
     }
+}
+
+/// What the `__wes_probe` test builtin reports: each attempt and whether the
+/// operating system allowed it. `args` are host paths to try to read.
+pub fn probe(args: &[String]) -> String {
+    fn result<T>(r: std::io::Result<T>) -> String {
+        match r {
+            Ok(_) => "allowed".into(),
+            Err(e) => format!("denied ({e})"),
+        }
+    }
+    let mut out = format!("pid: {}\n", std::process::id());
+    out += &format!("tcp-listen: {}\n", result(std::net::TcpListener::bind("127.0.0.1:0")));
+    out += &format!("tcp-connect: {}\n", result(std::net::TcpStream::connect("127.0.0.1:9")));
+    out += &format!("udp: {}\n", result(std::net::UdpSocket::bind("127.0.0.1:0")));
+    out += &format!("unix: {}\n", result(std::os::unix::net::UnixDatagram::unbound()));
+    let exec = std::process::Command::new("/bin/sh")
+        .args(["-c", "true"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    out += &format!("exec: {}\n", result(exec));
+    for path in args {
+        out += &format!("read {path}: {}\n", result(std::fs::read(path)));
+    }
+    out
 }

@@ -1,0 +1,452 @@
+//! The two walls, attacked as the issue's attacker did: nested repositories
+//! whose `.git` entries lead out of the tenant's root (to another tenant's
+//! repository, or to a device), a `.git` swapped with an outward link while
+//! git runs on it, and a worker killed mid-command. Each runs against the
+//! real server binary, as a front process with one worker per tenant.
+//!
+//! `WES_TEST_HOOKS=1` (debug builds only) turns the in-process checks of
+//! git off and adds the `__wes_probe` builtin: with it the second wall
+//! (Landlock, seccomp) is tested alone. The same attacks with both walls
+//! off must leak, which shows the attacks are real.
+
+mod common;
+
+use common::server_url;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wasm_exec_server::client::Client;
+
+/// What tenant `b` keeps in its root and tenant `a` must never see.
+const SECRET: &str = "CANARY-SECRET-5f1c0e";
+const PASSWORD: &str = "CANARY-PASSWORD-93ad7b";
+const FILE: &str = "CANARY-FILE-a17e42";
+
+struct Host {
+    dir: tempfile::TempDir,
+    /// The commit id of `b`'s repository (a canary too: an outward ref).
+    b_commit: String,
+}
+
+impl Host {
+    fn root(&self, tenant: &str) -> PathBuf {
+        self.dir.path().join(tenant).join("root")
+    }
+    /// `b`'s repository's `.git`, the target of every outward link.
+    fn out(&self) -> PathBuf {
+        self.root("b").join("repo/.git")
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("host git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Two tenants, `a` and `b`. `b`'s root holds a canary file and a canary
+/// repository (a committed secret, a remote URL with a password, packed
+/// objects and refs); `a`'s holds a clean repository to attack from.
+fn host() -> Host {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for t in ["a", "b"] {
+        std::fs::create_dir_all(dir.path().join(t).join("root")).expect("root");
+    }
+    let b = dir.path().join("b/root");
+    std::fs::write(b.join("canary.txt"), FILE).expect("canary");
+    let repo = b.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("secret.txt"), format!("{SECRET}\n")).expect("secret");
+    git(&repo, &["add", "secret.txt"]);
+    git(&repo, &["commit", "-qm", SECRET]);
+    git(&repo, &["remote", "add", "origin", &format!("https://user:{PASSWORD}@example.com/x")]);
+    git(&repo, &["gc", "-q"]);
+    let b_commit = git(&repo, &["rev-parse", "HEAD"]);
+    let clean = dir.path().join("a/clean");
+    std::fs::create_dir_all(&clean).expect("clean");
+    git(&clean, &["init", "-q"]);
+    std::fs::write(clean.join("a.txt"), "a\n").expect("a.txt");
+    git(&clean, &["add", "a.txt"]);
+    git(&clean, &["commit", "-qm", "a's own commit"]);
+    Host { dir, b_commit }
+}
+
+/// Starts the server on the two tenants (tokens `token-a`, `token-b`).
+async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use sha2::Digest;
+    let digest = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
+    let config = h.dir.path().join("tenants.toml");
+    let mut text = String::new();
+    for t in ["a", "b"] {
+        text += &format!(
+            "[[tenant]]\nid = \"{t}\"\ntoken_sha256 = \"{}\"\nroot = \"{}\"\n",
+            digest(&format!("token-{t}")),
+            h.root(t).display()
+        );
+    }
+    std::fs::write(&config, text).expect("config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .arg("serve")
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .arg("--detach-grace")
+        .arg("2s")
+        .arg("--cache-dir")
+        .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server");
+    // A cold module cache is compiled before the server listens.
+    let url = server_url(&mut child, Duration::from_secs(900)).await;
+    (child, url)
+}
+
+async fn client(url: &str, tenant: &str) -> Client {
+    let mut c = Client::connect_with(url, Some(&format!("token-{tenant}"))).await.expect("connect");
+    c.initialize().await.expect("initialize");
+    c.timeout = Duration::from_secs(120);
+    c
+}
+
+async fn sh(c: &Client, root: &Path, line: &str) -> (String, i32) {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let id = format!("w-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let cwd = wasm_exec_server::fs::to_file_uri(&root.to_string_lossy());
+    let f = c.run(&id, &["/bin/bash", "-lc", line], &cwd).await.expect("run");
+    (format!("{}{}", f.stdout_str(), f.stderr_str()), f.exit_code)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let ok = std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().expect("cp");
+    assert!(ok.success());
+}
+
+fn link(target: &Path, at: &Path) {
+    if at.is_dir() && !at.is_symlink() {
+        std::fs::remove_dir_all(at).expect("rm dir");
+    } else {
+        let _ = std::fs::remove_file(at);
+    }
+    std::os::unix::fs::symlink(target, at).expect("symlink");
+}
+
+/// One attack: how `a/root/sub/.git` (a copy of a clean repository) is
+/// bent to lead out.
+struct Attack {
+    name: &'static str,
+    bend: fn(&Host, &Path),
+}
+
+fn attacks() -> Vec<Attack> {
+    vec![
+        Attack { name: ".git is a link", bend: |h, git| link(&h.out(), git) },
+        Attack {
+            name: "HEAD, refs and objects are links",
+            bend: |h, git| {
+                for e in ["HEAD", "refs", "objects"] {
+                    link(&h.out().join(e), &git.join(e));
+                }
+            },
+        },
+        Attack {
+            name: "config is a link (remote URL with credentials)",
+            bend: |h, git| link(&h.out().join("config"), &git.join("config")),
+        },
+        Attack {
+            name: "packed-refs and objects/pack are links",
+            bend: |h, git| {
+                std::fs::remove_dir_all(git.join("refs/heads")).expect("rm");
+                std::fs::create_dir(git.join("refs/heads")).expect("mkdir");
+                link(&h.out().join("packed-refs"), &git.join("packed-refs"));
+                link(&h.out().join("objects/pack"), &git.join("objects/pack"));
+            },
+        },
+        Attack {
+            name: "a nested ref is a link",
+            bend: |h, git| {
+                link(&h.out().join("objects/pack"), &git.join("objects/pack"));
+                std::fs::write(git.join("refs/heads/main"), "").expect("ref");
+                std::fs::remove_file(git.join("refs/heads/main")).expect("rm");
+                let packed = std::fs::read_to_string(h.out().join("packed-refs")).expect("packed");
+                let line = packed.lines().find(|l| l.contains("refs/heads/main")).expect("ref");
+                let tmp = h.dir.path().join("a/ref");
+                std::fs::write(&tmp, format!("{}\n", &line[..40])).expect("ref");
+                link(&tmp, &git.join("refs/heads/main"));
+            },
+        },
+        Attack {
+            name: "objects/info/alternates points out",
+            bend: |h, git| {
+                let objects = h.out().join("objects");
+                std::fs::write(
+                    git.join("objects/info/alternates"),
+                    format!("{}\n", objects.display()),
+                )
+                .expect("alternates");
+                std::fs::write(git.join("refs/heads/main"), format!("{}\n", h.b_commit))
+                    .expect("ref");
+            },
+        },
+        Attack {
+            name: "commondir points out",
+            bend: |h, git| {
+                std::fs::write(git.join("commondir"), format!("{}\n", h.out().display()))
+                    .expect("c");
+            },
+        },
+        Attack {
+            name: "config.worktree is a link",
+            bend: |h, git| {
+                let mut config = std::fs::read_to_string(git.join("config")).expect("config");
+                config += "[extensions]\n\tworktreeConfig = true\n";
+                std::fs::write(git.join("config"), config).expect("config");
+                link(&h.out().join("config"), &git.join("config.worktree"));
+            },
+        },
+        Attack {
+            name: "core.excludesFile and info/exclude are devices",
+            bend: |_, git| {
+                let mut config = std::fs::read_to_string(git.join("config")).expect("config");
+                config += "[core]\n\texcludesFile = /dev/zero\n";
+                std::fs::write(git.join("config"), config).expect("config");
+                std::fs::create_dir_all(git.join("info")).expect("info");
+                link(Path::new("/dev/zero"), &git.join("info/exclude"));
+            },
+        },
+    ]
+}
+
+/// What `a` runs in the bent repository: everything git can print.
+const SHOW: &str = "cd sub && { git log --all -p; git show HEAD; git config --list; \
+                    git remote -v; git status; git diff HEAD; git branch -a; } 2>&1";
+
+/// Runs every attack; returns, per attack, whether a canary leaked and the
+/// output.
+/// `devices`: also the attack that points git at `/dev/zero` (left out with
+/// both walls off, where it takes all the machine's memory).
+async fn run_attacks(h: &Host, url: &str, devices: bool) -> Vec<(&'static str, bool, String)> {
+    let a = client(url, "a").await;
+    let clean = h.dir.path().join("a/clean");
+    let sub = h.root("a").join("sub");
+    let mut results = Vec::new();
+    for attack in attacks().into_iter().filter(|a| devices || !a.name.contains("devices")) {
+        copy_dir(&clean, &sub);
+        (attack.bend)(h, &sub.join(".git"));
+        let started = Instant::now();
+        let (out, _) = sh(&a, &h.root("a"), SHOW).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}: took {:?}",
+            attack.name,
+            started.elapsed()
+        );
+        let leaked = [SECRET, PASSWORD, FILE, h.b_commit.as_str()].iter().any(|c| out.contains(c));
+        results.push((attack.name, leaked, out));
+    }
+    results
+}
+
+fn snapshot(h: &Host) -> Vec<(PathBuf, Vec<u8>)> {
+    common::snapshot_outside(&h.dir.path().join("b"))
+}
+
+fn assert_nothing_leaked(results: &[(&str, bool, String)]) {
+    for (name, leaked, out) in results {
+        assert!(!leaked, "{name}: a canary reached tenant a:\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outward_git_links_fail_with_both_walls() {
+    let h = host();
+    let before = snapshot(&h);
+    let (_server, url) = serve(&h, &[], &[]).await;
+    let results = run_attacks(&h, &url, true).await;
+    assert_nothing_leaked(&results);
+    assert_eq!(before, snapshot(&h), "tenant b's root changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outward_git_links_fail_with_the_second_wall_alone() {
+    let h = host();
+    let before = snapshot(&h);
+    let (_server, url) =
+        serve(&h, &["--confinement", "required"], &[("WES_TEST_HOOKS", "1")]).await;
+    let results = run_attacks(&h, &url, true).await;
+    assert_nothing_leaked(&results);
+    // The first wall really was off: git went past the checks that refuse
+    // an outward `.git` and reached the kernel's refusal.
+    let (_, _, out) = &results[0];
+    assert!(!out.contains("is a file or a symlink"), "the in-process check still ran: {out}");
+    assert_eq!(before, snapshot(&h), "tenant b's root changed");
+}
+
+/// In one process (`--confinement off`), the in-process checks alone refuse
+/// every static attack, the device included (the swap race is the second
+/// wall's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outward_git_links_fail_with_the_first_wall_alone() {
+    let h = host();
+    let before = snapshot(&h);
+    let (_server, url) = serve(&h, &["--confinement", "off"], &[]).await;
+    let results = run_attacks(&h, &url, true).await;
+    assert_nothing_leaked(&results);
+    assert_eq!(before, snapshot(&h), "tenant b's root changed");
+}
+
+/// With both walls off the same attacks do leak: they are real attacks, and
+/// the two tests above would notice a wall that stopped holding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attacks_leak_with_both_walls_off() {
+    let h = host();
+    let (_server, url) = serve(&h, &["--confinement", "off"], &[("WES_TEST_HOOKS", "1")]).await;
+    let results = run_attacks(&h, &url, false).await;
+    let leaked: Vec<&str> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+    assert!(leaked.len() >= 3, "only {leaked:?} leaked with both walls off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_cannot_open_sockets_run_programs_or_read_outside_its_root() {
+    let h = host();
+    let (_server, url) =
+        serve(&h, &["--confinement", "required"], &[("WES_TEST_HOOKS", "1")]).await;
+    std::fs::write(h.root("a").join("inside.txt"), "mine").expect("inside");
+    let a = client(&url, "a").await;
+    let outside = h.root("b").join("canary.txt");
+    let inside = h.root("a").join("inside.txt");
+    let line = format!("__wes_probe {} {} /etc/hostname", outside.display(), inside.display());
+    let (out, status) = sh(&a, &h.root("a"), &line).await;
+    assert_eq!(status, 0, "{out}");
+    for what in ["tcp-listen", "tcp-connect", "udp", "unix", "exec"] {
+        let l = out.lines().find(|l| l.starts_with(&format!("{what}:"))).expect(what);
+        assert!(l.contains("denied"), "{l}");
+    }
+    let read = |p: &Path| {
+        out.lines().find(|l| l.starts_with(&format!("read {}:", p.display()))).expect("read line")
+    };
+    assert!(read(&outside).contains("denied"), "{out}");
+    assert!(read(Path::new("/etc/hostname")).contains("denied"), "{out}");
+    // The probe can tell: a file in the root is readable.
+    assert!(read(&inside).ends_with("allowed"), "{out}");
+}
+
+/// `sub/.git` flips between a real directory and a link to `b`'s `.git`
+/// for five seconds while `a` runs git on it again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_dir_swapped_with_an_outward_link_in_a_loop_leaks_nothing() {
+    let h = host();
+    let (_server, url) = serve(&h, &[], &[]).await;
+    let sub = h.root("a").join("sub");
+    copy_dir(&h.dir.path().join("a/clean"), &sub);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = std::thread::spawn({
+        let (git, real, out, stop) =
+            (sub.join(".git"), sub.join(".git-real"), h.out(), stop.clone());
+        move || {
+            let mut swaps = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::rename(&git, &real);
+                let _ = std::os::unix::fs::symlink(&out, &git);
+                std::thread::yield_now();
+                let _ = std::fs::remove_file(&git);
+                let _ = std::fs::rename(&real, &git);
+                swaps += 1;
+            }
+            swaps
+        }
+    });
+    let a = client(&url, "a").await;
+    let started = Instant::now();
+    let mut runs = 0;
+    while started.elapsed() < Duration::from_secs(5) || runs < 10 {
+        let (out, _) = sh(&a, &h.root("a"), SHOW).await;
+        for c in [SECRET, PASSWORD, h.b_commit.as_str()] {
+            assert!(!out.contains(c), "run {runs}: a canary leaked:\n{out}");
+        }
+        runs += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().expect("swapper");
+    assert!(swaps > 100, "only {swaps} swaps");
+}
+
+/// Killing one tenant's worker mid-command ends only that tenant's sessions;
+/// the other tenant's command runs on, and the killed tenant reconnects to a
+/// fresh worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_ends_only_its_tenants_sessions() {
+    let h = host();
+    let (_server, url) = serve(&h, &[], &[("WES_TEST_HOOKS", "1")]).await;
+    let a = client(&url, "a").await;
+    let b = client(&url, "b").await;
+    let (probe, _) = sh(&a, &h.root("a"), "__wes_probe").await;
+    let pid: i32 = probe
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("pid: "))
+        .expect("pid")
+        .parse()
+        .expect("pid");
+    let (b_probe, _) = sh(&b, &h.root("b"), "__wes_probe").await;
+    assert!(!b_probe.starts_with(&format!("pid: {pid}\n")), "both tenants share a worker");
+    let cwd = |t: &str| wasm_exec_server::fs::to_file_uri(&h.root(t).to_string_lossy());
+    a.start("a-long", &["/bin/bash", "-lc", "sleep 30"], &cwd("a"), serde_json::json!({}))
+        .await
+        .expect("start a");
+    b.start(
+        "b-long",
+        &["/bin/bash", "-lc", "sleep 2; echo b-done"],
+        &cwd("b"),
+        serde_json::json!({}),
+    )
+    .await
+    .expect("start b");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    assert!(killed.expect("kill").success());
+    // a's connection is gone.
+    let mut a_gone = false;
+    for _ in 0..50 {
+        if a.request("process/read", serde_json::json!({"processId": "a-long"})).await.is_err() {
+            a_gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a_gone, "tenant a's connection outlived its worker");
+    // b's command finishes as if nothing happened.
+    let f = b.collect("b-long").await.expect("b's command");
+    assert_eq!((f.stdout_str().as_str(), f.exit_code), ("b-done\n", 0));
+    // a comes back on a fresh worker.
+    let a2 = client(&url, "a").await;
+    let (out, status) = sh(&a2, &h.root("a"), "echo back; __wes_probe | head -1").await;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.starts_with("back\npid: ") && !out.contains(&format!("pid: {pid}\n")), "{out}");
+    // The front counted the crash.
+    let metrics = http_get(&url, "/metrics").await;
+    assert!(metrics.contains("wasm_exec_server_worker_crashes_total{tenant=\"a\"} 1"), "{metrics}");
+    assert!(metrics.contains("wasm_exec_server_worker_resident_bytes{tenant=\"b\"}"), "{metrics}");
+}
+
+async fn http_get(url: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("ws://").trim_end_matches('/');
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    out
+}
