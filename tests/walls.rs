@@ -450,3 +450,34 @@ async fn http_get(url: &str, path: &str) -> String {
     tcp.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// A tenant whose worker passes `max-tenant-memory` loses that worker (its
+/// sessions close), and its next connection gets a fresh one; the other
+/// tenant is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_over_max_tenant_memory_is_ended() {
+    let h = host();
+    let (_server, url) = serve(&h, &["--max-tenant-memory", "300M"], &[]).await;
+    let b = client(&url, "b").await;
+    let a = client(&url, "a").await;
+    // 2^28 bytes by doubling: about 400 MB at once while the last copy is
+    // made (within max-memory, 1G).
+    let line = "x=a; for i in $(seq 28); do x=$x$x; done; sleep 5; echo survived";
+    let cwd = wasm_exec_server::fs::to_file_uri(&h.root("a").to_string_lossy());
+    a.start("hog", &["/bin/bash", "-lc", line], &cwd, serde_json::json!({})).await.expect("start");
+    let ended = a.collect("hog").await;
+    assert!(
+        ended.as_ref().map_or(true, |f| !f.stdout_str().contains("survived")),
+        "the hog survived: {ended:?}"
+    );
+    let (out, status) = sh(&b, &h.root("b"), "echo b-fine").await;
+    assert_eq!((out.as_str(), status), ("b-fine\n", 0));
+    let a2 = client(&url, "a").await;
+    let (out, status) = sh(&a2, &h.root("a"), "echo a-back").await;
+    assert_eq!((out.as_str(), status), ("a-back\n", 0));
+    let metrics = http_get(&url, "/metrics").await;
+    assert!(
+        metrics.contains("wasm_exec_server_worker_memory_kills_total{tenant=\"a\"} 1"),
+        "{metrics}"
+    );
+}
