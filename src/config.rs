@@ -86,11 +86,16 @@ pub struct Tuning {
     /// (fast starts); off, each instance maps its own memory, for hosts
     /// that limit address space (`ulimit -v`).
     pub pooling: bool,
+    /// Instance slots the pool reserves: a one-process server's tenants
+    /// share 1,024; a tenant's worker reserves its `max-instances` (at most
+    /// 1,024). Each slot reserves about 4 GiB of address space for its
+    /// linear memory (wasmtime's default 4 GiB reservation plus guard).
+    pub pool_slots: u32,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Self { demote_ticks: 4, batch_nice: 10, pooling: true }
+        Self { demote_ticks: 4, batch_nice: 10, pooling: true, pool_slots: MAX_POOL_SLOTS }
     }
 }
 
@@ -106,6 +111,9 @@ pub struct ToolsSpec {
     pub cache_dir: Option<std::path::PathBuf>,
     pub tuning: Tuning,
 }
+
+/// The most instance slots one engine's pool reserves.
+pub const MAX_POOL_SLOTS: u32 = 1024;
 
 /// One tenant, validated: everything needed to build it, from the flags or
 /// the `--config` file alike (`Tenant::from_spec`).

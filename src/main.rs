@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wasm_exec_server::config::{
-    Limits, TenantSpec, ToolsSpec, Tuning, WorkspaceConfig, WorkspaceSpec, digest_of_token,
-    parse_digest, parse_duration, parse_size,
+    Limits, MAX_POOL_SLOTS, TenantSpec, ToolsSpec, Tuning, WorkspaceConfig, WorkspaceSpec,
+    digest_of_token, parse_digest, parse_duration, parse_size,
 };
 use wasm_exec_server::exec::{Executor, Runtime};
 use wasm_exec_server::fs::Workspace;
@@ -135,6 +135,7 @@ impl TuningArgs {
             demote_ticks: if self.demote_ticks == 0 { u64::MAX } else { self.demote_ticks },
             batch_nice: self.batch_nice,
             pooling: !self.no_pooling,
+            ..Tuning::default()
         }
     }
 }
@@ -456,9 +457,14 @@ async fn serve_front(
             Some(digest) => entries.push(TenantEntry { digest, tenant: spec.id.clone() }),
             None => open = Some(spec.id.clone()),
         }
+        // A worker's pool reserves the slots its tenant may use, not the
+        // whole server's.
+        let mut tools = tools.clone();
+        tools.tuning.pool_slots =
+            u32::try_from(spec.limits.max_instances).unwrap_or(u32::MAX).min(MAX_POOL_SLOTS);
         let worker = WorkerSpec {
             tenant: spec.clone(),
-            tools: tools.clone(),
+            tools,
             mode,
             shutdown_grace: args.shutdown_grace,
             test_hooks,

@@ -111,26 +111,26 @@ async fn upgrade(
 
 /// Connections handed over one by one (to a worker, by the front): an axum
 /// listener over a channel. Once the channel closes it accepts nothing more.
-pub struct HandedListener {
-    pub rx: tokio::sync::mpsc::Receiver<tokio::net::TcpStream>,
+pub struct HandedListener<T = tokio::net::TcpStream> {
+    pub rx: tokio::sync::mpsc::Receiver<T>,
 }
 
-impl axum::serve::Listener for HandedListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = Option<std::net::SocketAddr>;
+impl<T> axum::serve::Listener for HandedListener<T>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    type Io = T;
+    type Addr = ();
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
-            Some(tcp) => {
-                let addr = tcp.peer_addr().ok();
-                (tcp, addr)
-            }
+            Some(io) => (io, ()),
             None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(None)
+        Ok(())
     }
 }
 

@@ -401,6 +401,8 @@ async fn a_killed_worker_ends_only_its_tenants_sessions() {
         .expect("pid");
     let (b_probe, _) = sh(&b, &h.root("b"), "__wes_probe").await;
     assert!(!b_probe.starts_with(&format!("pid: {pid}\n")), "both tenants share a worker");
+    // A raw connection of a's, to see how it ends.
+    let mut raw = raw_ws(&url, "a").await;
     let cwd = |t: &str| wasm_exec_server::fs::to_file_uri(&h.root(t).to_string_lossy());
     a.start("a-long", &["/bin/bash", "-lc", "sleep 30"], &cwd("a"), serde_json::json!({}))
         .await
@@ -426,6 +428,21 @@ async fn a_killed_worker_ends_only_its_tenants_sessions() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(a_gone, "tenant a's connection outlived its worker");
+    // Its clients are told why, in a close frame from the front.
+    let close = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures::StreamExt;
+        while let Some(frame) = raw.next().await {
+            if let Ok(tokio_tungstenite::tungstenite::Message::Close(c)) = frame {
+                return c;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the connection ended in time")
+    .expect("a close frame");
+    assert_eq!(u16::from(close.code), 1011);
+    assert!(close.reason.contains("worker process ended unexpectedly"), "{close:?}");
     // b's command finishes as if nothing happened.
     let f = b.collect("b-long").await.expect("b's command");
     assert_eq!((f.stdout_str().as_str(), f.exit_code), ("b-done\n", 0));
@@ -438,6 +455,76 @@ async fn a_killed_worker_ends_only_its_tenants_sessions() {
     let metrics = http_get(&url, "/metrics").await;
     assert!(metrics.contains("wasm_exec_server_worker_crashes_total{tenant=\"a\"} 1"), "{metrics}");
     assert!(metrics.contains("wasm_exec_server_worker_resident_bytes{tenant=\"b\"}"), "{metrics}");
+}
+
+/// An initialized raw WebSocket connection of `tenant`'s.
+async fn raw_ws(
+    url: &str,
+    tenant: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = url.into_client_request().expect("request");
+    let auth = format!("Bearer token-{tenant}").parse().expect("header");
+    req.headers_mut().insert("authorization", auth);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.expect("connect");
+    let init =
+        serde_json::json!({"id": 1, "method": "initialize", "params": {"clientName": "raw"}});
+    ws.send(Message::text(init.to_string())).await.expect("send");
+    let answer = ws.next().await.expect("answer").expect("frame");
+    assert!(answer.to_text().expect("text").contains("sessionId"), "{answer:?}");
+    ws
+}
+
+/// A dropped connection's session is resumed through the front: it reaches
+/// the same worker, where the command kept running, and no output is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_through_the_front_with_no_output_lost() {
+    let h = host();
+    let (_server, url) = serve(&h, &[], &[]).await;
+    let cwd = wasm_exec_server::fs::to_file_uri(&h.root("a").to_string_lossy());
+    let line = "for i in 1 2 3 4 5 6; do echo line-$i; sleep 0.3; done";
+    let c1 = Client::connect_with(&url, Some("token-a")).await.expect("connect");
+    let init = c1.initialize().await.expect("initialize");
+    let id = init["sessionId"].as_str().expect("session id").to_owned();
+    c1.start("p", &["/bin/bash", "-lc", line], &cwd, serde_json::json!({})).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    drop(c1);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let c2 = Client::connect_with(&url, Some("token-a")).await.expect("reconnect");
+    let r = c2
+        .request("initialize", serde_json::json!({"clientName": "x", "resumeSessionId": id}))
+        .await
+        .expect("resume");
+    assert_eq!(r["sessionId"], serde_json::json!(id));
+    c2.send_raw(serde_json::json!({"method": "initialized", "params": {}}).to_string())
+        .await
+        .expect("initialized");
+    // Everything from the first byte, read back after the command ends.
+    let mut out = String::new();
+    let mut after = 0u64;
+    for _ in 0..100 {
+        let read = c2
+            .request(
+                "process/read",
+                serde_json::json!({"processId": "p", "afterSeq": after, "maxBytes": null, "waitMs": 500}),
+            )
+            .await
+            .expect("read");
+        for chunk in read["chunks"].as_array().expect("chunks") {
+            after = chunk["seq"].as_u64().expect("seq");
+            let data = chunk["chunk"].as_str().expect("chunk");
+            let bytes = wasm_exec_server::b64::decode(data.as_bytes()).expect("base64");
+            out += &String::from_utf8_lossy(&bytes);
+        }
+        if read["exited"] == serde_json::json!(true)
+            && read["chunks"].as_array().is_some_and(|c| c.is_empty())
+        {
+            break;
+        }
+    }
+    let want: String = (1..=6).map(|i| format!("line-{i}\n")).collect();
+    assert_eq!(out, want);
 }
 
 async fn http_get(url: &str, path: &str) -> String {

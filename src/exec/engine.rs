@@ -29,9 +29,6 @@ pub fn ticks(n: u64) -> Duration {
     EPOCH_TICK.saturating_mul(n.min(u32::MAX.into()) as u32)
 }
 
-/// Wasm instances that can exist at once (every tenant together).
-const POOL_SLOTS: u32 = 1024;
-
 /// Errors while setting up the engine or loading tools.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -209,11 +206,14 @@ impl Runtime {
         // resident between commands (a command then costs no mmap/munmap and
         // few page faults). The pool is sized far above the process limits.
         if tuning.pooling {
+            // Wasm instances that can exist at once (every tenant of this
+            // engine together).
+            let slots = tuning.pool_slots.clamp(1, crate::config::MAX_POOL_SLOTS);
             let mut pool = wasmtime::PoolingAllocationConfig::default();
-            pool.total_core_instances(POOL_SLOTS)
-                .total_memories(POOL_SLOTS)
-                .total_tables(POOL_SLOTS)
-                .total_stacks(POOL_SLOTS)
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
+                .total_stacks(slots)
                 .max_memory_size(4 << 30)
                 .linear_memory_keep_resident(1 << 20)
                 .table_keep_resident(64 << 10)

@@ -106,6 +106,18 @@ async fn serve(
     tracing::info!(tenant = %tenant.id, confinement = %status, "worker ready");
 
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel(64);
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Each handed connection that ends is reported, so the front drops its
+    // copy of the descriptor (kept to send a close frame should this
+    // worker die).
+    tokio::spawn({
+        let channel = channel.clone();
+        async move {
+            while let Some(seq) = closed_rx.recv().await {
+                let _ = channel.send(&FromWorker::Closed { seq }, None).await;
+            }
+        }
+    });
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let received = Arc::new(AtomicU64::new(0));
     let registry = Registry::new();
@@ -115,13 +127,17 @@ async fn serve(
         async move {
             loop {
                 match channel.recv::<ToWorker>().await {
-                    Ok(Some((ToWorker::Connection { .. }, Some(fd)))) => {
+                    Ok(Some((ToWorker::Connection { seq }, Some(fd)))) => {
                         received.fetch_add(1, Ordering::AcqRel);
+                        let closed = closed_tx.clone();
                         match adopt(fd) {
                             Ok(tcp) => {
-                                let _ = conn_tx.send(tcp).await;
+                                let _ = conn_tx.send(Handed { tcp, seq, closed }).await;
                             }
-                            Err(e) => tracing::warn!(error = %e, "a handed connection is unusable"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "a handed connection is unusable");
+                                let _ = closed.send(seq);
+                            }
                         }
                     }
                     Ok(Some((ToWorker::Metrics, _))) => {
@@ -130,6 +146,10 @@ async fn serve(
                     }
                     Ok(Some((ToWorker::Connection { .. } | ToWorker::Start(_), _))) => {}
                     Ok(Some((ToWorker::Shutdown, _))) | Ok(None) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        tracing::info!("the front process is gone; stopping");
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "control socket failed");
                         break;
@@ -175,6 +195,68 @@ async fn serve(
     )
     .await?;
     Ok(())
+}
+
+/// A connection handed over by the front. When it ends, the socket is shut
+/// down (the front still holds a copy of the descriptor, so closing ours
+/// alone would not end the TCP connection) and the front is told.
+struct Handed {
+    tcp: tokio::net::TcpStream,
+    seq: u64,
+    closed: tokio::sync::mpsc::UnboundedSender<u64>,
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        let _ = rustix::net::shutdown(&self.tcp, rustix::net::Shutdown::Both);
+        let _ = self.closed.send(self.seq);
+    }
+}
+
+impl tokio::io::AsyncRead for Handed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Handed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }
 
 /// How long an idle worker stays: the detach grace, at least a second.

@@ -41,6 +41,9 @@ pub enum FromWorker {
     /// No connection and no session for a while; `received` connections so
     /// far. The front retires the worker if it has sent no more than that.
     Idle { received: u64 },
+    /// Handed connection number `seq` has ended: the front lets go of its
+    /// copy of the descriptor.
+    Closed { seq: u64 },
 }
 
 /// A connected socket pair for a new worker: `(front's end, worker's end)`.

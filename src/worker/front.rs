@@ -64,6 +64,44 @@ struct Worker {
     metrics_reply: Mutex<Option<oneshot::Sender<String>>>,
     /// Last read resident bytes and CPU seconds.
     usage: Mutex<(u64, f64)>,
+    /// A copy of each handed connection's descriptor, until the worker says
+    /// it ended: if the worker dies, its clients get a close frame saying so.
+    conns: Mutex<HashMap<u64, std::os::fd::OwnedFd>>,
+    /// Set when the front ends the worker for a limit: what its clients
+    /// are told.
+    killed_for: Mutex<Option<&'static str>>,
+}
+
+/// What the clients of a worker ended for `max-tenant-memory` are told.
+const MEMORY_REASON: &str =
+    "the tenant's worker passed max-tenant-memory and was ended; reconnect to go on";
+
+/// What a crashed worker's clients are told: a WebSocket close frame (1011,
+/// internal error) with the reason.
+const CRASH_REASON: &str = "the tenant's worker process ended unexpectedly; reconnect to go on";
+
+impl Worker {
+    fn conns(&self) -> std::sync::MutexGuard<'_, HashMap<u64, std::os::fd::OwnedFd>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends every connection still open a close frame with `reason`,
+    /// and ends it. (A frame the worker left half-written ends up before
+    /// it; the client then sees a protocol error instead, and still the
+    /// end of the connection.)
+    fn close_all(&self, reason: &str) {
+        use std::io::Write;
+        // A close frame's reason is at most 123 bytes.
+        let reason = &reason.as_bytes()[..reason.len().min(123)];
+        let mut frame = vec![0x88, (2 + reason.len()) as u8];
+        frame.extend_from_slice(&1011u16.to_be_bytes());
+        frame.extend_from_slice(reason);
+        for (_, fd) in self.conns().drain() {
+            let tcp = std::net::TcpStream::from(fd);
+            let _ = (&tcp).write_all(&frame);
+            let _ = tcp.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 /// Per-tenant counters kept by the front.
@@ -230,11 +268,16 @@ impl Front {
                 },
             };
             let seq = worker.sent.fetch_add(1, Ordering::AcqRel) + 1;
+            // Kept before sending: the worker may report it closed at once.
+            if let Ok(copy) = tcp.as_fd().try_clone_to_owned() {
+                worker.conns().insert(seq, copy);
+            }
             let sent = worker.channel.send(&ToWorker::Connection { seq }, Some(tcp.as_fd())).await;
             match sent {
                 Ok(()) => return,
                 // The worker died since: start another, once.
                 Err(e) => {
+                    worker.conns().remove(&seq);
                     tracing::warn!(tenant, attempt, error = %e, "worker unreachable");
                     *slot = None;
                 }
@@ -297,6 +340,8 @@ impl Front {
             metrics: Default::default(),
             metrics_reply: Mutex::new(None),
             usage: Mutex::new((0, 0.0)),
+            conns: Mutex::new(HashMap::new()),
+            killed_for: Mutex::new(None),
         });
         self.stat(tenant, |s| s.starts += 1);
         self.supervisors.spawn(self.clone().supervise(worker.clone(), child));
@@ -321,6 +366,9 @@ impl Front {
                         }
                     }
                     Ok(Some((FromWorker::Idle { received }, _))) => self.retire(&worker, received).await,
+                    Ok(Some((FromWorker::Closed { seq }, _))) => {
+                        worker.conns().remove(&seq);
+                    }
                     Ok(Some((FromWorker::Ready { .. }, _))) => {}
                     // The worker closed its end: it is exiting.
                     Ok(None) | Err(_) => break child.wait().await,
@@ -328,18 +376,19 @@ impl Front {
             }
         };
         let tenant = worker.tenant.as_str();
-        if let Some(slot) = self.slots.get(tenant) {
-            let mut slot = slot.lock().await;
-            if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, &worker)) {
-                *slot = None;
-            }
-        }
+        self.clear_slot(&worker).await;
         let cpu = worker.usage.lock().map(|u| u.1).unwrap_or_default();
         self.stat(tenant, |s| s.cpu_done += cpu);
         let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-        if worker.stopping.load(Ordering::Acquire) {
+        let killed_for = *worker.killed_for.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reason) = killed_for {
+            worker.close_all(reason);
+            tracing::info!(tenant, pid = worker.pid, %status, reason, "worker ended");
+        } else if worker.stopping.load(Ordering::Acquire) {
+            worker.conns().clear();
             tracing::info!(tenant, pid = worker.pid, %status, "worker stopped");
         } else {
+            worker.close_all(CRASH_REASON);
             self.stat(tenant, |s| s.crashes += 1);
             tracing::error!(
                 tenant,
@@ -348,6 +397,16 @@ impl Front {
                 "worker ended unexpectedly: the tenant's sessions are closed; \
                  its next connection starts a new worker"
             );
+        }
+    }
+
+    /// Takes `worker` out of its tenant's slot, if it is still there.
+    async fn clear_slot(&self, worker: &Arc<Worker>) {
+        if let Some(slot) = self.slots.get(&worker.tenant) {
+            let mut slot = slot.lock().await;
+            if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker)) {
+                *slot = None;
+            }
         }
     }
 
@@ -412,6 +471,10 @@ async fn monitor(front: Arc<Front>) {
                     "the tenant's worker is over max-tenant-memory: it is ended"
                 );
                 front.stat(&w.tenant, |s| s.memory_kills += 1);
+                *w.killed_for.lock().unwrap_or_else(|p| p.into_inner()) = Some(MEMORY_REASON);
+                // Out of its slot first: the next connection starts a fresh
+                // worker instead of going to this one as it dies.
+                front.clear_slot(&w).await;
                 kill(w.pid);
             }
         }
