@@ -5,7 +5,9 @@
 //! Over 600 lines: the sections are independent and each short; they share
 //! the timing helpers at the top, and a reader compares them side by side.
 
-use crate::server::{Launch, cpu_time, descendants_pss_kib, modules_compiled, vm_rss_kib};
+use crate::server::{
+    Launch, cpu_time, descendants_pss_kib, modules_compiled, our_rss_kib, tree_cpu_time, vm_rss_kib,
+};
 use crate::table::{Better, Figure, Table, Unit};
 use crate::{FIXTURE_LINES, Kind, STREAM_BYTES, bash};
 use anyhow::{Context, Result, bail, ensure};
@@ -296,7 +298,7 @@ pub async fn commands_per_sec(
         c.run(frames, expect).await?;
         c.ws.flush().await?;
     }
-    let server_cpu = || t.pid.and_then(|p| cpu_time(&p.to_string()));
+    let server_cpu = || t.pid.and_then(tree_cpu_time);
     let cpu_before = (server_cpu(), cpu_time("self"));
     let start = Instant::now();
     let deadline = start + budget;
@@ -594,13 +596,20 @@ fn mbps(size: usize, mut times: Vec<Duration>) -> f64 {
 /// server's VmRSS before and after opening `n` of each, on a fresh server.
 pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> Result<()> {
     let kind = launch.kind;
+    // Ours keeps sessions and commands in its tenants' worker processes:
+    // they count as the server. The reference's children are its commands,
+    // counted in a row of their own below.
+    let rss = |pid| match kind {
+        Kind::Ours => our_rss_kib(pid),
+        _ => vm_rss_kib(pid),
+    };
     let server = launch.start(Duration::from_secs(600)).await?;
     {
         let c = Client::connect(&server.url).await?;
         run(&c, "warm", &kind.echo_argv(), cwd, false, true).await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = vm_rss_kib(server.pid)?;
+    let before = rss(server.pid)?;
     let mut idle = vec![];
     for _ in 0..n.div_ceil(50) {
         let k = 50.min(n - idle.len());
@@ -609,7 +618,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = vm_rss_kib(server.pid)?;
+    let after = rss(server.pid)?;
     let per_conn = (after as f64 - before as f64) / n as f64;
     table.put(
         kind,
@@ -634,7 +643,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
         clients.push(Client::connect(&server.url).await?);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = vm_rss_kib(server.pid)?;
+    let before = rss(server.pid)?;
     let children_before = descendants_pss_kib(server.pid);
     let argv = kind.blocked_argv();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -649,7 +658,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     });
     futures::future::try_join_all(starts).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let after = vm_rss_kib(server.pid)?;
+    let after = rss(server.pid)?;
     let children = descendants_pss_kib(server.pid).saturating_sub(children_before);
     let per_proc = (after as f64 - before as f64) / n as f64;
     let name = format!(

@@ -155,6 +155,38 @@ pub fn vm_rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS")
 }
 
+/// The live child processes of `pid` (of any of its threads).
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let path = task.path().join("children");
+        let list = std::fs::read_to_string(path).unwrap_or_default();
+        out.extend(list.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+    }
+    out
+}
+
+/// Resident memory of our server in KiB: the front process and its tenants'
+/// worker processes together (each tenant's sessions and commands live in
+/// its worker).
+pub fn our_rss_kib(pid: u32) -> Result<u64> {
+    let mut kib = vm_rss_kib(pid)?;
+    for child in children(pid) {
+        kib += vm_rss_kib(child).unwrap_or(0);
+    }
+    Ok(kib)
+}
+
+/// CPU time of a server process and its live children (our tenants'
+/// workers, the reference's commands) plus its reaped ones.
+pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
+    let mut t = cpu_time(&pid.to_string())?;
+    for child in children(pid) {
+        t += cpu_time(&child.to_string()).unwrap_or_default();
+    }
+    Some(t)
+}
+
 /// Proportional set size of every descendant of `pid`, in KiB (the native
 /// processes a reference server spawns).
 pub fn descendants_pss_kib(pid: u32) -> u64 {
