@@ -644,7 +644,12 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss(server.pid)?;
-    let children_before = descendants_pss_kib(server.pid);
+    // (Ours: its workers are already in `rss`.)
+    let descendants = |pid| match kind {
+        Kind::Ours => 0,
+        _ => descendants_pss_kib(pid),
+    };
+    let children_before = descendants(server.pid);
     let argv = kind.blocked_argv();
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let starts = clients.iter().enumerate().map(|(ci, c)| {
@@ -659,7 +664,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     futures::future::try_join_all(starts).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let after = rss(server.pid)?;
-    let children = descendants_pss_kib(server.pid).saturating_sub(children_before);
+    let children = descendants(server.pid).saturating_sub(children_before);
     let per_proc = (after as f64 - before as f64) / n as f64;
     let name = format!(
         "6. memory per process blocked on stdin, server VmRSS delta / {n} \
