@@ -123,7 +123,7 @@ const BOMBS: &[Bomb] = &[
     // apply_patch holds the file, its new text and the staged copy: against
     // the line's budget like the shell's own values.
     bomb(
-        "yes | head -c 40000000 > big; apply_patch \"$(printf '*** Begin Patch\\n*** Update File: big\\n@@\\n-y\\n+n\\n*** End Patch')\"",
+        "apply_patch \"$(printf '*** Begin Patch\\n*** Update File: big\\n@@\\n-y\\n+n\\n*** End Patch')\"",
         137,
         MEM,
     ),
@@ -212,6 +212,9 @@ async fn host_side_bombs_end_at_their_limits() {
     // A 10 GiB file that occupies nothing on disk.
     let sparse = std::fs::File::create(root.join("sparse")).expect("create");
     sparse.set_len(10 << 30).expect("set_len");
+    // 40 MB of "y\n" for apply_patch (written here: made by `yes | head` in
+    // the bomb's line, it spent the line's 3 s of CPU on a loaded machine).
+    std::fs::write(root.join("big"), "y\n".repeat(20_000_000)).expect("big");
     // A repository with one small tracked file, for git's bombs.
     std::fs::write(root.join("t"), "hi\n").expect("write");
     for args in [&["init", "-q"][..], &["add", "t"], &["commit", "-q", "-m", "t"]] {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the bundled toolset (coreutils, grep, rg, sed, find, diff, jq,
-# python3) for wasm32-wasip1 from pinned crates.io releases and our committed
+# python3, awk) for wasm32-wasip1 from pinned crates.io releases and our committed
 # lock files, and writes `<name>.wasm` plus `aliases.txt` into the output dir.
 #
 #   tools/build.sh                 build everything that is missing or stale
@@ -37,6 +37,7 @@ RECIPE=(
   "diff|diffutils|0.6.0|diffutils|"
   "jq|jaq|1.5.1|jaq|--no-default-features"
   "python3|rustpython|0.5.0|rustpython|--no-default-features --features stdlib,stdio,importlib,freeze-stdlib,host_env"
+  "awk|awk-rs|0.2.0|awk-rs|"
 )
 
 # Release settings for every tool, overriding the crates' own (fat LTO and one

@@ -307,8 +307,14 @@ impl SinkStream {
     }
 }
 
+/// A guest's write to a pipe nobody reads any more ends the guest as SIGPIPE
+/// ends a Linux program: at once, silently, with status 141 (128 + 13). Told
+/// `EPIPE` instead, most tools print "write failed: Broken pipe" where bash
+/// prints nothing (`sort | head -1`).
+pub const STATUS_SIGPIPE: i32 = 141;
+
 fn epipe() -> wasmtime_wasi::p2::StreamError {
-    wasmtime_wasi::p2::StreamError::LastOperationFailed(io::Error::from_raw_os_error(32).into())
+    wasmtime_wasi::p2::StreamError::Trap(wasmtime_wasi::I32Exit(STATUS_SIGPIPE).into())
 }
 
 impl wasmtime_wasi::p2::OutputStream for SinkStream {
