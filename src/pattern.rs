@@ -6,8 +6,6 @@
 //! backslash (expansion does that), so `"*".txt` is `\*.txt`. Directory
 //! listings go through the workspace capability only.
 
-use std::path::{Path, PathBuf};
-
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Lit(char),
@@ -430,24 +428,55 @@ fn bounded(s: String, max: usize) -> Option<String> {
     (s.len() <= max).then_some(s)
 }
 
+/// `shopt` options of pathname expansion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobOptions {
+    /// `**` matches any number of directories (and files, as the last part).
+    pub globstar: bool,
+    /// A pattern that matches nothing expands to nothing.
+    pub nullglob: bool,
+    /// `*` matches names that start with a dot.
+    pub dotglob: bool,
+}
+
+/// Directory entries one expansion may look at: a `**` over a huge tree
+/// stops there (with what it found), so no pattern walks without end.
+const MAX_GLOB_ENTRIES: usize = 200_000;
+
 /// Pathname expansion of `pattern` (relative to `cwd`, or absolute).
 /// Returns sorted matches, empty when none; only the workspace is listed.
 pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str) -> Vec<String> {
+    glob_with(ws, cwd, pattern, GlobOptions::default())
+}
+
+/// [`glob`] with `shopt` options.
+pub fn glob_with(
+    ws: &crate::fs::Workspace,
+    cwd: &str,
+    pattern: &str,
+    opts: GlobOptions,
+) -> Vec<String> {
     let absolute = pattern.starts_with('/');
     let base = if absolute { "/" } else { cwd };
     let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     let mut out = Vec::new();
     let prefix = if absolute { "/" } else { "" };
-    walk(ws, base, prefix, &segs, &mut out);
+    let mut walker = Walker { ws, opts, budget: MAX_GLOB_ENTRIES, out: &mut out };
+    walker.walk(base, prefix, &segs);
     if pattern.ends_with('/') {
         // `*/` matches directories only, and keeps the slash.
         let is_dir = |p: &String| {
             let abs = if p.starts_with('/') { p.clone() } else { join(cwd, p) };
             ws.relative(&abs).is_some_and(|rel| ws.dir().metadata(&rel).is_ok_and(|m| m.is_dir()))
         };
-        out = out.into_iter().filter(is_dir).map(|p| p + "/").collect();
+        out = out
+            .into_iter()
+            .filter(is_dir)
+            .map(|p| if p.ends_with('/') { p } else { p + "/" })
+            .collect();
     }
     out.sort();
+    out.dedup();
     out
 }
 
@@ -459,45 +488,108 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-fn walk(
-    ws: &crate::fs::Workspace,
-    abs_dir: &str,
-    text: &str,
-    segs: &[&str],
-    out: &mut Vec<String>,
-) {
-    let Some((seg, rest)) = segs.split_first() else { return };
-    if !has_glob(seg) {
-        let name = unescape(seg);
-        let abs = join(abs_dir, &name);
-        if rest.is_empty() {
-            if ws.relative(&abs).is_some_and(|rel| ws.dir().symlink_metadata(&rel).is_ok()) {
-                out.push(join(text, &name));
+struct Walker<'a> {
+    ws: &'a crate::fs::Workspace,
+    opts: GlobOptions,
+    /// Entries left to look at.
+    budget: usize,
+    out: &'a mut Vec<String>,
+}
+
+impl Walker<'_> {
+    /// The names in `abs_dir` (sorted; `.` and `..` never), or none.
+    fn names(&mut self, abs_dir: &str, dots: bool) -> Vec<String> {
+        let Some(rel) = self.ws.relative(abs_dir) else { return Vec::new() };
+        let Ok(entries) = self.ws.dir().read_dir(&rel) else { return Vec::new() };
+        let mut names = Vec::new();
+        for e in entries.flatten() {
+            if self.budget == 0 {
+                break;
             }
-        } else {
-            walk(ws, &abs, &join(text, &name), rest, out);
+            self.budget -= 1;
+            let Ok(n) = e.file_name().into_string() else { continue };
+            if n != "." && n != ".." && (dots || !n.starts_with('.')) {
+                names.push(n);
+            }
         }
-        return;
+        names.sort();
+        names
     }
-    let Some(rel) = ws.relative(abs_dir) else { return };
-    let Ok(entries) = ws.dir().read_dir(&rel) else { return };
-    let toks = compile(seg);
-    let dot_ok = seg.starts_with('.') || seg.starts_with("\\.");
-    let mut names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| dot_ok || !n.starts_with('.'))
-        .filter(|n| n != "." && n != "..")
-        .filter(|n| match_toks(&toks, n))
-        .collect();
-    names.sort();
-    for name in names {
-        if rest.is_empty() {
-            out.push(join(text, &name));
-        } else {
-            let child = if rel == Path::new(".") { PathBuf::from(&name) } else { rel.join(&name) };
-            if ws.dir().metadata(&child).is_ok_and(|m| m.is_dir()) {
-                walk(ws, &join(abs_dir, &name), &join(text, &name), rest, out);
+
+    fn is_dir(&self, abs: &str, follow: bool) -> bool {
+        self.ws.relative(abs).is_some_and(|rel| {
+            let m = if follow {
+                self.ws.dir().metadata(&rel)
+            } else {
+                self.ws.dir().symlink_metadata(&rel)
+            };
+            m.is_ok_and(|m| m.is_dir())
+        })
+    }
+
+    fn walk(&mut self, abs_dir: &str, text: &str, segs: &[&str]) {
+        let Some((seg, rest)) = segs.split_first() else { return };
+        if *seg == "**" && self.opts.globstar {
+            return self.globstar(abs_dir, text, rest);
+        }
+        if !has_glob(seg) {
+            let name = unescape(seg);
+            let abs = join(abs_dir, &name);
+            if rest.is_empty() {
+                let exists = self
+                    .ws
+                    .relative(&abs)
+                    .is_some_and(|rel| self.ws.dir().symlink_metadata(&rel).is_ok());
+                if exists {
+                    self.out.push(join(text, &name));
+                }
+            } else {
+                self.walk(&abs, &join(text, &name), rest);
+            }
+            return;
+        }
+        let toks = compile(seg);
+        let dots = self.opts.dotglob || seg.starts_with('.') || seg.starts_with("\\.");
+        for name in self.names(abs_dir, dots) {
+            if !match_toks(&toks, &name) {
+                continue;
+            }
+            if rest.is_empty() {
+                self.out.push(join(text, &name));
+            } else {
+                let abs = join(abs_dir, &name);
+                if self.is_dir(&abs, true) {
+                    self.walk(&abs, &join(text, &name), rest);
+                }
+            }
+        }
+    }
+
+    /// `**`: this directory and every one below it (not through symlinks),
+    /// each followed by the rest of the pattern; as the last part, every
+    /// file and directory below.
+    fn globstar(&mut self, abs_dir: &str, text: &str, rest: &[&str]) {
+        let mut stack = vec![(abs_dir.to_owned(), text.to_owned())];
+        while let Some((dir, txt)) = stack.pop() {
+            if !rest.is_empty() {
+                self.walk(&dir, &txt, rest);
+            } else if dir == abs_dir && !txt.is_empty() {
+                // `src/**` matches `src/` itself too, as in bash.
+                self.out.push(format!("{}/", txt.trim_end_matches('/')));
+            }
+            let dots = self.opts.dotglob;
+            for name in self.names(&dir, dots).into_iter().rev() {
+                let abs = join(&dir, &name);
+                let t = join(&txt, &name);
+                if rest.is_empty() {
+                    self.out.push(t.clone());
+                }
+                if self.is_dir(&abs, false) {
+                    stack.push((abs, t));
+                }
+            }
+            if self.budget == 0 {
+                break;
             }
         }
     }

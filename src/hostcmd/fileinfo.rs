@@ -3,12 +3,14 @@
 //! through the workspace capability; a path outside the workspace is
 //! reported as missing, the way the `fs/*` reads report it.
 //!
-//! `chmod` is a documented no-op: it checks its mode and that each file
-//! exists and is writable (not in a read-only area such as `.git`), then
-//! changes nothing and records nothing. Guests cannot execute files, and
-//! real mode changes on the host (setuid bits, `000`) would reach beyond the
-//! sandbox. Times are shown in UTC; owners as numbers (no user database is
-//! read).
+//! `chmod` changes the permission bits (`rwx` for user, group and others)
+//! of files in the workspace, outside read-only areas such as `.git`, so
+//! `chmod +x script.sh && ./script.sh` works as on Linux. Only the nine
+//! permission bits change: setuid, setgid and sticky are ignored, the
+//! owner always keeps read and write (and search on directories), so the
+//! server can still read, quota and remove what a tenant locked, and group
+//! and others never get write (the files are the server's on the host). Times are
+//! shown in UTC; owners as numbers (no user database is read).
 
 use super::context::{Context, Status};
 use cap_std::fs::{Metadata, MetadataExt};
@@ -497,30 +499,112 @@ pub async fn du(cx: &Context<'_>, args: &[String]) -> Status {
     Ok(status)
 }
 
-/// Whether `mode` is an octal mode or a list of symbolic clauses.
-fn valid_mode(mode: &str) -> bool {
+/// What the owner always keeps: read and write, and search on directories.
+const KEPT: u32 = 0o600;
+
+/// What is never given: write for group and others (the files are the
+/// server's on the host; a tenant may not open them to other local users).
+const NEVER: u32 = 0o022;
+
+/// Files `chmod -R` changes before it gives up.
+const MAX_RECURSIVE: usize = 100_000;
+
+/// One symbolic clause: who (`ugoa` bits), the operator, the permissions.
+struct Clause {
+    who: u32,
+    op: char,
+    perm: String,
+}
+
+/// A parsed mode: an octal number or symbolic clauses.
+enum Mode {
+    Octal(u32),
+    Symbolic(Vec<Clause>),
+}
+
+/// Parses `mode`; `None` when it is not a mode.
+fn parse_mode(mode: &str) -> Option<Mode> {
     if !mode.is_empty() && mode.len() <= 4 && mode.chars().all(|c| ('0'..='7').contains(&c)) {
-        return true;
+        return u32::from_str_radix(mode, 8).ok().map(Mode::Octal);
     }
-    mode.split(',').all(|clause| {
-        let rest = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-        if rest.is_empty() || !rest.starts_with(['+', '-', '=']) {
-            return false;
+    let mut clauses = Vec::new();
+    for clause in mode.split(',') {
+        let who_part: String = clause.chars().take_while(|c| "ugoa".contains(*c)).collect();
+        let mut rest = &clause[who_part.len()..];
+        if rest.is_empty() {
+            return None;
         }
-        // Each operator is followed by permission letters, one of u/g/o, or
-        // an octal number.
-        rest.split(['+', '-', '=']).skip(1).all(|perm| {
-            perm.chars().all(|c| "rwxXst".contains(c)) || matches!(perm, "u" | "g" | "o")
-        })
-    })
+        let who = if who_part.is_empty() {
+            0o777
+        } else {
+            who_part.chars().fold(0, |w, c| {
+                w | match c {
+                    'u' => 0o700,
+                    'g' => 0o070,
+                    'o' => 0o007,
+                    _ => 0o777,
+                }
+            })
+        };
+        // Each operator is followed by permission letters, or one of u/g/o.
+        while let Some(op) = rest.chars().next().filter(|c| "+-=".contains(*c)) {
+            rest = &rest[1..];
+            let perm: String = rest.chars().take_while(|c| !"+-=".contains(*c)).collect();
+            rest = &rest[perm.len()..];
+            if !(perm.chars().all(|c| "rwxXst".contains(c))
+                || matches!(perm.as_str(), "u" | "g" | "o"))
+            {
+                return None;
+            }
+            clauses.push(Clause { who, op, perm });
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+    }
+    Some(Mode::Symbolic(clauses))
+}
+
+/// The permission bits `mode` gives a file now at `old` (a directory if
+/// `is_dir`).
+fn apply_mode(mode: &Mode, old: u32, is_dir: bool) -> u32 {
+    let old = old & 0o777;
+    let new = match mode {
+        Mode::Octal(m) => m & 0o777,
+        Mode::Symbolic(clauses) => clauses.iter().fold(old, |cur, c| {
+            let bits = match c.perm.as_str() {
+                // Copy another class's bits to every class of the clause.
+                "u" => ((cur >> 6) & 7) * 0o111,
+                "g" => ((cur >> 3) & 7) * 0o111,
+                "o" => (cur & 7) * 0o111,
+                p => p.chars().fold(0, |b, ch| {
+                    b | match ch {
+                        'r' => 0o444,
+                        'w' => 0o222,
+                        'x' => 0o111,
+                        'X' if is_dir || cur & 0o111 != 0 => 0o111,
+                        _ => 0,
+                    }
+                }),
+            } & c.who;
+            match c.op {
+                '+' => cur | bits,
+                '-' => cur & !bits,
+                _ => (cur & !c.who) | bits,
+            }
+        }),
+    };
+    (new | KEPT | if is_dir { 0o100 } else { 0 }) & !NEVER
 }
 
 pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
     let mut quiet = false;
+    let mut recursive = false;
     let mut operands: Vec<&String> = Vec::new();
     for a in args {
         match a.as_str() {
-            "-R" | "--recursive" | "-v" | "--verbose" | "-c" | "--changes" => {}
+            "-R" | "--recursive" => recursive = true,
+            "-v" | "--verbose" | "-c" | "--changes" => {}
             "-f" | "--silent" | "--quiet" => quiet = true,
             // `-x`, `-w` are modes, not options.
             _ if a.starts_with("--") => {
@@ -533,20 +617,20 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
             _ => operands.push(a),
         }
     }
-    let Some((mode, files)) = operands.split_first() else {
+    let Some((mode_arg, files)) = operands.split_first() else {
         cx.err("chmod: missing operand\nTry 'chmod --help' for more information.\n").await;
         return Ok(1);
     };
-    if !valid_mode(mode) {
+    let Some(mode) = parse_mode(mode_arg) else {
         cx.err(&format!(
-            "chmod: invalid mode: '{mode}'\nTry 'chmod --help' for more information.\n"
+            "chmod: invalid mode: '{mode_arg}'\nTry 'chmod --help' for more information.\n"
         ))
         .await;
         return Ok(1);
-    }
+    };
     if files.is_empty() {
         cx.err(&format!(
-            "chmod: missing operand after '{mode}'\nTry 'chmod --help' for more information.\n"
+            "chmod: missing operand after '{mode_arg}'\nTry 'chmod --help' for more information.\n"
         ))
         .await;
         return Ok(1);
@@ -558,7 +642,9 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
             Ok((rel, _)) if cx.workspace.check_writable(&rel).is_err() => {
                 Some(format!("chmod: changing permissions of '{f}': Operation not permitted\n"))
             }
-            Ok(_) => None,
+            Ok((rel, meta)) => change(cx, &rel, &meta, &mode, recursive)
+                .err()
+                .map(|e| format!("chmod: changing permissions of '{f}': {e}\n")),
         };
         if let Some(m) = msg {
             status = 1;
@@ -566,8 +652,54 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
                 cx.err(&m).await;
             }
         }
+        tokio::task::yield_now().await;
     }
     Ok(status)
+}
+
+/// Sets `rel`'s bits (and, with `-R`, those of everything below it, not
+/// following symlinks, at most [`MAX_RECURSIVE`] entries).
+fn change(
+    cx: &Context<'_>,
+    rel: &Path,
+    meta: &Metadata,
+    mode: &Mode,
+    recursive: bool,
+) -> Result<(), String> {
+    use cap_std::fs::PermissionsExt;
+    let dir = cx.workspace.dir();
+    let set = |rel: &Path, meta: &Metadata| -> Result<(), String> {
+        let bits = apply_mode(mode, meta.mode(), meta.is_dir());
+        let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        dir.set_permissions(probe, cap_std::fs::Permissions::from_mode(bits))
+            .map_err(|e| crate::fs::strerror(&e))
+    };
+    set(rel, meta)?;
+    if !(recursive && meta.is_dir()) {
+        return Ok(());
+    }
+    let mut seen = 0usize;
+    let mut stack = vec![rel.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let probe = if d.as_os_str().is_empty() { PathBuf::from(".") } else { d.clone() };
+        let entries = dir.read_dir(&probe).map_err(|e| crate::fs::strerror(&e))?;
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_RECURSIVE {
+                return Err(format!("more than {MAX_RECURSIVE} files; stopped"));
+            }
+            let child = d.join(entry.file_name());
+            let Ok(m) = dir.symlink_metadata(&child) else { continue };
+            if m.file_type().is_symlink() || cx.workspace.check_writable(&child).is_err() {
+                continue;
+            }
+            set(&child, &m)?;
+            if m.is_dir() {
+                stack.push(child);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -586,11 +718,23 @@ mod tests {
 
     #[test]
     fn modes() {
-        for ok in ["755", "0644", "+x", "u+x", "a-w", "go=rx", "u+x,g-w", "o=u"] {
-            assert!(valid_mode(ok), "{ok}");
+        for ok in ["755", "0644", "+x", "u+x", "a-w", "go=rx", "u+x,g-w", "o=u", "u+x-w"] {
+            assert!(parse_mode(ok).is_some(), "{ok}");
         }
-        for bad in ["", "999", "x", "u+q", "12345", "u+7"] {
-            assert!(!valid_mode(bad), "{bad}");
+        for bad in ["", "999", "x", "u+q", "12345", "u+7", "u", "+x,"] {
+            assert!(parse_mode(bad).is_none(), "{bad}");
         }
+        let on = |m: &str, old: u32, dir: bool| apply_mode(&parse_mode(m).expect(m), old, dir);
+        assert_eq!(on("+x", 0o644, false), 0o755);
+        assert_eq!(on("u+x", 0o644, false), 0o744);
+        assert_eq!(on("go-r", 0o644, false), 0o600);
+        assert_eq!(on("a=r", 0o755, false), 0o644, "the owner keeps write");
+        assert_eq!(on("000", 0o755, true), 0o700, "and search on a directory");
+        assert_eq!(on("4755", 0o644, false), 0o755, "no setuid");
+        assert_eq!(on("g=u", 0o751, false), 0o751, "never group write");
+        assert_eq!(on("777", 0o644, false), 0o755);
+        assert_eq!(on("a+X", 0o644, false), 0o644, "X: only if some x is set");
+        assert_eq!(on("a+X", 0o744, false), 0o755);
+        assert_eq!(on("o+X", 0o700, true), 0o701);
     }
 }

@@ -163,7 +163,7 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             Err(if name == "break" { Unwind::Break(n) } else { Unwind::Continue(n) })
         }
         "set" => set(sh, io, args).await,
-        "shopt" => Ok(0),
+        "shopt" => shopt(sh, io, args).await,
         "eval" => {
             let text = args.join(" ");
             interp::run_text(sh, io, &text, "-c").await
@@ -370,8 +370,12 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             i += 2;
             continue;
         }
+        // `set -euo pipefail`: an `o` among the letters takes the next
+        // argument as its option name.
+        let mut takes_name = false;
         for c in a[1..].chars() {
             match c {
+                'o' if !takes_name => takes_name = true,
                 'e' => sh.opts.errexit = on,
                 'u' => sh.opts.nounset = on,
                 'x' => sh.opts.xtrace = on,
@@ -380,9 +384,83 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 _ => return complain(sh, io, "set", &format!("-{c}: invalid option"), 2).await,
             }
         }
+        if takes_name {
+            let Some(opt) = args.get(i + 1) else { return Ok(0) };
+            if !set_option(sh, opt, on) {
+                return complain(sh, io, "set", &format!("{opt}: invalid option name"), 2).await;
+            }
+            i += 1;
+        }
         i += 1;
     }
     Ok(0)
+}
+
+/// `shopt [-s|-u|-q] [name…]`: globstar, nullglob and dotglob change
+/// pathname expansion; the other common options are accepted and change
+/// nothing (extglob patterns are not supported).
+async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    const ACCEPTED: &[&str] = &[
+        "extglob",
+        "failglob",
+        "nocaseglob",
+        "nocasematch",
+        "expand_aliases",
+        "checkwinsize",
+        "histappend",
+        "lastpipe",
+        "inherit_errexit",
+        "sourcepath",
+    ];
+    let mut mode = None;
+    let mut quiet = false;
+    let mut names = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "-s" => mode = Some(true),
+            "-u" => mode = Some(false),
+            "-q" => quiet = true,
+            "-p" | "-o" => {}
+            _ => names.push(a.as_str()),
+        }
+    }
+    let get = |sh: &Shell, n: &str| -> Option<bool> {
+        let g = sh.opts.glob;
+        match n {
+            "globstar" => Some(g.globstar),
+            "nullglob" => Some(g.nullglob),
+            "dotglob" => Some(g.dotglob),
+            _ if ACCEPTED.contains(&n) => Some(false),
+            _ => None,
+        }
+    };
+    let mut status = 0;
+    for n in &names {
+        if get(sh, n).is_none() {
+            io.err(&format!("{}shopt: {n}: invalid shell option name\n", sh.err_prefix())).await;
+            status = 1;
+            continue;
+        }
+        match mode {
+            Some(on) => match *n {
+                "globstar" => sh.opts.glob.globstar = on,
+                "nullglob" => sh.opts.glob.nullglob = on,
+                "dotglob" => sh.opts.glob.dotglob = on,
+                _ => {}
+            },
+            None => {
+                let on = get(sh, n).unwrap_or(false);
+                if !on {
+                    status = 1;
+                }
+                if !quiet {
+                    let state = if on { "on" } else { "off" };
+                    io.out(format!("{n:<15}\t{state}\n").as_bytes()).await?;
+                }
+            }
+        }
+    }
+    Ok(status)
 }
 
 fn quote_set(v: &str) -> String {

@@ -138,6 +138,61 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
     Ok((out, status))
 }
 
+/// Files made for `<(…)` arguments, removed when the command is done.
+#[derive(Default)]
+pub struct ProcSubFiles {
+    files: Vec<(cap_std::fs::Dir, String)>,
+}
+
+impl Drop for ProcSubFiles {
+    fn drop(&mut self) {
+        for (dir, name) in &self.files {
+            let _ = dir.remove_file(name);
+        }
+    }
+}
+
+/// `<(…)` as an argument: runs the list with its output captured (held
+/// against the line's budget like `$(…)`), writes it to a file in the
+/// command's private `/tmp`, and gives that file's path. (bash gives a pipe
+/// the command reads while the list runs; a file serves the commands agents
+/// pass it to, `diff`, `comm`, `cat`, `while read`, alike.) `Ok(Err)`: the
+/// message to print.
+pub async fn process_substitution(
+    sh: &mut Shell,
+    io: &Io,
+    kind: &ast::ProcessSubstitutionKind,
+    cmd: &ast::SubshellCommand,
+    files: &mut ProcSubFiles,
+) -> Result<Result<String, String>, Unwind> {
+    if matches!(kind, ast::ProcessSubstitutionKind::Write) {
+        return Ok(Err("process substitution >(…) is not supported; use a pipe".into()));
+    }
+    let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else {
+        return Ok(Err("process substitution: there is no private /tmp".into()));
+    };
+    let tmp = match tmp.try_clone() {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(format!("process substitution: {e}"))),
+    };
+    let (out, _) = capture(sh, io, &cmd.list.to_string()).await?;
+    let name = format!(".wes-procsub-{}", uuid::Uuid::new_v4().simple());
+    if let Err(e) = tmp.write(&name, &out) {
+        return Ok(Err(format!("process substitution: {}", crate::fs::strerror(&e))));
+    }
+    files.files.push((tmp, name.clone()));
+    Ok(Ok(format!("/tmp/{name}")))
+}
+
+/// `< <(…)`: the list's output as stdin.
+pub async fn process_substitution_input(
+    sh: &mut Shell,
+    io: &Io,
+    cmd: &ast::SubshellCommand,
+) -> Result<Vec<u8>, Unwind> {
+    Ok(capture(sh, io, &cmd.list.to_string()).await?.0)
+}
+
 /// The status a subshell ends with.
 pub fn exit_status(sub: &Shell, r: Outcome) -> i32 {
     match r {

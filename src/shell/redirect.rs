@@ -7,7 +7,9 @@ use super::expand;
 use super::io::{Input, Io};
 use super::state::{Shell, Unwind};
 use crate::exec::Sink;
-use brush_parser::ast::{IoFileRedirectKind as K, IoFileRedirectTarget as Target, IoRedirect};
+use brush_parser::ast::{
+    self, IoFileRedirectKind as K, IoFileRedirectTarget as Target, IoRedirect,
+};
 use cap_std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::Arc;
@@ -166,8 +168,18 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                     io.stderr = io.stdout.clone();
                     return Ok(Ok(()));
                 }
+                Target::ProcessSubstitution(ast::ProcessSubstitutionKind::Read, list)
+                    if matches!(kind, K::Read) && fd.unwrap_or(0) == 0 =>
+                {
+                    let out = super::interp::process_substitution_input(sh, io, list).await?;
+                    io.stdin = Input::bytes(out);
+                    return Ok(Ok(()));
+                }
                 Target::ProcessSubstitution(..) => {
-                    return Ok(Err("process substitution is not supported".into()));
+                    return Ok(Err(
+                        "this process substitution is not supported; `< <(…)` and `cmd <(…)` are"
+                            .into(),
+                    ));
                 }
             };
             let Some(path) = path else { return Ok(Ok(())) };

@@ -46,6 +46,8 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
     sh.last_subst = None;
     // Bytes of the words expanded so far, against the line's budget.
     let mut held = 0;
+    // `<(…)` files, removed when this command is done.
+    let mut procsubs = super::interp::ProcSubFiles::default();
     for item in items {
         match item {
             Item::AssignmentWord(a, _) => assigns.extend(assignment(sh, io, a).await?),
@@ -66,10 +68,15 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
                 argv.push(expand::string(sh, io, &w.value).await?)
             }
             Item::AssignmentWord(_, w) => argv.extend(expand::fields(sh, io, &w.value).await?),
-            Item::ProcessSubstitution(..) => {
-                io.err(&format!("{}process substitution is not supported\n", sh.err_prefix()))
-                    .await;
-                return Ok(1);
+            Item::ProcessSubstitution(kind, list) => {
+                match super::interp::process_substitution(sh, io, kind, list, &mut procsubs).await?
+                {
+                    Ok(path) => argv.push(path),
+                    Err(msg) => {
+                        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                        return Ok(1);
+                    }
+                }
             }
         }
     }

@@ -338,7 +338,8 @@ impl std::fmt::Display for MemoryLimit {
     }
 }
 
-/// `set -e`, `-u`, `-x`, `-o pipefail`, `-f`.
+/// `set -e`, `-u`, `-x`, `-o pipefail`, `-f`, and `shopt -s globstar`,
+/// `nullglob`, `dotglob`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Options {
     pub errexit: bool,
@@ -346,6 +347,7 @@ pub struct Options {
     pub xtrace: bool,
     pub pipefail: bool,
     pub noglob: bool,
+    pub glob: crate::pattern::GlobOptions,
 }
 
 /// How control leaves the normal flow of a list.

@@ -214,19 +214,32 @@ async fn du_builtin() {
 }
 
 #[tokio::test]
-async fn chmod_is_a_checked_no_op() {
+async fn chmod_changes_permission_bits_within_bounds() {
+    use std::os::unix::fs::PermissionsExt;
     let s = TestServer::start().await;
-    s.write("run.sh", "echo hi\n");
+    s.write("run.sh", "echo hi from run.sh\n");
+    s.write("d/f.txt", "f\n");
     s.write(".git/config", "[core]\n");
-    let before = std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions();
-    expect(
-        &s,
-        "chmod +x run.sh && chmod 644 run.sh && chmod -R u+rwX,go-w . && echo ok",
-        "ok\n",
-        0,
-    )
-    .await;
-    assert_eq!(std::fs::metadata(s.root().join("run.sh")).expect("meta").permissions(), before);
+    let mode =
+        |p: &str| std::fs::metadata(s.root().join(p)).expect("meta").permissions().mode() & 0o7777;
+    std::fs::set_permissions(s.root().join("run.sh"), std::fs::Permissions::from_mode(0o644))
+        .expect("644");
+    let git_before = mode(".git/config");
+    // Not executable: refused as on Linux; then executable, and it runs.
+    expect_err(&s, "./run.sh", "./run.sh: Permission denied", 126).await;
+    expect(&s, "chmod +x run.sh && ./run.sh", "hi from run.sh\n", 0).await;
+    assert_eq!(mode("run.sh"), 0o755);
+    expect(&s, "chmod 640 run.sh", "", 0).await;
+    assert_eq!(mode("run.sh"), 0o640);
+    expect(&s, "chmod go+r,u-w run.sh", "", 0).await;
+    assert_eq!(mode("run.sh"), 0o644, "the owner keeps write");
+    // Only the nine permission bits: no setuid, and never locked out.
+    expect(&s, "chmod 4755 run.sh", "", 0).await;
+    assert_eq!(mode("run.sh"), 0o755);
+    expect(&s, "chmod 000 run.sh d", "", 0).await;
+    assert_eq!((mode("run.sh"), mode("d")), (0o600, 0o700));
+    expect(&s, "chmod -R a+rX d && cat d/f.txt", "f\n", 0).await;
+    assert_eq!((mode("d"), mode("d/f.txt")), (0o755, 0o644));
     expect_err(
         &s,
         "chmod +x missing.sh",
@@ -236,6 +249,9 @@ async fn chmod_is_a_checked_no_op() {
     .await;
     expect_err(&s, "chmod 999 run.sh", "chmod: invalid mode: '999'", 1).await;
     expect_err(&s, "chmod +x .git/config", "Operation not permitted", 1).await;
+    expect(&s, "chmod -R 777 . ; echo $?", "0\n", 0).await;
+    assert_eq!(mode("run.sh"), 0o755, "group and others never get write");
+    assert_eq!(mode(".git/config"), git_before, "a read-only area keeps its modes under -R");
     expect_err(&s, "chmod", "chmod: missing operand", 1).await;
 }
 
