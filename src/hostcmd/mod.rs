@@ -1,8 +1,9 @@
 //! Host commands: programs the server runs itself, in place of a guest
 //! tool, because WASI cannot do what they need — [`git`] (read-only, with
 //! gitoxide), [`fileinfo`] (`stat`, `du`, `chmod`: inode metadata, block
-//! counts, permission bits) and [`patch`] (`apply_patch`, Codex's patch
-//! format). Each sees only a [`Context`]: the workspace capability, the
+//! counts, permission bits), [`patch`] (`apply_patch`, Codex's patch
+//! format) and [`identity`] (`whoami`, `id`, `hostname`, `uname`: one sandbox
+//! identity, nothing read from the host). Each sees only a [`Context`]: the workspace capability, the
 //! working directory and its standard streams. They look like programs
 //! (`which git` says `/usr/bin/git`) and win over bundled tools of the same
 //! name; [`lookup`] is the one table of them.
@@ -14,6 +15,7 @@
 mod context;
 pub mod fileinfo;
 pub mod git;
+pub mod identity;
 pub mod patch;
 
 pub use context::{Broken, Context, Held, Meter, Status, StdinSource};
@@ -32,6 +34,10 @@ const COMMANDS: &[(&str, Run)] = &[
     ("chmod", |cx, args| Box::pin(fileinfo::chmod(cx, args))),
     ("apply_patch", |cx, args| Box::pin(patch::run(cx, args))),
     ("applypatch", |cx, args| Box::pin(patch::run(cx, args))),
+    ("whoami", |cx, args| Box::pin(identity::whoami(cx, args))),
+    ("id", |cx, args| Box::pin(identity::id(cx, args))),
+    ("hostname", |cx, args| Box::pin(identity::hostname(cx, args))),
+    ("uname", |cx, args| Box::pin(identity::uname(cx, args))),
 ];
 
 /// The host command called `name`, if there is one.

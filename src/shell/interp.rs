@@ -176,12 +176,73 @@ pub async fn process_substitution(
         Err(e) => return Ok(Err(format!("process substitution: {e}"))),
     };
     let (out, _) = capture(sh, io, &cmd.list.to_string()).await?;
-    let name = format!(".wes-procsub-{}", uuid::Uuid::new_v4().simple());
-    if let Err(e) = tmp.write(&name, &out) {
-        return Ok(Err(format!("process substitution: {}", crate::fs::strerror(&e))));
+    Ok(files.write(tmp, "procsub", &out).map_err(|e| format!("process substitution: {e}")))
+}
+
+impl ProcSubFiles {
+    /// Writes `data` to a new file in the private `/tmp` (`tmp`), removed
+    /// with this set; returns its path as commands see it.
+    pub fn write(
+        &mut self,
+        tmp: cap_std::fs::Dir,
+        what: &str,
+        data: &[u8],
+    ) -> Result<String, String> {
+        let name = format!(".wes-{what}-{}", uuid::Uuid::new_v4().simple());
+        tmp.write(&name, data).map_err(|e| crate::fs::strerror(&e))?;
+        self.files.push((tmp, name.clone()));
+        Ok(format!("/tmp/{name}"))
     }
-    files.files.push((tmp, name.clone()));
-    Ok(Ok(format!("/tmp/{name}")))
+}
+
+/// `python3 -`, `python3 /dev/stdin`, and `python3` with no program and
+/// a stdin that is not a terminal: the program is stdin, run as a script, as
+/// CPython does (RustPython starts its REPL and prints prompts into the
+/// output). Stdin is read (up to the value limit, held against the line's
+/// budget) into a file in the private `/tmp`, whose path takes the `-`'s
+/// place. `None`: run the command as it is.
+pub async fn python_stdin_script(
+    sh: &mut Shell,
+    io: &Io,
+    argv: &[String],
+    files: &mut ProcSubFiles,
+) -> Result<Option<Vec<String>>, Unwind> {
+    // Options before the program; -c and -m name it otherwise.
+    let mut at = None;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        match a {
+            "-" | "/dev/stdin" => {
+                at = Some(i);
+                break;
+            }
+            "-c" | "-m" => return Ok(None),
+            "-W" | "-X" | "--check-hash-based-pycs" => i += 2,
+            _ if a.starts_with('-') => i += 1,
+            _ => return Ok(None),
+        }
+    }
+    if at.is_none() && (i < argv.len() || sh.terminal) {
+        return Ok(None);
+    }
+    let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else { return Ok(None) };
+    let Ok(tmp) = tmp.try_clone() else { return Ok(None) };
+    let program = io.stdin.read_all(MAX_VALUE).await;
+    let mut lease = match sh.budget.lease(0) {
+        Ok(lease) => lease,
+        Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
+    };
+    if let Err(m) = lease.grow_to(program.len()) {
+        return Err(super::expand::out_of_memory(sh, io, m).await);
+    }
+    let Ok(path) = files.write(tmp, "stdin", &program) else { return Ok(None) };
+    let mut out = argv.to_vec();
+    match at {
+        Some(k) => out[k] = path,
+        None => out.push(path),
+    }
+    Ok(Some(out))
 }
 
 /// `< <(…)`: the list's output as stdin.

@@ -54,6 +54,7 @@ pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
         inv.args.clone(),
         Arc::new(Budget::new(exec.limits.max_memory)),
     );
+    sh.terminal = spec.tty;
     let io = Io {
         stdin: Input::from_stdin(spec.stdin),
         stdout: spec.stdout,

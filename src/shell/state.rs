@@ -550,6 +550,8 @@ impl Drop for SubshellSlot {
 pub struct Shell {
     /// Runs guests; owns the workspace capability every path goes through.
     pub exec: Executor,
+    /// The command runs on a terminal (`tty: true`): its stdin is a person.
+    pub terminal: bool,
     pub vars: Vars,
     /// Saved values for `local`, one frame per function call.
     pub locals: Vec<Vec<Saved>>,
@@ -657,6 +659,7 @@ impl Shell {
             last_yield: std::time::Instant::now(),
             pid: next_pid(),
             jobs: Jobs::default(),
+            terminal: false,
         };
         sh.set_exported("PWD", &cwd);
         if !sh.vars.contains_key("IFS") {

@@ -256,6 +256,27 @@ async fn chmod_changes_permission_bits_within_bounds() {
 }
 
 #[tokio::test]
+async fn one_sandbox_identity() {
+    let s = TestServer::start().await;
+    expect(
+        &s,
+        "whoami; id -un; id -u; hostname; uname; uname -m",
+        "sandbox\nsandbox\n1000\nsandbox\nLinux\nwasm32\n",
+        0,
+    )
+    .await;
+    expect(
+        &s,
+        "id; uname -a",
+        "uid=1000(sandbox) gid=1000(sandbox) groups=1000(sandbox)\nLinux sandbox 6.0.0-wasm #1 SMP wasm32 GNU/Linux\n",
+        0,
+    )
+    .await;
+    expect_err(&s, "uname -z", "uname: invalid option -- 'z'", 1).await;
+    expect_err(&s, "id nobody", "id: 'nobody': no such user", 1).await;
+}
+
+#[tokio::test]
 async fn apply_patch_builtin() {
     let s = TestServer::start().await;
     s.write("src/app.py", "def greet():\n    print(\"hi\")\n\ndef main():\n    greet()\n");

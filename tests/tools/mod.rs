@@ -218,6 +218,13 @@ async fn awk() {
 #[tokio::test]
 async fn python() {
     let Some(s) = server().await else { return };
+    // A program on stdin runs as a script (no REPL prompts in the output),
+    // and its temporary file is gone afterwards.
+    expect(&s, "echo 'print(40 + 2)' | python3", "42\n", 0).await;
+    expect(&s, "echo 'import sys; print(sys.argv[1:])' | python3 - a b", "['a', 'b']\n", 0).await;
+    expect(&s, "python3 - <<'PY'\nimport json\nprint(json.dumps({'k': 1}))\nPY", "{\"k\": 1}\n", 0)
+        .await;
+    expect(&s, "python3 /dev/stdin <<< 'print(7)'; ls -A /tmp | grep -c wes-", "7\n0\n", 1).await;
     expect(&s, "python3 -c 'print(6 * 7)'", "42\n", 0).await;
     expect(&s, "seq 4 | python3 scripts/sum.py", "10\n", 0).await;
     expect(
