@@ -18,11 +18,15 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 /// A path a command names: as the user wrote it and root-relative.
-fn locate(cx: &Context<'_>, arg: &str) -> Option<PathBuf> {
+pub(super) fn locate(cx: &Context<'_>, arg: &str) -> Option<PathBuf> {
     cx.resolve(&crate::fs::path::normalize_absolute(&cx.absolute(arg)))
 }
 
-fn lookup(cx: &Context<'_>, arg: &str, follow: bool) -> std::io::Result<(PathBuf, Metadata)> {
+pub(super) fn lookup(
+    cx: &Context<'_>,
+    arg: &str,
+    follow: bool,
+) -> std::io::Result<(PathBuf, Metadata)> {
     let rel = locate(cx, arg).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
@@ -46,7 +50,7 @@ fn file_type(m: &Metadata) -> &'static str {
 }
 
 /// `-rw-r--r--` from a mode.
-fn mode_string(m: &Metadata) -> String {
+pub(super) fn mode_string(m: &Metadata) -> String {
     let mode = m.mode();
     let kind = if m.file_type().is_symlink() {
         'l'
@@ -77,7 +81,7 @@ fn mode_string(m: &Metadata) -> String {
 }
 
 /// `2024-05-01 12:00:00.123456789 +0000` (UTC).
-fn human_time(secs: i64, nanos: i64) -> String {
+pub(super) fn human_time(secs: i64, nanos: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -326,7 +330,7 @@ impl DuOptions {
 }
 
 /// GNU's `-h`: powers of 1024, one decimal below 10, rounded up.
-fn human_size(bytes: u64) -> String {
+pub(super) fn human_size(bytes: u64) -> String {
     if bytes < 1024 {
         return bytes.to_string();
     }

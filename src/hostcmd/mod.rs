@@ -16,6 +16,7 @@ mod context;
 pub mod fileinfo;
 pub mod git;
 pub mod identity;
+pub mod listing;
 pub mod patch;
 
 pub use context::{Broken, Context, Held, Meter, Status, StdinSource};
@@ -43,6 +44,16 @@ const COMMANDS: &[(&str, Run)] = &[
 /// The host command called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<Run> {
     COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, run)| *run)
+}
+
+/// The host command that serves `name` with these arguments: the table's,
+/// or `ls` in a long format ([`listing`]), which the bundled `ls` cannot
+/// show truthfully.
+pub fn lookup_for(name: &str, args: &[String]) -> Option<Run> {
+    if name == "ls" && listing::is_long(args) {
+        return Some(|cx, args| Box::pin(listing::ls(cx, args)));
+    }
+    lookup(name)
 }
 
 /// Whether `name` is a host command (for `type`, `which`, `command -v`).

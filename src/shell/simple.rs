@@ -240,7 +240,7 @@ async fn dispatch(
         return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
     }
     let tool_name = crate::exec::command_name(&name).to_owned();
-    if let Some(run) = hostcmd::lookup(&tool_name) {
+    if let Some(run) = hostcmd::lookup_for(&tool_name, &argv[1..]) {
         let saved = set_temp_vars(sh, &assigns);
         let stdio = (&io.stdin as &dyn hostcmd::StdinSource, &io.stdout, &io.stderr);
         let cx = hostcmd::Context::new(&sh.exec.workspace, &sh.cwd, stdio, &*sh.budget);

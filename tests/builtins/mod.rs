@@ -255,6 +255,41 @@ async fn chmod_changes_permission_bits_within_bounds() {
     expect_err(&s, "chmod", "chmod: missing operand", 1).await;
 }
 
+/// `ls -l` shows the real modes, link counts, sizes and block totals, with
+/// the sandbox's owner (the bundled ls invented `-r-xr-xr-x somebody`).
+#[tokio::test]
+async fn ls_long_shows_real_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = TestServer::start().await;
+    s.write("run.sh", "echo hi\n");
+    s.write("d/a.txt", "12345\n");
+    std::fs::set_permissions(s.root().join("run.sh"), std::fs::Permissions::from_mode(0o644))
+        .expect("644");
+    let f = sh(&s, "chmod +x run.sh && ls -l run.sh d && ls -ld d && ls -lh d/a.txt").await;
+    let out = f.stdout_str();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(f.exit_code, 0, "{out}{}", f.stderr_str());
+    // Mode, links, owner, group, size … name (the columns are aligned as
+    // GNU ls aligns them: the file's size is padded to the width of the
+    // directory operand's).
+    let fields = |l: &str| -> Vec<String> {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let mut v: Vec<String> = f[..5].iter().map(|s| s.to_string()).collect();
+        v.push(f[f.len() - 1].to_string());
+        v
+    };
+    assert_eq!(fields(lines[0]), ["-rwxr-xr-x", "1", "sandbox", "sandbox", "8", "run.sh"]);
+    assert!(lines[0].starts_with("-rwxr-xr-x 1 sandbox sandbox    8 "), "{out}");
+    assert_eq!(lines[1..4], ["", "d:", "total 4"], "{out}");
+    assert_eq!(fields(lines[4]), ["-rw-r--r--", "1", "sandbox", "sandbox", "6", "a.txt"]);
+    assert_eq!(fields(lines[5])[0], "drwxr-xr-x", "{out}");
+    assert_eq!(fields(lines[5])[5], "d", "{out}");
+    assert_eq!(fields(lines[6]), ["-rw-r--r--", "1", "sandbox", "sandbox", "6", "d/a.txt"]);
+    expect_err(&s, "ls -l nope", "ls: cannot access 'nope': No such file or directory", 2).await;
+    // Short listings stay with the bundled ls.
+    expect(&s, "ls d", "a.txt\n", 0).await;
+}
+
 #[tokio::test]
 async fn one_sandbox_identity() {
     let s = TestServer::start().await;
