@@ -83,6 +83,42 @@ async fn git_status_in_all_formats() {
     expect_err(&s, "git status --bogus", "unknown option", 129).await;
 }
 
+/// `git grep` and the function-name context of hunk headers, as the host's
+/// git prints them.
+#[tokio::test]
+async fn git_grep_and_hunk_context_match_git() {
+    let s = repo().await;
+    let root = s.root();
+    let calc = "use std::io;\n\nfn total() -> i32 {\n    let a = 1;\n    let b = 2;\n    let c = 3;\n    let d = 4;\n    a + b + c + d\n}\n\nstruct P {\n    x: i32,\n}\n";
+    s.write("src/calc.rs", calc);
+    host_git(&root, &["add", "src/calc.rs"]);
+    host_git(&root, &["commit", "-q", "-m", "calc"]);
+    s.write("src/calc.rs", &calc.replace("let c = 3;", "let c = 30;").replace("x: i32", "x: i64"));
+    let diff = reference(&s, &["diff", "--", "src/calc.rs"]);
+    assert!(diff.contains(" @@ use std::io;\n"), "the reference has a context: {diff}");
+    expect(&s, "git diff -- src/calc.rs", &diff, 0).await;
+    for args in [
+        &["grep", "-n", "fn"][..],
+        &["grep", "-c", "let"],
+        &["grep", "-l", "fn\\|struct"],
+        &["grep", "-E", "-w", "x|total"],
+        &["grep", "-in", "HELLO", "--", "src"],
+        &["grep", "-e", "one", "-e", "two"],
+    ] {
+        let line =
+            format!("git {}", args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" "));
+        expect(&s, &line, &reference(&s, args), 0).await;
+    }
+    expect(
+        &s,
+        "cd src && git grep -n println",
+        &host_git(&root.join("src"), &["grep", "-n", "println"]),
+        0,
+    )
+    .await;
+    expect(&s, "git grep no-such-text; echo $?", "1\n", 0).await;
+}
+
 #[tokio::test]
 async fn git_diff_cached_stat_and_paths() {
     let s = repo().await;

@@ -20,6 +20,7 @@ const SUPPORTED: &[&str] = &[
     "rev-list",
     "branch",
     "ls-files",
+    "grep",
     "tag",
     "remote",
     "config",
@@ -61,6 +62,7 @@ fn dispatch(
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match sub {
         "status" => super::status::status(&mut git, args),
         "ls-files" => super::status::ls_files(&mut git, args),
+        "grep" => super::grep::grep(&mut git, args),
         "diff" => super::diff::diff(&mut git, args),
         "log" => super::history::log(&mut git, args),
         "show" => super::history::show(&mut git, args),

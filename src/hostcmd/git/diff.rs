@@ -1,8 +1,9 @@
 //! Change lists (HEAD ↔ index ↔ work tree, tree ↔ tree) and how they are
 //! printed: unified patches like git's (`diff --git` headers, `index`
 //! lines, `\ No newline at end of file`, `Binary files … differ`),
-//! `--stat`, `--numstat`, `--name-only`, `--name-status`. Hunks carry no
-//! function-name context after `@@`.
+//! `--stat`, `--numstat`, `--name-only`, `--name-status`. Hunk headers
+//! carry git's default function-name context (the nearest line above the
+//! hunk that starts with a letter, `_` or `$`).
 //!
 //! Over 600 lines: collecting changes and printing them in git's formats
 //! are one pipeline over the same `Change` list, kept together.
@@ -303,11 +304,28 @@ fn is_binary(data: &[u8]) -> bool {
 }
 
 /// Collects hunks in git's text form.
-struct Hunks {
+struct Hunks<'a> {
     text: Vec<u8>,
+    /// The old file's lines, for the function-name context.
+    old_lines: Vec<&'a [u8]>,
 }
 
-impl ConsumeHunk for Hunks {
+impl<'a> Hunks<'a> {
+    /// git's default `xfuncname`: the nearest line above old line `start`
+    /// (1-based) that begins with a letter, `_` or `$`, at most 80 bytes,
+    /// without trailing white space.
+    fn function_context(&self, start: u32) -> Option<&'a [u8]> {
+        let above = (start as usize).saturating_sub(1).min(self.old_lines.len());
+        let line: &'a [u8] = self.old_lines[..above].iter().rev().copied().find(|l| {
+            l.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c == b'$')
+        })?;
+        let line = &line[..line.len().min(80)];
+        let end = line.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(0, |i| i + 1);
+        Some(&line[..end])
+    }
+}
+
+impl ConsumeHunk for Hunks<'_> {
     type Out = Vec<u8>;
 
     fn consume_hunk(
@@ -322,12 +340,17 @@ impl ConsumeHunk for Hunks {
         };
         self.text.extend_from_slice(
             format!(
-                "@@ -{} +{} @@\n",
+                "@@ -{} +{} @@",
                 range(h.before_hunk_start, h.before_hunk_len),
                 range(h.after_hunk_start, h.after_hunk_len)
             )
             .as_bytes(),
         );
+        if let Some(func) = self.function_context(h.before_hunk_start) {
+            self.text.push(b' ');
+            self.text.extend_from_slice(func);
+        }
+        self.text.push(b'\n');
         for (kind, line) in lines {
             self.text.push(kind.to_prefix() as u8);
             self.text.extend_from_slice(line);
@@ -351,7 +374,7 @@ fn line_diff(old: &[u8], new: &[u8], context: u32) -> (u32, u32, Vec<u8>) {
     let text = UnifiedDiff::new(
         &diff,
         &input,
-        Hunks { text: Vec::new() },
+        Hunks { text: Vec::new(), old_lines: old.split_inclusive(|c| *c == b'\n').collect() },
         ContextSize::symmetrical(context),
     )
     .consume()

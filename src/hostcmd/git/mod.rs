@@ -15,6 +15,7 @@
 
 mod command;
 mod diff;
+mod grep;
 mod history;
 mod repo;
 mod status;
