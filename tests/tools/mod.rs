@@ -168,6 +168,40 @@ async fn jq() {
     assert_ne!(f.exit_code, 0);
 }
 
+/// perl 5 (zeroperl, a WASI build of perl with its core modules) as agents
+/// use it: one-liners, in-place edits, modules, scripts, exit statuses.
+#[tokio::test]
+async fn perl() {
+    let Some(s) = server().await else { return };
+    s.write("data/t.txt", "a foo\nb foo\n");
+    s.write("src/lib/x.txt", "foo\n");
+    let cases: &[(&str, &str)] = &[
+        ("perl -e 'print qq(hello\\n)'", "hello\n"),
+        ("perl -ne 'print if /b/' data/t.txt", "b foo\n"),
+        ("perl -lane 'print $F[0]' data/t.txt", "a\nb\n"),
+        ("echo 'x y' | perl -pe 's/x/z/'", "z y\n"),
+        ("perl -MJSON::PP -e 'print encode_json({a => [1, 2]}), qq(\\n)'", "{\"a\":[1,2]}\n"),
+        ("perl -pi -e 's/foo/bar/' data/t.txt && cat data/t.txt", "a bar\nb bar\n"),
+        ("perl -0pi -e 's/\\n/|/g' data/t.txt && cat data/t.txt", "a bar|b bar|"),
+        (
+            "perl -pi.bak -e 's/foo/qux/' src/lib/x.txt && cat src/lib/x.txt src/lib/x.txt.bak",
+            "qux\nfoo\n",
+        ),
+        ("cd src && perl -e 'print -e q(lib/x.txt) ? qq(yes\\n) : qq(no\\n)'", "yes\n"),
+        (
+            "perl -MFile::Find -e 'find(sub { print qq($File::Find::name\\n) if /\\.bak$/ }, q(src))'",
+            "src/lib/x.txt.bak\n",
+        ),
+        ("printf 'print qq(args @ARGV\\n);\\n' > t.pl && perl t.pl a b", "args a b\n"),
+        ("perl -e 'exit 3'; echo $?", "3\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    let f = sh(&s, "perl -e 'die qq(boom\\n)'").await;
+    assert_eq!((f.exit_code, f.stderr_str().as_str()), (255, "boom\n"));
+}
+
 /// awk as agents use it (every line also checked against the host's awk
 /// when this suite was written).
 #[tokio::test]
