@@ -28,7 +28,14 @@ fn main() {
     report(&format!("read {target}"), fs::read(&target).is_ok());
     report("read /etc/passwd", fs::read("/etc/passwd").is_ok());
     report("read ../../../../etc/passwd", fs::read("../../../../etc/passwd").is_ok());
-    report("list /", fs::read_dir("/").map(|d| d.count() > 1).unwrap_or(false));
+    // `/` is the sandbox's skeleton: the directories above the workspace,
+    // `/tmp` and `/dev` (with an empty `null`); anything else is the host's.
+    let pwd = std::env::var("PWD").unwrap_or_default();
+    let top = pwd.trim_start_matches('/').split('/').next().unwrap_or("").to_owned();
+    let own = |n: &str| n == top || n == "tmp" || n == "dev";
+    let foreign =
+        fs::read_dir("/").map(|d| d.flatten().any(|e| !own(&e.file_name().to_string_lossy())));
+    report("list /", foreign.unwrap_or(false));
     // `/tmp` is the sandbox's own private scratch; `/` is a read-only skeleton.
     report("write /escaped", fs::write("/escaped", b"x").is_ok());
     report("write /etc/escaped", fs::write("/etc/escaped", b"x").is_ok());
