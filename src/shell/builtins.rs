@@ -380,7 +380,8 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
                 'u' => sh.opts.nounset = on,
                 'x' => sh.opts.xtrace = on,
                 'f' => sh.opts.noglob = on,
-                'v' | 'h' | 'B' | 'H' | 'm' | 'b' | 'C' | 'T' | 'E' => {}
+                'C' => sh.opts.noclobber = on,
+                'v' | 'h' | 'B' | 'H' | 'm' | 'b' | 'T' | 'E' | 'a' | 'k' | 'p' | 'P' => {}
                 _ => return complain(sh, io, "set", &format!("-{c}: invalid option"), 2).await,
             }
         }
@@ -478,8 +479,26 @@ pub fn set_option(sh: &mut Shell, name: &str, on: bool) -> bool {
         "xtrace" => sh.opts.xtrace = on,
         "pipefail" => sh.opts.pipefail = on,
         "noglob" => sh.opts.noglob = on,
-        "verbose" | "posix" | "noclobber" | "monitor" | "braceexpand" | "hashall"
-        | "histexpand" | "history" => {}
+        "noclobber" => sh.opts.noclobber = on,
+        "verbose"
+        | "posix"
+        | "monitor"
+        | "braceexpand"
+        | "hashall"
+        | "histexpand"
+        | "history"
+        | "allexport"
+        | "notify"
+        | "ignoreeof"
+        | "interactive-comments"
+        | "keyword"
+        | "physical"
+        | "privileged"
+        | "functrace"
+        | "errtrace"
+        | "emacs"
+        | "vi"
+        | "nolog" => {}
         _ => return false,
     }
     true

@@ -138,10 +138,13 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
     Ok((out, status))
 }
 
-/// Files made for `<(…)` arguments, removed when the command is done.
+/// Files made for `<(…)` and `>(…)` arguments, removed when the command is
+/// done; for `>(…)`, the lists that read what the command wrote.
 #[derive(Default)]
 pub struct ProcSubFiles {
     files: Vec<(cap_std::fs::Dir, String)>,
+    /// `>(list)`: the file's index in `files`, and the list's text.
+    writers: Vec<(usize, String)>,
 }
 
 impl Drop for ProcSubFiles {
@@ -165,9 +168,6 @@ pub async fn process_substitution(
     cmd: &ast::SubshellCommand,
     files: &mut ProcSubFiles,
 ) -> Result<Result<String, String>, Unwind> {
-    if matches!(kind, ast::ProcessSubstitutionKind::Write) {
-        return Ok(Err("process substitution >(…) is not supported; use a pipe".into()));
-    }
     let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else {
         return Ok(Err("process substitution: there is no private /tmp".into()));
     };
@@ -175,8 +175,53 @@ pub async fn process_substitution(
         Ok(d) => d,
         Err(e) => return Ok(Err(format!("process substitution: {e}"))),
     };
+    if matches!(kind, ast::ProcessSubstitutionKind::Write) {
+        // `>(list)`: a file the command writes; the list reads it when the
+        // command is done (bash runs it alongside, through a pipe).
+        let path =
+            files.write(tmp, "procsub", b"").map_err(|e| format!("process substitution: {e}"));
+        if path.is_ok() {
+            files.writers.push((files.files.len() - 1, cmd.list.to_string()));
+        }
+        return Ok(path);
+    }
     let (out, _) = capture(sh, io, &cmd.list.to_string()).await?;
     Ok(files.write(tmp, "procsub", &out).map_err(|e| format!("process substitution: {e}")))
+}
+
+impl ProcSubFiles {
+    /// Runs each `>(list)` with what the command wrote to its file as
+    /// stdin (read up to the value limit, held against the line's budget),
+    /// in a subshell writing to `io`.
+    pub async fn run_writers(&mut self, sh: &mut Shell, io: &Io) -> Result<(), Unwind> {
+        for (i, text) in std::mem::take(&mut self.writers) {
+            let Some((dir, name)) = self.files.get(i) else { continue };
+            let data = read_bounded(dir, name);
+            let mut lease = match sh.budget.lease(0) {
+                Ok(lease) => lease,
+                Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
+            };
+            if let Err(m) = lease.grow_to(data.len()) {
+                return Err(super::expand::out_of_memory(sh, io, m).await);
+            }
+            let mut sub = sh.clone();
+            let mut sub_io = io.clone();
+            sub_io.stdin = Input::bytes(data);
+            let r = run_text(&mut sub, &sub_io, &text, "-c").await;
+            let _ = exit_status(&sub, r);
+        }
+        Ok(())
+    }
+}
+
+/// A `>(…)` file's contents, at most [`MAX_VALUE`] bytes.
+fn read_bounded(dir: &cap_std::fs::Dir, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    if let Ok(f) = dir.open(name) {
+        let _ = f.take(MAX_VALUE as u64).read_to_end(&mut out);
+    }
+    out
 }
 
 impl ProcSubFiles {

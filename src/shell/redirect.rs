@@ -39,6 +39,12 @@ fn special(path: &str) -> Option<Special> {
     })
 }
 
+/// Whether `path` names an existing regular file (what `set -C` protects).
+fn exists(sh: &Shell, path: &str) -> bool {
+    sh.resolve(path)
+        .is_some_and(|rel| sh.exec.workspace.dir().metadata(&rel).is_ok_and(|m| m.is_file()))
+}
+
 /// Opens a workspace file. Errors carry bash's message.
 fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
     let mut o = OpenOptions::new();
@@ -177,7 +183,8 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                 }
                 Target::ProcessSubstitution(..) => {
                     return Ok(Err(
-                        "this process substitution is not supported; `< <(…)` and `cmd <(…)` are"
+                        "this process substitution is not supported; `< <(…)`, `cmd <(…)` and \
+                         `cmd >(…)` are"
                             .into(),
                     ));
                 }
@@ -197,6 +204,9 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                         Some(Special::Out(_)) => Ok(()),
                         None => open(sh, &path, Mode::Read).map(|f| io.stdin = Input::file(f)),
                     }
+                }
+                K::Write if sh.opts.noclobber && special(&path).is_none() && exists(sh, &path) => {
+                    Err(format!("{path}: cannot overwrite existing file"))
                 }
                 K::Write | K::Clobber | K::DuplicateOutput => {
                     output_to(sh, io, fd.unwrap_or(1), &path, Mode::Write)

@@ -81,6 +81,8 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         }
     }
     let owned: Vec<ast::IoRedirect> = redirects.into_iter().cloned().collect();
+    // `>(…)` lists write to the command's own output, not its redirections.
+    let outer = io.clone();
     let Some(io) = redirect::apply_all(sh, io, &owned).await? else {
         sh.status = 1;
         return Ok(1);
@@ -106,7 +108,9 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         }
         return Ok(sh.last_subst.take().unwrap_or(0));
     }
-    run_argv(sh, &io, argv, assigns).await
+    let status = run_argv(sh, &io, argv, assigns).await;
+    procsubs.run_writers(sh, &outer).await?;
+    status
 }
 
 /// Whether a limit of the line was hit (memory, subshells, the command's

@@ -347,6 +347,8 @@ pub struct Options {
     pub xtrace: bool,
     pub pipefail: bool,
     pub noglob: bool,
+    /// `set -C`: `>` does not overwrite an existing file (`>|` does).
+    pub noclobber: bool,
     pub glob: crate::pattern::GlobOptions,
 }
 
