@@ -657,9 +657,33 @@ async fn run(args: RunArgs) -> Result<i32> {
 }
 
 fn tools(args: ToolArgs) -> Result<()> {
+    use wasm_exec_server::exec::ToolSource;
     let rt = load_runtime(&args)?;
+    // `versions.txt` (written by tools/build.sh): `tool.wasm origin version`.
+    let versions: std::collections::HashMap<String, String> = args
+        .bundled
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("versions.txt")).ok())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' ').map(|(f, v)| (f.to_owned(), v.to_owned())))
+        .collect();
     for (name, tool) in rt.tools() {
-        println!("{name:<16} {}", tool.source);
+        let origin = match &tool.source {
+            ToolSource::Bundled(p) => {
+                let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
+                match file.and_then(|f| versions.get(&f)) {
+                    Some(v) => format!("bundled: {v} ({})", p.display()),
+                    None => tool.source.to_string(),
+                }
+            }
+            other => other.to_string(),
+        };
+        println!("{name:<16} {origin}");
+    }
+    for (name, what) in wasm_exec_server::hostcmd::DESCRIPTIONS {
+        println!("{name:<16} {what}");
     }
     Ok(())
 }

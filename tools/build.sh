@@ -224,6 +224,17 @@ write_aliases() {
     true
   } >"$a"
   if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
+  # Where each module comes from, for `wasm-exec-server tools`.
+  local v=$OUT/versions.txt.tmp line name crate version
+  {
+    echo "# tool.wasm origin version -- written by tools/build.sh"
+    for line in "${RECIPE[@]}" "${PREBUILT[@]}"; do
+      IFS='|' read -r name crate version _ <<<"$line"
+      [ -f "$OUT/$name.wasm" ] && echo "$name.wasm $crate $version"
+    done
+    true
+  } >"$v"
+  if cmp -s "$v" "$OUT/versions.txt"; then rm "$v"; else mv "$v" "$OUT/versions.txt"; fi
 }
 
 # The names coreutils.wasm answers to come from the map its build script

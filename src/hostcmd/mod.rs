@@ -41,6 +41,17 @@ const COMMANDS: &[(&str, Run)] = &[
     ("uname", |cx, args| Box::pin(identity::uname(cx, args))),
 ];
 
+/// What `wasm-exec-server tools` says of the host commands.
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
+    ("git", "host: read-only git (gitoxide)"),
+    ("stat", "host: inode metadata"),
+    ("du", "host: block counts"),
+    ("chmod", "host: permission bits"),
+    ("ls -l", "host: long listings (other ls: the bundled coreutils)"),
+    ("apply_patch", "host: the Codex patch format (also applypatch)"),
+    ("whoami", "host: the sandbox identity (also id, hostname, uname)"),
+];
+
 /// The host command called `name`, if there is one.
 pub fn lookup(name: &str) -> Option<Run> {
     COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, run)| *run)

@@ -299,3 +299,33 @@ async fn tools_cannot_change_git() {
     // The same tools still write everywhere else.
     expect(&s, "sed -i s/demo/DEMO/ README.md && head -1 README.md", "# DEMO\n", 0).await;
 }
+
+/// `wasm-exec-server tools` names every tool with its origin and version,
+/// and the host commands.
+#[test]
+fn the_tools_command_lists_origins_and_versions() {
+    let Some(dir) = bundled_tools() else {
+        assert!(std::env::var_os("WES_REQUIRE_TOOLS").is_none(), "the toolset is not built");
+        return;
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["tools", "--bundled"])
+        .arg(&dir)
+        .arg("--cache-dir")
+        .arg(std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tools");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("awk").contains("bundled: awk-rs 0.2.0"), "{text}");
+    assert!(line("perl").contains("bundled: @6over3/zeroperl-ts 1.0.10"), "{text}");
+    assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
+    assert!(line("git").contains("host: read-only git"), "{text}");
+    assert!(text.contains("ls -l            host: long listings"), "{text}");
+}
