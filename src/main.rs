@@ -140,7 +140,7 @@ impl TuningArgs {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ServeArgs {
     /// Address to listen on, as `ws://IP:PORT`. Port 0 picks a free port; the
     /// bound URL is printed as the first line on stdout. `stdio` serves one
@@ -222,7 +222,7 @@ struct ServeArgs {
     limits: LimitArgs,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct LimitArgs {
     /// Linear memory per wasm instance, and what the shell may hold on the host for one command line (its variables, captured output, words) (e.g. 512M, 1G).
     #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "SIZE")]
@@ -438,11 +438,60 @@ async fn serve_front(
         move || wasm_exec_server::worker::load_runtime(&tools).map(drop)
     })
     .await??;
+    let tenants = front_tenants(&args, mode, &tools)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    println!("ws://{bound}");
+    tracing::info!(url = %format!("ws://{bound}"), tenants = tenants.specs.len(), "listening");
+    // SIGHUP: the tenants file read again; an invalid one is refused and the
+    // tenants in force stay.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        let args = args.clone();
+        let tools = tools.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                if args.config.is_none() {
+                    tracing::warn!("SIGHUP: nothing to reload (no --config file)");
+                    continue;
+                }
+                match front_tenants(&args, mode, &tools) {
+                    Ok(t) => {
+                        let _ = reload_tx.send(t).await;
+                    }
+                    Err(e) => tracing::error!(
+                        error = %format!("{e:#}"),
+                        "SIGHUP: the tenants file is not valid; the tenants in force stay"
+                    ),
+                }
+            }
+        });
+    }
+    let config = wasm_exec_server::worker::front::FrontConfig {
+        tenants,
+        log_format,
+        drain: args.shutdown_grace,
+    };
+    wasm_exec_server::worker::front::run(listener, config, shutdown_signal(), reload_rx).await
+}
+
+/// The tenants the flags or the `--config` file describe, as the front
+/// keeps them: tokens' digests, and each tenant's worker spec.
+fn front_tenants(
+    args: &ServeArgs,
+    mode: Mode,
+    tools: &ToolsSpec,
+) -> Result<wasm_exec_server::worker::front::Tenants> {
     let test_hooks = wasm_exec_server::worker::hooks::requested();
     let mut specs = std::collections::HashMap::new();
     let mut entries = Vec::new();
     let mut open = None;
-    for mut spec in tenant_specs(&args)? {
+    for mut spec in tenant_specs(args)? {
         let root = &spec.workspace.root;
         if !root.is_dir() {
             match &args.config {
@@ -475,19 +524,7 @@ async fn serve_front(
         Some(id) => Gate::Open(id),
         None => Gate::Tokens(entries),
     };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    let bound = listener.local_addr()?;
-    println!("ws://{bound}");
-    tracing::info!(url = %format!("ws://{bound}"), tenants = specs.len(), "listening");
-    let config = wasm_exec_server::worker::front::FrontConfig {
-        gate,
-        specs,
-        log_format,
-        drain: args.shutdown_grace,
-    };
-    wasm_exec_server::worker::front::run(listener, config, shutdown_signal()).await
+    Ok(wasm_exec_server::worker::front::Tenants { gate, specs })
 }
 
 async fn serve(args: ServeArgs, log_format: String) -> Result<()> {

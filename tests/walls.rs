@@ -78,20 +78,27 @@ fn host() -> Host {
     Host { dir, b_commit }
 }
 
-/// Starts the server on the two tenants (tokens `token-a`, `token-b`).
-async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+/// Writes the tenants file: each tenant's id and token (roots `<id>/root`).
+fn write_config(h: &Host, tenants: &[(&str, &str)]) -> PathBuf {
     use sha2::Digest;
     let digest = |t: &str| hex::encode(sha2::Sha256::digest(t.as_bytes()));
     let config = h.dir.path().join("tenants.toml");
     let mut text = String::new();
-    for t in ["a", "b"] {
+    for (id, token) in tenants {
+        std::fs::create_dir_all(h.root(id)).expect("root");
         text += &format!(
-            "[[tenant]]\nid = \"{t}\"\ntoken_sha256 = \"{}\"\nroot = \"{}\"\n",
-            digest(&format!("token-{t}")),
-            h.root(t).display()
+            "[[tenant]]\nid = \"{id}\"\ntoken_sha256 = \"{}\"\nroot = \"{}\"\n",
+            digest(token),
+            h.root(id).display()
         );
     }
     std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// Starts the server on the two tenants (tokens `token-a`, `token-b`).
+async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let config = write_config(h, &[("a", "token-a"), ("b", "token-b")]);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
         .arg("serve")
         .args(args)
@@ -567,4 +574,63 @@ async fn a_worker_over_max_tenant_memory_is_ended() {
         metrics.contains("wasm_exec_server_worker_memory_kills_total{tenant=\"a\"} 1"),
         "{metrics}"
     );
+}
+
+/// SIGHUP reads the tenants file again: a rotated token, an added tenant
+/// and a removed one take effect for new connections at once, the removed
+/// tenant's sessions end, and an invalid file changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_tenants() {
+    let h = host();
+    let (server, url) = serve(&h, &["--shutdown-grace", "1s"], &[]).await;
+    let pid = server.id().expect("pid").to_string();
+    let connects = |token: &'static str| {
+        let url = url.clone();
+        async move {
+            match Client::connect_with(&url, Some(token)).await {
+                Ok(c) => c.initialize().await.is_ok(),
+                Err(_) => false,
+            }
+        }
+    };
+    let b = client(&url, "b").await;
+    let cwd_b = wasm_exec_server::fs::to_file_uri(&h.root("b").to_string_lossy());
+    b.start("b-long", &["/bin/bash", "-lc", "sleep 30"], &cwd_b, serde_json::json!({}))
+        .await
+        .expect("start");
+    write_config(&h, &[("a", "token-a2"), ("c", "token-c")]);
+    let hup = std::process::Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(hup.expect("kill").success());
+    let mut rotated = false;
+    for _ in 0..50 {
+        if connects("token-a2").await {
+            rotated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rotated, "the new token was not accepted");
+    assert!(!connects("token-a").await, "the old token still works");
+    assert!(connects("token-c").await, "the added tenant cannot connect");
+    assert!(!connects("token-b").await, "the removed tenant can still connect");
+    // The removed tenant's running command ends with its worker (within the
+    // shutdown grace of 1 s), and its connection closes.
+    let ended = tokio::time::timeout(Duration::from_secs(20), b.collect("b-long")).await;
+    assert!(ended.is_ok(), "the removed tenant's command outlived its removal");
+    // An invalid file is refused; the tenants in force stay.
+    std::fs::write(h.dir.path().join("tenants.toml"), "[[tenant]]\nid = 3\n").expect("write");
+    let hup = std::process::Command::new("kill").args(["-HUP", &pid]).status();
+    assert!(hup.expect("kill").success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(connects("token-a2").await, "an invalid file changed the tenants");
+    let a = client_with(&url, "token-a2").await;
+    let (out, status) = sh(&a, &h.root("a"), "echo still-here").await;
+    assert_eq!((out.as_str(), status), ("still-here\n", 0));
+}
+
+async fn client_with(url: &str, token: &str) -> Client {
+    let mut c = Client::connect_with(url, Some(token)).await.expect("connect");
+    c.initialize().await.expect("initialize");
+    c.timeout = Duration::from_secs(120);
+    c
 }

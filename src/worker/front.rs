@@ -38,12 +38,18 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often workers' memory and CPU are read.
 const MONITOR_EVERY: Duration = Duration::from_millis(250);
 
-/// Everything the front is configured with.
-pub struct FrontConfig {
+/// The tenants: who may connect and what each tenant's worker gets. A
+/// SIGHUP replaces them (`--config` read again).
+pub struct Tenants {
     /// Who may connect: tokens' digests to tenant ids.
     pub gate: Gate<String>,
     /// Each tenant's worker spec, by id.
     pub specs: HashMap<String, WorkerSpec>,
+}
+
+/// Everything the front is configured with.
+pub struct FrontConfig {
+    pub tenants: Tenants,
     /// `--log-format`, passed on to workers.
     pub log_format: String,
     /// On shutdown, how long workers' commands may take to finish.
@@ -114,12 +120,16 @@ struct TenantStats {
     cpu_done: f64,
 }
 
+/// A tenant's worker slot; its lock orders hand-overs against retirement, so
+/// no connection is sent to a worker being retired.
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Worker>>>>;
+
 struct Front {
     config: FrontConfig,
+    /// The tenants in force (replaced on reload).
+    tenants: std::sync::RwLock<Arc<Tenants>>,
     exe: PathBuf,
-    /// Each tenant's worker slot; the lock orders hand-overs against
-    /// retirement, so no connection is sent to a worker being retired.
-    slots: HashMap<String, tokio::sync::Mutex<Option<Arc<Worker>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
     stats: Mutex<BTreeMap<String, TenantStats>>,
     supervisors: tokio_util::task::TaskTracker,
     stopping: AtomicBool,
@@ -129,18 +139,23 @@ struct Front {
 /// waits for them, and returns.
 pub async fn run(
     listener: TcpListener,
-    config: FrontConfig,
+    mut config: FrontConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    mut reloads: tokio::sync::mpsc::Receiver<Tenants>,
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find this program to start workers: {e}"))?;
-    let slots = config.specs.keys().map(|id| (id.clone(), Default::default())).collect();
-    let stats = config.specs.keys().map(|id| (id.clone(), TenantStats::default())).collect();
+    let tenants = std::mem::replace(
+        &mut config.tenants,
+        Tenants { gate: Gate::Tokens(Vec::new()), specs: HashMap::new() },
+    );
+    let stats = tenants.specs.keys().map(|id| (id.clone(), TenantStats::default())).collect();
     let drain = config.drain;
     let front = Arc::new(Front {
         config,
+        tenants: std::sync::RwLock::new(Arc::new(tenants)),
         exe,
-        slots,
+        slots: Mutex::new(HashMap::new()),
         stats: Mutex::new(stats),
         supervisors: Default::default(),
         stopping: AtomicBool::new(false),
@@ -168,6 +183,10 @@ pub async fn run(
                 }
             },
             () = &mut shutdown => break,
+            Some(tenants) = reloads.recv() => {
+                front.reload(tenants).await;
+                continue;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let (front, local_tx) = (front.clone(), local_tx.clone());
@@ -185,7 +204,7 @@ pub async fn run(
         "shutting down: no longer accepting connections; workers drain"
     );
     front.stopping.store(true, Ordering::Release);
-    for slot in front.slots.values() {
+    for slot in front.all_slots() {
         if let Some(w) = slot.lock().await.take() {
             w.stopping.store(true, Ordering::Release);
             let _ = w.channel.send(&ToWorker::Shutdown, None).await;
@@ -219,7 +238,7 @@ async fn route(front: &Front, tcp: &TcpStream) -> Option<String> {
     if !upgrade || get("origin").is_some() {
         return None;
     }
-    front.config.gate.authorize(get("authorization").map(|h| h.value)).ok()
+    front.tenants().gate.authorize(get("authorization").map(|h| h.value)).ok()
 }
 
 /// The request head (up to its blank line), without consuming it.
@@ -249,7 +268,7 @@ async fn peek_head(tcp: &TcpStream) -> Option<Vec<u8>> {
 impl Front {
     /// Hands `tcp` to `tenant`'s worker, starting one if there is none.
     async fn hand_over(self: &Arc<Self>, tenant: &str, mut tcp: TcpStream) {
-        let Some(slot) = self.slots.get(tenant) else { return };
+        let slot = self.slot(tenant);
         let mut slot = slot.lock().await;
         for attempt in 0..2 {
             let worker = match slot.as_ref() {
@@ -289,7 +308,7 @@ impl Front {
     /// Starts `tenant`'s worker and waits until it is confined and ready.
     async fn start(self: &Arc<Self>, tenant: &str) -> anyhow::Result<Arc<Worker>> {
         use anyhow::Context;
-        let spec = self.config.specs.get(tenant).context("unknown tenant")?.clone();
+        let spec = self.tenants().specs.get(tenant).context("unknown tenant")?.clone();
         let (ours, theirs) = control::pair().context("cannot make a control socket")?;
         let started = std::time::Instant::now();
         let mut cmd = tokio::process::Command::new(&self.exe);
@@ -402,10 +421,52 @@ impl Front {
 
     /// Takes `worker` out of its tenant's slot, if it is still there.
     async fn clear_slot(&self, worker: &Arc<Worker>) {
-        if let Some(slot) = self.slots.get(&worker.tenant) {
-            let mut slot = slot.lock().await;
-            if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker)) {
-                *slot = None;
+        let slot = self.slot(&worker.tenant);
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker)) {
+            *slot = None;
+        }
+    }
+
+    /// The tenants in force.
+    fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `tenant`'s worker slot (made on first use).
+    fn slot(&self, tenant: &str) -> Slot {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(tenant.to_owned()).or_default().clone()
+    }
+
+    fn all_slots(&self) -> Vec<Slot> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Puts new tenants in force (SIGHUP). New connections are authorized
+    /// against the new tokens at once; a removed tenant's worker is told to
+    /// drain and stop (its commands get the shutdown grace, then its
+    /// connections close); a tenant whose root or limits changed gets them
+    /// with its next worker.
+    async fn reload(&self, new: Tenants) {
+        let old = self.tenants();
+        let added: Vec<&String> =
+            new.specs.keys().filter(|k| !old.specs.contains_key(*k)).collect();
+        let removed: Vec<String> =
+            old.specs.keys().filter(|k| !new.specs.contains_key(*k)).cloned().collect();
+        tracing::info!(
+            tenants = new.specs.len(),
+            added = ?added,
+            removed = ?removed,
+            "tenants reloaded"
+        );
+        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        for id in removed {
+            let slot = self.slot(&id);
+            if let Some(w) = slot.lock().await.take() {
+                w.stopping.store(true, Ordering::Release);
+                tracing::info!(tenant = %id, "tenant removed: its worker drains and stops");
+                let _ = w.channel.send(&ToWorker::Shutdown, None).await;
             }
         }
     }
@@ -413,7 +474,7 @@ impl Front {
     /// Retires an idle worker, unless a connection went to it since it
     /// said so.
     async fn retire(&self, worker: &Arc<Worker>, received: u64) {
-        let Some(slot) = self.slots.get(&worker.tenant) else { return };
+        let slot = self.slot(&worker.tenant);
         let mut slot = slot.lock().await;
         if !slot.as_ref().is_some_and(|w| Arc::ptr_eq(w, worker)) {
             return;
@@ -430,7 +491,7 @@ impl Front {
     /// The workers running now.
     async fn workers(&self) -> Vec<Arc<Worker>> {
         let mut all = Vec::new();
-        for slot in self.slots.values() {
+        for slot in self.all_slots() {
             if let Some(w) = slot.lock().await.as_ref() {
                 all.push(w.clone());
             }
@@ -460,8 +521,11 @@ async fn monitor(front: Arc<Front>) {
             if let Ok(mut u) = w.usage.lock() {
                 *u = (rss, cpu);
             }
-            let max =
-                front.config.specs.get(&w.tenant).map_or(0, |s| s.tenant.limits.max_tenant_memory);
+            let max = front
+                .tenants()
+                .specs
+                .get(&w.tenant)
+                .map_or(0, |s| s.tenant.limits.max_tenant_memory);
             if max > 0 && rss > max && !w.stopping.swap(true, Ordering::AcqRel) {
                 tracing::warn!(
                     tenant = %w.tenant,
@@ -527,7 +591,7 @@ async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response
         );
     }
     if let Err(e) =
-        front.config.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
+        front.tenants().gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
     {
         tracing::info!(reason = %e, "upgrade refused");
         return text(StatusCode::UNAUTHORIZED, e.to_string());
