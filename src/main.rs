@@ -571,6 +571,19 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
     let bound = listener.local_addr()?;
     println!("ws://{bound}");
     tracing::info!(url = %format!("ws://{bound}"), tenants = gate.tenants().len(), "listening");
+    // One process keeps its tenants as they started: SIGHUP (whose default
+    // would end the server) says so instead.
+    #[cfg(unix)]
+    tokio::spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+        while hup.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP: reloading tenants needs worker processes (--confinement auto or \
+                 required); nothing changed"
+            );
+        }
+    });
     wasm_exec_server::server::run(listener, gate, shutdown_signal(), args.shutdown_grace).await?;
     Ok(())
 }
