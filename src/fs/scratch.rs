@@ -69,6 +69,9 @@ fn current_uid() -> u32 {
     }
 }
 
+/// How much `/dev/zero` gives before its end (reads past it see EOF).
+const DEV_ZERO_BYTES: u64 = 1 << 30;
+
 impl Scratch {
     pub(super) fn create(parent: &Path, visible: &str) -> io::Result<Self> {
         let base = parent.join(format!("{SCRATCH_PREFIX}{}", uuid::Uuid::new_v4().simple()));
@@ -86,6 +89,9 @@ impl Scratch {
         // to it fails; shell redirections to /dev/null never reach it.
         std::fs::create_dir_all(skel.join("dev"))?;
         std::fs::File::create(skel.join("dev/null"))?;
+        // `/dev/zero` to read: 1 GiB of zeros that occupies no disk (a sparse
+        // file), for `head -c N /dev/zero` and `dd if=/dev/zero`.
+        std::fs::File::create(skel.join("dev/zero"))?.set_len(DEV_ZERO_BYTES)?;
         std::fs::create_dir_all(scratch.tmp())?;
         // A workspace under /tmp: keep the path to it walkable in the
         // private /tmp too.

@@ -73,6 +73,14 @@ async fn coreutils() {
     assert_eq!((f.stdout_str().as_str(), f.exit_code), ("100000\n", 0));
     assert_eq!(f.stderr_str(), "", "no 'Broken pipe' from sort");
     expect(&s, "t=$(mktemp) && echo scratch > $t && cat $t && rm $t", "scratch\n", 0).await;
+    // Guests read /dev/null and /dev/zero by path.
+    expect(
+        &s,
+        "cat /dev/null; head -c 1000 /dev/zero | wc -c; od -An -tx1 -N2 /dev/zero",
+        "1000\n 00 00\n",
+        0,
+    )
+    .await;
 }
 
 #[tokio::test]
