@@ -40,12 +40,11 @@ fn text(status: StatusCode, body: String) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .gate
-        .tenants()
-        .first()
-        .map(|t| t.executor.runtime.metrics.encode())
-        .unwrap_or_default();
+    let tenants = state.gate.tenants();
+    for t in &tenants {
+        t.observe();
+    }
+    let body = tenants.first().map(|t| t.executor.runtime.metrics.encode()).unwrap_or_default();
     // prometheus-client writes OpenMetrics text (it ends in `# EOF`), so it
     // is served as such; Prometheus and its agents negotiate it.
     let openmetrics = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -62,8 +61,14 @@ async fn upgrade(
     // Browsers send `Origin` with every WebSocket upgrade, and let any page
     // open one to localhost: refused, as the reference server does, so that
     // a web page cannot drive a local server. Agents and tools send none.
+    let refused = |code: StatusCode| {
+        if let Some(t) = state.gate.tenants().first() {
+            t.executor.runtime.metrics.refused(code.as_u16());
+        }
+    };
     if headers.contains_key(header::ORIGIN) {
         tracing::info!("upgrade refused: the request carries an Origin header (a browser)");
+        refused(StatusCode::FORBIDDEN);
         return text(
             StatusCode::FORBIDDEN,
             "requests with an Origin header (from a browser) are not accepted".into(),
@@ -74,10 +79,12 @@ async fn upgrade(
             Ok(tenant) => tenant,
             Err(e) => {
                 tracing::info!(reason = %e, "upgrade refused");
+                refused(StatusCode::UNAUTHORIZED);
                 return text(StatusCode::UNAUTHORIZED, e.to_string());
             }
         };
     let Ok(ws) = ws else {
+        refused(StatusCode::BAD_REQUEST);
         return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
     };
     let max = tenant.executor.limits.max_connections;
@@ -86,6 +93,7 @@ async fn upgrade(
             .open_connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
     {
+        refused(StatusCode::TOO_MANY_REQUESTS);
         return text(
             StatusCode::TOO_MANY_REQUESTS,
             format!(

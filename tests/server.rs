@@ -912,18 +912,18 @@ async fn metrics_count_connections_processes_and_fs_calls() {
         "{after}"
     );
     assert!(
-        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Exit"}"#)
+        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="exit"}"#)
             >= 1.0,
         "{after}"
     );
     assert!(
-        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Trap"}"#)
+        moved(r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="trap"}"#)
             >= 1.0,
         "{after}"
     );
     assert!(
         moved(
-            r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="Terminated"}"#
+            r#"wasm_exec_server_processes_finished_total{tenant="default",outcome="terminated"}"#
         ) >= 1.0,
         "{after}"
     );
@@ -935,8 +935,16 @@ async fn metrics_count_connections_processes_and_fs_calls() {
         "{after}"
     );
     assert!(moved(r#"wasm_exec_server_output_bytes_total{tenant="default"}"#) > 0.0, "{after}");
-    assert!(after.contains("wasm_exec_server_command_seconds_bucket"), "{after}");
+    assert!(after.contains("wasm_exec_server_command_duration_seconds_bucket"), "{after}");
     assert!(after.contains("wasm_exec_server_module_cache_total"), "{after}");
+    // Gauges read at scrape time, and the version.
+    let running = r#"wasm_exec_server_processes_running{tenant="default"}"#;
+    assert!(after.contains(running), "{after}");
+    assert_eq!(sample(&after, running), 0.0, "every process ended: {after}");
+    assert!(after.contains(r#"wasm_exec_server_disk_used_bytes{tenant="default"}"#), "{after}");
+    assert!(after.contains(r#"wasm_exec_server_disk_quota_bytes{tenant="default"}"#), "{after}");
+    assert!(after.contains(r#"wasm_exec_server_instances_live{tenant="default"} 0"#), "{after}");
+    assert!(after.contains("wasm_exec_server_build_info{version="), "{after}");
 }
 
 #[tokio::test]

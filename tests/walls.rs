@@ -626,6 +626,14 @@ async fn sighup_reloads_the_tenants() {
     let a = client_with(&url, "token-a2").await;
     let (out, status) = sh(&a, &h.root("a"), "echo still-here").await;
     assert_eq!((out.as_str(), status), ("still-here\n", 0));
+    // The front counted the refused tokens.
+    let metrics = http_get(&url, "/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"wasm_exec_server_upgrade_refusals_total{code="401"}"#))
+        .unwrap_or_else(|| panic!("no 401 count in {metrics}"));
+    let n: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(n >= 2.0, "the old token and the removed tenant's: {line}");
 }
 
 async fn client_with(url: &str, token: &str) -> Client {

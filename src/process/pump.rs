@@ -224,7 +224,7 @@ impl Pump {
                     record(&owner, &process.id, status, outcome, &usage, started.elapsed());
                     process.emit_exited(&emitter, status, usage).await;
                     if !rx_open { break; }
-                    if matches!(outcome, Outcome::Terminated | Outcome::Interrupted | Outcome::Limit) {
+                    if matches!(outcome, Outcome::Terminated | Outcome::Interrupted) || outcome.is_limit() {
                         drain_until = Some(tokio::time::Instant::now() + STOP_DRAIN);
                     }
                 }
@@ -290,7 +290,7 @@ where
                 let outcome = match stop {
                     Stop::Terminate => Outcome::Terminated,
                     Stop::Interrupt => Outcome::Interrupted,
-                    Stop::OutputLimit => Outcome::Limit,
+                    Stop::OutputLimit => Outcome::MaxOutput,
                 };
                 (stop.status(tty), Some(outcome))
             }
@@ -300,7 +300,7 @@ where
                     max_wall.as_secs()
                 );
                 let _ = note.send((note_stream, Bytes::from(msg))).await;
-                (STATUS_KILLED, Some(Outcome::Limit))
+                (STATUS_KILLED, Some(Outcome::MaxWall))
             }
         }
     }
@@ -325,9 +325,10 @@ async fn deliver(
 
 /// How a command that ended by itself ended, from what its guests recorded.
 fn outcome_of(stats: &CommandStats) -> Outcome {
-    if stats.memory_limit_hit.load(Ordering::Relaxed) || stats.cpu_limit_hit.load(Ordering::Relaxed)
-    {
-        Outcome::Limit
+    if stats.memory_limit_hit.load(Ordering::Relaxed) {
+        Outcome::MaxMemory
+    } else if stats.cpu_limit_hit.load(Ordering::Relaxed) {
+        Outcome::MaxCpu
     } else if stats.trapped.load(Ordering::Relaxed) {
         Outcome::Trap
     } else {
@@ -351,6 +352,7 @@ fn record(
         .get_or_create(&OutcomeLabels { tenant: tenant.into(), outcome })
         .inc();
     metrics.command_seconds.get_or_create(&Metrics::tenant(tenant)).observe(wall.as_secs_f64());
+    metrics.processes_running.get_or_create(&Metrics::tenant(tenant)).dec();
     metrics.output_bytes.get_or_create(&Metrics::tenant(tenant)).inc_by(usage.output_bytes);
     // At debug: at thousands of commands a second, a line each (formatted and
     // written) was 14% of the server's time; the metrics count them.

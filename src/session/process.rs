@@ -127,8 +127,10 @@ impl Session {
             },
             demote_after: crate::exec::engine::ticks(tenant.executor.runtime.tuning.demote_ticks),
         };
-        proc.spawn(owner, runner, Output { rx: out_rx, note: out_tx }, go_rx);
+        // Counted before it can finish (its end decrements the gauge).
         metrics.processes_started.get_or_create(&Metrics::tenant(&tenant.id)).inc();
+        metrics.processes_running.get_or_create(&Metrics::tenant(&tenant.id)).inc();
+        proc.spawn(owner, runner, Output { rx: out_rx, note: out_tx }, go_rx);
         tracing::debug!(session_id = %self.id, process_id = %p.process_id, "process started");
         // The engine acknowledges the start after the command's first poll;
         // the answer on the wire is made here.

@@ -81,6 +81,19 @@ impl Tenant {
         self
     }
 
+    /// Sets the gauges read at scrape time: disk used against the quota,
+    /// wasm instances alive.
+    pub fn observe(&self) {
+        let m = &self.executor.runtime.metrics;
+        let label = crate::metrics::Metrics::tenant(&self.id);
+        let quota = self.executor.workspace.quota();
+        let (used, limit) = quota.map_or((0, 0), |q| (q.used(), q.limit()));
+        m.disk_used.get_or_create(&label).set(i64::try_from(used).unwrap_or(i64::MAX));
+        m.disk_quota.get_or_create(&label).set(i64::try_from(limit).unwrap_or(i64::MAX));
+        let live = self.live_instances.load(std::sync::atomic::Ordering::Relaxed);
+        m.instances_live.get_or_create(&label).set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
+
     /// Takes one request from the budget; `false` when it is spent.
     pub fn take_request(&self) -> bool {
         let rate = f64::from(self.executor.limits.requests_per_second);

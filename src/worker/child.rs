@@ -141,6 +141,7 @@ async fn serve(
                         }
                     }
                     Ok(Some((ToWorker::Metrics, _))) => {
+                        tenant.observe();
                         let text = tenant.executor.runtime.metrics.encode();
                         let _ = channel.send(&FromWorker::Metrics(text), None).await;
                     }

@@ -133,6 +133,8 @@ struct Front {
     stats: Mutex<BTreeMap<String, TenantStats>>,
     supervisors: tokio_util::task::TaskTracker,
     stopping: AtomicBool,
+    /// Upgrades the front refused, by HTTP status.
+    refusals: Mutex<BTreeMap<u16, u64>>,
 }
 
 /// Serves until `shutdown` completes; then tells every worker to drain,
@@ -159,6 +161,7 @@ pub async fn run(
         stats: Mutex::new(stats),
         supervisors: Default::default(),
         stopping: AtomicBool::new(false),
+        refusals: Mutex::new(BTreeMap::new()),
     });
     tokio::spawn(monitor(front.clone()));
     let (local_tx, local_rx) = tokio::sync::mpsc::channel(256);
@@ -584,6 +587,14 @@ fn text(status: StatusCode, body: String) -> Response {
 
 /// `/` when it was not handed over: the refusal the worker would give.
 async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
+    let response = refusal(&front, &headers);
+    if let Ok(mut r) = front.refusals.lock() {
+        *r.entry(response.status().as_u16()).or_default() += 1;
+    }
+    response
+}
+
+fn refusal(front: &Front, headers: &HeaderMap) -> Response {
     if headers.contains_key(header::ORIGIN) {
         return text(
             StatusCode::FORBIDDEN,
@@ -665,6 +676,19 @@ async fn metrics(State(front): State<Arc<Front>>) -> Response {
         "Workers ended for exceeding max-tenant-memory",
         &|t| stats.get(t).map_or(0, |s| s.memory_kills).to_string(),
     );
+    // The same family as the workers' (429s are theirs), summed in the merge.
+    let refusals = front.refusals.lock().map(|r| r.clone()).unwrap_or_default();
+    if !refusals.is_empty() {
+        own.push_str(
+            "# HELP wasm_exec_server_upgrade_refusals WebSocket upgrades refused, by HTTP status\n",
+        );
+        own.push_str("# TYPE wasm_exec_server_upgrade_refusals counter\n");
+        for (code, n) in refusals {
+            own.push_str(&format!(
+                "wasm_exec_server_upgrade_refusals_total{{code=\"{code}\"}} {n}\n"
+            ));
+        }
+    }
     let mut all = vec![own];
     all.extend(texts.into_iter().flatten());
     let body = merge_openmetrics(&all);
