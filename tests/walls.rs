@@ -642,3 +642,28 @@ async fn client_with(url: &str, token: &str) -> Client {
     c.timeout = Duration::from_secs(120);
     c
 }
+
+/// Workers are started from the running binary even after it was replaced
+/// or removed on disk (an upgrade in place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_start_after_the_binary_is_removed_from_disk() {
+    let h = host();
+    let bin = h.dir.path().join("wes-copy");
+    std::fs::copy(env!("CARGO_BIN_EXE_wasm-exec-server"), &bin).expect("copy");
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["serve", "--workspace"])
+        .arg(h.root("a"))
+        .arg("--cache-dir")
+        .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let url = server_url(&mut child, Duration::from_secs(900)).await;
+    std::fs::remove_file(&bin).expect("remove the binary");
+    let mut c = Client::connect(&url).await.expect("connect");
+    c.timeout = Duration::from_secs(120);
+    let (out, status) = sh(&c, &h.root("a"), "echo upgraded-in-place").await;
+    assert_eq!((out.as_str(), status), ("upgraded-in-place\n", 0));
+}

@@ -145,8 +145,15 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     mut reloads: tokio::sync::mpsc::Receiver<Tenants>,
 ) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()
-        .map_err(|e| anyhow::anyhow!("cannot find this program to start workers: {e}"))?;
+    // Workers are this very binary: on Linux `/proc/self/exe`, which names
+    // the running file even after an upgrade replaced it on disk (its path
+    // would then name the new version, or nothing).
+    let exe = if cfg!(target_os = "linux") && std::path::Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find this program to start workers: {e}"))?
+    };
     let tenants = std::mem::replace(
         &mut config.tenants,
         Tenants { gate: Gate::Tokens(Vec::new()), specs: HashMap::new() },
@@ -315,6 +322,8 @@ impl Front {
         let (ours, theirs) = control::pair().context("cannot make a control socket")?;
         let started = std::time::Instant::now();
         let mut cmd = tokio::process::Command::new(&self.exe);
+        #[cfg(unix)]
+        cmd.arg0("wasm-exec-server");
         cmd.arg("--log-format")
             .arg(&self.config.log_format)
             .arg("worker")
