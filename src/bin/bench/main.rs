@@ -16,6 +16,7 @@
 mod sections;
 mod server;
 mod table;
+mod tree;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
@@ -68,9 +69,14 @@ struct Args {
     /// they go to /dev/null (formatted, but not written to disk).
     #[arg(long, value_name = "DIR")]
     server_logs: Option<PathBuf>,
-    /// Sections to leave out: latency, throughput, stream, fs, memory, cold.
+    /// Sections to leave out: latency, throughput, stream, fs, tree, memory,
+    /// cold.
     #[arg(long, value_delimiter = ',', value_name = "SECTION")]
     skip: Vec<String>,
+    /// Size of the tree the `tree` section searches (copied from the cargo
+    /// registry's sources, or generated when there are none), in MB.
+    #[arg(long, default_value_t = 256, value_name = "MB")]
+    tree_mb: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -166,6 +172,10 @@ async fn measure(args: &Args, t: &Target, table: &mut Table) -> Result<()> {
     if !skip(args, "fs") {
         eprintln!("[{who}] fs");
         fs_throughput(t, table, budget).await?;
+    }
+    if t.kind == Kind::Ours && !skip(args, "tree") {
+        eprintln!("[{who}] tools on a real tree");
+        table.notes.push(tree::tree(t, args.tree_mb).await?);
     }
     Ok(())
 }

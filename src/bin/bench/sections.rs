@@ -25,11 +25,11 @@ static NEXT_PROCESS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// One finished command, as the client saw it.
 pub struct Run {
     /// `process/start` sent → `process/closed` received.
-    total: Duration,
+    pub total: Duration,
     /// `process/start` sent → first `process/output` received.
     first_byte: Option<Duration>,
     bytes: u64,
-    stdout: Vec<u8>,
+    pub stdout: Vec<u8>,
     exit_code: i64,
 }
 
