@@ -761,13 +761,7 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .on_thread_park(wasm_exec_server::release::on_park)
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-    };
+    let runtime = || wasm_exec_server::release::runtime().context("cannot start the async runtime");
     let result = match cli.command {
         Command::Serve(args) => {
             runtime().and_then(|rt| rt.block_on(serve(args, cli.log_format))).map(|()| 0)

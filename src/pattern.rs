@@ -443,19 +443,10 @@ pub struct GlobOptions {
 /// stops there (with what it found), so no pattern walks without end.
 const MAX_GLOB_ENTRIES: usize = 200_000;
 
-/// Pathname expansion of `pattern` (relative to `cwd`, or absolute).
-/// Returns sorted matches, empty when none; only the workspace is listed.
-pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str) -> Vec<String> {
-    glob_with(ws, cwd, pattern, GlobOptions::default())
-}
-
-/// [`glob`] with `shopt` options.
-pub fn glob_with(
-    ws: &crate::fs::Workspace,
-    cwd: &str,
-    pattern: &str,
-    opts: GlobOptions,
-) -> Vec<String> {
+/// Pathname expansion of `pattern` (relative to `cwd`, or absolute) with
+/// the `shopt` options. Returns sorted matches, empty when none; only the
+/// workspace is listed.
+pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str, opts: GlobOptions) -> Vec<String> {
     let absolute = pattern.starts_with('/');
     let base = if absolute { "/" } else { cwd };
     let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();

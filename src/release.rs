@@ -57,3 +57,10 @@ pub fn collect() {
         libmimalloc_sys::mi_collect(true)
     };
 }
+
+/// The multi-threaded async runtime every command of the binary runs on
+/// (`serve`, `exec`, `run`, and each tenant's worker), parking through
+/// [`on_park`].
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().on_thread_park(on_park).enable_all().build()
+}

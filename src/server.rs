@@ -35,7 +35,7 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn text(status: StatusCode, body: String) -> Response {
+pub(crate) fn text(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
 }
 
@@ -58,34 +58,21 @@ async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Browsers send `Origin` with every WebSocket upgrade, and let any page
-    // open one to localhost: refused, as the reference server does, so that
-    // a web page cannot drive a local server. Agents and tools send none.
     let refused = |code: StatusCode| {
         if let Some(t) = state.gate.tenants().first() {
             t.executor.runtime.metrics.refused(code.as_u16());
         }
     };
-    if headers.contains_key(header::ORIGIN) {
-        tracing::info!("upgrade refused: the request carries an Origin header (a browser)");
-        refused(StatusCode::FORBIDDEN);
-        return text(
-            StatusCode::FORBIDDEN,
-            "requests with an Origin header (from a browser) are not accepted".into(),
-        );
-    }
-    let tenant =
-        match state.gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
-            Ok(tenant) => tenant,
-            Err(e) => {
-                tracing::info!(reason = %e, "upgrade refused");
-                refused(StatusCode::UNAUTHORIZED);
-                return text(StatusCode::UNAUTHORIZED, e.to_string());
-            }
-        };
+    let tenant = match admit(&state.gate, &headers) {
+        Ok(tenant) => tenant,
+        Err((code, body)) => {
+            refused(code);
+            return text(code, body);
+        }
+    };
     let Ok(ws) = ws else {
         refused(StatusCode::BAD_REQUEST);
-        return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
+        return not_websocket();
     };
     let max = tenant.executor.limits.max_connections;
     if let Err(open) =
@@ -140,6 +127,34 @@ where
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(())
     }
+}
+
+/// The checks every upgrade passes first, here and in the front process:
+/// no `Origin` header (403) and a valid token (401). The tenant, or the
+/// refusal's status and text.
+pub(crate) fn admit<T: Clone>(
+    gate: &Gate<T>,
+    headers: &HeaderMap,
+) -> Result<T, (StatusCode, String)> {
+    // Browsers send `Origin` with every WebSocket upgrade, and let any page
+    // open one to localhost: refused, as the reference server does, so that
+    // a web page cannot drive a local server. Agents and tools send none.
+    if headers.contains_key(header::ORIGIN) {
+        tracing::info!("upgrade refused: the request carries an Origin header (a browser)");
+        return Err((
+            StatusCode::FORBIDDEN,
+            "requests with an Origin header (from a browser) are not accepted".into(),
+        ));
+    }
+    gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())).map_err(|e| {
+        tracing::info!(reason = %e, "upgrade refused");
+        (StatusCode::UNAUTHORIZED, e.to_string())
+    })
+}
+
+/// The refusal of a request to `/` that is not a WebSocket upgrade.
+pub(crate) fn not_websocket() -> Response {
+    text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into())
 }
 
 /// Holds one of a tenant's connection slots until the connection ends.

@@ -120,10 +120,7 @@ async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::proces
 }
 
 async fn client(url: &str, tenant: &str) -> Client {
-    let mut c = Client::connect_with(url, Some(&format!("token-{tenant}"))).await.expect("connect");
-    c.initialize().await.expect("initialize");
-    c.timeout = Duration::from_secs(120);
-    c
+    client_with(url, &format!("token-{tenant}")).await
 }
 
 async fn sh(c: &Client, root: &Path, line: &str) -> (String, i32) {

@@ -194,7 +194,7 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
             // No file name is longer than PATH_MAX: a longer word (a long
             // value) is not a pathname pattern, and is not compiled as one.
             if !sh.opts.noglob && f.pat.len() <= 4096 && pattern::has_glob(&f.pat) {
-                let found = pattern::glob_with(&sh.exec.workspace, &sh.cwd, &f.pat, sh.opts.glob);
+                let found = pattern::glob(&sh.exec.workspace, &sh.cwd, &f.pat, sh.opts.glob);
                 if !found.is_empty() || sh.opts.glob.nullglob {
                     out.extend(found);
                     continue;

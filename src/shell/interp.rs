@@ -197,13 +197,10 @@ impl ProcSubFiles {
         for (i, text) in std::mem::take(&mut self.writers) {
             let Some((dir, name)) = self.files.get(i) else { continue };
             let data = read_bounded(dir, name);
-            let mut lease = match sh.budget.lease(0) {
+            let _held = match sh.budget.lease(data.len()) {
                 Ok(lease) => lease,
                 Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
             };
-            if let Err(m) = lease.grow_to(data.len()) {
-                return Err(super::expand::out_of_memory(sh, io, m).await);
-            }
             let mut sub = sh.clone();
             let mut sub_io = io.clone();
             sub_io.stdin = Input::bytes(data);
@@ -274,13 +271,10 @@ pub async fn python_stdin_script(
     let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else { return Ok(None) };
     let Ok(tmp) = tmp.try_clone() else { return Ok(None) };
     let program = io.stdin.read_all(MAX_VALUE).await;
-    let mut lease = match sh.budget.lease(0) {
+    let _held = match sh.budget.lease(program.len()) {
         Ok(lease) => lease,
         Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
     };
-    if let Err(m) = lease.grow_to(program.len()) {
-        return Err(super::expand::out_of_memory(sh, io, m).await);
-    }
     let Ok(path) = files.write(tmp, "stdin", &program) else { return Ok(None) };
     let mut out = argv.to_vec();
     match at {

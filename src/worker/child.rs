@@ -63,11 +63,7 @@ pub fn main() -> Result<()> {
             bail!("--confinement required, but Landlock is {}", status.landlock);
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .on_thread_park(crate::release::on_park)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rt = crate::release::runtime().context("cannot start the async runtime")?;
     rt.block_on(serve(spec, runtime, workspace, control, status))
 }
 

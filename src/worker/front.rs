@@ -590,10 +590,6 @@ async fn unavailable(tcp: &mut TcpStream, msg: &str) {
     let _ = tcp.shutdown().await;
 }
 
-fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
-}
-
 /// `/` when it was not handed over: the refusal the worker would give.
 async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
     let response = refusal(&front, &headers);
@@ -604,25 +600,16 @@ async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response
 }
 
 fn refusal(front: &Front, headers: &HeaderMap) -> Response {
-    if headers.contains_key(header::ORIGIN) {
-        return text(
-            StatusCode::FORBIDDEN,
-            "requests with an Origin header (from a browser) are not accepted".into(),
-        );
-    }
-    if let Err(e) =
-        front.tenants().gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()))
-    {
-        tracing::info!(reason = %e, "upgrade refused");
-        return text(StatusCode::UNAUTHORIZED, e.to_string());
+    if let Err((code, body)) = crate::server::admit(&front.tenants().gate, headers) {
+        return crate::server::text(code, body);
     }
     let upgrade = headers
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if !upgrade {
-        return text(StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'".into());
+        return crate::server::not_websocket();
     }
-    text(
+    crate::server::text(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         format!("the request head is over {MAX_HEAD} bytes"),
     )
