@@ -89,6 +89,36 @@ impl Finished {
     }
 }
 
+/// A rustls client trusting the system's roots and the certificates in the
+/// PEM file at `path`.
+fn tls_connector(path: &std::path::Path) -> Result<tokio_tungstenite::Connector, ClientError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let bad = |what: String| ClientError::Protocol(format!("{}: {what}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let mut added = 0;
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(bad("no PEM certificate in the file".into()));
+    }
+    // ring, deprecated in rustls only for lacking post-quantum key exchange:
+    // aws-lc-rs, which has it, needs cmake and a long C build.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_tungstenite::Connector::Rustls(Arc::new(config)))
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -96,6 +126,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Client {
     /// Connects (no handshake). `bearer` adds an `Authorization` header.
     pub async fn connect_with(url: &str, bearer: Option<&str>) -> Result<Self, ClientError> {
+        Self::connect_tls(url, bearer, None).await
+    }
+
+    /// As [`Client::connect_with`]; a `wss://` URL is verified against the
+    /// system's roots, or, with `ca_pem`, against the certificates of that
+    /// PEM file too (a private CA or a self-signed server).
+    pub async fn connect_tls(
+        url: &str,
+        bearer: Option<&str>,
+        ca_pem: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         let mut req = url.into_client_request()?;
         if let Some(token) = bearer {
@@ -112,7 +153,13 @@ impl Client {
             .max_message_size(None)
             .max_frame_size(None)
             .read_buffer_size(8 << 10);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+        let connector = match ca_pem {
+            Some(path) => Some(tls_connector(path)?),
+            None => None,
+        };
+        let (ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(config), true, connector)
+                .await?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let (ntx, nrx) = mpsc::unbounded_channel();
@@ -160,6 +207,20 @@ impl Client {
             reader,
             timeout: Duration::from_secs(30),
         })
+    }
+
+    /// Closes the connection cleanly, saying the session will not be
+    /// resumed: the server ends it and its processes now rather than keeping
+    /// them for the detach grace. Waits (briefly) for the server's close.
+    pub async fn close(self) -> Result<(), ClientError> {
+        use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+        let frame =
+            CloseFrame { code: CloseCode::Normal, reason: crate::connection::END_SESSION.into() };
+        self.sink.lock().await.send(Message::Close(Some(frame))).await?;
+        let mut this = self;
+        let reader = &mut this.reader;
+        let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        Ok(())
     }
 
     /// Connects and performs the handshake.

@@ -225,22 +225,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
-/// Parses durations such as `30s`, `15m`, `2h`, `500ms` or plain seconds.
+/// Parses durations such as `30s`, `15m`, `1h30m`, `2h 5m`, `500ms` or
+/// plain seconds (`90`), with humantime's units; refuses a duration too
+/// large to represent instead of overflowing.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (examples: 30s, 15m, 500ms)"))?;
-    Ok(match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("unknown duration unit in `{s}` (use ms, s, m or h)")),
-    })
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{s}` is too large a number of seconds"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a duration ({e}; examples: 30s, 15m, 1h30m, 500ms)"))
 }
 
 #[cfg(test)]
@@ -268,6 +265,13 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2h 5m"), Ok(Duration::from_secs(7500)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("99999999999999999999999").is_err());
+        assert!(parse_duration("18446744073709551615h").is_err());
+        assert!(parse_duration("5 fortnights").is_err());
+        assert!(parse_duration("").is_err());
         assert!(parse_duration("3 weeks").is_err());
     }
 }

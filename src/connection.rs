@@ -39,8 +39,17 @@ pub enum Inbound {
     Binary(Vec<u8>),
     /// Control frames (Ping, Pong): nothing to do.
     Control,
-    Close,
+    /// A close frame; `end_session` when it carries [`END_SESSION`].
+    Close {
+        end_session: bool,
+    },
 }
+
+/// The close reason (with code 1000) of a client that will not resume: its
+/// session ends at once instead of being kept for the detach grace. An
+/// extension of ours; any other close detaches the session as the protocol
+/// says. `wasm-exec-server exec` sends it.
+pub const END_SESSION: &str = "end-session";
 
 /// A frame to the client.
 #[derive(Debug)]
@@ -64,6 +73,7 @@ pub async fn serve_websocket(
     tenant: Arc<Tenant>,
     registry: Arc<Registry>,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
 ) {
     use axum::extract::ws::Message;
     let (sink, stream) = socket.split();
@@ -78,10 +88,12 @@ pub async fn serve_websocket(
             Message::Text(t) => Inbound::Text(t.to_string()),
             Message::Binary(b) => Inbound::Binary(b.to_vec()),
             Message::Ping(_) | Message::Pong(_) => Inbound::Control,
-            Message::Close(_) => Inbound::Close,
+            Message::Close(frame) => Inbound::Close {
+                end_session: frame.is_some_and(|f| f.code == 1000 && f.reason == END_SESSION),
+            },
         })
     });
-    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, true).await
+    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, Some(peer)).await
 }
 
 /// Serves newline-delimited JSON on stdin/stdout (`--listen stdio`).
@@ -101,24 +113,37 @@ pub async fn serve_stdio(
                 Outbound::Ping => String::new(),
             })
         });
-    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, false).await
+    serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, None).await
 }
 
 /// Serves one connection until it closes or `shutdown` turns true.
-pub async fn serve<S, K, E, F>(
+async fn serve<S, K, E, F>(
     mut stream: S,
     mut sink: K,
     tenant: Arc<Tenant>,
     registry: Arc<Registry>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
-    keepalive: bool,
+    // The client's address, for a WebSocket (which also gets keepalive
+    // pings); `None` for stdio.
+    peer: Option<std::net::SocketAddr>,
 ) where
     S: Stream<Item = Result<Inbound, E>> + Unpin + Send,
     K: Sink<Outbound, Error = F> + Unpin + Send + 'static,
     E: std::fmt::Display,
     F: std::fmt::Display,
 {
-    let span = tracing::info_span!("connection", session_id = tracing::field::Empty);
+    // Every line of the connection (its session's too) names the tenant and
+    // the client's address.
+    let span = tracing::info_span!(
+        "connection",
+        tenant = %tenant.id,
+        peer = tracing::field::Empty,
+        session_id = tracing::field::Empty
+    );
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    let keepalive = peer.is_some();
     async move {
         let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
         let writer = tokio::spawn(async move {
@@ -193,7 +218,13 @@ pub async fn serve<S, K, E, F>(
                     }
                 },
                 Some(Ok(Inbound::Control)) => continue,
-                Some(Ok(Inbound::Close)) | None => break,
+                Some(Ok(Inbound::Close { end_session })) => {
+                    if end_session {
+                        conn.end_session();
+                    }
+                    break;
+                }
+                None => break,
                 Some(Err(e)) => {
                     tracing::info!(error = %e, "read failed; closing");
                     break;

@@ -39,11 +39,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the exec-server protocol over WebSocket.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List the tools commands can run, and where each comes from.
-    Tools(ToolArgs),
+    Tools(ToolsCmd),
     /// Run one command line on a running server and stream its output here
-    /// (exits with the command's status).
+    /// (exits with the command's status, or 255 when the client fails).
     Exec(ExecArgs),
     /// Run one command line locally against a workspace, with no server:
     /// output goes to this terminal and the exit status is the command's.
@@ -73,7 +73,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ExecArgs {
-    /// The server, e.g. ws://127.0.0.1:8765.
+    /// The server, e.g. ws://127.0.0.1:8765, or wss://host:port behind a TLS
+    /// proxy.
     #[arg(long, value_name = "URL", env = "CODEX_EXEC_SERVER_URL")]
     url: String,
     /// Working directory as an absolute path on the server [default: the
@@ -83,15 +84,32 @@ struct ExecArgs {
     /// Bearer token, if the server requires one.
     #[arg(long, value_name = "TOKEN", env = "WES_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// For a `wss://` URL: also trust the certificates in this PEM file (a
+    /// private CA, or the server's own self-signed certificate). The
+    /// system's roots are always trusted.
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
     /// The command line, run as `bash -lc '<line>'`.
     #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND LINE")]
     command: Vec<String>,
 }
 
+#[derive(Args)]
+struct ToolsCmd {
+    /// Print a JSON array (name, kind, origin, version, path) instead of a
+    /// table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tools: ToolArgs,
+}
+
 #[derive(Args, Clone)]
 struct ToolArgs {
-    /// The bundled toolset (coreutils, grep, sed, …) built by `tools/build.sh`.
-    /// Skipped with a warning when the directory does not exist.
+    /// The bundled toolset (coreutils, grep, sed, …) built by `tools/build.sh`
+    /// [default: its build's default place, ~/.cache/wasm-exec-server/tools
+    /// (or under $XDG_CACHE_HOME), when it exists]. Skipped with a warning
+    /// when the directory does not exist.
     #[arg(long, value_name = "DIR", env = "WES_TOOLS_DIR")]
     bundled: Option<PathBuf>,
 
@@ -215,6 +233,23 @@ struct ServeArgs {
     )]
     confinement: String,
 
+    /// Serve the admin API (list tenants, sessions and processes with their
+    /// usage; terminate a process; drain a tenant) on this address, as
+    /// `IP:PORT`; keep it on loopback or a private network. Needs
+    /// --admin-token-file or --admin-token-sha256, and worker processes
+    /// (not --confinement off). The bound address is printed on stdout
+    /// after the server's URL, as `admin http://IP:PORT`.
+    #[arg(long, value_name = "IP:PORT")]
+    admin_listen: Option<std::net::SocketAddr>,
+
+    /// File holding the admin API's bearer token.
+    #[arg(long, value_name = "PATH", conflicts_with = "admin_token_sha256")]
+    admin_token_file: Option<PathBuf>,
+
+    /// The sha256 (hex) of the admin API's bearer token.
+    #[arg(long, value_name = "HEX")]
+    admin_token_sha256: Option<String>,
+
     #[command(flatten)]
     tools: ToolArgs,
 
@@ -295,17 +330,32 @@ impl LimitArgs {
     }
 }
 
-fn default_cache_dir() -> Option<PathBuf> {
+/// `$WES_CACHE`, or `~/.cache/wasm-exec-server` (or under
+/// `$XDG_CACHE_HOME`), as in `tools/build.sh`: where
+/// `tools/build.sh` puts the toolset and the server caches modules.
+fn cache_base() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WES_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("wasm-exec-server").join("modules"))
+    Some(base.join("wasm-exec-server"))
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    cache_base().map(|b| b.join("modules"))
+}
+
+/// The toolset `tools/build.sh` builds by default, when it is there.
+fn default_toolset_dir() -> Option<PathBuf> {
+    cache_base().map(|b| b.join("tools")).filter(|d| d.join("versions.txt").is_file())
 }
 
 impl ToolArgs {
     fn to_spec(&self) -> ToolsSpec {
         ToolsSpec {
-            bundled: self.bundled.clone(),
+            bundled: self.bundled.clone().or_else(default_toolset_dir),
             dirs: self.tools.clone(),
             cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
             tuning: self.tuning.to_tuning(),
@@ -472,10 +522,38 @@ async fn serve_front(
             }
         });
     }
+    let admin = match args.admin_listen {
+        Some(addr) => {
+            let digest = match (&args.admin_token_file, &args.admin_token_sha256) {
+                (Some(path), _) => {
+                    let token = std::fs::read_to_string(path).with_context(|| {
+                        format!("--admin-token-file: cannot read {}", path.display())
+                    })?;
+                    digest_of_token(&token).map_err(|e| {
+                        anyhow::anyhow!("--admin-token-file {}: {e}", path.display())
+                    })?
+                }
+                (None, Some(hex)) => {
+                    parse_digest(hex).map_err(|e| anyhow::anyhow!("--admin-token-sha256: {e}"))?
+                }
+                (None, None) => bail!(
+                    "--admin-listen needs a token: pass --admin-token-file or --admin-token-sha256"
+                ),
+            };
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--admin-listen: cannot listen on {addr}"))?;
+            println!("admin http://{}", listener.local_addr()?);
+            let gate = Gate::Tokens(vec![TenantEntry { digest, tenant: () }]);
+            Some((listener, gate))
+        }
+        None => None,
+    };
     let config = wasm_exec_server::worker::front::FrontConfig {
         tenants,
         log_format,
         drain: args.shutdown_grace,
+        admin,
     };
     wasm_exec_server::worker::front::run(listener, config, shutdown_signal(), reload_rx).await
 }
@@ -545,6 +623,12 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
     if let (Some(addr), false) = (addr, mode == Mode::Off) {
         return serve_front(args, addr, mode, log_format).await;
     }
+    if args.admin_listen.is_some() {
+        bail!(
+            "--admin-listen needs worker processes: use --confinement auto or required, and a \
+             ws:// --listen address"
+        );
+    }
     if wasm_exec_server::worker::hooks::requested() {
         wasm_exec_server::worker::hooks::enable();
     }
@@ -591,7 +675,7 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
 async fn exec(args: ExecArgs) -> Result<i32> {
     use std::io::Write;
     use wasm_exec_server::client::Client;
-    let mut client = Client::connect_with(&args.url, args.token.as_deref())
+    let mut client = Client::connect_tls(&args.url, args.token.as_deref(), args.cacert.as_deref())
         .await
         .with_context(|| format!("cannot connect to {}", args.url))?;
     let init = client.initialize().await.context("the server refused the handshake")?;
@@ -618,7 +702,7 @@ async fn exec(args: ExecArgs) -> Result<i32> {
             };
         })
         .await?;
-    let _ = client.request("process/terminate", serde_json::json!({"processId": id})).await;
+    let _ = client.close().await;
     Ok(finished.exit_code)
 }
 
@@ -706,36 +790,75 @@ async fn run(args: RunArgs) -> Result<i32> {
     Ok(status)
 }
 
-fn tools(args: ToolArgs) -> Result<()> {
+fn tools(cmd: ToolsCmd) -> Result<()> {
+    use std::io::Write;
     use wasm_exec_server::exec::ToolSource;
-    let rt = load_runtime(&args)?;
+    let spec = cmd.tools.to_spec();
+    let rt = wasm_exec_server::worker::load_runtime(&spec)?;
     // `versions.txt` (written by tools/build.sh): `tool.wasm origin version`.
-    let versions: std::collections::HashMap<String, String> = args
+    let versions: std::collections::HashMap<String, (String, String)> = spec
         .bundled
         .as_ref()
         .and_then(|d| std::fs::read_to_string(d.join("versions.txt")).ok())
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' ').map(|(f, v)| (f.to_owned(), v.to_owned())))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.to_owned(), (f.next()?.to_owned(), f.next()?.to_owned())))
+        })
         .collect();
+    let mut rows = Vec::new();
     for (name, tool) in rt.tools() {
-        let origin = match &tool.source {
+        let (kind, origin, version, path) = match &tool.source {
             ToolSource::Bundled(p) => {
                 let file = p.file_name().map(|f| f.to_string_lossy().into_owned());
-                match file.and_then(|f| versions.get(&f)) {
-                    Some(v) => format!("bundled: {v} ({})", p.display()),
-                    None => tool.source.to_string(),
-                }
+                let (origin, version) = file
+                    .and_then(|f| versions.get(&f).cloned())
+                    .unwrap_or_else(|| ("bundled".into(), String::new()));
+                ("bundled", origin, version, Some(p.display().to_string()))
             }
-            other => other.to_string(),
+            ToolSource::Example => {
+                ("example", "guest-examples".into(), env!("CARGO_PKG_VERSION").into(), None)
+            }
+            ToolSource::File(p) => {
+                ("file", String::new(), String::new(), Some(p.display().to_string()))
+            }
         };
-        println!("{name:<16} {origin}");
+        rows.push(serde_json::json!({
+            "name": name, "kind": kind, "origin": origin, "version": version, "path": path,
+        }));
     }
     for (name, what) in wasm_exec_server::hostcmd::DESCRIPTIONS {
-        println!("{name:<16} {what}");
+        rows.push(serde_json::json!({
+            "name": name, "kind": "host", "origin": what.trim_start_matches("host: "),
+            "version": env!("CARGO_PKG_VERSION"), "path": null,
+        }));
     }
-    Ok(())
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if cmd.json {
+        serde_json::to_writer_pretty(&mut out, &rows)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        rows.iter().try_for_each(|r| {
+            let field = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+            let what = match (field("kind").as_str(), field("path")) {
+                ("host", _) => format!("host: {}", field("origin")),
+                ("example", _) => "guest-examples (embedded)".to_owned(),
+                (kind, path) if field("version").is_empty() => format!("{kind}: {path}"),
+                (kind, path) => {
+                    format!("{kind}: {} {} ({path})", field("origin"), field("version"))
+                }
+            };
+            writeln!(out, "{:<16} {what}", field("name"))
+        })
+    };
+    // A closed pipe (`tools | head`) ends the listing quietly, as in cat.
+    match written.and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// The log filter without `RUST_LOG`. wasmtime-wasi opens an info-level
@@ -764,12 +887,19 @@ fn main() -> ExitCode {
     let runtime = || wasm_exec_server::release::runtime().context("cannot start the async runtime");
     let result = match cli.command {
         Command::Serve(args) => {
-            runtime().and_then(|rt| rt.block_on(serve(args, cli.log_format))).map(|()| 0)
+            runtime().and_then(|rt| rt.block_on(serve(*args, cli.log_format))).map(|()| 0)
         }
         // No async runtime before the worker has confined itself.
         Command::Worker => wasm_exec_server::worker::child::main().map(|()| 0),
         Command::Tools(args) => tools(args).map(|()| 0),
-        Command::Exec(args) => runtime().and_then(|rt| rt.block_on(exec(args))),
+        // As ssh: 255 says the client failed, not the command.
+        Command::Exec(args) => match runtime().and_then(|rt| rt.block_on(exec(args))) {
+            Err(e) => {
+                eprintln!("wasm-exec-server exec: {e:#}");
+                return ExitCode::from(255);
+            }
+            ok => ok,
+        },
         Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
     };
     match result {

@@ -6,11 +6,12 @@ use crate::session::Registry;
 use crate::tenant::{Gate, Tenant};
 use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -55,6 +56,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// token (401), connection limit (429), not a WebSocket request (400).
 async fn upgrade(
     State(state): State<AppState>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -63,7 +65,7 @@ async fn upgrade(
             t.executor.runtime.metrics.refused(code.as_u16());
         }
     };
-    let tenant = match admit(&state.gate, &headers) {
+    let tenant = match admit(&state.gate, &headers, peer) {
         Ok(tenant) => tenant,
         Err((code, body)) => {
             refused(code);
@@ -81,6 +83,7 @@ async fn upgrade(
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
     {
         refused(StatusCode::TOO_MANY_REQUESTS);
+        tracing::info!(%peer, tenant = %tenant.id, open, max, "upgrade refused: connection limit");
         return text(
             StatusCode::TOO_MANY_REQUESTS,
             format!(
@@ -98,8 +101,14 @@ async fn upgrade(
         .on_upgrade(move |socket| {
             state.connections.track_future(async move {
                 let _slot = guard;
-                crate::connection::serve_websocket(socket, tenant, state.registry, state.shutdown)
-                    .await
+                crate::connection::serve_websocket(
+                    socket,
+                    tenant,
+                    state.registry,
+                    state.shutdown,
+                    peer,
+                )
+                .await
             })
         })
 }
@@ -110,22 +119,80 @@ pub struct HandedListener<T = tokio::net::TcpStream> {
     pub rx: tokio::sync::mpsc::Receiver<T>,
 }
 
+/// A connection that knows its client's address (for the logs).
+pub trait Peer {
+    fn peer(&self) -> SocketAddr;
+}
+
+impl Peer for tokio::net::TcpStream {
+    fn peer(&self) -> SocketAddr {
+        self.peer_addr().unwrap_or(UNKNOWN_PEER)
+    }
+}
+
+/// The client's address, as the handlers get it from any of our listeners.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl<T> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HandedListener<T>>>
+    for PeerAddr
+where
+    HandedListener<T>: axum::serve::Listener<Addr = SocketAddr>,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HandedListener<T>>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelay>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelay>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// A TCP listener whose connections send small frames at once: without
+/// TCP_NODELAY a response, then the first notifications, would wait for
+/// the client's delayed ACK (every command ~40 ms longer).
+pub struct NoDelay(pub TcpListener);
+
+impl axum::serve::Listener for NoDelay {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        let _ = tcp.set_nodelay(true);
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// The address logged when the socket no longer says (it was reset).
+const UNKNOWN_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 impl<T> axum::serve::Listener for HandedListener<T>
 where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Peer + Unpin + Send + 'static,
 {
     type Io = T;
-    type Addr = ();
+    type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.rx.recv().await {
-            Some(io) => (io, ()),
+            Some(io) => {
+                let peer = io.peer();
+                (io, peer)
+            }
             None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(())
+        Ok(UNKNOWN_PEER)
     }
 }
 
@@ -135,19 +202,20 @@ where
 pub(crate) fn admit<T: Clone>(
     gate: &Gate<T>,
     headers: &HeaderMap,
+    peer: SocketAddr,
 ) -> Result<T, (StatusCode, String)> {
     // Browsers send `Origin` with every WebSocket upgrade, and let any page
     // open one to localhost: refused, as the reference server does, so that
     // a web page cannot drive a local server. Agents and tools send none.
     if headers.contains_key(header::ORIGIN) {
-        tracing::info!("upgrade refused: the request carries an Origin header (a browser)");
+        tracing::info!(%peer, "upgrade refused: the request carries an Origin header (a browser)");
         return Err((
             StatusCode::FORBIDDEN,
             "requests with an Origin header (from a browser) are not accepted".into(),
         ));
     }
     gate.authorize(headers.get(header::AUTHORIZATION).map(|v| v.as_bytes())).map_err(|e| {
-        tracing::info!(reason = %e, "upgrade refused");
+        tracing::info!(%peer, reason = %e, "upgrade refused");
         (StatusCode::UNAUTHORIZED, e.to_string())
     })
 }
@@ -175,13 +243,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    // Small frames (a response, then the first notifications) must not wait
-    // for the client's delayed ACK: without TCP_NODELAY every command takes
-    // ~40 ms longer.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    run_on(listener, Arc::new(gate.into()), Registry::new(), shutdown, drain).await
+    run_on(NoDelay(listener), Arc::new(gate.into()), Registry::new(), shutdown, drain).await
 }
 
 /// [`run`] on connections from any listener (a tenant's worker gets them
@@ -194,8 +256,8 @@ pub async fn run_on<L>(
     drain: Duration,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = TaskTracker::new();
@@ -205,7 +267,9 @@ where
         shutdown: stop_rx,
         connections: connections.clone(),
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no longer accepting connections");
     let tenants = gate.tenants();
     futures::future::join_all(tenants.iter().map(|t| drain_sessions(&registry, t, drain))).await;

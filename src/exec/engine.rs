@@ -501,4 +501,21 @@ impl Runtime {
     pub fn tools(&self) -> impl Iterator<Item = (&str, &Arc<Tool>)> {
         self.tools.iter().map(|(k, v)| (k.as_str(), v))
     }
+
+    /// Whether a bundled toolset is loaded (without one, `ls`, `cat`, `grep`
+    /// and the rest are missing, and "command not found" says why).
+    pub fn has_toolset(&self) -> bool {
+        self.tools.values().any(|t| matches!(t.source, ToolSource::Bundled(_)))
+    }
+
+    /// What "command not found" adds when the server has no toolset: the
+    /// usual cause of a 127 for `ls`, and what to do about it.
+    pub fn not_found_hint(&self) -> &'static str {
+        if self.has_toolset() {
+            ""
+        } else {
+            " (this server has no toolset loaded: build it with tools/build.sh and pass \
+             --bundled DIR, or start the server with ./dev serve)"
+        }
+    }
 }

@@ -78,7 +78,9 @@ impl Executor {
         };
         let name = command_name(argv0).to_owned();
         let Some(tool) = self.runtime.tool(&name) else {
-            let _ = spec.stderr.write_all(format!("{name}: command not found\n").as_bytes()).await;
+            let hint = self.runtime.not_found_hint();
+            let msg = format!("{name}: command not found{hint}\n");
+            let _ = spec.stderr.write_all(msg.as_bytes()).await;
             return STATUS_NOT_FOUND;
         };
         self.run_tool(&tool, spec).await

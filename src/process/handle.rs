@@ -70,6 +70,31 @@ pub struct Process {
     /// `process/closed` has been handed to the connection (or dropped while
     /// detached): nothing more will come from this process.
     finished: AtomicBool,
+    /// The command, shortened for logs and the admin API ([`summary`]).
+    pub command: String,
+    pub started: std::time::Instant,
+    /// The command's resource counters, once its pump runs.
+    pub(super) stats: std::sync::OnceLock<Arc<crate::exec::CommandStats>>,
+}
+
+/// The longest command text kept for logs and the admin API.
+const SUMMARY_MAX: usize = 200;
+
+/// A command for a log line: the line of `bash -lc LINE`, else the argv
+/// joined; cut at [`SUMMARY_MAX`] bytes (on a character boundary).
+pub fn summary(argv: &[String]) -> String {
+    let text = match argv {
+        [_, flag, line, ..] if flag.starts_with('-') && flag.contains('c') => line.clone(),
+        _ => argv.join(" "),
+    };
+    if text.len() <= SUMMARY_MAX {
+        return text;
+    }
+    let mut end = SUMMARY_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 impl Process {
@@ -79,6 +104,7 @@ impl Process {
         stdin: Option<mpsc::Sender<Bytes>>,
         retain_limit: usize,
         max_output: u64,
+        command: String,
     ) -> Arc<Self> {
         let writable = stdin.is_some();
         Arc::new(Self {
@@ -91,6 +117,9 @@ impl Process {
             task: Mutex::new(None),
             max_output,
             finished: Default::default(),
+            command,
+            started: std::time::Instant::now(),
+            stats: Default::default(),
         })
     }
 
@@ -107,6 +136,19 @@ impl Process {
 
     pub fn is_running(&self) -> bool {
         lock(&self.events).running()
+    }
+
+    /// What the process has used so far (final once it has exited).
+    pub fn usage_now(&self) -> ProcessUsage {
+        let stats = self.stats.get();
+        let load = |f: fn(&crate::exec::CommandStats) -> u64| stats.map_or(0, |s| f(s));
+        ProcessUsage {
+            wall_ms: self.started.elapsed().as_millis() as u64,
+            cpu_ms: load(|s| s.cpu().as_millis() as u64),
+            peak_memory_bytes: load(|s| s.peak_memory.load(Ordering::Relaxed)),
+            output_bytes: 0,
+            instances: load(|s| s.instances.load(Ordering::Relaxed)),
+        }
     }
 
     /// Closed for longer than `ttl`: the entry may be forgotten.

@@ -19,6 +19,6 @@ pub mod notifier;
 pub mod pump;
 pub mod tty;
 
-pub use handle::{Process, Stop, stdin_slots};
+pub use handle::{Process, Stop, stdin_slots, summary};
 pub use notifier::Notifier;
 pub use pump::{Output, Owner, StartAck, Started};

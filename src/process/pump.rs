@@ -99,6 +99,7 @@ impl Process {
                 let stats = CommandStats::new(owner.max_cpu, owner.demote_after)
                     .with_tenant_instances(owner.instances.clone());
                 let stats = Arc::new(stats);
+                let _ = process.stats.set(stats.clone());
                 let batch = owner.batch.clone();
                 let pump = Pump { process, owner, output, stats: stats.clone(), answer };
                 // Boxed where it is made: the pump is a large future (15 KB),
@@ -221,7 +222,7 @@ impl Pump {
                         output_bytes: delivery.produced,
                         instances: stats.instances.load(Ordering::Relaxed),
                     };
-                    record(&owner, &process.id, status, outcome, &usage, started.elapsed());
+                    record(&owner, &process, status, outcome, &usage, started.elapsed());
                     process.emit_exited(&emitter, status, usage).await;
                     if !rx_open { break; }
                     if matches!(outcome, Outcome::Terminated | Outcome::Interrupted) || outcome.is_limit() {
@@ -339,7 +340,7 @@ fn outcome_of(stats: &CommandStats) -> Outcome {
 /// Counts a finished command in the metrics (and the debug log).
 fn record(
     owner: &Owner,
-    process_id: &str,
+    process: &Process,
     status: i32,
     outcome: Outcome,
     usage: &ProcessUsage,
@@ -354,18 +355,24 @@ fn record(
     metrics.command_seconds.get_or_create(&Metrics::tenant(tenant)).observe(wall.as_secs_f64());
     metrics.processes_running.get_or_create(&Metrics::tenant(tenant)).dec();
     metrics.output_bytes.get_or_create(&Metrics::tenant(tenant)).inc_by(usage.output_bytes);
-    // At debug: at thousands of commands a second, a line each (formatted and
-    // written) was 14% of the server's time; the metrics count them.
-    tracing::debug!(
-        process_id,
+    // The audit trail: one line per command, under its own target so that
+    // an operator can route or silence it (`RUST_LOG=info,audit=off`). The
+    // command is Debug-formatted: its newlines and escapes cannot forge
+    // log lines.
+    tracing::info!(
+        target: "audit",
+        tenant,
+        session_id = %owner.session_id,
+        process_id = %process.id,
+        command = ?process.command,
         status,
-        ?outcome,
+        outcome = outcome.as_str(),
         wall_ms = usage.wall_ms,
         cpu_ms = usage.cpu_ms,
         peak_memory_bytes = usage.peak_memory_bytes,
         output_bytes = usage.output_bytes,
         instances = usage.instances,
-        "process exited"
+        "command finished"
     );
 }
 

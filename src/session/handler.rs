@@ -107,6 +107,15 @@ impl Handler {
         }
     }
 
+    /// The client closed saying it will not resume: end the session and
+    /// its processes now.
+    pub fn end_session(&mut self) {
+        if let Some(s) = self.session.take() {
+            tracing::info!(session_id = %s.id, "client ended the session");
+            s.close();
+        }
+    }
+
     pub(super) fn workspace(&self, family: &str) -> Result<crate::fs::Workspace, RpcError> {
         self.require(family)?;
         Ok(self.tenant.executor.workspace.clone())

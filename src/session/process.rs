@@ -71,6 +71,7 @@ impl Session {
                 stdin_tx,
                 limits.retained_output,
                 limits.max_output,
+                crate::process::summary(&p.argv),
             );
             table.insert(p.process_id.clone(), proc.clone());
             proc

@@ -174,6 +174,21 @@ impl Session {
         lock(&self.processes).get(id).cloned()
     }
 
+    /// Process `id`, for the admin API.
+    pub fn process_by_id(&self, id: &str) -> Option<Arc<Process>> {
+        self.process(id)
+    }
+
+    /// Every process the session still tracks, for the admin API.
+    pub fn processes_snapshot(&self) -> Vec<Arc<Process>> {
+        lock(&self.processes).values().cloned().collect()
+    }
+
+    /// Whether a connection is attached now (else it waits for a resume).
+    pub fn is_attached(&self) -> bool {
+        lock(&self.attachment).outbound.is_some()
+    }
+
     /// Processes that have not sent their last notification yet (for
     /// graceful shutdown).
     pub fn running(&self) -> usize {

@@ -267,7 +267,8 @@ async fn dispatch(
     let Some(tool) = sh.exec.runtime.tool(&tool_name) else {
         let msg =
             if name.contains('/') { "No such file or directory" } else { "command not found" };
-        io.err(&format!("{}{name}: {msg}\n", sh.err_prefix())).await;
+        let hint = if name.contains('/') { "" } else { sh.exec.runtime.not_found_hint() };
+        io.err(&format!("{}{name}: {msg}{hint}\n", sh.err_prefix())).await;
         return Ok(crate::exec::STATUS_NOT_FOUND);
     };
     let mut owned_io = None;

@@ -117,9 +117,10 @@ async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let received = Arc::new(AtomicU64::new(0));
     let registry = Registry::new();
-    // The control socket: connections, metrics requests, stop.
+    // The control socket: connections, metrics and admin requests, stop.
     tokio::spawn({
         let (channel, tenant, received) = (channel.clone(), tenant.clone(), received.clone());
+        let registry = registry.clone();
         async move {
             loop {
                 match channel.recv::<ToWorker>().await {
@@ -140,6 +141,10 @@ async fn serve(
                         tenant.observe();
                         let text = tenant.executor.runtime.metrics.encode();
                         let _ = channel.send(&FromWorker::Metrics(text), None).await;
+                    }
+                    Ok(Some((ToWorker::Admin { id, request }, _))) => {
+                        let reply = super::admin::answer(&request, &tenant, &registry).to_string();
+                        let _ = channel.send(&FromWorker::Admin { id, reply }, None).await;
                     }
                     Ok(Some((ToWorker::Connection { .. } | ToWorker::Start(_), _))) => {}
                     Ok(Some((ToWorker::Shutdown, _))) | Ok(None) => break,
@@ -207,6 +212,12 @@ impl Drop for Handed {
     fn drop(&mut self) {
         let _ = rustix::net::shutdown(&self.tcp, rustix::net::Shutdown::Both);
         let _ = self.closed.send(self.seq);
+    }
+}
+
+impl crate::server::Peer for Handed {
+    fn peer(&self) -> std::net::SocketAddr {
+        crate::server::Peer::peer(&self.tcp)
     }
 }
 

@@ -27,6 +27,9 @@ pub enum ToWorker {
     Connection { seq: u64 },
     /// Asks for the worker's metrics (answered with [`FromWorker::Metrics`]).
     Metrics,
+    /// An admin API question (answered with [`FromWorker::Admin`] and the
+    /// same `id`).
+    Admin { id: u64, request: super::admin::AdminRequest },
     /// Drain and exit (shutdown, or the front retires an idle worker).
     Shutdown,
 }
@@ -44,6 +47,8 @@ pub enum FromWorker {
     /// Handed connection number `seq` has ended: the front lets go of its
     /// copy of the descriptor.
     Closed { seq: u64 },
+    /// The answer to [`ToWorker::Admin`] `id`, as JSON text.
+    Admin { id: u64, reply: String },
 }
 
 /// A connected socket pair for a new worker: `(front's end, worker's end)`.

@@ -11,7 +11,7 @@ use super::control::{self, Channel, FromWorker, ToWorker};
 use super::{WorkerSpec, confine};
 use crate::tenant::Gate;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -54,6 +54,8 @@ pub struct FrontConfig {
     pub log_format: String,
     /// On shutdown, how long workers' commands may take to finish.
     pub drain: Duration,
+    /// The admin API's listener and who may use it (`--admin-listen`).
+    pub admin: Option<(TcpListener, Gate<()>)>,
 }
 
 /// A running worker.
@@ -76,6 +78,9 @@ struct Worker {
     /// Set when the front ends the worker for a limit: what its clients
     /// are told.
     killed_for: Mutex<Option<&'static str>>,
+    /// Admin questions waiting for the worker's answer, by id.
+    admin: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    admin_seq: AtomicU64,
 }
 
 /// What the clients of a worker ended for `max-tenant-memory` are told.
@@ -124,7 +129,7 @@ struct TenantStats {
 /// no connection is sent to a worker being retired.
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Worker>>>>;
 
-struct Front {
+pub(super) struct Front {
     config: FrontConfig,
     /// The tenants in force (replaced on reload).
     tenants: std::sync::RwLock<Arc<Tenants>>,
@@ -135,6 +140,9 @@ struct Front {
     stopping: AtomicBool,
     /// Upgrades the front refused, by HTTP status.
     refusals: Mutex<BTreeMap<u16, u64>>,
+    /// Tenants an operator drained (admin API): their connections are
+    /// refused with 503 until undrained.
+    drained: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Serves until `shutdown` completes; then tells every worker to drain,
@@ -159,6 +167,7 @@ pub async fn run(
         Tenants { gate: Gate::Tokens(Vec::new()), specs: HashMap::new() },
     );
     let stats = tenants.specs.keys().map(|id| (id.clone(), TenantStats::default())).collect();
+    let admin = config.admin.take();
     let drain = config.drain;
     let front = Arc::new(Front {
         config,
@@ -169,7 +178,10 @@ pub async fn run(
         supervisors: Default::default(),
         stopping: AtomicBool::new(false),
         refusals: Mutex::new(BTreeMap::new()),
+        drained: Mutex::new(Default::default()),
     });
+    let admin = admin
+        .map(|(listener, gate)| tokio::spawn(super::admin::serve(listener, gate, front.clone())));
     tokio::spawn(monitor(front.clone()));
     let (local_tx, local_rx) = tokio::sync::mpsc::channel(256);
     let app = Router::new()
@@ -178,7 +190,11 @@ pub async fn run(
         .route("/metrics", get(metrics))
         .with_state(front.clone());
     let local = tokio::spawn(
-        axum::serve(crate::server::HandedListener { rx: local_rx }, app).into_future(),
+        axum::serve(
+            crate::server::HandedListener { rx: local_rx },
+            app.into_make_service_with_connect_info::<crate::server::PeerAddr>(),
+        )
+        .into_future(),
     );
     tokio::pin!(shutdown);
     loop {
@@ -226,6 +242,9 @@ pub async fn run(
         tracing::warn!("some workers did not stop in time; they are killed");
     }
     local.abort();
+    if let Some(admin) = admin {
+        admin.abort();
+    }
     tracing::info!("shutdown complete");
     Ok(())
 }
@@ -278,6 +297,13 @@ async fn peek_head(tcp: &TcpStream) -> Option<Vec<u8>> {
 impl Front {
     /// Hands `tcp` to `tenant`'s worker, starting one if there is none.
     async fn hand_over(self: &Arc<Self>, tenant: &str, mut tcp: TcpStream) {
+        if self.is_drained(tenant) {
+            if let Ok(mut r) = self.refusals.lock() {
+                *r.entry(503).or_default() += 1;
+            }
+            let msg = "the tenant is drained by the server's operator; try again later";
+            return unavailable(&mut tcp, msg).await;
+        }
         let slot = self.slot(tenant);
         let mut slot = slot.lock().await;
         for attempt in 0..2 {
@@ -373,6 +399,8 @@ impl Front {
             usage: Mutex::new((0, 0.0)),
             conns: Mutex::new(HashMap::new()),
             killed_for: Mutex::new(None),
+            admin: Mutex::new(HashMap::new()),
+            admin_seq: AtomicU64::new(0),
         });
         self.stat(tenant, |s| s.starts += 1);
         self.supervisors.spawn(self.clone().supervise(worker.clone(), child));
@@ -399,6 +427,12 @@ impl Front {
                     Ok(Some((FromWorker::Idle { received }, _))) => self.retire(&worker, received).await,
                     Ok(Some((FromWorker::Closed { seq }, _))) => {
                         worker.conns().remove(&seq);
+                    }
+                    Ok(Some((FromWorker::Admin { id, reply }, _))) => {
+                        let waiter = worker.admin.lock().ok().and_then(|mut w| w.remove(&id));
+                        if let Some(tx) = waiter {
+                            let _ = tx.send(reply);
+                        }
                     }
                     Ok(Some((FromWorker::Ready { .. }, _))) => {}
                     // The worker closed its end: it is exiting.
@@ -481,6 +515,86 @@ impl Front {
                 let _ = w.channel.send(&ToWorker::Shutdown, None).await;
             }
         }
+    }
+
+    pub(super) fn is_drained(&self, tenant: &str) -> bool {
+        self.drained.lock().map(|d| d.contains(tenant)).unwrap_or(false)
+    }
+
+    /// The tenant ids in force.
+    pub(super) fn tenant_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.tenants().specs.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// What the admin API shows of `tenant` without asking its worker.
+    pub(super) async fn tenant_summary(&self, tenant: &str) -> serde_json::Value {
+        let worker = self.slot(tenant).lock().await.clone();
+        let stats = self
+            .stats
+            .lock()
+            .map(|s| s.get(tenant).cloned().unwrap_or_default())
+            .unwrap_or_default();
+        let worker = worker.map(|w| {
+            let (rss, cpu) = w.usage.lock().map(|u| *u).unwrap_or_default();
+            serde_json::json!({
+                "pid": w.pid,
+                "resident_bytes": rss,
+                "cpu_seconds": cpu,
+                "connections": w.conns().len(),
+            })
+        });
+        serde_json::json!({
+            "id": tenant,
+            "drained": self.is_drained(tenant),
+            "worker": worker,
+            "worker_starts": stats.starts,
+            "worker_crashes": stats.crashes,
+            "memory_kills": stats.memory_kills,
+        })
+    }
+
+    /// Asks `tenant`'s worker an admin question; `None` when the tenant has
+    /// no worker (so no sessions) or it does not answer in time.
+    pub(super) async fn ask(
+        &self,
+        tenant: &str,
+        request: super::admin::AdminRequest,
+    ) -> Option<serde_json::Value> {
+        let worker = self.slot(tenant).lock().await.clone()?;
+        let id = worker.admin_seq.fetch_add(1, Ordering::AcqRel);
+        let (tx, rx) = oneshot::channel();
+        worker.admin.lock().ok()?.insert(id, tx);
+        let sent = worker.channel.send(&ToWorker::Admin { id, request }, None).await;
+        let reply = match sent {
+            Ok(()) => tokio::time::timeout(Duration::from_secs(5), rx).await.ok()?.ok(),
+            Err(_) => None,
+        };
+        if let Ok(mut waiting) = worker.admin.lock() {
+            waiting.remove(&id);
+        }
+        serde_json::from_str(&reply?).ok()
+    }
+
+    /// Refuses `tenant`'s new connections and drains its worker: running
+    /// commands get the shutdown grace, then its connections close.
+    pub(super) async fn drain_tenant(&self, tenant: &str) {
+        if let Ok(mut d) = self.drained.lock() {
+            d.insert(tenant.to_owned());
+        }
+        let slot = self.slot(tenant);
+        if let Some(w) = slot.lock().await.take() {
+            w.stopping.store(true, Ordering::Release);
+            let _ = w.channel.send(&ToWorker::Shutdown, None).await;
+        }
+        tracing::info!(tenant, "tenant drained by the operator");
+    }
+
+    pub(super) fn undrain_tenant(&self, tenant: &str) -> bool {
+        let was = self.drained.lock().map(|mut d| d.remove(tenant)).unwrap_or(false);
+        tracing::info!(tenant, "tenant accepted again by the operator");
+        was
     }
 
     /// Retires an idle worker, unless a connection went to it since it
@@ -591,16 +705,20 @@ async fn unavailable(tcp: &mut TcpStream, msg: &str) {
 }
 
 /// `/` when it was not handed over: the refusal the worker would give.
-async fn refuse(State(front): State<Arc<Front>>, headers: HeaderMap) -> Response {
-    let response = refusal(&front, &headers);
+async fn refuse(
+    State(front): State<Arc<Front>>,
+    ConnectInfo(crate::server::PeerAddr(peer)): ConnectInfo<crate::server::PeerAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let response = refusal(&front, &headers, peer);
     if let Ok(mut r) = front.refusals.lock() {
         *r.entry(response.status().as_u16()).or_default() += 1;
     }
     response
 }
 
-fn refusal(front: &Front, headers: &HeaderMap) -> Response {
-    if let Err((code, body)) = crate::server::admit(&front.tenants().gate, headers) {
+fn refusal(front: &Front, headers: &HeaderMap, peer: std::net::SocketAddr) -> Response {
+    if let Err((code, body)) = crate::server::admit(&front.tenants().gate, headers, peer) {
         return crate::server::text(code, body);
     }
     let upgrade = headers

@@ -18,6 +18,7 @@
 //! connection starts a new one. Resumes reach the same worker, since all of a
 //! tenant's connections go to it.
 
+pub mod admin;
 pub mod child;
 pub mod confine;
 pub mod control;
@@ -88,6 +89,13 @@ pub fn load_runtime(spec: &ToolsSpec) -> anyhow::Result<Runtime> {
     }
     for dir in &spec.dirs {
         rt.add_dir(dir).with_context(|| format!("could not load tools from {}", dir.display()))?;
+    }
+    if !rt.has_toolset() {
+        tracing::warn!(
+            "NO TOOLSET LOADED: commands such as ls, cat and grep will fail with 127. Build \
+             the toolset with tools/build.sh (or start the server with ./dev serve, which \
+             does it) and pass --bundled DIR or set WES_TOOLS_DIR"
+        );
     }
     Ok(rt)
 }
