@@ -58,6 +58,8 @@ pub struct Client {
     notifications: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
     next_id: AtomicI64,
     reader: tokio::task::JoinHandle<()>,
+    /// The reason of the server's close frame, once it sent one.
+    close_reason: Arc<Mutex<Option<String>>>,
     /// How long any single wait may take.
     pub timeout: Duration,
 }
@@ -164,12 +166,18 @@ impl Client {
         let pending: Pending = Arc::default();
         let (ntx, nrx) = mpsc::unbounded_channel();
         let p = pending.clone();
+        let close_reason: Arc<Mutex<Option<String>>> = Arc::default();
+        let closed = close_reason.clone();
         let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Message::Close(_) => break,
+                    Message::Close(frame) => {
+                        *lock(&closed) =
+                            Some(frame.map(|f| f.reason.to_string()).unwrap_or_default());
+                        break;
+                    }
                     _ => continue,
                 };
                 let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
@@ -205,6 +213,7 @@ impl Client {
             notifications: tokio::sync::Mutex::new(nrx),
             next_id: AtomicI64::new(1),
             reader,
+            close_reason,
             timeout: Duration::from_secs(30),
         })
     }
@@ -221,6 +230,11 @@ impl Client {
         let reader = &mut this.reader;
         let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
         Ok(())
+    }
+
+    /// The reason in the server's close frame, if it closed the connection.
+    pub fn close_reason(&self) -> Option<String> {
+        lock(&self.close_reason).clone()
     }
 
     /// Connects and performs the handshake.

@@ -272,6 +272,6 @@ mod tests {
         assert!(parse_duration("18446744073709551615h").is_err());
         assert!(parse_duration("5 fortnights").is_err());
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("3 weeks").is_err());
+        assert_eq!(parse_duration("3 weeks"), Ok(Duration::from_secs(3 * 7 * 86400)));
     }
 }

@@ -56,13 +56,19 @@ pub const END_SESSION: &str = "end-session";
 pub enum Outbound {
     Text(String),
     Ping,
+    /// The server ends the connection (1001, going away) and says why.
+    Close(String),
 }
+
+/// Why connections are being closed, once the server stops serving them
+/// (`None` while it serves): sent to each client in its close frame.
+pub type Shutdown = tokio::sync::watch::Receiver<Option<Arc<str>>>;
 
 impl Outbound {
     fn len(&self) -> usize {
         match self {
             Outbound::Text(t) => t.len(),
-            Outbound::Ping => 0,
+            Outbound::Ping | Outbound::Close(_) => 0,
         }
     }
 }
@@ -72,7 +78,7 @@ pub async fn serve_websocket(
     socket: axum::extract::ws::WebSocket,
     tenant: Arc<Tenant>,
     registry: Arc<Registry>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: Shutdown,
     peer: std::net::SocketAddr,
 ) {
     use axum::extract::ws::Message;
@@ -81,6 +87,17 @@ pub async fn serve_websocket(
         Ok::<_, axum::Error>(match o {
             Outbound::Text(t) => Message::Text(t.into()),
             Outbound::Ping => Message::Ping(Default::default()),
+            Outbound::Close(reason) => {
+                // A close frame's reason is at most 123 bytes.
+                let mut end = reason.len().min(123);
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Message::Close(Some(axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::AWAY,
+                    reason: reason[..end].into(),
+                }))
+            }
         })
     });
     let stream = stream.map(|m| {
@@ -97,11 +114,7 @@ pub async fn serve_websocket(
 }
 
 /// Serves newline-delimited JSON on stdin/stdout (`--listen stdio`).
-pub async fn serve_stdio(
-    tenant: Arc<Tenant>,
-    registry: Arc<Registry>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-) {
+pub async fn serve_stdio(tenant: Arc<Tenant>, registry: Arc<Registry>, shutdown: Shutdown) {
     use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
     let max = tenant.executor.limits.max_message();
     let stream = FramedRead::new(tokio::io::stdin(), LinesCodec::new_with_max_length(max))
@@ -110,7 +123,8 @@ pub async fn serve_stdio(
         FramedWrite::new(tokio::io::stdout(), LinesCodec::new()).with(|o: Outbound| async move {
             Ok::<_, tokio_util::codec::LinesCodecError>(match o {
                 Outbound::Text(t) => t,
-                Outbound::Ping => String::new(),
+                // Never sent on stdio (no keepalive, no close frame).
+                Outbound::Ping | Outbound::Close(_) => String::new(),
             })
         });
     serve(Box::pin(stream), Box::pin(sink), tenant, registry, shutdown, None).await
@@ -122,7 +136,7 @@ async fn serve<S, K, E, F>(
     mut sink: K,
     tenant: Arc<Tenant>,
     registry: Arc<Registry>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     // The client's address, for a WebSocket (which also gets keepalive
     // pings); `None` for stdio.
     peer: Option<std::net::SocketAddr>,
@@ -146,6 +160,10 @@ async fn serve<S, K, E, F>(
     let keepalive = peer.is_some();
     async move {
         let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
+        // Set when the server closes the connection: the close frame's reason,
+        // sent after everything queued.
+        let close_reason: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let closing = close_reason.clone();
         let writer = tokio::spawn(async move {
             let mut ping = tokio::time::interval_at(
                 tokio::time::Instant::now() + PING_INTERVAL,
@@ -180,6 +198,10 @@ async fn serve<S, K, E, F>(
                     break;
                 }
             }
+            let reason = closing.lock().ok().and_then(|mut r| r.take());
+            if let (Some(reason), true) = (reason, keepalive) {
+                let _ = sink.send(Outbound::Close(reason)).await;
+            }
             let _ = sink.close().await;
         });
         let metrics = tenant.executor.runtime.metrics.clone();
@@ -194,13 +216,19 @@ async fn serve<S, K, E, F>(
         // Recorded once: each `record` appends the field to later log lines.
         let mut span_has_session = false;
         tracing::info!("connection opened");
-        if *shutdown.borrow() {
+        if shutdown.borrow().is_some() {
             return;
         }
         loop {
             let frame = tokio::select! {
                 f = stream.next() => f,
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    let why = shutdown.borrow().as_deref().map(str::to_owned);
+                    if let (Some(why), Ok(mut r)) = (why, close_reason.lock()) {
+                        *r = Some(why);
+                    }
+                    break;
+                }
                 Some(_) = deferred.join_next(), if !deferred.is_empty() => continue,
             };
             let text = match frame {

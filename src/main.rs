@@ -84,6 +84,10 @@ struct ExecArgs {
     /// Bearer token, if the server requires one.
     #[arg(long, value_name = "TOKEN", env = "WES_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Or read the bearer token from this file (surrounding whitespace
+    /// ignored), so it is not in the process list or the environment.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// For a `wss://` URL: also trust the certificates in this PEM file (a
     /// private CA, or the server's own self-signed certificate). The
     /// system's roots are always trusted.
@@ -675,7 +679,16 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
 async fn exec(args: ExecArgs) -> Result<i32> {
     use std::io::Write;
     use wasm_exec_server::client::Client;
-    let mut client = Client::connect_tls(&args.url, args.token.as_deref(), args.cacert.as_deref())
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file: cannot read {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => args.token.clone(),
+    };
+    let mut client = Client::connect_tls(&args.url, token.as_deref(), args.cacert.as_deref())
         .await
         .with_context(|| format!("cannot connect to {}", args.url))?;
     let init = client.initialize().await.context("the server refused the handshake")?;

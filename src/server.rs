@@ -23,7 +23,7 @@ struct AppState {
     gate: Arc<Gate>,
     /// Every live session, of every tenant.
     registry: Arc<Registry>,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: crate::connection::Shutdown,
     /// Upgraded connections, so shutdown can wait for them.
     connections: TaskTracker,
 }
@@ -112,6 +112,9 @@ async fn upgrade(
             })
         })
 }
+
+/// The close reason when the server itself stops.
+pub const SHUTTING_DOWN: &str = "the server is shutting down; reconnect to go on";
 
 /// Connections handed over one by one (to a worker, by the front): an axum
 /// listener over a channel. Once the channel closes it accepts nothing more.
@@ -243,6 +246,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let shutdown = async {
+        shutdown.await;
+        SHUTTING_DOWN.to_owned()
+    };
     run_on(NoDelay(listener), Arc::new(gate.into()), Registry::new(), shutdown, drain).await
 }
 
@@ -252,14 +259,14 @@ pub async fn run_on<L>(
     listener: L,
     gate: Arc<Gate>,
     registry: Arc<Registry>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = String> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()>
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
     PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let connections = TaskTracker::new();
     let app = router(AppState {
         gate: gate.clone(),
@@ -267,13 +274,25 @@ where
         shutdown: stop_rx,
         connections: connections.clone(),
     });
+    // Why it stops: what each client's close frame says.
+    let why = Arc::new(std::sync::Mutex::new(String::new()));
+    let stopped = {
+        let why = why.clone();
+        async move {
+            let reason = shutdown.await;
+            if let Ok(mut w) = why.lock() {
+                *w = reason;
+            }
+        }
+    };
     axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped)
         .await?;
     tracing::info!(drain_secs = drain.as_secs(), "shutting down: no longer accepting connections");
     let tenants = gate.tenants();
     futures::future::join_all(tenants.iter().map(|t| drain_sessions(&registry, t, drain))).await;
-    let _ = stop_tx.send(true);
+    let reason = why.lock().map(|w| w.clone()).unwrap_or_default();
+    let _ = stop_tx.send(Some(reason.into()));
     connections.close();
     if tokio::time::timeout(Duration::from_secs(5), connections.wait()).await.is_err() {
         tracing::warn!("some connections did not close in time");
@@ -293,13 +312,13 @@ pub async fn serve_stdio(
     drain: Duration,
 ) {
     let registry = Registry::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
     let conn = crate::connection::serve_stdio(tenant.clone(), registry.clone(), stop_rx);
     tokio::select! {
         () = conn => {}
         () = shutdown => {
             drain_sessions(&registry, &tenant, drain).await;
-            let _ = stop_tx.send(true);
+            let _ = stop_tx.send(Some(SHUTTING_DOWN.into()));
         }
     }
     for s in registry.all() {

@@ -220,7 +220,10 @@ async fn admin_api_lists_terminates_and_drains() {
     assert!(audit.contains("audit"), "{audit}");
 
     // `exec` ends its session on the way out: only `a`'s own remains.
-    let out = exec(&["--url", &s.url, "--token", "token-a", "--", "echo from-exec"]).await;
+    let token_file = h.dir.path().join("a.token");
+    std::fs::write(&token_file, "token-a\n").expect("token file");
+    let token_file = token_file.to_string_lossy().into_owned();
+    let out = exec(&["--url", &s.url, "--token-file", &token_file, "--", "echo from-exec"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from-exec\n");
     assert_eq!(out.status.code(), Some(0));
     let _ = s.log_line(&["client ended the session"]).await;
@@ -240,10 +243,21 @@ async fn admin_api_lists_terminates_and_drains() {
     }
     assert!(detached, "the dropped connection's session is not listed as detached");
 
-    // Drain `a`: its connections are refused (503), `b` is served, and
-    // undrain lets `a` in again.
+    // Drain `a`: its open connection closes saying why, new ones are
+    // refused (503), `b` is served, and undrain lets `a` in again.
+    let open = client(&s.url, "a").await.expect("a connects");
     let answer = admin_json(&s, "POST", "/v1/tenants/a/drain").await;
     assert_eq!(answer["drained"], true);
+    let mut reason = None;
+    for _ in 0..100 {
+        reason = open.close_reason();
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = reason.expect("the drained tenant's connection got a close frame");
+    assert!(reason.contains("drained by the server's operator"), "{reason}");
     let refused = client(&s.url, "a").await.err().expect("a drained tenant is refused");
     assert!(refused.contains("503"), "{refused}");
     let b = client(&s.url, "b").await.expect("b connects");

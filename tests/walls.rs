@@ -614,6 +614,17 @@ async fn sighup_reloads_the_tenants() {
     // shutdown grace of 1 s), and its connection closes.
     let ended = tokio::time::timeout(Duration::from_secs(20), b.collect("b-long")).await;
     assert!(ended.is_ok(), "the removed tenant's command outlived its removal");
+    // Its connection closes with a close frame that says why.
+    let mut reason = None;
+    for _ in 0..100 {
+        reason = b.close_reason();
+        if reason.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason = reason.expect("a close frame");
+    assert!(reason.contains("removed from the server's configuration"), "{reason}");
     // An invalid file is refused; the tenants in force stay.
     std::fs::write(h.dir.path().join("tenants.toml"), "[[tenant]]\nid = 3\n").expect("write");
     let hup = std::process::Command::new("kill").args(["-HUP", &pid]).status();

@@ -114,7 +114,7 @@ async fn serve(
             }
         }
     });
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(None::<String>);
     let received = Arc::new(AtomicU64::new(0));
     let registry = Registry::new();
     // The control socket: connections, metrics and admin requests, stop.
@@ -147,7 +147,11 @@ async fn serve(
                         let _ = channel.send(&FromWorker::Admin { id, reply }, None).await;
                     }
                     Ok(Some((ToWorker::Connection { .. } | ToWorker::Start(_), _))) => {}
-                    Ok(Some((ToWorker::Shutdown, _))) | Ok(None) => break,
+                    Ok(Some((ToWorker::Shutdown { reason }, _))) => {
+                        let _ = stop_tx.send(Some(reason));
+                        break;
+                    }
+                    Ok(None) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
                         tracing::info!("the front process is gone; stopping");
                         break;
@@ -158,7 +162,10 @@ async fn serve(
                     }
                 }
             }
-            let _ = stop_tx.send(true);
+            stop_tx.send_if_modified(|r| {
+                r.get_or_insert_with(|| crate::server::SHUTTING_DOWN.to_owned());
+                true
+            });
         }
     });
     // Idle: no connection and no session for the detach grace. The front
@@ -183,8 +190,10 @@ async fn serve(
     });
     let stop = async move {
         tokio::select! {
-            _ = stop_rx.wait_for(|s| *s) => {}
-            () = signals() => {}
+            r = stop_rx.wait_for(|s| s.is_some()) => {
+                r.ok().and_then(|r| r.clone()).unwrap_or_default()
+            }
+            () = signals() => crate::server::SHUTTING_DOWN.to_owned(),
         }
     };
     let listener = crate::server::HandedListener { rx: conn_rx };

@@ -30,8 +30,9 @@ pub enum ToWorker {
     /// An admin API question (answered with [`FromWorker::Admin`] and the
     /// same `id`).
     Admin { id: u64, request: super::admin::AdminRequest },
-    /// Drain and exit (shutdown, or the front retires an idle worker).
-    Shutdown,
+    /// Drain and exit (shutdown, the tenant removed or drained, or the front
+    /// retires an idle worker); `reason` goes to each client's close frame.
+    Shutdown { reason: String },
 }
 
 /// From a worker to the front.

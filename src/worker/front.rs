@@ -225,6 +225,9 @@ pub async fn run(
             }
         });
     }
+    // Closed now, not when the drain ends: a load balancer's health check
+    // and new connections are refused at once, and go to another node.
+    drop(listener);
     tracing::info!(
         drain_secs = drain.as_secs(),
         "shutting down: no longer accepting connections; workers drain"
@@ -233,7 +236,8 @@ pub async fn run(
     for slot in front.all_slots() {
         if let Some(w) = slot.lock().await.take() {
             w.stopping.store(true, Ordering::Release);
-            let _ = w.channel.send(&ToWorker::Shutdown, None).await;
+            let reason = crate::server::SHUTTING_DOWN.to_owned();
+            let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
         }
     }
     front.supervisors.close();
@@ -512,7 +516,8 @@ impl Front {
             if let Some(w) = slot.lock().await.take() {
                 w.stopping.store(true, Ordering::Release);
                 tracing::info!(tenant = %id, "tenant removed: its worker drains and stops");
-                let _ = w.channel.send(&ToWorker::Shutdown, None).await;
+                let reason = "the tenant was removed from the server's configuration".to_owned();
+                let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
             }
         }
     }
@@ -586,7 +591,8 @@ impl Front {
         let slot = self.slot(tenant);
         if let Some(w) = slot.lock().await.take() {
             w.stopping.store(true, Ordering::Release);
-            let _ = w.channel.send(&ToWorker::Shutdown, None).await;
+            let reason = "the tenant was drained by the server's operator".to_owned();
+            let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
         }
         tracing::info!(tenant, "tenant drained by the operator");
     }
@@ -611,7 +617,8 @@ impl Front {
         *slot = None;
         worker.stopping.store(true, Ordering::Release);
         tracing::debug!(tenant = %worker.tenant, "retiring an idle worker");
-        let _ = worker.channel.send(&ToWorker::Shutdown, None).await;
+        let reason = "idle".to_owned();
+        let _ = worker.channel.send(&ToWorker::Shutdown { reason }, None).await;
     }
 
     /// The workers running now.

@@ -78,7 +78,18 @@ fn dispatch(
         Ok(Err(f)) => Ran::Done(git.out, f.msg, f.code),
         Err(payload) => match payload.downcast::<Stop>() {
             Ok(stop) => Ran::Stopped(*stop),
-            Err(payload) => std::panic::resume_unwind(payload),
+            // A panic inside gitoxide (its bug, reached by a repository
+            // changed under it): this command fails, nothing else does.
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown");
+                tracing::warn!(panic = what, "git failed inside gitoxide");
+                let msg = format!("fatal: git failed reading the repository: {what}\n");
+                Ran::Done(git.out, msg, 128)
+            }
         },
     }
 }

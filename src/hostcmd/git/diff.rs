@@ -51,6 +51,11 @@ pub fn collect(git: &Git, untracked: bool) -> Result<Changes, Fail> {
     } else {
         gix::status::UntrackedFiles::None
     };
+    // gix's status panics ("arc conversion always works") when the object
+    // store cannot be reopened as a shared one: a `.git/objects` swapped
+    // for a file while git runs. Checked here first; a swap in the window
+    // left is a panic that `command::run` turns into an error.
+    git.repo.objects.clone().into_arc()?;
     let iter = git
         .repo
         .status(gix::progress::Discard)?
