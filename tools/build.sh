@@ -26,12 +26,16 @@ JOBS=${WES_TOOL_JOBS:-2}
 TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$REPO/rust-toolchain.toml")
 TARGET=wasm32-wasip1
 
-# The recipe: output name | crate | exact version | cargo bin | feature args.
-# The output is <name>.wasm; its lock file is tools/locks/<name>.Cargo.lock.
+# The recipe: output name | crate | exact version | cargo bin | feature args |
+# tuning. The output is <name>.wasm; its lock file is
+# tools/locks/<name>.Cargo.lock. Tuning `fast`: opt-level 3 instead of the
+# size-optimised default, and wasm SIMD (simd128, which wasmtime runs
+# natively), for the tools whose inner loops are the agents' searches
+# (memchr and the regex engines use it).
 RECIPE=(
   "coreutils|coreutils|0.12.0|coreutils|--no-default-features --features feat_wasm,env,tac"
-  "grep|uu_grep|0.2.0|grep|"
-  "rg|ripgrep|15.2.0|rg|"
+  "grep|uu_grep|0.2.0|grep||fast"
+  "rg|ripgrep|15.2.0|rg||fast"
   "sed|sed|0.3.0|sed|"
   "find|findutils|0.11.0|find|"
   "diff|diffutils|0.6.0|diffutils|"
@@ -161,8 +165,8 @@ unpack_crate() { # crate version dir
 
 build_tool() { # index total recipe-line
   local i=$1 n=$2 line=$3
-  local name crate version bin features
-  IFS='|' read -r name crate version bin features <<<"$line"
+  local name crate version bin features tuning
+  IFS='|' read -r name crate version bin features tuning <<<"$line"
   local lock=$HERE/locks/$name.Cargo.lock
   local dir=$BUILD/$name
   local out=$OUT/$name.wasm
@@ -170,6 +174,11 @@ build_tool() { # index total recipe-line
   local stamp
   local rustflags
   rustflags=$(link_args "$name")
+  local tuned=()
+  if [ "$tuning" = fast ]; then
+    rustflags="$rustflags -C target-feature=+simd128"
+    tuned=(CARGO_PROFILE_RELEASE_OPT_LEVEL=3)
+  fi
   stamp=$(stamp_of "$line" "$lock" "$rustflags")
   if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
     log "[$i/$n] $name ($crate $version) up to date"
@@ -184,7 +193,7 @@ build_tool() { # index total recipe-line
   # shellcheck disable=SC2086 # $features is a word list by design
   if ! (
     cd "$dir/src"
-    env "${PROFILE[@]}" \
+    env "${PROFILE[@]}" "${tuned[@]}" \
       RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
       CARGO_TARGET_DIR="$dir/target" \
       CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$rustflags" \

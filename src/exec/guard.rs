@@ -32,6 +32,7 @@ const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_ACCES: i32 = 2;
 const ERRNO_BADF: i32 = 8;
 const ERRNO_DQUOT: i32 = 19;
+const ERRNO_FAULT: i32 = 21;
 
 /// `oflags`.
 const O_CREAT: i32 = 1;
@@ -77,6 +78,8 @@ pub struct FsGuard {
     pub read_only_denied: Option<String>,
     /// A write was refused for the quota.
     pub quota_denied: bool,
+    /// Directories being read, by descriptor ([`super::readdir`]).
+    listings: HashMap<u32, super::readdir::Listing>,
 }
 
 impl FsGuard {
@@ -88,7 +91,13 @@ impl FsGuard {
             .enumerate()
             .map(|(i, &area)| (3 + i as u32, Open { area, rel: PathBuf::from("."), size: None }))
             .collect();
-        Self { workspace, fds, read_only_denied: None, quota_denied: false }
+        Self {
+            workspace,
+            fds,
+            read_only_denied: None,
+            quota_denied: false,
+            listings: HashMap::new(),
+        }
     }
 
     fn quota_applies(&self, area: Area) -> bool {
@@ -225,6 +234,66 @@ fn read_str(mem: &GuestMemory<'_>, ptr: i32, len: i32) -> Option<String> {
     std::str::from_utf8(slice).ok().map(str::to_owned)
 }
 
+/// `fd`'s directory listed from its entries (`exec::readdir`), or `None`
+/// when wasmtime-wasi should answer: an untracked descriptor, another
+/// directory at its path by now, too many entries cached.
+async fn fresh_listing<T: Guarded>(
+    state: &mut T,
+    mem: &mut GuestMemory<'_>,
+    fd: i32,
+) -> Option<super::readdir::Listing> {
+    // The guest's descriptor's identity, as wasmtime-wasi hashes it.
+    let stat =
+        state.wasi().fd_filestat_get(mem, wasmtime_wasi::p1::types::Fd::from(fd as u32)).await;
+    let stat = stat.ok()?;
+    if stat.filetype != wasmtime_wasi::p1::types::Filetype::Directory {
+        return None;
+    }
+    let guard = state.guard();
+    let open = guard.fds.get(&(fd as u32))?;
+    let root = guard.dir(open.area)?;
+    let dir = if open.rel.as_os_str().is_empty() || open.rel == Path::new(".") {
+        root.try_clone().ok()?
+    } else {
+        root.open_dir(&open.rel).ok()?
+    };
+    let cached: usize = guard.listings.values().map(|l| l.len()).sum();
+    let room = super::readdir::MAX_CACHED_ENTRIES.saturating_sub(cached);
+    super::readdir::list(&dir, stat.ino, room)
+}
+
+/// `subscription` (48 bytes): userdata u64, then the tag (u8 at 8: 0 is
+/// clock) and, for a clock, id u32 at 16, timeout u64 at 24, precision
+/// u64 at 32, flags u16 at 40 (1: absolute). A relative clock's userdata
+/// and timeout.
+fn relative_sleep(mem: &GuestMemory<'_>, ptr: i32) -> Option<(u64, u64)> {
+    let GuestMemory::Unshared(bytes) = mem else { return None };
+    let start = ptr as u32 as usize;
+    let sub = bytes.get(start..start.checked_add(48)?)?;
+    let u64_at = |i: usize| u64::from_le_bytes(sub[i..i + 8].try_into().unwrap_or([0; 8]));
+    let flags = u16::from_le_bytes([sub[40], sub[41]]);
+    (sub[8] == 0 && flags & 1 == 0).then(|| (u64_at(0), u64_at(24)))
+}
+
+/// Writes one clock `event` (32 bytes: userdata u64, error u16, type u8 at
+/// 10, then an unused fd_readwrite) and its count; the errno.
+fn write_clock_event(mem: &mut GuestMemory<'_>, events: i32, userdata: u64, out: i32) -> i32 {
+    let GuestMemory::Unshared(bytes) = mem else { return ERRNO_FAULT };
+    let mut event = [0u8; 32];
+    event[..8].copy_from_slice(&userdata.to_le_bytes());
+    event[10] = 0; // eventtype::clock
+    let (e, o) = (events as u32 as usize, out as u32 as usize);
+    let (Some(e_end), Some(o_end)) = (e.checked_add(32), o.checked_add(4)) else {
+        return ERRNO_FAULT;
+    };
+    if e_end > bytes.len() || o_end > bytes.len() {
+        return ERRNO_FAULT;
+    }
+    bytes[e..e_end].copy_from_slice(&event);
+    bytes[o..o_end].copy_from_slice(&1u32.to_le_bytes());
+    ERRNO_SUCCESS
+}
+
 fn read_u32(mem: &GuestMemory<'_>, ptr: i32) -> Option<u32> {
     let GuestMemory::Unshared(bytes) = mem else { return None };
     let start = ptr as u32 as usize;
@@ -357,13 +426,88 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                             }
                             None => None,
                         };
+                        state.guard().listings.remove(&new_fd);
                         state.guard().fds.insert(new_fd, Open { area, rel, size });
                     }
                     None => {
+                        state.guard().listings.remove(&new_fd);
                         state.guard().fds.remove(&new_fd);
                     }
                 }
                 Ok(errno)
+            })
+        },
+    )?;
+    // A guest's plain sleep (one relative clock subscription). The WASI
+    // context lets filesystem calls block their guest thread (so that a
+    // file opened in a subdirectory does not hop to the blocking pool on
+    // every read and stat), and with that flag wasmtime-wasi would sleep
+    // with `std::thread::sleep`: a guest thread held, and a sleep no limit
+    // or `process/terminate` could cut short. It is a timer here instead.
+    linker.func_wrap_async(
+        M,
+        "poll_oneoff",
+        |mut caller: Caller<'_, T>, (subs, events, n, out): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if n == 1 {
+                    if let Some((userdata, nanos)) = relative_sleep(&mem, subs) {
+                        tokio::time::sleep(std::time::Duration::from_nanos(nanos)).await;
+                        let (mut mem, _) = split(&mut caller)?;
+                        return Ok(write_clock_event(&mut mem, events, userdata, out));
+                    }
+                }
+                p1::poll_oneoff(state.wasi(), &mut mem, subs, events, n, out).await
+            })
+        },
+    )?;
+    // Directory listings without a stat per entry (`exec::readdir`).
+    linker.func_wrap_async(
+        M,
+        "fd_readdir",
+        |mut caller: Caller<'_, T>, (fd, buf, len, cookie, out): (i32, i32, i32, i64, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                let key = fd as u32;
+                if cookie == 0 || !state.guard().listings.contains_key(&key) {
+                    let listing =
+                        if cookie == 0 { fresh_listing(state, &mut mem, fd).await } else { None };
+                    let guard = state.guard();
+                    guard.listings.remove(&key);
+                    match listing {
+                        Some(l) => {
+                            guard.listings.insert(key, l);
+                        }
+                        None => {
+                            return p1::fd_readdir(
+                                state.wasi(),
+                                &mut mem,
+                                fd,
+                                buf,
+                                len,
+                                cookie,
+                                out,
+                            )
+                            .await;
+                        }
+                    }
+                }
+                let Some(listing) = state.guard().listings.get(&key) else {
+                    return Ok(ERRNO_BADF);
+                };
+                let GuestMemory::Unshared(bytes) = &mut mem else { return Ok(ERRNO_FAULT) };
+                let (start, len) = (buf as u32 as usize, len as u32 as usize);
+                let Some(dest) = start.checked_add(len).and_then(|end| bytes.get_mut(start..end))
+                else {
+                    return Ok(ERRNO_FAULT);
+                };
+                let used = super::readdir::fill(listing, cookie as u64, dest) as u32;
+                let o = out as u32 as usize;
+                let Some(slot) = o.checked_add(4).and_then(|end| bytes.get_mut(o..end)) else {
+                    return Ok(ERRNO_FAULT);
+                };
+                slot.copy_from_slice(&used.to_le_bytes());
+                Ok(ERRNO_SUCCESS)
             })
         },
     )?;
@@ -373,6 +517,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
             let errno = p1::fd_close(state.wasi(), &mut mem, fd).await?;
             if errno == ERRNO_SUCCESS {
                 state.guard().fds.remove(&(fd as u32));
+                state.guard().listings.remove(&(fd as u32));
             }
             Ok(errno)
         })
@@ -385,6 +530,11 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 let (mut mem, state) = split(&mut caller)?;
                 let errno = p1::fd_renumber(state.wasi(), &mut mem, from, to).await?;
                 if errno == ERRNO_SUCCESS {
+                    let guard = state.guard();
+                    guard.listings.remove(&(to as u32));
+                    if let Some(l) = guard.listings.remove(&(from as u32)) {
+                        guard.listings.insert(to as u32, l);
+                    }
                     match state.guard().fds.remove(&(from as u32)) {
                         Some(open) => state.guard().fds.insert(to as u32, open),
                         None => state.guard().fds.remove(&(to as u32)),

@@ -292,11 +292,13 @@ fn build_store(
     let mut b = WasiCtxBuilder::new();
     b.args(&req.argv);
     b.envs(&req.env);
-    // Filesystem calls on the preopened root may block this thread (much
-    // faster than a hop to the blocking pool), but the flag must be off for
-    // the rest of the context: with it, wasmtime-wasi implements a guest's
-    // `sleep` as `std::thread::sleep`, which would stall a runtime worker
-    // and could not be interrupted. The preopen captures the flag when made.
+    // Filesystem calls may block this (guest) thread: much faster than a
+    // hop to the blocking pool and back for every read, stat and readdir.
+    // The preopens capture the flag when made, and every descriptor the
+    // guest opens takes the context's. With the flag wasmtime-wasi would
+    // also implement a plain `sleep` as `std::thread::sleep`, which no
+    // limit could interrupt: the guard answers that call itself, with a
+    // timer (`guard::add_to_linker`, `poll_oneoff`).
     b.allow_blocking_current_thread(true);
     let ws = &req.workspace;
     let visible_root = ws.visible_root();
@@ -315,7 +317,6 @@ fn build_store(
             preopens.push(Area::Tmp);
         }
     }
-    b.allow_blocking_current_thread(false);
     match req.stdin {
         Stdin::Pipe(pipe) => {
             b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty: req.tty })

@@ -24,6 +24,7 @@ pub mod executor;
 pub mod guard;
 pub mod guest;
 mod quirks;
+mod readdir;
 pub mod scope;
 pub mod state;
 pub mod stdio;

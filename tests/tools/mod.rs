@@ -337,3 +337,35 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
 }
+
+/// A directory too large for one `fd_readdir` buffer (wasi-libc reads 4 KiB
+/// at a time, so this takes dozens of calls with cookies), listed by every
+/// walker agents use: each sees every entry once, with the right types, in
+/// a tree with subdirectories and a symlink.
+#[tokio::test]
+async fn large_directories_are_listed_whole() {
+    let Some(s) = server().await else { return };
+    let big = s.root().join("big");
+    std::fs::create_dir_all(big.join("sub")).expect("mkdir");
+    let mut names = Vec::new();
+    for i in 0..3000 {
+        let name = format!("file-with-a-fairly-long-name-{i:05}.txt");
+        std::fs::write(big.join(&name), format!("{i}\n")).expect("write");
+        names.push(name);
+    }
+    std::os::unix::fs::symlink("sub", big.join("link")).expect("symlink");
+    let files: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let mut all: Vec<String> = names.clone();
+    all.extend(["link".into(), "sub".into()]);
+    all.sort();
+    let listing: String = all.iter().map(|n| format!("{n}\n")).collect();
+    expect(&s, "ls big", &listing, 0).await;
+    expect(&s, "ls big | wc -l", "3002\n", 0).await;
+    expect(&s, "cd big && find . -type f | sort | sed 's|^./||'", &files, 0).await;
+    expect(&s, "find big -type d | sort", "big\nbig/sub\n", 0).await;
+    expect(&s, "find big -type l", "big/link\n", 0).await;
+    expect(&s, "rg --files big | wc -l", "3000\n", 0).await;
+    expect(&s, "grep -rl 2999 big", "big/file-with-a-fairly-long-name-02999.txt\n", 0).await;
+    // Entries removed between two listings are gone from the second.
+    expect(&s, "rm big/file-with-a-fairly-long-name-0*.txt && ls big | wc -l", "2\n", 0).await;
+}
