@@ -445,30 +445,12 @@ const MAX_GLOB_ENTRIES: usize = 200_000;
 
 /// Pathname expansion of `pattern` (relative to `cwd`, or absolute) with
 /// the `shopt` options. Returns sorted matches, empty when none; only the
-/// workspace is listed.
+/// workspace is listed. The shell runs a [`Glob`] step by step instead, so
+/// that it can yield between directories.
 pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str, opts: GlobOptions) -> Vec<String> {
-    let absolute = pattern.starts_with('/');
-    let base = if absolute { "/" } else { cwd };
-    let segs: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let mut out = Vec::new();
-    let prefix = if absolute { "/" } else { "" };
-    let mut walker = Walker { ws, opts, budget: MAX_GLOB_ENTRIES, out: &mut out };
-    walker.walk(base, prefix, &segs);
-    if pattern.ends_with('/') {
-        // `*/` matches directories only, and keeps the slash.
-        let is_dir = |p: &String| {
-            let abs = if p.starts_with('/') { p.clone() } else { join(cwd, p) };
-            ws.relative(&abs).is_some_and(|rel| ws.dir().metadata(&rel).is_ok_and(|m| m.is_dir()))
-        };
-        out = out
-            .into_iter()
-            .filter(is_dir)
-            .map(|p| if p.ends_with('/') { p } else { p + "/" })
-            .collect();
-    }
-    out.sort();
-    out.dedup();
-    out
+    let mut g = Glob::new(ws, cwd, pattern, opts);
+    while g.step() {}
+    g.finish()
 }
 
 fn join(dir: &str, name: &str) -> String {
@@ -479,15 +461,94 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
-struct Walker<'a> {
-    ws: &'a crate::fs::Workspace,
-    opts: GlobOptions,
-    /// Entries left to look at.
-    budget: usize,
-    out: &'a mut Vec<String>,
+/// One directory still to look at.
+enum Task {
+    /// Match segment `seg` (and the ones after it) in `dir`; `text` is the
+    /// match so far, as the pattern spelled it.
+    Walk { dir: String, text: String, seg: usize },
+    /// Below a `**`: this directory, then every one below it (not through
+    /// symlinks), each followed by the segments from `rest`; with no
+    /// segments after it, every file and directory below.
+    Star { dir: String, text: String, rest: usize, top: bool },
 }
 
-impl Walker<'_> {
+/// A pathname expansion in progress: [`Glob::step`] looks at one directory,
+/// so a caller can yield (and be stopped) between directories, however
+/// large the tree. [`MAX_GLOB_ENTRIES`] entries at most are looked at.
+pub struct Glob<'a> {
+    ws: &'a crate::fs::Workspace,
+    opts: GlobOptions,
+    cwd: String,
+    segs: Vec<String>,
+    /// Each segment compiled, or `None` when it has no pattern characters.
+    toks: Vec<Option<Vec<Tok>>>,
+    trailing_slash: bool,
+    /// Entries left to look at.
+    budget: usize,
+    tasks: Vec<Task>,
+    out: Vec<String>,
+}
+
+impl<'a> Glob<'a> {
+    pub fn new(ws: &'a crate::fs::Workspace, cwd: &str, pattern: &str, opts: GlobOptions) -> Self {
+        let absolute = pattern.starts_with('/');
+        let base = if absolute { "/" } else { cwd };
+        let segs: Vec<String> =
+            pattern.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let toks = segs.iter().map(|s| has_glob(s).then(|| compile(s))).collect();
+        let prefix = if absolute { "/" } else { "" };
+        Glob {
+            ws,
+            opts,
+            cwd: cwd.to_owned(),
+            toks,
+            trailing_slash: pattern.ends_with('/'),
+            budget: MAX_GLOB_ENTRIES,
+            tasks: vec![Task::Walk { dir: base.to_owned(), text: prefix.to_owned(), seg: 0 }],
+            segs,
+            out: Vec::new(),
+        }
+    }
+
+    /// Looks at one directory; `false` when the expansion is complete.
+    pub fn step(&mut self) -> bool {
+        match self.tasks.pop() {
+            Some(Task::Walk { dir, text, seg }) => self.walk(&dir, &text, seg),
+            Some(Task::Star { dir, text, rest, top }) => self.star(&dir, &text, rest, top),
+            None => return false,
+        }
+        if self.budget == 0 {
+            self.tasks.clear();
+        }
+        !self.tasks.is_empty()
+    }
+
+    /// Matches found so far (a bound on what [`Glob::finish`] returns).
+    pub fn found(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The matches, sorted.
+    pub fn finish(self) -> Vec<String> {
+        let Glob { ws, cwd, mut out, trailing_slash, .. } = self;
+        if trailing_slash {
+            // `*/` matches directories only, and keeps the slash.
+            let is_dir = |p: &String| {
+                let abs = if p.starts_with('/') { p.clone() } else { join(&cwd, p) };
+                ws.relative(&abs)
+                    .is_some_and(|rel| ws.dir().metadata(&rel).is_ok_and(|m| m.is_dir()))
+            };
+            out = out
+                .into_iter()
+                .filter(is_dir)
+                .map(|p| if p.ends_with('/') { p } else { p + "/" })
+                .collect();
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The names in `abs_dir` (sorted; `.` and `..` never), or none.
     fn names(&mut self, abs_dir: &str, dots: bool) -> Vec<String> {
         let Some(rel) = self.ws.relative(abs_dir) else { return Vec::new() };
@@ -518,15 +579,18 @@ impl Walker<'_> {
         })
     }
 
-    fn walk(&mut self, abs_dir: &str, text: &str, segs: &[&str]) {
-        let Some((seg, rest)) = segs.split_first() else { return };
-        if *seg == "**" && self.opts.globstar {
-            return self.globstar(abs_dir, text, rest);
+    fn walk(&mut self, abs_dir: &str, text: &str, seg: usize) {
+        let Some(pat) = self.segs.get(seg) else { return };
+        let last = seg + 1 == self.segs.len();
+        if pat == "**" && self.opts.globstar {
+            let (dir, text) = (abs_dir.to_owned(), text.to_owned());
+            self.tasks.push(Task::Star { dir, text, rest: seg + 1, top: true });
+            return;
         }
-        if !has_glob(seg) {
-            let name = unescape(seg);
+        let Some(toks) = self.toks[seg].take() else {
+            let name = unescape(pat);
             let abs = join(abs_dir, &name);
-            if rest.is_empty() {
+            if last {
                 let exists = self
                     .ws
                     .relative(&abs)
@@ -535,52 +599,45 @@ impl Walker<'_> {
                     self.out.push(join(text, &name));
                 }
             } else {
-                self.walk(&abs, &join(text, &name), rest);
+                self.tasks.push(Task::Walk { dir: abs, text: join(text, &name), seg: seg + 1 });
             }
             return;
-        }
-        let toks = compile(seg);
-        let dots = self.opts.dotglob || seg.starts_with('.') || seg.starts_with("\\.");
+        };
+        let dots = self.opts.dotglob || pat.starts_with('.') || pat.starts_with("\\.");
         for name in self.names(abs_dir, dots) {
             if !match_toks(&toks, &name) {
                 continue;
             }
-            if rest.is_empty() {
+            if last {
                 self.out.push(join(text, &name));
             } else {
                 let abs = join(abs_dir, &name);
                 if self.is_dir(&abs, true) {
-                    self.walk(&abs, &join(text, &name), rest);
+                    self.tasks.push(Task::Walk { dir: abs, text: join(text, &name), seg: seg + 1 });
                 }
             }
         }
+        self.toks[seg] = Some(toks);
     }
 
-    /// `**`: this directory and every one below it (not through symlinks),
-    /// each followed by the rest of the pattern; as the last part, every
-    /// file and directory below.
-    fn globstar(&mut self, abs_dir: &str, text: &str, rest: &[&str]) {
-        let mut stack = vec![(abs_dir.to_owned(), text.to_owned())];
-        while let Some((dir, txt)) = stack.pop() {
-            if !rest.is_empty() {
-                self.walk(&dir, &txt, rest);
-            } else if dir == abs_dir && !txt.is_empty() {
-                // `src/**` matches `src/` itself too, as in bash.
-                self.out.push(format!("{}/", txt.trim_end_matches('/')));
+    fn star(&mut self, dir: &str, text: &str, rest: usize, top: bool) {
+        let rest_empty = rest >= self.segs.len();
+        if !rest_empty {
+            let (d, t) = (dir.to_owned(), text.to_owned());
+            self.tasks.push(Task::Walk { dir: d, text: t, seg: rest });
+        } else if top && !text.is_empty() {
+            // `src/**` matches `src/` itself too, as in bash.
+            self.out.push(format!("{}/", text.trim_end_matches('/')));
+        }
+        let dots = self.opts.dotglob;
+        for name in self.names(dir, dots).into_iter().rev() {
+            let abs = join(dir, &name);
+            let t = join(text, &name);
+            if rest_empty {
+                self.out.push(t.clone());
             }
-            let dots = self.opts.dotglob;
-            for name in self.names(&dir, dots).into_iter().rev() {
-                let abs = join(&dir, &name);
-                let t = join(&txt, &name);
-                if rest.is_empty() {
-                    self.out.push(t.clone());
-                }
-                if self.is_dir(&abs, false) {
-                    stack.push((abs, t));
-                }
-            }
-            if self.budget == 0 {
-                break;
+            if self.is_dir(&abs, false) {
+                self.tasks.push(Task::Star { dir: abs, text: t, rest, top: false });
             }
         }
     }

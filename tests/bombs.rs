@@ -147,6 +147,12 @@ const BOMBS: &[Bomb] = &[
     // fork) are a syntax error at once.
     bomb("eval \"$(printf '( %.0s' {1..100}) echo hi\"", 2, "unexpected end of file"),
     bomb("eval \"$(printf 'case x in x) %.0s' {1..100})\"", 2, "unexpected end of file"),
+    // Pathname expansion over a tree of 20,000 entries, again and again:
+    // the walk yields between directories, so the line ends at its CPU
+    // budget and other commands run meanwhile.
+    bomb("shopt -s globstar; while :; do a=(tree/**/*); done", 137, CPU),
+    bomb("while :; do ls -l tree/* > /dev/null; done", 137, CPU),
+    bomb("while :; do chmod -R u+x tree; done", 137, CPU),
     // git holds its output and the files it loads against the line's
     // budget: a tracked file turned into a sparse 10 GiB one is not read.
     bomb("truncate -s 10G t; git diff --stat", 137, MEM),
@@ -215,6 +221,14 @@ async fn host_side_bombs_end_at_their_limits() {
     // 40 MB of "y\n" for apply_patch (written here: made by `yes | head` in
     // the bomb's line, it spent the line's 3 s of CPU on a loaded machine).
     std::fs::write(root.join("big"), "y\n".repeat(20_000_000)).expect("big");
+    // 20,000 entries (200 directories of 100 files) for the walking bombs.
+    for d in 0..200 {
+        let sub = root.join(format!("tree/d{d:03}"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for f in 0..100 {
+            std::fs::write(sub.join(format!("f{f:03}")), "").expect("write");
+        }
+    }
     // A repository with one small tracked file, for git's bombs.
     std::fs::write(root.join("t"), "hi\n").expect("write");
     for args in [&["init", "-q"][..], &["add", "t"], &["commit", "-q", "-m", "t"]] {

@@ -76,7 +76,24 @@ pub struct Context<'a> {
     meter: &'a dyn Meter,
 }
 
+/// Items a host loop handles between two yields (a directory entry stat-ed,
+/// a file changed): well under a millisecond of work.
+pub const YIELD_EVERY_ITEMS: usize = 256;
+
 impl<'a> Context<'a> {
+    /// Called for item `i` of a long host loop (a walk, a listing): every
+    /// [`YIELD_EVERY_ITEMS`] it yields, so a stop request, the time limits
+    /// and other tasks get in, and it says whether the command may go on
+    /// (`false` once it is over its CPU budget).
+    pub async fn checkpoint(&self, i: usize) -> bool {
+        if i % YIELD_EVERY_ITEMS != 0 {
+            return true;
+        }
+        tokio::task::yield_now().await;
+        !crate::exec::scope::current_stats()
+            .is_some_and(|s| s.cpu_limit_hit.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn new(
         workspace: &'a Workspace,
         cwd: &'a str,

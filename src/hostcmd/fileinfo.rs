@@ -647,6 +647,7 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
                 Some(format!("chmod: changing permissions of '{f}': Operation not permitted\n"))
             }
             Ok((rel, meta)) => change(cx, &rel, &meta, &mode, recursive)
+                .await
                 .err()
                 .map(|e| format!("chmod: changing permissions of '{f}': {e}\n")),
         };
@@ -663,7 +664,7 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
 
 /// Sets `rel`'s bits (and, with `-R`, those of everything below it, not
 /// following symlinks, at most [`MAX_RECURSIVE`] entries).
-fn change(
+async fn change(
     cx: &Context<'_>,
     rel: &Path,
     meta: &Metadata,
@@ -691,6 +692,9 @@ fn change(
             seen += 1;
             if seen > MAX_RECURSIVE {
                 return Err(format!("more than {MAX_RECURSIVE} files; stopped"));
+            }
+            if !cx.checkpoint(seen).await {
+                return Err("CPU time limit exceeded (max-cpu)".into());
             }
             let child = d.join(entry.file_name());
             let Ok(m) = dir.symlink_metadata(&child) else { continue };

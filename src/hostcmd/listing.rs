@@ -129,7 +129,7 @@ pub async fn ls(cx: &Context<'_>, args: &[String]) -> Status {
             }
             out += &format!("{shown}:\n");
         }
-        let rows = match entries(cx, rel, &f) {
+        let rows = match entries(cx, rel, &f).await {
             Ok(rows) => rows,
             Err(e) => {
                 cx.err(&format!("ls: cannot open directory '{shown}': {e}\n")).await;
@@ -148,6 +148,9 @@ pub async fn ls(cx: &Context<'_>, args: &[String]) -> Status {
     Ok(status)
 }
 
+/// What a listing stopped for its command's CPU budget says.
+const CPU_LIMIT: &str = "CPU time limit exceeded (max-cpu)";
+
 fn row(cx: &Context<'_>, rel: &Path, name: String) -> Option<Row> {
     let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
@@ -160,7 +163,7 @@ fn row(cx: &Context<'_>, rel: &Path, name: String) -> Option<Row> {
     Some(Row { name, meta, link })
 }
 
-fn entries(cx: &Context<'_>, rel: &Path, f: &Flags) -> Result<Vec<Row>, String> {
+async fn entries(cx: &Context<'_>, rel: &Path, f: &Flags) -> Result<Vec<Row>, String> {
     let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel.to_path_buf() };
     let list = dir.read_dir(&probe).map_err(|e| crate::fs::strerror(&e))?;
@@ -175,9 +178,12 @@ fn entries(cx: &Context<'_>, rel: &Path, f: &Flags) -> Result<Vec<Row>, String> 
             rows.push(Row { name: dot.into(), meta, link: None });
         }
     }
-    for e in list.flatten() {
+    for (i, e) in list.flatten().enumerate() {
         if rows.len() >= MAX_ENTRIES {
             break;
+        }
+        if !cx.checkpoint(i).await {
+            return Err(CPU_LIMIT.into());
         }
         let Ok(name) = e.file_name().into_string() else { continue };
         if name.starts_with('.') && !(f.all || f.almost_all) {

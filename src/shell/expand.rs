@@ -194,7 +194,7 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
             // No file name is longer than PATH_MAX: a longer word (a long
             // value) is not a pathname pattern, and is not compiled as one.
             if !sh.opts.noglob && f.pat.len() <= 4096 && pattern::has_glob(&f.pat) {
-                let found = pattern::glob(&sh.exec.workspace, &sh.cwd, &f.pat, sh.opts.glob);
+                let found = glob(sh, &f.pat).await?;
                 if !found.is_empty() || sh.opts.glob.nullglob {
                     out.extend(found);
                     continue;
@@ -623,4 +623,17 @@ mod tests {
     fn ansi_c_quotes() {
         assert_eq!(ansi_c("a\\tb\\n\\x41"), "a\tb\nA");
     }
+}
+
+/// Pathname expansion of `pat`, a directory at a time: between directories
+/// the line may yield (and be stopped), so a `**` over a large tree holds
+/// no thread and answers `process/terminate` and the limits.
+async fn glob(sh: &mut Shell, pat: &str) -> Result<Vec<String>, Unwind> {
+    let ws = sh.exec.workspace.clone();
+    let cwd = sh.cwd.clone();
+    let mut g = pattern::Glob::new(&ws, &cwd, pat, sh.opts.glob);
+    while g.step() {
+        sh.pause().await?;
+    }
+    Ok(g.finish())
 }
