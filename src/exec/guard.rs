@@ -33,6 +33,7 @@ const ERRNO_ACCES: i32 = 2;
 const ERRNO_BADF: i32 = 8;
 const ERRNO_DQUOT: i32 = 19;
 const ERRNO_FAULT: i32 = 21;
+const ERRNO_IO: i32 = 29;
 
 /// `oflags`.
 const O_CREAT: i32 = 1;
@@ -80,6 +81,8 @@ pub struct FsGuard {
     pub quota_denied: bool,
     /// Directories being read, by descriptor ([`super::readdir`]).
     listings: HashMap<u32, super::readdir::Listing>,
+    /// Descriptors of `/dev/urandom` and `/dev/random`: reads are random.
+    random: std::collections::HashSet<u32>,
 }
 
 impl FsGuard {
@@ -97,6 +100,7 @@ impl FsGuard {
             read_only_denied: None,
             quota_denied: false,
             listings: HashMap::new(),
+            random: Default::default(),
         }
     }
 
@@ -232,6 +236,46 @@ fn read_str(mem: &GuestMemory<'_>, ptr: i32, len: i32) -> Option<String> {
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     let slice = bytes.get(start..start.checked_add(len)?)?;
     std::str::from_utf8(slice).ok().map(str::to_owned)
+}
+
+/// Whether `rel` (in the skeleton) is `dev/urandom` or `dev/random`.
+fn is_random_device(rel: &Path) -> bool {
+    let rel = rel.strip_prefix(".").unwrap_or(rel);
+    rel == Path::new("dev/urandom") || rel == Path::new("dev/random")
+}
+
+/// Fills the guest's `iovec`s (pointer, length) with random bytes, at most
+/// 1 MiB a call, and writes the count; the errno.
+fn fill_random(mem: &mut GuestMemory<'_>, iovs: i32, count: i32, out: i32) -> i32 {
+    const MAX: usize = 1 << 20;
+    let mut total = 0usize;
+    for i in 0..count.max(0) as u32 {
+        let (Some(ptr), Some(len)) = (
+            read_u32(mem, iovs.wrapping_add((i * 8) as i32)),
+            read_u32(mem, iovs.wrapping_add((i * 8 + 4) as i32)),
+        ) else {
+            return ERRNO_FAULT;
+        };
+        let GuestMemory::Unshared(bytes) = &mut *mem else { return ERRNO_FAULT };
+        let (start, len) = (ptr as usize, (len as usize).min(MAX - total));
+        let Some(dest) = start.checked_add(len).and_then(|end| bytes.get_mut(start..end)) else {
+            return ERRNO_FAULT;
+        };
+        if getrandom::fill(dest).is_err() {
+            return ERRNO_IO;
+        }
+        total += len;
+        if total >= MAX {
+            break;
+        }
+    }
+    let GuestMemory::Unshared(bytes) = mem else { return ERRNO_FAULT };
+    let o = out as u32 as usize;
+    let Some(slot) = o.checked_add(4).and_then(|end| bytes.get_mut(o..end)) else {
+        return ERRNO_FAULT;
+    };
+    slot.copy_from_slice(&(total as u32).to_le_bytes());
+    ERRNO_SUCCESS
 }
 
 /// `fd`'s directory listed from its entries (`exec::readdir`), or `None`
@@ -426,11 +470,18 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                             }
                             None => None,
                         };
-                        state.guard().listings.remove(&new_fd);
-                        state.guard().fds.insert(new_fd, Open { area, rel, size });
+                        let guard = state.guard();
+                        guard.listings.remove(&new_fd);
+                        if area == Area::Skeleton && is_random_device(&rel) {
+                            guard.random.insert(new_fd);
+                        } else {
+                            guard.random.remove(&new_fd);
+                        }
+                        guard.fds.insert(new_fd, Open { area, rel, size });
                     }
                     None => {
                         state.guard().listings.remove(&new_fd);
+                        state.guard().random.remove(&new_fd);
                         state.guard().fds.remove(&new_fd);
                     }
                 }
@@ -458,6 +509,20 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                     }
                 }
                 p1::poll_oneoff(state.wasi(), &mut mem, subs, events, n, out).await
+            })
+        },
+    )?;
+    // `/dev/urandom` and `/dev/random`: reads get random bytes.
+    linker.func_wrap_async(
+        M,
+        "fd_read",
+        |mut caller: Caller<'_, T>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
+            Box::new(async move {
+                let (mut mem, state) = split(&mut caller)?;
+                if !state.guard().random.contains(&(fd as u32)) {
+                    return p1::fd_read(state.wasi(), &mut mem, fd, iovs, count, out).await;
+                }
+                Ok(fill_random(&mut mem, iovs, count, out))
             })
         },
     )?;
@@ -518,6 +583,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
             if errno == ERRNO_SUCCESS {
                 state.guard().fds.remove(&(fd as u32));
                 state.guard().listings.remove(&(fd as u32));
+                state.guard().random.remove(&(fd as u32));
             }
             Ok(errno)
         })
@@ -532,6 +598,11 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 if errno == ERRNO_SUCCESS {
                     let guard = state.guard();
                     guard.listings.remove(&(to as u32));
+                    if guard.random.remove(&(from as u32)) {
+                        guard.random.insert(to as u32);
+                    } else {
+                        guard.random.remove(&(to as u32));
+                    }
                     if let Some(l) = guard.listings.remove(&(from as u32)) {
                         guard.listings.insert(to as u32, l);
                     }

@@ -92,6 +92,11 @@ impl Scratch {
         // `/dev/zero` to read: 1 GiB of zeros that occupies no disk (a sparse
         // file), for `head -c N /dev/zero` and `dd if=/dev/zero`.
         std::fs::File::create(skel.join("dev/zero"))?.set_len(DEV_ZERO_BYTES)?;
+        // `/dev/urandom` and `/dev/random`: files of the same size here, whose
+        // reads the guard fills with random bytes (`exec::guard`, `fd_read`).
+        for name in ["dev/urandom", "dev/random"] {
+            std::fs::File::create(skel.join(name))?.set_len(DEV_ZERO_BYTES)?;
+        }
         std::fs::create_dir_all(scratch.tmp())?;
         // A workspace under /tmp: keep the path to it walkable in the
         // private /tmp too.

@@ -86,7 +86,7 @@ impl<'a> Context<'a> {
     /// and other tasks get in, and it says whether the command may go on
     /// (`false` once it is over its CPU budget).
     pub async fn checkpoint(&self, i: usize) -> bool {
-        if i % YIELD_EVERY_ITEMS != 0 {
+        if !i.is_multiple_of(YIELD_EVERY_ITEMS) {
             return true;
         }
         tokio::task::yield_now().await;

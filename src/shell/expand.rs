@@ -545,6 +545,19 @@ fn brace_alternatives(part: &word::BraceExpressionOrText) -> Option<Vec<String>>
     }
 }
 
+/// Pathname expansion of `pat`, a directory at a time: between directories
+/// the line may yield (and be stopped), so a `**` over a large tree holds
+/// no thread and answers `process/terminate` and the limits.
+async fn glob(sh: &mut Shell, pat: &str) -> Result<Vec<String>, Unwind> {
+    let ws = sh.exec.workspace.clone();
+    let cwd = sh.cwd.clone();
+    let mut g = pattern::Glob::new(&ws, &cwd, pat, sh.opts.glob);
+    while g.step() {
+        sh.pause().await?;
+    }
+    Ok(g.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,17 +636,4 @@ mod tests {
     fn ansi_c_quotes() {
         assert_eq!(ansi_c("a\\tb\\n\\x41"), "a\tb\nA");
     }
-}
-
-/// Pathname expansion of `pat`, a directory at a time: between directories
-/// the line may yield (and be stopped), so a `**` over a large tree holds
-/// no thread and answers `process/terminate` and the limits.
-async fn glob(sh: &mut Shell, pat: &str) -> Result<Vec<String>, Unwind> {
-    let ws = sh.exec.workspace.clone();
-    let cwd = sh.cwd.clone();
-    let mut g = pattern::Glob::new(&ws, &cwd, pat, sh.opts.glob);
-    while g.step() {
-        sh.pause().await?;
-    }
-    Ok(g.finish())
 }

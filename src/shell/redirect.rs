@@ -27,6 +27,8 @@ enum Special {
     Null,
     Stdin,
     Out(i32),
+    /// An endless source: zeros, or random bytes.
+    Endless(Fill),
 }
 
 fn special(path: &str) -> Option<Special> {
@@ -35,8 +37,45 @@ fn special(path: &str) -> Option<Special> {
         "/dev/stdin" | "/dev/fd/0" => Special::Stdin,
         "/dev/stdout" | "/dev/fd/1" => Special::Out(1),
         "/dev/stderr" | "/dev/fd/2" | "/dev/tty" => Special::Out(2),
+        "/dev/zero" => Special::Endless(Fill::Zero),
+        "/dev/urandom" | "/dev/random" => Special::Endless(Fill::Random),
         _ => return None,
     })
+}
+
+/// What an endless device gives.
+#[derive(Clone, Copy)]
+enum Fill {
+    Zero,
+    Random,
+}
+
+/// `< /dev/zero`, `< /dev/urandom`: a pipe that a task keeps full of zeros
+/// or random bytes until its reader is gone (the pipe's few slots bound
+/// what is held).
+fn endless(fill: Fill) -> crate::exec::PipeReader {
+    const BLOCK: usize = 64 * 1024;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    let (sink, reader) = crate::exec::pipe();
+    let crate::exec::Sink::Pipe(tx) = sink else { return reader };
+    tokio::spawn(async move {
+        loop {
+            let block = match fill {
+                Fill::Zero => bytes::Bytes::from_static(&ZEROS),
+                Fill::Random => {
+                    let mut b = vec![0u8; BLOCK];
+                    if getrandom::fill(&mut b).is_err() {
+                        return;
+                    }
+                    bytes::Bytes::from(b)
+                }
+            };
+            if tx.send(block).await.is_err() {
+                return;
+            }
+        }
+    });
+    reader
 }
 
 /// Whether `path` names an existing regular file (what `set -C` protects).
@@ -144,7 +183,9 @@ fn output_to(sh: &Shell, io: &mut Io, fd: i32, path: &str, mode: Mode) -> Result
     let sink = match special(path) {
         Some(Special::Null) => Sink::Null,
         Some(Special::Out(n)) => io.out_fd(n).unwrap_or(Sink::Null),
-        Some(Special::Stdin) => Sink::Null,
+        // Writes to /dev/zero and /dev/urandom are accepted and dropped, as
+        // on Linux.
+        Some(Special::Stdin | Special::Endless(_)) => Sink::Null,
         None => file_sink(sh, open(sh, path, mode)?),
     };
     io.set_fd(fd, sink);
@@ -202,6 +243,10 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                         }
                         Some(Special::Stdin) => Ok(()),
                         Some(Special::Out(_)) => Ok(()),
+                        Some(Special::Endless(fill)) => {
+                            io.stdin = Input::pipe(endless(fill));
+                            Ok(())
+                        }
                         None => open(sh, &path, Mode::Read).map(|f| io.stdin = Input::file(f)),
                     }
                 }

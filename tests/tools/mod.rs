@@ -369,3 +369,27 @@ async fn large_directories_are_listed_whole() {
     // Entries removed between two listings are gone from the second.
     expect(&s, "rm big/file-with-a-fairly-long-name-0*.txt && ls big | wc -l", "2\n", 0).await;
 }
+
+/// `/dev/zero`, `/dev/urandom` and `/dev/random` as on Linux: endless to
+/// a guest that opens them and to a redirection, random where they should
+/// be, and writes to them are accepted.
+#[tokio::test]
+async fn endless_devices() {
+    let Some(s) = server().await else { return };
+    expect(&s, "head -c 8 /dev/urandom | wc -c", "8\n", 0).await;
+    expect(&s, "head -c 3 /dev/random | wc -c", "3\n", 0).await;
+    expect(&s, "head -c 100000 < /dev/urandom | wc -c", "100000\n", 0).await;
+    expect(&s, "head -c 5 < /dev/zero | od -An -tx1", " 00 00 00 00 00\n", 0).await;
+    expect(&s, "head -c 4 /dev/zero | od -An -tx1", " 00 00 00 00\n", 0).await;
+    expect(&s, "tr -dc a-z < /dev/urandom | head -c 12 | wc -c", "12\n", 0).await;
+    // Random: two draws of 16 bytes differ, and not every byte is zero.
+    expect(
+        &s,
+        "a=$(head -c 16 /dev/urandom | od -An -tx1); b=$(head -c 16 /dev/urandom | od -An -tx1); \
+         [ \"$a\" != \"$b\" ] && [ \"$(echo $a | tr -d ' 0')\" != '' ] && echo random",
+        "random\n",
+        0,
+    )
+    .await;
+    expect(&s, "echo x > /dev/zero && echo x > /dev/urandom && echo ok", "ok\n", 0).await;
+}
