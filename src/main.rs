@@ -705,16 +705,26 @@ async fn exec(args: ExecArgs) -> Result<i32> {
     let id = format!("exec-{}", uuid::Uuid::new_v4().simple());
     client.start(&id, &[shell.as_str(), "-lc", &line], &cwd, serde_json::json!({})).await?;
     client.timeout = std::time::Duration::from_secs(24 * 3600);
-    let finished = client
-        .collect_streaming(&id, &mut |stream, data| {
-            let _ = if stream == "stderr" {
-                std::io::stderr().write_all(data)
-            } else {
-                let mut out = std::io::stdout();
-                out.write_all(data).and_then(|()| out.flush())
-            };
-        })
-        .await?;
+    let mut print = |stream: &str, data: &[u8]| {
+        let _ = if stream == "stderr" {
+            std::io::stderr().write_all(data)
+        } else {
+            let mut out = std::io::stdout();
+            out.write_all(data).and_then(|()| out.flush())
+        };
+    };
+    let finished = tokio::select! {
+        r = client.collect_streaming(&id, &mut print) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(finished) = finished else {
+        // Ctrl-C, as over ssh: the remote command is stopped, not left
+        // running in a detached session; the status is a shell's for SIGINT.
+        let _ = client.request("process/terminate", serde_json::json!({"processId": id})).await;
+        let _ = client.close().await;
+        return Ok(130);
+    };
+    let finished = finished?;
     let _ = client.close().await;
     Ok(finished.exit_code)
 }

@@ -333,6 +333,30 @@ async fn exec_speaks_wss_and_exits_255_on_its_own_failures() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no PEM certificate"));
 }
 
+/// Ctrl-C on `exec` stops the remote command (not left running in a
+/// detached session) and exits 130, as a shell does for SIGINT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_interrupted_stops_the_remote_command() {
+    let s = common::TestServer::start().await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
+        .args(["exec", "--url", &s.url, "--", "echo started; sleep 30; echo never"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("exec");
+    let pid = child.id().expect("pid").to_string();
+    let mut child = child;
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await;
+    assert_eq!(first.expect("in time").expect("read").as_deref(), Some("started"));
+    let int = std::process::Command::new("kill").args(["-INT", &pid]).status();
+    assert!(int.expect("kill").success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    assert_eq!(status.expect("exec ended after Ctrl-C").expect("wait").code(), Some(130));
+    assert_eq!(lines.next_line().await.expect("read"), None, "no output after the interrupt");
+}
+
 /// `tools --json` is a JSON array with the bundled tools, the examples and
 /// the host commands; the table stops quietly at a closed pipe.
 #[tokio::test]
