@@ -663,6 +663,18 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     });
     futures::future::try_join_all(starts).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Every one of them is still running (blocked on its stdin), or the
+    // figure would count processes that failed to start.
+    for (ci, c) in clients.iter().enumerate() {
+        let last = per.min(n - ci * per).saturating_sub(1);
+        let r = c
+            .request(
+                "process/read",
+                json!({"processId": format!("b{last}"), "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
+            )
+            .await?;
+        ensure!(r["exited"] != json!(true), "blocked process b{last} has exited: {r}");
+    }
     let after = rss(server.pid)?;
     let children = descendants(server.pid).saturating_sub(children_before);
     let per_proc = (after as f64 - before as f64) / n as f64;

@@ -55,6 +55,11 @@ impl Launch {
             "2000",
             "--max-processes",
             "2000",
+            // Every blocked process holds a wasm instance: without room for
+            // them all, those past the default 256 would fail to start and
+            // the memory row would count only the first 256.
+            "--max-instances",
+            "1024",
             "--requests-per-second",
             "100000000",
         ]));
