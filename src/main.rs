@@ -246,6 +246,13 @@ struct ServeArgs {
     #[arg(long, value_name = "IP:PORT")]
     admin_listen: Option<std::net::SocketAddr>,
 
+    /// Serve `/metrics` (and `/readyz`) on this address, as `IP:PORT`,
+    /// instead of the main listener, which then answers 404 for it. Needs
+    /// worker processes. The bound address is printed on stdout after the
+    /// server's URL (and the admin API's), as `metrics http://IP:PORT`.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
     /// File holding the admin API's bearer token.
     #[arg(long, value_name = "PATH", conflicts_with = "admin_token_sha256")]
     admin_token_file: Option<PathBuf>,
@@ -553,11 +560,22 @@ async fn serve_front(
         }
         None => None,
     };
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-listen: cannot listen on {addr}"))?;
+            println!("metrics http://{}", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
     let config = wasm_exec_server::worker::front::FrontConfig {
         tenants,
         log_format,
         drain: args.shutdown_grace,
         admin,
+        metrics,
     };
     wasm_exec_server::worker::front::run(listener, config, shutdown_signal(), reload_rx).await
 }
@@ -627,10 +645,10 @@ async fn serve(args: ServeArgs, log_format: String) -> Result<()> {
     if let (Some(addr), false) = (addr, mode == Mode::Off) {
         return serve_front(args, addr, mode, log_format).await;
     }
-    if args.admin_listen.is_some() {
+    if args.admin_listen.is_some() || args.metrics_listen.is_some() {
         bail!(
-            "--admin-listen needs worker processes: use --confinement auto or required, and a \
-             ws:// --listen address"
+            "--admin-listen and --metrics-listen need worker processes: use --confinement auto \
+             or required, and a ws:// --listen address"
         );
     }
     if wasm_exec_server::worker::hooks::requested() {

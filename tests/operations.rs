@@ -51,6 +51,7 @@ struct Server {
     _child: tokio::process::Child,
     url: String,
     admin: String,
+    metrics: String,
     log: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
@@ -62,6 +63,7 @@ async fn serve(h: &Host) -> Server {
         .args(["--detach-grace", "30s", "--shutdown-grace", "1s"])
         .args(["--admin-listen", "127.0.0.1:0", "--admin-token-file"])
         .arg(h.dir.path().join("admin-token"))
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .arg("--cache-dir")
         .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
         .env("NO_COLOR", "1")
@@ -81,6 +83,8 @@ async fn serve(h: &Host) -> Server {
     };
     let url = next().await;
     let admin = next().await;
+    let metrics = next().await;
+    let metrics = metrics.strip_prefix("metrics http://").expect("metrics address line").to_owned();
     let admin = admin.strip_prefix("admin http://").expect("admin address line").to_owned();
     let stderr = child.stderr.take().expect("stderr");
     let (tx, log) = tokio::sync::mpsc::unbounded_channel();
@@ -92,7 +96,7 @@ async fn serve(h: &Host) -> Server {
             }
         }
     });
-    Server { _child: child, url, admin, log }
+    Server { _child: child, url, admin, metrics, log }
 }
 
 impl Server {
@@ -242,6 +246,15 @@ async fn admin_api_lists_terminates_and_drains() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(detached, "the dropped connection's session is not listed as detached");
+
+    // `/metrics` is on its own listener (with the workers' families), and
+    // not on the main one.
+    let (status, body) = http(&s.metrics, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("wasm_exec_server_processes_started_total{tenant=\"a\"}"), "{body}");
+    let main = s.url.trim_start_matches("ws://").to_owned();
+    assert_eq!(http(&main, "GET", "/metrics", None).await.0, 404);
+    assert_eq!(http(&main, "GET", "/readyz", None).await.0, 200);
 
     // Drain `a`: its open connection closes saying why, new ones are
     // refused (503), `b` is served, and undrain lets `a` in again.

@@ -56,6 +56,9 @@ pub struct FrontConfig {
     pub drain: Duration,
     /// The admin API's listener and who may use it (`--admin-listen`).
     pub admin: Option<(TcpListener, Gate<()>)>,
+    /// `/metrics` on its own listener instead of the main one
+    /// (`--metrics-listen`).
+    pub metrics: Option<TcpListener>,
 }
 
 /// A running worker.
@@ -168,6 +171,7 @@ pub async fn run(
     );
     let stats = tenants.specs.keys().map(|id| (id.clone(), TenantStats::default())).collect();
     let admin = config.admin.take();
+    let metrics_listener = config.metrics.take();
     let drain = config.drain;
     let front = Arc::new(Front {
         config,
@@ -184,11 +188,23 @@ pub async fn run(
         .map(|(listener, gate)| tokio::spawn(super::admin::serve(listener, gate, front.clone())));
     tokio::spawn(monitor(front.clone()));
     let (local_tx, local_rx) = tokio::sync::mpsc::channel(256);
-    let app = Router::new()
-        .route("/", get(refuse))
-        .route("/readyz", get(|| async { StatusCode::OK }))
-        .route("/metrics", get(metrics))
-        .with_state(front.clone());
+    let mut app =
+        Router::new().route("/", get(refuse)).route("/readyz", get(|| async { StatusCode::OK }));
+    let metrics_server = match metrics_listener {
+        // Only there: the main listener answers 404 for /metrics.
+        Some(listener) => {
+            let own = Router::new()
+                .route("/metrics", get(metrics))
+                .route("/readyz", get(|| async { StatusCode::OK }))
+                .with_state(front.clone());
+            Some(tokio::spawn(axum::serve(listener, own).into_future()))
+        }
+        None => {
+            app = app.route("/metrics", get(metrics));
+            None
+        }
+    };
+    let app = app.with_state(front.clone());
     let local = tokio::spawn(
         axum::serve(
             crate::server::HandedListener { rx: local_rx },
@@ -248,6 +264,9 @@ pub async fn run(
     local.abort();
     if let Some(admin) = admin {
         admin.abort();
+    }
+    if let Some(m) = metrics_server {
+        m.abort();
     }
     tracing::info!("shutdown complete");
     Ok(())
