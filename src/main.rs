@@ -432,19 +432,10 @@ fn tenant_specs(args: &ServeArgs) -> Result<Vec<TenantSpec>> {
         }
         None
     } else {
-        Some(match (&args.ws_token_file, &args.ws_token_sha256) {
-            (Some(file), _) => {
-                let token = std::fs::read_to_string(file)
-                    .with_context(|| format!("--ws-token-file: cannot read {}", file.display()))?;
-                digest_of_token(&token).map_err(|e| anyhow::anyhow!("--ws-token-file: {e}"))?
-            }
-            (None, Some(hex)) => {
-                parse_digest(hex).map_err(|e| anyhow::anyhow!("--ws-token-sha256: {e}"))?
-            }
-            (None, None) => bail!(
-                "--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX"
-            ),
-        })
+        let digest = token_digest(&args.ws_token_file, &args.ws_token_sha256, "ws")?;
+        Some(digest.context(
+            "--ws-auth capability-token needs --ws-token-file PATH or --ws-token-sha256 HEX",
+        )?)
     };
     let workspace = WorkspaceConfig {
         root: spec.host.clone(),
@@ -454,6 +445,27 @@ fn tenant_specs(args: &ServeArgs) -> Result<Vec<TenantSpec>> {
         scratch_parent: None,
     };
     Ok(vec![TenantSpec { id: "default".into(), digest, workspace, limits }])
+}
+
+/// The digest of the token given by `--{flag}-token-file` (read; spaces
+/// around it ignored) or `--{flag}-token-sha256`; `None` when neither was.
+fn token_digest(
+    file: &Option<PathBuf>,
+    sha256: &Option<String>,
+    flag: &str,
+) -> Result<Option<[u8; 32]>> {
+    Ok(Some(match (file, sha256) {
+        (Some(file), _) => {
+            let token = std::fs::read_to_string(file)
+                .with_context(|| format!("--{flag}-token-file: cannot read {}", file.display()))?;
+            digest_of_token(&token)
+                .map_err(|e| anyhow::anyhow!("--{flag}-token-file {}: {e}", file.display()))?
+        }
+        (None, Some(hex)) => {
+            parse_digest(hex).map_err(|e| anyhow::anyhow!("--{flag}-token-sha256: {e}"))?
+        }
+        (None, None) => return Ok(None),
+    }))
 }
 
 /// Builds who may connect, and to which workspace, from the flags.
@@ -535,22 +547,10 @@ async fn serve_front(
     }
     let admin = match args.admin_listen {
         Some(addr) => {
-            let digest = match (&args.admin_token_file, &args.admin_token_sha256) {
-                (Some(path), _) => {
-                    let token = std::fs::read_to_string(path).with_context(|| {
-                        format!("--admin-token-file: cannot read {}", path.display())
-                    })?;
-                    digest_of_token(&token).map_err(|e| {
-                        anyhow::anyhow!("--admin-token-file {}: {e}", path.display())
-                    })?
-                }
-                (None, Some(hex)) => {
-                    parse_digest(hex).map_err(|e| anyhow::anyhow!("--admin-token-sha256: {e}"))?
-                }
-                (None, None) => bail!(
-                    "--admin-listen needs a token: pass --admin-token-file or --admin-token-sha256"
-                ),
-            };
+            let digest = token_digest(&args.admin_token_file, &args.admin_token_sha256, "admin")?
+                .context(
+                "--admin-listen needs a token: pass --admin-token-file or --admin-token-sha256",
+            )?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--admin-listen: cannot listen on {addr}"))?;

@@ -443,16 +443,6 @@ pub struct GlobOptions {
 /// stops there (with what it found), so no pattern walks without end.
 const MAX_GLOB_ENTRIES: usize = 200_000;
 
-/// Pathname expansion of `pattern` (relative to `cwd`, or absolute) with
-/// the `shopt` options. Returns sorted matches, empty when none; only the
-/// workspace is listed. The shell runs a [`Glob`] step by step instead, so
-/// that it can yield between directories.
-pub fn glob(ws: &crate::fs::Workspace, cwd: &str, pattern: &str, opts: GlobOptions) -> Vec<String> {
-    let mut g = Glob::new(ws, cwd, pattern, opts);
-    while g.step() {}
-    g.finish()
-}
-
 fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() || dir.ends_with('/') {
         format!("{dir}{name}")
@@ -472,9 +462,12 @@ enum Task {
     Star { dir: String, text: String, rest: usize, top: bool },
 }
 
-/// A pathname expansion in progress: [`Glob::step`] looks at one directory,
+/// Pathname expansion of a pattern (relative to `cwd`, or absolute) with
+/// the `shopt` options, in progress: [`Glob::step`] looks at one directory,
 /// so a caller can yield (and be stopped) between directories, however
-/// large the tree. [`MAX_GLOB_ENTRIES`] entries at most are looked at.
+/// large the tree; [`Glob::finish`] gives the sorted matches, empty when
+/// none. Only the workspace is listed, and [`MAX_GLOB_ENTRIES`] entries at
+/// most are looked at.
 pub struct Glob<'a> {
     ws: &'a crate::fs::Workspace,
     opts: GlobOptions,
@@ -521,11 +514,6 @@ impl<'a> Glob<'a> {
             self.tasks.clear();
         }
         !self.tasks.is_empty()
-    }
-
-    /// Matches found so far (a bound on what [`Glob::finish`] returns).
-    pub fn found(&self) -> usize {
-        self.out.len()
     }
 
     /// The matches, sorted.

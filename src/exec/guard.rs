@@ -61,6 +61,17 @@ struct Open {
     rel: PathBuf,
     /// The file's size as last seen, for files opened to write (quota).
     size: Option<u64>,
+    /// `/dev/urandom` or `/dev/random`: reads are random.
+    random: bool,
+    /// A directory being read: its listing ([`super::readdir`]).
+    listing: Option<super::readdir::Listing>,
+}
+
+impl Open {
+    fn new(area: Area, rel: PathBuf, size: Option<u64>) -> Self {
+        let random = area == Area::Skeleton && is_random_device(&rel);
+        Self { area, rel, size, random, listing: None }
+    }
 }
 
 /// Per-instance state of the guard.
@@ -79,10 +90,6 @@ pub struct FsGuard {
     pub read_only_denied: Option<String>,
     /// A write was refused for the quota.
     pub quota_denied: bool,
-    /// Directories being read, by descriptor ([`super::readdir`]).
-    listings: HashMap<u32, super::readdir::Listing>,
-    /// Descriptors of `/dev/urandom` and `/dev/random`: reads are random.
-    random: std::collections::HashSet<u32>,
 }
 
 impl FsGuard {
@@ -92,16 +99,9 @@ impl FsGuard {
         let fds = preopens
             .iter()
             .enumerate()
-            .map(|(i, &area)| (3 + i as u32, Open { area, rel: PathBuf::from("."), size: None }))
+            .map(|(i, &area)| (3 + i as u32, Open::new(area, PathBuf::from("."), None)))
             .collect();
-        Self {
-            workspace,
-            fds,
-            read_only_denied: None,
-            quota_denied: false,
-            listings: HashMap::new(),
-            random: Default::default(),
-        }
+        Self { workspace, fds, read_only_denied: None, quota_denied: false }
     }
 
     fn quota_applies(&self, area: Area) -> bool {
@@ -269,13 +269,7 @@ fn fill_random(mem: &mut GuestMemory<'_>, iovs: i32, count: i32, out: i32) -> i3
             break;
         }
     }
-    let GuestMemory::Unshared(bytes) = mem else { return ERRNO_FAULT };
-    let o = out as u32 as usize;
-    let Some(slot) = o.checked_add(4).and_then(|end| bytes.get_mut(o..end)) else {
-        return ERRNO_FAULT;
-    };
-    slot.copy_from_slice(&(total as u32).to_le_bytes());
-    ERRNO_SUCCESS
+    write_u32(mem, out, total as u32)
 }
 
 /// `fd`'s directory listed from its entries (`exec::readdir`), or `None`
@@ -301,7 +295,8 @@ async fn fresh_listing<T: Guarded>(
     } else {
         root.open_dir(&open.rel).ok()?
     };
-    let cached: usize = guard.listings.values().map(|l| l.len()).sum();
+    let cached: usize =
+        guard.fds.values().filter_map(|o| o.listing.as_ref()).map(|l| l.len()).sum();
     let room = super::readdir::MAX_CACHED_ENTRIES.saturating_sub(cached);
     super::readdir::list(&dir, stat.ino, room)
 }
@@ -338,6 +333,19 @@ fn write_clock_event(mem: &mut GuestMemory<'_>, events: i32, userdata: u64, out:
     ERRNO_SUCCESS
 }
 
+/// Writes `value` at `ptr` (a result count); the errno.
+fn write_u32(mem: &mut GuestMemory<'_>, ptr: i32, value: u32) -> i32 {
+    let GuestMemory::Unshared(bytes) = mem else { return ERRNO_FAULT };
+    let start = ptr as u32 as usize;
+    match start.checked_add(4).and_then(|end| bytes.get_mut(start..end)) {
+        Some(slot) => {
+            slot.copy_from_slice(&value.to_le_bytes());
+            ERRNO_SUCCESS
+        }
+        None => ERRNO_FAULT,
+    }
+}
+
 fn read_u32(mem: &GuestMemory<'_>, ptr: i32) -> Option<u32> {
     let GuestMemory::Unshared(bytes) = mem else { return None };
     let start = ptr as u32 as usize;
@@ -357,7 +365,7 @@ fn iovec_len(mem: &GuestMemory<'_>, ptr: i32, count: i32) -> u64 {
 /// now against what it did.
 fn account_write<T: Guarded>(state: &mut T, fd: i32) {
     let guard = state.guard();
-    let Some(Open { area, rel, size: Some(old) }) = guard.fds.get(&(fd as u32)) else { return };
+    let Some(Open { area, rel, size: Some(old), .. }) = guard.fds.get(&(fd as u32)) else { return };
     let (area, old) = (*area, *old);
     if let Some(new) = guard.file_occupied(area, rel) {
         guard.quota_add(new as i64 - old as i64);
@@ -470,18 +478,9 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                             }
                             None => None,
                         };
-                        let guard = state.guard();
-                        guard.listings.remove(&new_fd);
-                        if area == Area::Skeleton && is_random_device(&rel) {
-                            guard.random.insert(new_fd);
-                        } else {
-                            guard.random.remove(&new_fd);
-                        }
-                        guard.fds.insert(new_fd, Open { area, rel, size });
+                        state.guard().fds.insert(new_fd, Open::new(area, rel, size));
                     }
                     None => {
-                        state.guard().listings.remove(&new_fd);
-                        state.guard().random.remove(&new_fd);
                         state.guard().fds.remove(&new_fd);
                     }
                 }
@@ -519,7 +518,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if !state.guard().random.contains(&(fd as u32)) {
+                if !state.guard().fds.get(&(fd as u32)).is_some_and(|o| o.random) {
                     return p1::fd_read(state.wasi(), &mut mem, fd, iovs, count, out).await;
                 }
                 Ok(fill_random(&mut mem, iovs, count, out))
@@ -534,30 +533,22 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let key = fd as u32;
-                if cookie == 0 || !state.guard().listings.contains_key(&key) {
+                let listed = state.guard().fds.get(&key).is_some_and(|o| o.listing.is_some());
+                if cookie == 0 || !listed {
                     let listing =
                         if cookie == 0 { fresh_listing(state, &mut mem, fd).await } else { None };
-                    let guard = state.guard();
-                    guard.listings.remove(&key);
-                    match listing {
-                        Some(l) => {
-                            guard.listings.insert(key, l);
-                        }
-                        None => {
-                            return p1::fd_readdir(
-                                state.wasi(),
-                                &mut mem,
-                                fd,
-                                buf,
-                                len,
-                                cookie,
-                                out,
-                            )
+                    let Some(open) = state.guard().fds.get_mut(&key) else {
+                        return p1::fd_readdir(state.wasi(), &mut mem, fd, buf, len, cookie, out)
                             .await;
-                        }
+                    };
+                    open.listing = listing;
+                    if open.listing.is_none() {
+                        return p1::fd_readdir(state.wasi(), &mut mem, fd, buf, len, cookie, out)
+                            .await;
                     }
                 }
-                let Some(listing) = state.guard().listings.get(&key) else {
+                let Some(listing) = state.guard().fds.get(&key).and_then(|o| o.listing.as_ref())
+                else {
                     return Ok(ERRNO_BADF);
                 };
                 let GuestMemory::Unshared(bytes) = &mut mem else { return Ok(ERRNO_FAULT) };
@@ -567,12 +558,7 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                     return Ok(ERRNO_FAULT);
                 };
                 let used = super::readdir::fill(listing, cookie as u64, dest) as u32;
-                let o = out as u32 as usize;
-                let Some(slot) = o.checked_add(4).and_then(|end| bytes.get_mut(o..end)) else {
-                    return Ok(ERRNO_FAULT);
-                };
-                slot.copy_from_slice(&used.to_le_bytes());
-                Ok(ERRNO_SUCCESS)
+                Ok(write_u32(&mut mem, out, used))
             })
         },
     )?;
@@ -582,8 +568,6 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
             let errno = p1::fd_close(state.wasi(), &mut mem, fd).await?;
             if errno == ERRNO_SUCCESS {
                 state.guard().fds.remove(&(fd as u32));
-                state.guard().listings.remove(&(fd as u32));
-                state.guard().random.remove(&(fd as u32));
             }
             Ok(errno)
         })
@@ -596,16 +580,6 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
                 let (mut mem, state) = split(&mut caller)?;
                 let errno = p1::fd_renumber(state.wasi(), &mut mem, from, to).await?;
                 if errno == ERRNO_SUCCESS {
-                    let guard = state.guard();
-                    guard.listings.remove(&(to as u32));
-                    if guard.random.remove(&(from as u32)) {
-                        guard.random.insert(to as u32);
-                    } else {
-                        guard.random.remove(&(to as u32));
-                    }
-                    if let Some(l) = guard.listings.remove(&(from as u32)) {
-                        guard.listings.insert(to as u32, l);
-                    }
                     match state.guard().fds.remove(&(from as u32)) {
                         Some(open) => state.guard().fds.insert(to as u32, open),
                         None => state.guard().fds.remove(&(to as u32)),

@@ -40,6 +40,7 @@ const FILETYPE_REGULAR_FILE: u8 = 4;
 const FILETYPE_SYMBOLIC_LINK: u8 = 7;
 
 /// One directory's entries, as the guest sees them.
+#[derive(Debug)]
 pub struct Listing {
     /// `d_ino` of `.` and `..` (wasmtime-wasi reports the directory's own).
     dir_ino: u64,
@@ -121,8 +122,7 @@ pub fn fill(listing: &Listing, cookie: u64, buf: &mut [u8]) -> usize {
     let dots =
         [(listing.dir_ino, FILETYPE_DIRECTORY, "."), (listing.dir_ino, FILETYPE_DIRECTORY, "..")];
     let all = dots
-        .iter()
-        .map(|&(ino, ft, name)| (ino, ft, name))
+        .into_iter()
         .chain(listing.entries.iter().map(|(ino, ft, name)| (*ino, *ft, name.as_str())));
     let skip = usize::try_from(cookie).unwrap_or(usize::MAX);
     let mut used = 0;

@@ -77,6 +77,17 @@ pub struct Process {
     pub(super) stats: std::sync::OnceLock<Arc<crate::exec::CommandStats>>,
 }
 
+/// A process's use so far ([`Process::usage_now`]): [`ProcessUsage`]
+/// without the output count, which only the pump knows.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveUsage {
+    pub wall_ms: u64,
+    pub cpu_ms: u64,
+    pub peak_memory_bytes: u64,
+    pub instances: u64,
+}
+
 /// The longest command text kept for logs and the admin API.
 const SUMMARY_MAX: usize = 200;
 
@@ -138,15 +149,16 @@ impl Process {
         lock(&self.events).running()
     }
 
-    /// What the process has used so far (final once it has exited).
-    pub fn usage_now(&self) -> ProcessUsage {
+    /// What the process has used so far (final once it has exited), for
+    /// the admin API.
+    pub fn usage_now(&self) -> LiveUsage {
         let stats = self.stats.get();
         let load = |f: fn(&crate::exec::CommandStats) -> u64| stats.map_or(0, |s| f(s));
-        ProcessUsage {
-            wall_ms: self.started.elapsed().as_millis() as u64,
+        let end = lock(&self.events).closed_at().unwrap_or_else(std::time::Instant::now);
+        LiveUsage {
+            wall_ms: end.saturating_duration_since(self.started).as_millis() as u64,
             cpu_ms: load(|s| s.cpu().as_millis() as u64),
             peak_memory_bytes: load(|s| s.peak_memory.load(Ordering::Relaxed)),
-            output_bytes: 0,
             instances: load(|s| s.instances.load(Ordering::Relaxed)),
         }
     }

@@ -250,11 +250,7 @@ pub async fn run(
     );
     front.stopping.store(true, Ordering::Release);
     for slot in front.all_slots() {
-        if let Some(w) = slot.lock().await.take() {
-            w.stopping.store(true, Ordering::Release);
-            let reason = crate::server::SHUTTING_DOWN.to_owned();
-            let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
-        }
+        stop_worker(&slot, crate::server::SHUTTING_DOWN).await;
     }
     front.supervisors.close();
     let wait = drain + Duration::from_secs(10);
@@ -531,12 +527,9 @@ impl Front {
         );
         *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         for id in removed {
-            let slot = self.slot(&id);
-            if let Some(w) = slot.lock().await.take() {
-                w.stopping.store(true, Ordering::Release);
+            let reason = "the tenant was removed from the server's configuration";
+            if stop_worker(&self.slot(&id), reason).await {
                 tracing::info!(tenant = %id, "tenant removed: its worker drains and stops");
-                let reason = "the tenant was removed from the server's configuration".to_owned();
-                let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
             }
         }
     }
@@ -607,12 +600,7 @@ impl Front {
         if let Ok(mut d) = self.drained.lock() {
             d.insert(tenant.to_owned());
         }
-        let slot = self.slot(tenant);
-        if let Some(w) = slot.lock().await.take() {
-            w.stopping.store(true, Ordering::Release);
-            let reason = "the tenant was drained by the server's operator".to_owned();
-            let _ = w.channel.send(&ToWorker::Shutdown { reason }, None).await;
-        }
+        stop_worker(&self.slot(tenant), "the tenant was drained by the server's operator").await;
         tracing::info!(tenant, "tenant drained by the operator");
     }
 
@@ -634,10 +622,8 @@ impl Front {
             return;
         }
         *slot = None;
-        worker.stopping.store(true, Ordering::Release);
         tracing::debug!(tenant = %worker.tenant, "retiring an idle worker");
-        let reason = "idle".to_owned();
-        let _ = worker.channel.send(&ToWorker::Shutdown { reason }, None).await;
+        tell_to_stop(worker, "idle").await;
     }
 
     /// The workers running now.
@@ -650,6 +636,21 @@ impl Front {
         }
         all
     }
+}
+
+/// Takes the worker out of `slot`, if there is one, and tells it to drain
+/// and stop with `reason` for its clients' close frames; whether there was.
+async fn stop_worker(slot: &Slot, reason: &str) -> bool {
+    let Some(w) = slot.lock().await.take() else { return false };
+    tell_to_stop(&w, reason).await;
+    true
+}
+
+/// Marks `worker`'s exit as expected and tells it to drain and stop.
+async fn tell_to_stop(worker: &Worker, reason: &str) {
+    worker.stopping.store(true, Ordering::Release);
+    let reason = reason.to_owned();
+    let _ = worker.channel.send(&ToWorker::Shutdown { reason }, None).await;
 }
 
 /// A worker's metrics text, or nothing if it does not answer in time.
