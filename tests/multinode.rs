@@ -15,7 +15,6 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
 use wasm_exec_server::client::Client;
 
 const TENANTS: usize = 30;
@@ -52,17 +51,9 @@ async fn start_node(dir: &Path) -> Node {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(900), lines.next_line())
-            .await
-            .expect("in time")
-            .expect("read")
-            .expect("a line")
-    };
-    let url = next().await;
-    let admin = next().await.trim_start_matches("admin http://").to_owned();
+    let lines = common::server_lines(&mut child, 2, Duration::from_secs(900)).await;
+    let url = &lines[0];
+    let admin = lines[1].trim_start_matches("admin http://").to_owned();
     let port = url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
     Node { child, port, admin }
 }
@@ -111,17 +102,9 @@ async fn placement(nodes: &[Option<&Node>]) -> BTreeMap<String, BTreeSet<usize>>
 }
 
 async fn admin_get(addr: &str, path: &str) -> serde_json::Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("admin connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
-         Connection: close\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.expect("read");
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    let (status, body) = common::http(addr, "GET", path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
 /// Starts the ticking command, drops the connection mid-way, resumes the
@@ -146,27 +129,7 @@ async fn resume_one(url: &str, id: &str, cwd: &str) -> (Client, Duration) {
         .await
         .expect("initialized");
     let reconnect = started.elapsed();
-    let mut out = String::new();
-    let mut after = 0u64;
-    for _ in 0..100 {
-        let read = c2
-            .request(
-                "process/read",
-                serde_json::json!({"processId": "p", "afterSeq": after, "maxBytes": null, "waitMs": 500}),
-            )
-            .await
-            .expect("read");
-        let chunks = read["chunks"].as_array().expect("chunks");
-        for chunk in chunks {
-            after = chunk["seq"].as_u64().expect("seq");
-            let data = chunk["chunk"].as_str().expect("chunk");
-            let bytes = wasm_exec_server::b64::decode(data.as_bytes()).expect("base64");
-            out += &String::from_utf8_lossy(&bytes);
-        }
-        if read["exited"] == serde_json::json!(true) && chunks.is_empty() {
-            break;
-        }
-    }
+    let out = common::read_back(&c2, "p").await;
     let want: String = (1..=6).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(out, want, "{id}: output lost across the resume");
     // The live notifications the resumed connection also got, up to the

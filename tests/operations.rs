@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::http;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncBufReadExt;
 use wasm_exec_server::client::Client;
 
 const ADMIN_TOKEN: &str = "admin-secret-token";
@@ -72,18 +73,11 @@ async fn serve(h: &Host) -> Server {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(900), lines.next_line())
+    let [url, admin, metrics]: [String; 3] =
+        common::server_lines(&mut child, 3, Duration::from_secs(900))
             .await
-            .expect("in time")
-            .expect("read")
-            .expect("a line")
-    };
-    let url = next().await;
-    let admin = next().await;
-    let metrics = next().await;
+            .try_into()
+            .expect("three lines");
     let metrics = metrics.strip_prefix("metrics http://").expect("metrics address line").to_owned();
     let admin = admin.strip_prefix("admin http://").expect("admin address line").to_owned();
     let stderr = child.stderr.take().expect("stderr");
@@ -114,21 +108,6 @@ impl Server {
             .await
             .unwrap_or_else(|_| panic!("no log line with {parts:?}"))
     }
-}
-
-/// One HTTP/1.1 request: the status and the body.
-async fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.expect("read");
-    let status = out.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 async fn admin_json(s: &Server, method: &str, path: &str) -> serde_json::Value {

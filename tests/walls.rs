@@ -505,28 +505,7 @@ async fn a_session_resumes_through_the_front_with_no_output_lost() {
         .await
         .expect("initialized");
     // Everything from the first byte, read back after the command ends.
-    let mut out = String::new();
-    let mut after = 0u64;
-    for _ in 0..100 {
-        let read = c2
-            .request(
-                "process/read",
-                serde_json::json!({"processId": "p", "afterSeq": after, "maxBytes": null, "waitMs": 500}),
-            )
-            .await
-            .expect("read");
-        for chunk in read["chunks"].as_array().expect("chunks") {
-            after = chunk["seq"].as_u64().expect("seq");
-            let data = chunk["chunk"].as_str().expect("chunk");
-            let bytes = wasm_exec_server::b64::decode(data.as_bytes()).expect("base64");
-            out += &String::from_utf8_lossy(&bytes);
-        }
-        if read["exited"] == serde_json::json!(true)
-            && read["chunks"].as_array().is_some_and(|c| c.is_empty())
-        {
-            break;
-        }
-    }
+    let out = common::read_back(&c2, "p").await;
     let want: String = (1..=6).map(|i| format!("line-{i}\n")).collect();
     assert_eq!(out, want);
 }

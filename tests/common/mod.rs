@@ -176,14 +176,76 @@ pub fn spawn_server(args: &[&str], dir: &Path, envs: &[(&str, &str)]) -> tokio::
 
 /// The URL a spawned server prints as its first line, within `wait`.
 pub async fn server_url(child: &mut tokio::process::Child, wait: std::time::Duration) -> String {
+    server_lines(child, 1, wait).await.remove(0)
+}
+
+/// The first `n` lines a spawned server prints (its URL, then the admin
+/// API's and the metrics listener's addresses when asked for), within
+/// `wait` each.
+pub async fn server_lines(
+    child: &mut tokio::process::Child,
+    n: usize,
+    wait: std::time::Duration,
+) -> Vec<String> {
     use tokio::io::AsyncBufReadExt;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    tokio::time::timeout(wait, lines.next_line())
-        .await
-        .expect("the URL in time")
-        .expect("read stdout")
-        .expect("a first line")
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let line = tokio::time::timeout(wait, lines.next_line())
+            .await
+            .expect("the line in time")
+            .expect("read stdout")
+            .expect("a line");
+        out.push(line);
+    }
+    out
+}
+
+/// Everything process `process_id` wrote, read back with `process/read`
+/// (as a client does after a resume) until it has exited and nothing is left.
+pub async fn read_back(c: &Client, process_id: &str) -> String {
+    let mut out = String::new();
+    let mut after = 0u64;
+    for _ in 0..100 {
+        let read = c
+            .request(
+                "process/read",
+                serde_json::json!({
+                    "processId": process_id, "afterSeq": after, "maxBytes": null, "waitMs": 500
+                }),
+            )
+            .await
+            .expect("read");
+        let chunks = read["chunks"].as_array().expect("chunks");
+        for chunk in chunks {
+            after = chunk["seq"].as_u64().expect("seq");
+            let data = chunk["chunk"].as_str().expect("chunk");
+            let bytes = wasm_exec_server::b64::decode(data.as_bytes()).expect("base64");
+            out += &String::from_utf8_lossy(&bytes);
+        }
+        if read["exited"] == serde_json::json!(true) && chunks.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// One HTTP/1.1 request to `addr` (`IP:PORT`), with a bearer token if
+/// given: the status and the body.
+pub async fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    let status = out.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 /// Runs `line` as `bash -lc` in the workspace root on a fresh connection.
