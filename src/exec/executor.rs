@@ -110,6 +110,9 @@ impl Executor {
         let mut env = spec.env;
         env.retain(|(k, _)| k != "PWD");
         env.push(("PWD".into(), spec.cwd.clone()));
+        if tool.is_bundled("python3") {
+            super::quirks::python_start(&mut argv, &spec.cwd, &mut env);
+        }
         let stderr = spec.stderr.clone();
         let req = GuestRequest {
             argv,

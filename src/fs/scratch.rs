@@ -69,6 +69,11 @@ fn current_uid() -> u32 {
     }
 }
 
+/// Where the skeleton holds the start-up hook of the bundled python3 (a
+/// `sitecustomize.py` that changes into `$PWD`; see `exec::quirks`).
+pub const PYTHON_HOOK_DIR: &str = "/opt/wasm-exec-server/python";
+const PYTHON_HOOK: &str = include_str!("sitecustomize.py");
+
 /// How much `/dev/zero` gives before its end (reads past it see EOF).
 const DEV_ZERO_BYTES: u64 = 1 << 30;
 
@@ -97,6 +102,10 @@ impl Scratch {
         for name in ["dev/urandom", "dev/random"] {
             std::fs::File::create(skel.join(name))?.set_len(DEV_ZERO_BYTES)?;
         }
+        // The bundled python3's start-up hook (`exec::quirks`).
+        let hook = skel.join(PYTHON_HOOK_DIR.trim_start_matches('/'));
+        std::fs::create_dir_all(&hook)?;
+        std::fs::write(hook.join("sitecustomize.py"), PYTHON_HOOK)?;
         std::fs::create_dir_all(scratch.tmp())?;
         // A workspace under /tmp: keep the path to it walkable in the
         // private /tmp too.

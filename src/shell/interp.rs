@@ -237,53 +237,6 @@ impl ProcSubFiles {
     }
 }
 
-/// `python3 -`, `python3 /dev/stdin`, and `python3` with no program and
-/// a stdin that is not a terminal: the program is stdin, run as a script, as
-/// CPython does (RustPython starts its REPL and prints prompts into the
-/// output). Stdin is read (up to the value limit, held against the line's
-/// budget) into a file in the private `/tmp`, whose path takes the `-`'s
-/// place. `None`: run the command as it is.
-pub async fn python_stdin_script(
-    sh: &mut Shell,
-    io: &Io,
-    argv: &[String],
-    files: &mut ProcSubFiles,
-) -> Result<Option<Vec<String>>, Unwind> {
-    // Options before the program; -c and -m name it otherwise.
-    let mut at = None;
-    let mut i = 1;
-    while i < argv.len() {
-        let a = argv[i].as_str();
-        match a {
-            "-" | "/dev/stdin" => {
-                at = Some(i);
-                break;
-            }
-            "-c" | "-m" => return Ok(None),
-            "-W" | "-X" | "--check-hash-based-pycs" => i += 2,
-            _ if a.starts_with('-') => i += 1,
-            _ => return Ok(None),
-        }
-    }
-    if at.is_none() && (i < argv.len() || sh.terminal) {
-        return Ok(None);
-    }
-    let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else { return Ok(None) };
-    let Ok(tmp) = tmp.try_clone() else { return Ok(None) };
-    let program = io.stdin.read_all(MAX_VALUE).await;
-    let _held = match sh.budget.lease(program.len()) {
-        Ok(lease) => lease,
-        Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
-    };
-    let Ok(path) = files.write(tmp, "stdin", &program) else { return Ok(None) };
-    let mut out = argv.to_vec();
-    match at {
-        Some(k) => out[k] = path,
-        None => out.push(path),
-    }
-    Ok(Some(out))
-}
-
 /// `< <(…)`: the list's output as stdin.
 pub async fn process_substitution_input(
     sh: &mut Shell,

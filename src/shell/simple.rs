@@ -224,7 +224,7 @@ pub fn run_argv<'a>(
 async fn dispatch(
     sh: &mut Shell,
     io: &Io,
-    mut argv: Vec<String>,
+    argv: Vec<String>,
     assigns: Vec<(String, String)>,
 ) -> Outcome {
     let name = argv[0].clone();
@@ -271,19 +271,6 @@ async fn dispatch(
         io.err(&format!("{}{name}: {msg}{hint}\n", sh.err_prefix())).await;
         return Ok(crate::exec::STATUS_NOT_FOUND);
     };
-    let mut owned_io = None;
-    let mut stdin_script = super::interp::ProcSubFiles::default();
-    if matches!(tool_name.as_str(), "python3" | "python") {
-        if let Some(script) =
-            super::interp::python_stdin_script(sh, io, &argv, &mut stdin_script).await?
-        {
-            argv = script;
-            let mut rest = io.clone();
-            rest.stdin = super::io::Input::closed();
-            owned_io = Some(rest);
-        }
-    }
-    let io = owned_io.as_ref().unwrap_or(io);
     // A guest cannot open the shell's stdin by name; `-` means the same.
     let argv: Vec<String> =
         argv.into_iter().map(|a| if a == "/dev/stdin" { "-".to_owned() } else { a }).collect();

