@@ -60,12 +60,15 @@ PREBUILT=(
 # origin (debian:source-package) | upstream version | the tarball's sha256 |
 # its URL | a preparing step, run natively in the unpacked tree (empty: only
 # the C files are unpacked) | the C files to compile (paths in the tarball,
-# or `shim:FILE` for tools/shim/FILE; comma-separated) | extra clang flags.
+# or `shim:FILE` for tools/shim/FILE; comma-separated) | extra clang flags
+# (relative paths in them are in the unpacked tree).
 # Compiled with clang for wasm32-wasi against Debian's wasi-libc, with the
 # PWD shim, in one clang call.
 SQLITE_FLAGS="-D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_MMAN -Wno-implicit-function-declaration -lwasi-emulated-signal -lwasi-emulated-process-clocks -lwasi-emulated-getpid -lwasi-emulated-mman"
+BC_FILES=$(printf 'bc-1.07.1/%s,' bc/main.c bc/bc.c bc/scan.c bc/execute.c bc/load.c bc/storage.c bc/util.c bc/global.c bc/warranty.c lib/number.c)
 CSOURCE=(
   "xxd|debian:vim|9.0.1378|sha256:6f20c108c0fe5dbcb00a00080b3607feb024a499de2c4d004de9c3bd74516523|http://deb.debian.org/debian/pool/main/v/vim/vim_9.0.1378.orig.tar.xz||vim-9.0.1378/src/xxd/xxd.c|"
+  "bc|debian:bc|1.07.1|sha256:62adfca89b0a1c0164c2cdca59ca210c1d44c3ffc46daf9931cf4942664cb02a|http://deb.debian.org/debian/pool/main/b/bc/bc_1.07.1.orig.tar.gz|cd bc-1.07.1 && ./configure && make -C lib && make -C bc libmath.h|$BC_FILES|-DHAVE_CONFIG_H -Ibc-1.07.1 -Ibc-1.07.1/h -Ibc-1.07.1/bc -D_WASI_EMULATED_SIGNAL -lwasi-emulated-signal"
   "sqlite3|debian:sqlite3|3.46.1|sha256:d0cdd2ece271b29e7ce18095745d892517ee26d0f270065b3a25c2e9eb11639c|http://deb.debian.org/debian/pool/main/s/sqlite3/sqlite3_3.46.1.orig.tar.xz|cd sqlite3-3.46.1 && ./configure --disable-tcl && make sqlite3.c shell.c|sqlite3-3.46.1/sqlite3.c,sqlite3-3.46.1/shell.c,shim:no_processes.c|$SQLITE_FLAGS"
 )
 
@@ -257,6 +260,7 @@ write_aliases() {
     [ -f "$OUT/python3.wasm" ] && printf '%s\n' "python3 python3.wasm" "python python3.wasm"
     [ -f "$OUT/xxd.wasm" ] && echo "xxd xxd.wasm"
     [ -f "$OUT/sqlite3.wasm" ] && echo "sqlite3 sqlite3.wasm"
+    [ -f "$OUT/bc.wasm" ] && echo "bc bc.wasm"
     true
   } >"$a"
   if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
@@ -369,8 +373,8 @@ build_c_tool() { # index total line
   fi
   log "[$1/$2] compiling $name ($origin $version)…"
   # shellcheck disable=SC2086 # cflags is a list of flags
-  if ! clang --target=wasm32-wasi --sysroot=/usr -O2 -s $cflags -o "$out.tmp" \
-    "${paths[@]}" "$PWD_SHIM" >"$dir/build.log" 2>&1; then
+  if ! (cd "$dir/x" && clang --target=wasm32-wasi --sysroot=/usr -O2 -s $cflags -o "$out.tmp" \
+    "${paths[@]}" "$PWD_SHIM") >"$dir/build.log" 2>&1; then
     log "[$1/$2] FAILED $name; last lines of $dir/build.log:"
     tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2
     return 1

