@@ -91,11 +91,50 @@ pub struct Tuning {
     /// 1,024). Each slot reserves about 4 GiB of address space for its
     /// linear memory (wasmtime's default 4 GiB reservation plus guard).
     pub pool_slots: u32,
+    /// The memory limit every guest of this engine runs under, when one
+    /// limit holds for all of them (a tenant's worker, `run`). With it the
+    /// engine may reserve only that much address space per linear memory
+    /// instead of 4 GiB ([`Tuning::compact`], or automatically when the
+    /// process's address-space limit is too small for the full layout).
+    pub memory_limit: Option<u64>,
+    /// Reserve address space per linear memory to [`Tuning::memory_limit`]
+    /// (the code then checks bounds explicitly, a little slower) even when
+    /// the address-space limit would allow the full 4 GiB layout.
+    pub compact: bool,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Self { demote_ticks: 4, batch_nice: 10, pooling: true, pool_slots: MAX_POOL_SLOTS }
+        Self {
+            demote_ticks: 4,
+            batch_nice: 10,
+            pooling: true,
+            pool_slots: MAX_POOL_SLOTS,
+            memory_limit: None,
+            compact: false,
+        }
+    }
+}
+
+/// Address space the full layout needs besides the instance slots (the
+/// runtime's threads, code and tables; measured VmSize about 1.8 GiB).
+pub const FULL_LAYOUT_BASE: u64 = 2 << 30;
+/// Address space one instance slot takes in the full layout: a 4 GiB
+/// linear-memory reservation, its guard regions and a stack (measured
+/// about 4.03 GiB).
+pub const FULL_LAYOUT_SLOT: u64 = (4 << 30) + (64 << 20);
+
+impl Tuning {
+    /// The per-memory reservation this engine uses: `Some(bytes)` when it
+    /// follows the memory limit (rounded up to whole 64 KiB wasm pages),
+    /// `None` for wasmtime's full 4 GiB layout. `address_space` is the
+    /// process's address-space limit, if any.
+    pub fn compact_reservation(&self, address_space: Option<u64>) -> Option<u64> {
+        let limit = self.memory_limit?;
+        let slots = if self.pooling { u64::from(self.pool_slots) } else { 1 };
+        let full = FULL_LAYOUT_BASE.saturating_add(slots.saturating_mul(FULL_LAYOUT_SLOT));
+        let too_small = address_space.is_some_and(|a| a < full);
+        (self.compact || too_small).then(|| limit.div_ceil(1 << 16).max(1) << 16)
     }
 }
 
@@ -243,6 +282,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reservation_follows_the_memory_limit_only_when_it_must() {
+        let t = Tuning { pool_slots: 8, memory_limit: Some(100_000), ..Tuning::default() };
+        // No address-space limit, or one large enough: the full layout.
+        assert_eq!(t.compact_reservation(None), None);
+        assert_eq!(t.compact_reservation(Some(FULL_LAYOUT_BASE + 8 * FULL_LAYOUT_SLOT)), None);
+        // Too small: the limit, rounded up to whole wasm pages.
+        assert_eq!(t.compact_reservation(Some(8 << 30)), Some(2 << 16));
+        // Asked for.
+        let asked = Tuning { compact: true, ..t.clone() };
+        assert_eq!(asked.compact_reservation(None), Some(2 << 16));
+        // No single limit (one engine for several tenants): never.
+        let shared = Tuning { memory_limit: None, compact: true, ..t };
+        assert_eq!(shared.compact_reservation(Some(1 << 30)), None);
+    }
 
     #[test]
     fn workspace_specs() {

@@ -149,6 +149,12 @@ struct TuningArgs {
     /// (`ulimit -v`).
     #[arg(long, env = "WES_NO_POOLING", value_parser = clap::builder::FalseyValueParser::new())]
     no_pooling: bool,
+    /// Reserve address space for each wasm memory up to `--max-memory` only,
+    /// instead of 4 GiB (the code then checks bounds explicitly, a little
+    /// slower). A tenant's worker does this by itself when its address-space
+    /// limit (`ulimit -v`) is below 2 GiB + max-instances × 4.06 GiB.
+    #[arg(long, env = "WES_COMPACT_MEMORY", value_parser = clap::builder::FalseyValueParser::new())]
+    compact_memory: bool,
 }
 
 impl TuningArgs {
@@ -157,6 +163,7 @@ impl TuningArgs {
             demote_ticks: if self.demote_ticks == 0 { u64::MAX } else { self.demote_ticks },
             batch_nice: self.batch_nice,
             pooling: !self.no_pooling,
+            compact: self.compact_memory,
             ..Tuning::default()
         }
     }
@@ -505,10 +512,12 @@ async fn serve_front(
     wasm_exec_server::worker::front::check_kernel(mode)?;
     // Compile every tool once here, so that workers start from a warm module
     // cache (and a broken toolset is reported before anything listens).
+    // It only compiles: no instance slots are reserved for it.
     let tools = args.tools.to_spec();
     tokio::task::spawn_blocking({
-        let tools = tools.clone();
-        move || wasm_exec_server::worker::load_runtime(&tools).map(drop)
+        let mut warm = tools.clone();
+        warm.tuning.pooling = false;
+        move || wasm_exec_server::worker::load_runtime(&warm).map(drop)
     })
     .await??;
     let tenants = front_tenants(&args, mode, &tools)?;
@@ -611,6 +620,7 @@ fn front_tenants(
         let mut tools = tools.clone();
         tools.tuning.pool_slots =
             u32::try_from(spec.limits.max_instances).unwrap_or(u32::MAX).min(MAX_POOL_SLOTS);
+        tools.tuning.memory_limit = Some(spec.limits.max_memory as u64);
         let worker = WorkerSpec {
             tenant: spec.clone(),
             tools,
@@ -768,8 +778,16 @@ async fn run(args: RunArgs) -> Result<i32> {
     let cwd = workspace
         .resolve_cwd(&wasm_exec_server::fs::to_file_uri(&cwd))
         .map_err(|e| anyhow::anyhow!("--cwd {cwd}: {e}"))?;
-    let tools = args.tools;
-    let runtime = tokio::task::spawn_blocking(move || load_runtime(&tools)).await??;
+    let mut spec = args.tools.to_spec();
+    spec.tuning.memory_limit = Some(limits.max_memory as u64);
+    spec.tuning.pool_slots =
+        u32::try_from(limits.max_instances).unwrap_or(u32::MAX).min(MAX_POOL_SLOTS);
+    let runtime = tokio::task::spawn_blocking(move || {
+        let rt = wasm_exec_server::worker::load_runtime(&spec)?;
+        tracing::info!(tools = rt.tools().count(), "loaded the tools");
+        anyhow::Ok(rt)
+    })
+    .await??;
     let max_wall = limits.max_wall;
     let executor = Executor { runtime: Arc::new(runtime), workspace, limits };
 

@@ -408,3 +408,24 @@ async fn a_server_without_a_toolset_says_so() {
     assert!(err.contains("no toolset loaded") && err.contains("tools/build.sh"), "{err}");
     assert!(Path::new(dir.path()).is_dir());
 }
+
+/// Under an address-space limit too small for 4 GiB per wasm memory, the
+/// engine reserves only `--max-memory` per memory, and commands run (the
+/// full layout would need 2 GiB + 8 × 4.06 GiB here).
+#[tokio::test]
+async fn a_small_configuration_runs_under_ulimit_v() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache-compact");
+    let script = format!(
+        "ulimit -v 8000000 && exec '{}' run --bundled /nonexistent/toolset --workspace '{}' \
+         --cache-dir '{}' --max-memory 64M --max-instances 8 -- 'echo-args compact | line-echo'",
+        env!("CARGO_BIN_EXE_wasm-exec-server"),
+        dir.path().display(),
+        cache.display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().expect("sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compact"), "{err}");
+    assert!(err.contains("compact layout"), "{err}");
+}

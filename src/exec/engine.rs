@@ -195,6 +195,11 @@ impl Drop for Runtime {
     }
 }
 
+/// The process's address-space limit (`ulimit -v`), if it has one.
+fn address_space_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::As).current
+}
+
 impl Runtime {
     /// Creates the engine (async, epoch interruption) and the WASI linker.
     /// `cache_dir` keeps compiled modules across restarts.
@@ -213,6 +218,24 @@ impl Runtime {
         // Instances come from a pool of pre-reserved slots whose memory stays
         // resident between commands (a command then costs no mmap/munmap and
         // few page faults). The pool is sized far above the process limits.
+        // Each linear memory reserves 4 GiB of address space plus guards, so
+        // that compiled code needs no bounds checks; or, compact, only the
+        // memory limit (explicit bounds checks), for hosts that bound
+        // address space (`ulimit -v`).
+        let compact = tuning.compact_reservation(address_space_limit());
+        let max_memory = match compact {
+            Some(bytes) => {
+                tracing::info!(
+                    reservation = bytes,
+                    "each wasm memory reserves only its limit (compact layout)"
+                );
+                config.memory_reservation(bytes);
+                config.memory_guard_size(64 << 10);
+                config.memory_reservation_for_growth(0);
+                usize::try_from(bytes).unwrap_or(usize::MAX)
+            }
+            None => 4 << 30,
+        };
         if tuning.pooling {
             // Wasm instances that can exist at once (every tenant of this
             // engine together).
@@ -222,7 +245,7 @@ impl Runtime {
                 .total_memories(slots)
                 .total_tables(slots)
                 .total_stacks(slots)
-                .max_memory_size(4 << 30)
+                .max_memory_size(max_memory)
                 .linear_memory_keep_resident(1 << 20)
                 .table_keep_resident(64 << 10)
                 .pagemap_scan(wasmtime::Enabled::Auto);
