@@ -68,7 +68,8 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
     let name = argv[0].as_str();
     let args = &argv[1..];
     match name {
-        ":" | "true" | "alias" | "unalias" | "hash" | "trap" | "ulimit" | "umask" => Ok(0),
+        ":" | "true" | "alias" | "unalias" | "hash" | "ulimit" | "umask" => Ok(0),
+        "trap" => trap(sh, io, args).await,
         "wait" => {
             // `wait [pid]` (a `%job` waits for all, as without job control).
             let pid = args.first().and_then(|a| a.parse().ok());
@@ -193,7 +194,7 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
             tokio::time::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 1e9))).await;
             Ok(0)
         }
-        "getopts" => complain(sh, io, "getopts", "not supported", 2).await,
+        "getopts" => getopts(sh, io, args).await,
         _ => super::compose::run(sh, io, name, args).await,
     }
 }
@@ -363,7 +364,10 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             return Ok(0);
         }
         if &a[1..] == "o" {
-            let Some(opt) = args.get(i + 1) else { return Ok(0) };
+            let Some(opt) = args.get(i + 1) else {
+                io.out(list_options(sh, on).as_bytes()).await?;
+                return Ok(0);
+            };
             if !set_option(sh, opt, on) {
                 return complain(sh, io, "set", &format!("{opt}: invalid option name"), 2).await;
             }
@@ -395,6 +399,174 @@ async fn set(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         i += 1;
     }
     Ok(0)
+}
+
+/// `getopts OPTSTRING NAME [ARG…]`, as bash: the next option of the
+/// arguments (the positional parameters by default) in NAME, its value in
+/// OPTARG, the next argument's index in OPTIND; status 1 at the end of the
+/// options. A leading `:` in OPTSTRING reports errors in NAME and OPTARG
+/// instead of on stderr.
+async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let [spec, name, rest @ ..] = args else {
+        return complain(sh, io, "getopts", "usage: getopts optstring name [arg ...]", 2).await;
+    };
+    let argv: Vec<String> = if rest.is_empty() { sh.positional.to_vec() } else { rest.to_vec() };
+    let (silent, spec) = match spec.strip_prefix(':') {
+        Some(s) => (true, s),
+        None => (false, spec.as_str()),
+    };
+    let mut optind =
+        sh.get("OPTIND").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1).max(1);
+    let mut offset = if sh.getopts_at.0 == optind { sh.getopts_at.1 } else { 0 };
+    let arg = argv.get(optind - 1).map(String::as_str);
+    let set = |sh: &mut Shell, k: &str, v: &str| sh.set(k, v);
+    let end = |sh: &mut Shell, optind: usize| -> Result<(), String> {
+        sh.getopts_at = (0, 0);
+        sh.set("OPTIND", &optind.to_string())?;
+        sh.set(name, "?")
+    };
+    let result = (|| -> Result<(i32, Option<String>), String> {
+        let Some(arg) = arg else {
+            end(sh, optind)?;
+            return Ok((1, None));
+        };
+        if offset == 0 {
+            if arg == "--" {
+                end(sh, optind + 1)?;
+                return Ok((1, None));
+            }
+            if !arg.starts_with('-') || arg == "-" {
+                end(sh, optind)?;
+                return Ok((1, None));
+            }
+            offset = 1;
+        }
+        let c = arg[offset..].chars().next().unwrap_or('?');
+        offset += c.len_utf8();
+        let at_end = offset >= arg.len();
+        let known = c != ':' && spec.contains(c);
+        let takes_value =
+            known && spec[spec.find(c).unwrap_or(0) + c.len_utf8()..].starts_with(':');
+        let mut message = None;
+        if !known {
+            set(sh, name, "?")?;
+            if silent {
+                set(sh, "OPTARG", &c.to_string())?;
+            } else {
+                let _ = sh.unset("OPTARG");
+                message = Some(format!("illegal option -- {c}"));
+            }
+        } else if takes_value {
+            let value = if !at_end {
+                Some(arg[offset..].to_owned())
+            } else {
+                optind += 1;
+                argv.get(optind - 1).cloned()
+            };
+            offset = arg.len();
+            match value {
+                Some(v) => {
+                    set(sh, name, &c.to_string())?;
+                    set(sh, "OPTARG", &v)?;
+                }
+                None if silent => {
+                    set(sh, name, ":")?;
+                    set(sh, "OPTARG", &c.to_string())?;
+                }
+                None => {
+                    set(sh, name, "?")?;
+                    let _ = sh.unset("OPTARG");
+                    message = Some(format!("option requires an argument -- {c}"));
+                }
+            }
+        } else {
+            set(sh, name, &c.to_string())?;
+            let _ = sh.unset("OPTARG");
+        }
+        if offset >= arg.len() {
+            optind += 1;
+            offset = 0;
+        }
+        sh.getopts_at = (optind, offset);
+        set(sh, "OPTIND", &optind.to_string())?;
+        Ok((0, message))
+    })();
+    match result {
+        Ok((status, message)) => {
+            if let Some(m) = message {
+                io.err(&format!("{}: {m}\n", sh.arg0)).await;
+            }
+            Ok(status)
+        }
+        Err(msg) => complain(sh, io, "getopts", &msg, 1).await,
+    }
+}
+
+/// `trap [-p] ['ACTION'|-|''] SIGNAL…`: an EXIT (or `0`) action runs when
+/// the shell or subshell ends ([`super::interp::run_exit_trap`]). No
+/// signal ever reaches a sandboxed line, so actions for the others are
+/// accepted and never run.
+async fn trap(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
+    let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--").collect();
+    if args.is_empty() || args == ["-p"] || args.first() == Some(&"-p") {
+        let wanted = &args[args.len().min(1)..];
+        if let Some(action) = &sh.exit_trap.0
+            && (wanted.is_empty() || wanted.iter().any(|s| is_exit_signal(s)))
+        {
+            io.out(format!("trap -- {} EXIT\n", quote_set(action)).as_bytes()).await?;
+        }
+        return Ok(0);
+    }
+    if args[0] == "-l" {
+        io.out(b" 1) SIGHUP\t 2) SIGINT\t 3) SIGQUIT\t 9) SIGKILL\t15) SIGTERM\n").await?;
+        return Ok(0);
+    }
+    // `trap SIGNAL…` alone (an action that is a number) resets, as `-`.
+    let (action, signals) = if args.len() == 1 || args[0].parse::<u32>().is_ok() {
+        ("-", &args[..])
+    } else {
+        (args[0], &args[1..])
+    };
+    for sig in signals {
+        let name = sig.to_ascii_uppercase();
+        let name = name.strip_prefix("SIG").unwrap_or(&name);
+        let known = is_exit_signal(name)
+            || matches!(
+                name,
+                "HUP"
+                    | "INT"
+                    | "QUIT"
+                    | "TERM"
+                    | "KILL"
+                    | "USR1"
+                    | "USR2"
+                    | "PIPE"
+                    | "ALRM"
+                    | "CHLD"
+                    | "ERR"
+                    | "DEBUG"
+                    | "RETURN"
+                    | "WINCH"
+                    | "TSTP"
+                    | "CONT"
+            )
+            || name.parse::<u32>().is_ok_and(|n| n < 65);
+        if !known {
+            return complain(sh, io, "trap", &format!("{sig}: invalid signal specification"), 1)
+                .await;
+        }
+        if is_exit_signal(name) {
+            sh.exit_trap.0 = match action {
+                "-" => None,
+                a => Some(a.into()),
+            };
+        }
+    }
+    Ok(0)
+}
+
+fn is_exit_signal(s: &str) -> bool {
+    matches!(s, "EXIT" | "exit" | "0" | "SIGEXIT")
 }
 
 /// `shopt [-s|-u|-q] [name…]`: globstar, nullglob and dotglob change
@@ -472,6 +644,61 @@ fn quote_set(v: &str) -> String {
     }
 }
 
+/// `set -o` (`on`) and `set +o` with no name: every option, as bash lists
+/// them (a table, or the commands that restore them).
+fn list_options(sh: &Shell, table: bool) -> String {
+    const OPTIONS: &[&str] = &[
+        "allexport",
+        "braceexpand",
+        "emacs",
+        "errexit",
+        "errtrace",
+        "functrace",
+        "hashall",
+        "histexpand",
+        "history",
+        "ignoreeof",
+        "interactive-comments",
+        "keyword",
+        "monitor",
+        "noclobber",
+        "noexec",
+        "noglob",
+        "nolog",
+        "notify",
+        "nounset",
+        "onecmd",
+        "physical",
+        "pipefail",
+        "posix",
+        "privileged",
+        "verbose",
+        "vi",
+        "xtrace",
+    ];
+    let o = &sh.opts;
+    OPTIONS
+        .iter()
+        .map(|&name| {
+            let on = match name {
+                "braceexpand" | "hashall" | "interactive-comments" => true,
+                "errexit" => o.errexit,
+                "nounset" => o.nounset,
+                "xtrace" => o.xtrace,
+                "pipefail" => o.pipefail,
+                "noglob" => o.noglob,
+                "noclobber" => o.noclobber,
+                _ => false,
+            };
+            if table {
+                format!("{name:<15}\t{}\n", if on { "on" } else { "off" })
+            } else {
+                format!("set {}o {name}\n", if on { '-' } else { '+' })
+            }
+        })
+        .collect()
+}
+
 pub fn set_option(sh: &mut Shell, name: &str, on: bool) -> bool {
     match name {
         "errexit" => sh.opts.errexit = on,
@@ -510,7 +737,11 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     };
     let text = match super::invoke::read_script(sh, file) {
         Ok(t) => t,
-        Err(msg) => return complain(sh, io, "source", &msg, 1).await,
+        // bash names the file, not the builtin.
+        Err(msg) => {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            return Ok(1);
+        }
     };
     let saved = (args.len() > 1).then(|| sh.positional.replace(args[1..].to_vec()));
     let r = interp::run_text(sh, io, &text, file).await;

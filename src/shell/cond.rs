@@ -13,11 +13,20 @@ fn file_test(sh: &Shell, op: &str, path: &str) -> bool {
     if path.is_empty() {
         return false;
     }
-    if matches!(path, "/dev/null" | "/dev/stdin" | "/dev/stdout" | "/dev/stderr") {
-        return matches!(op, "-e" | "-c" | "-r" | "-w");
+    // The character devices every guest and redirection has.
+    if matches!(
+        path,
+        "/dev/null"
+            | "/dev/zero"
+            | "/dev/urandom"
+            | "/dev/random"
+            | "/dev/stdin"
+            | "/dev/stdout"
+            | "/dev/stderr"
+    ) {
+        return matches!(op, "-e" | "-a" | "-c" | "-r" | "-w");
     }
-    let Some(rel) = sh.resolve(path) else { return false };
-    let dir = sh.exec.workspace.dir();
+    let Some((dir, rel)) = sh.locate(path) else { return false };
     if op == "-L" || op == "-h" {
         return dir.symlink_metadata(&rel).is_ok_and(|m| m.file_type().is_symlink());
     }
@@ -41,10 +50,10 @@ fn unary(sh: &Shell, op: &str, arg: &str) -> Option<bool> {
     Some(match op {
         "-z" => arg.is_empty(),
         "-n" => !arg.is_empty(),
-        "-e" | "-a" | "-f" | "-d" | "-s" | "-r" | "-w" | "-x" | "-L" | "-h" => {
+        "-e" | "-a" | "-f" | "-d" | "-s" | "-r" | "-w" | "-x" | "-L" | "-h" | "-c" => {
             file_test(sh, op, arg)
         }
-        "-b" | "-c" | "-p" | "-S" | "-g" | "-u" | "-k" | "-O" | "-G" | "-N" | "-t" => false,
+        "-b" | "-p" | "-S" | "-g" | "-u" | "-k" | "-O" | "-G" | "-N" | "-t" => false,
         "-v" => sh.vars.contains_key(arg),
         "-o" => false,
         _ => return None,
@@ -209,6 +218,7 @@ fn unary_op(p: &U) -> &'static str {
         U::FileExistsAndIsReadable => "-r",
         U::FileExistsAndIsWritable => "-w",
         U::FileExistsAndIsExecutable => "-x",
+        U::FileExistsAndIsCharSpecialFile => "-c",
         U::StringHasZeroLength => "-z",
         U::StringHasNonZeroLength => "-n",
         U::ShellVariableIsSetAndAssigned => "-v",

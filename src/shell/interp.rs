@@ -84,6 +84,33 @@ async fn run_text_here(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Out
     r
 }
 
+/// The redirection of `$(< FILE)`: a command that is one input
+/// redirection and nothing else, which bash reads as the file's contents.
+fn lone_input_redirect(text: &str) -> Option<ast::IoRedirect> {
+    if !text.trim_start().starts_with('<') {
+        return None;
+    }
+    let mut program = parse::program(text).ok()?;
+    let [list] = program.complete_commands.as_mut_slice() else { return None };
+    let [ast::CompoundListItem(and_or, ast::SeparatorOperator::Sequence)] = list.0.as_mut_slice()
+    else {
+        return None;
+    };
+    if !and_or.additional.is_empty() || and_or.first.bang || and_or.first.timed.is_some() {
+        return None;
+    }
+    let [ast::Command::Simple(simple)] = and_or.first.seq.as_mut_slice() else { return None };
+    if simple.word_or_name.is_some() || simple.suffix.is_some() {
+        return None;
+    }
+    let prefix = simple.prefix.take()?;
+    let [ast::CommandPrefixOrSuffixItem::IoRedirect(r)] = <[_; 1]>::try_from(prefix.0).ok()? else {
+        return None;
+    };
+    matches!(&r, ast::IoRedirect::File(None | Some(0), ast::IoFileRedirectKind::Read, _))
+        .then_some(r)
+}
+
 /// `$(…)`: runs `text` in a subshell with stdout captured.
 pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i32), Unwind> {
     let _slot = match sh.budget.subshell() {
@@ -94,8 +121,31 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
         Ok(lease) => lease,
         Err(m) => return Err(super::expand::out_of_memory(sh, io, m).await),
     };
+    // `$(< FILE)`: the file's contents, read by the shell itself.
+    if let Some(r) = lone_input_redirect(text) {
+        let mut sub = sh.clone();
+        let redirect = std::slice::from_ref(&r);
+        let Some(rio) = Box::pin(super::redirect::apply_all(&mut sub, io, redirect)).await? else {
+            return Ok((Vec::new(), 1));
+        };
+        let data = rio.stdin.read_all(MAX_VALUE).await;
+        if data.len() > MAX_VALUE {
+            io.err(&format!(
+                "{}command substitution: output larger than {} MiB\n",
+                sh.err_prefix(),
+                MAX_VALUE >> 20
+            ))
+            .await;
+            return Err(Unwind::Exit(1));
+        }
+        if let Err(m) = lease.grow_to(data.len()) {
+            return Err(super::expand::out_of_memory(sh, io, m).await);
+        }
+        return Ok((data, 0));
+    }
     let (sink, mut reader) = crate::exec::pipe();
     let mut sub = sh.clone();
+    sub.substitution_level += 1;
     let mut sub_io = io.clone();
     sub_io.stdout = sink;
     let run = async move {
@@ -244,6 +294,21 @@ pub async fn process_substitution_input(
     cmd: &ast::SubshellCommand,
 ) -> Result<Vec<u8>, Unwind> {
     Ok(capture(sh, io, &cmd.list.to_string()).await?.0)
+}
+
+/// Runs the shell's EXIT trap, if it set one, as it ends with `status`
+/// (the trap sees it in `$?`); the status it ends with, which only an
+/// `exit` in the trap changes.
+pub async fn run_exit_trap(sh: &mut Shell, io: &Io, status: i32) -> i32 {
+    let Some(action) = sh.exit_trap.0.take() else { return status };
+    if sh.halted() {
+        return status;
+    }
+    sh.status = status;
+    match run_text(sh, io, &action, "trap").await {
+        Err(Unwind::Exit(s)) => s,
+        _ => status,
+    }
 }
 
 /// The status a subshell ends with.
@@ -481,7 +546,7 @@ pub fn run_command<'a>(
                     return Ok(1);
                 };
                 if sh.opts.xtrace {
-                    io.err(&format!("+ [[ {} ]]\n", t.expr)).await;
+                    io.err(&format!("{}[[ {} ]]\n", sh.trace_prefix(), t.expr)).await;
                 }
                 let ok = super::cond::extended(sh, &io, &t.expr).await?;
                 Ok(ok)
@@ -521,7 +586,8 @@ fn run_compound<'a>(
             CompoundCommand::Subshell(s) => {
                 let mut sub = sh.clone();
                 let r = run_list(&mut sub, &s.list, io).await;
-                Ok(exit_status(&sub, r))
+                let status = exit_status(&sub, r);
+                Ok(run_exit_trap(&mut sub, io, status).await)
             }
             CompoundCommand::Arithmetic(a) => {
                 let text = expand::string(sh, io, &a.expr.value).await?;
@@ -582,7 +648,16 @@ fn run_compound<'a>(
                 let mut status = 0;
                 sh.loops += 1;
                 let mut r = Ok(0);
+                // `set -x` traces the header before each pass, as bash does.
+                let header = sh.opts.xtrace.then(|| {
+                    let words: Vec<String> =
+                        values.iter().map(|v| super::simple::quote_trace(v)).collect();
+                    format!("for {} in {}\n", f.variable_name, words.join(" "))
+                });
                 for v in values {
+                    if let Some(h) = &header {
+                        io.err(&format!("{}{h}", sh.trace_prefix())).await;
+                    }
                     if let Err(msg) = sh.set(&f.variable_name, &v) {
                         io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
                         r = Ok(1);

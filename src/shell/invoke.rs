@@ -110,8 +110,8 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
         Script::File(f) => match read_script(sh, f) {
             Ok(t) => (t, f.clone()),
             Err(msg) => {
-                let shell = crate::exec::command_name(&sh.arg0).to_owned();
-                io.err(&format!("{shell}: {msg}\n")).await;
+                // `$0` is the script here; bash names itself.
+                io.err(&format!("bash: {msg}\n")).await;
                 return 127;
             }
         },
@@ -121,13 +121,27 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
         }
     };
     let r = interp::run_text(sh, io, &text, &origin).await;
-    interp::exit_status(sh, r)
+    let status = interp::exit_status(sh, r);
+    interp::run_exit_trap(sh, io, status).await
 }
 
 /// Reads a script through the workspace. The error is bash's wording.
 pub fn read_script(sh: &Shell, file: &str) -> Result<String, String> {
     let Some(rel) = sh.resolve(file) else {
-        return Err(format!("{file}: No such file or directory"));
+        // A script in the private /tmp (`cat > /tmp/t.sh <<EOF …; bash /tmp/t.sh`).
+        let Some((tmp, below)) = sh.locate(file) else {
+            return Err(format!("{file}: No such file or directory"));
+        };
+        let mut out = Vec::new();
+        let read = tmp.open(&below).and_then(|f| {
+            use std::io::Read;
+            f.into_std().take(MAX_VALUE as u64 + 1).read_to_end(&mut out)
+        });
+        return match read {
+            Ok(n) if n > MAX_VALUE => Err(format!("{file}: File too large")),
+            Ok(_) => Ok(String::from_utf8_lossy(&out).into_owned()),
+            Err(e) => Err(format!("{file}: {}", crate::fs::strerror(&e))),
+        };
     };
     match sh.exec.workspace.read_bounded(&rel, MAX_VALUE as u64) {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),

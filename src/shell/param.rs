@@ -59,6 +59,12 @@ fn name_of(p: &Parameter) -> String {
     }
 }
 
+/// What `"$*"` and `"${a[*]}"` join with: the first character of IFS (a
+/// space when IFS is unset, nothing when it is empty).
+fn star_separator(sh: &Shell) -> String {
+    sh.get("IFS").map_or(" ".to_owned(), |i| i.chars().next().map(String::from).unwrap_or_default())
+}
+
 /// Looks a parameter up; `None` when unset.
 async fn lookup(
     sh: &mut Shell,
@@ -71,10 +77,7 @@ async fn lookup(
         Parameter::Positional(n) => sh.positional.get(*n as usize - 1).cloned().map(Value::Str),
         Parameter::Special(s) => Some(match s {
             S::AllPositionalParameters { concatenate: true } if in_dq => {
-                let sep = sh.get("IFS").map_or(" ".to_owned(), |i| {
-                    i.chars().next().map(String::from).unwrap_or_default()
-                });
-                Value::Str(sh.positional.join(&sep))
+                Value::Str(sh.positional.join(&star_separator(sh)))
             }
             S::AllPositionalParameters { .. } => Value::List(sh.positional.to_vec()),
             S::PositionalParameterCount => Value::Str(sh.positional.len().to_string()),
@@ -123,7 +126,7 @@ async fn lookup(
             let Some(var) = sh.vars.get(name) else { return Ok(Some(Value::List(Vec::new()))) };
             let items = var.items();
             if *concatenate && in_dq {
-                Some(Value::Str(items.join(" ")))
+                Some(Value::Str(items.join(&star_separator(sh))))
             } else {
                 Some(Value::List(items))
             }
@@ -240,7 +243,9 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                     _ => "parameter null or not set".to_owned(),
                 };
                 let name = name_of(parameter);
-                return Err(expand::fail(sh, io, &format!("{name}: {msg}")).await);
+                // A non-interactive bash exits 127 here, as for `set -u`.
+                expand::fail(sh, io, &format!("{name}: {msg}")).await;
+                return Err(Unwind::Exit(127));
             }
             Ok(v.unwrap_or(Value::Str(String::new())))
         }

@@ -94,22 +94,11 @@ fn open(sh: &Shell, path: &str, mode: Mode) -> Result<std::fs::File, String> {
     };
     let Some(rel) = sh.resolve(path) else {
         // Outside the workspace only the sandbox's private /tmp exists.
-        let abs = crate::fs::path::normalize_absolute(&sh.absolute(path));
-        let tmp = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir());
-        // When the workspace itself lives under /tmp, the directories on
-        // the way to it are not scratch space.
-        let visible = sh.exec.workspace.visible_root();
-        let beside_workspace =
-            visible.strip_prefix("/tmp/").and_then(|r| r.split('/').next()).is_some_and(|top| {
-                abs.strip_prefix("/tmp/")
-                    .is_some_and(|b| b == top || b.starts_with(&format!("{top}/")))
-            });
-        if let (Some(below), Some(tmp), false) = (abs.strip_prefix("/tmp/"), tmp, beside_workspace)
-        {
-            return open_counted(sh, tmp, Path::new(below), &o, mode)
-                .map_err(|e| format!("{path}: {}", crate::fs::strerror(&e)));
-        }
-        return Err(format!("{path}: Permission denied"));
+        return match sh.locate(path) {
+            Some((tmp, below)) => open_counted(sh, tmp, &below, &o, mode)
+                .map_err(|e| format!("{path}: {}", crate::fs::strerror(&e))),
+            None => Err(format!("{path}: Permission denied")),
+        };
     };
     let ws = &sh.exec.workspace;
     if mode != Mode::Read && ws.check_writable(&rel).is_err() {

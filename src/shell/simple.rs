@@ -88,15 +88,10 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         return Ok(1);
     };
     if sh.opts.xtrace {
-        let mut line = String::from("+");
-        for (k, v) in &assigns {
-            line.push_str(&format!(" {k}={}", quote_trace(v)));
-        }
-        for a in &argv {
-            line.push(' ');
-            line.push_str(&quote_trace(a));
-        }
-        io.err(&(line + "\n")).await;
+        let mut words: Vec<String> =
+            assigns.iter().map(|(k, v)| format!("{k}={}", quote_trace(v))).collect();
+        words.extend(argv.iter().map(|a| quote_trace(a)));
+        io.err(&format!("{}{}\n", sh.trace_prefix(), words.join(" "))).await;
     }
     if argv.is_empty() {
         for (k, v) in &assigns {
@@ -202,7 +197,7 @@ async fn assignment(
     Ok(Some((name, value)))
 }
 
-fn quote_trace(s: &str) -> String {
+pub(super) fn quote_trace(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "-_./=:,+@%".contains(c)) {
         s.to_owned()
     } else {

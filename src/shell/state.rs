@@ -589,6 +589,25 @@ pub struct Shell {
     pub pid: u32,
     /// Background jobs (`cmd &`) this shell started and has not waited for.
     pub jobs: Jobs,
+    /// `trap '…' EXIT`: run when this shell (the line, or a subshell) ends.
+    pub exit_trap: ExitTrap,
+    /// `getopts`' place inside a group of options (`-ab`): the OPTIND it
+    /// was at and the next letter's offset in that argument.
+    pub getopts_at: (usize, usize),
+    /// Command substitutions this shell runs inside (`set -x` repeats the
+    /// first character of PS4 once more for each).
+    pub substitution_level: usize,
+}
+
+/// A shell's EXIT trap. A subshell starts without its parent's (bash resets
+/// traps in subshells), so cloning gives none.
+#[derive(Default, Debug)]
+pub struct ExitTrap(pub Option<Arc<str>>);
+
+impl Clone for ExitTrap {
+    fn clone(&self) -> Self {
+        ExitTrap(None)
+    }
 }
 
 /// Background jobs a shell may have running at once (a `&` flood ends at
@@ -661,6 +680,9 @@ impl Shell {
             last_yield: std::time::Instant::now(),
             pid: next_pid(),
             jobs: Jobs::default(),
+            exit_trap: ExitTrap::default(),
+            getopts_at: (0, 0),
+            substitution_level: 0,
             terminal: false,
         };
         sh.set_exported("PWD", &cwd);
@@ -782,6 +804,43 @@ impl Shell {
     /// names, or `None` when it leaves the workspace.
     pub fn resolve(&self, path: &str) -> Option<std::path::PathBuf> {
         self.exec.workspace.relative(&self.absolute(path))
+    }
+
+    /// What `set -x` puts before a traced command: PS4 (default `+ `),
+    /// its first character repeated once per level of substitution.
+    pub fn trace_prefix(&self) -> String {
+        let ps4 = self.get("PS4").unwrap_or("+ ");
+        let mut chars = ps4.chars();
+        let Some(first) = chars.next() else { return String::new() };
+        let mut out: String = std::iter::repeat_n(first, self.substitution_level + 1).collect();
+        out.push_str(chars.as_str());
+        out
+    }
+
+    /// Where `path` lives: in the workspace, or below the sandbox's private
+    /// `/tmp` (the only place outside it that exists), as the capability to
+    /// open it through and the path below that. `None`: nowhere visible.
+    pub fn locate(&self, path: &str) -> Option<(&cap_std::fs::Dir, std::path::PathBuf)> {
+        let ws = &self.exec.workspace;
+        if let Some(rel) = self.resolve(path) {
+            return Some((ws.dir(), rel));
+        }
+        let abs = crate::fs::path::normalize_absolute(&self.absolute(path));
+        let tmp = ws.scratch().and_then(|s| s.tmp_dir())?;
+        // When the workspace itself lives under /tmp, the directories on
+        // the way to it are not scratch space.
+        let beside_workspace =
+            ws.visible_root().strip_prefix("/tmp/").and_then(|r| r.split('/').next()).is_some_and(
+                |top| {
+                    abs.strip_prefix("/tmp/")
+                        .is_some_and(|b| b == top || b.starts_with(&format!("{top}/")))
+                },
+            );
+        if beside_workspace {
+            return None;
+        }
+        let below = abs.strip_prefix("/tmp/").or_else(|| (abs == "/tmp").then_some("."))?;
+        Some((tmp, std::path::PathBuf::from(below)))
     }
 
     /// A path made absolute against the working directory (not normalized).

@@ -32,7 +32,9 @@ fn main() {
     // `/tmp` and `/dev` (with an empty `null`); anything else is the host's.
     let pwd = std::env::var("PWD").unwrap_or_default();
     let top = pwd.trim_start_matches('/').split('/').next().unwrap_or("").to_owned();
-    let own = |n: &str| n == top || n == "tmp" || n == "dev";
+    // The skeleton's own entries: the way to the workspace, `/tmp`, `/dev`
+    // and `/opt` (which holds only the server's python start-up hook).
+    let own = |n: &str| n == top || n == "tmp" || n == "dev" || n == "opt";
     let foreign =
         fs::read_dir("/").map(|d| d.flatten().any(|e| !own(&e.file_name().to_string_lossy())));
     report("list /", foreign.unwrap_or(false));
