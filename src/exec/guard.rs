@@ -63,6 +63,9 @@ struct Open {
     size: Option<u64>,
     /// `/dev/urandom` or `/dev/random`: reads are random.
     random: bool,
+    /// `/dev/stdin`, `/dev/stdout`, `/dev/stderr` or `/dev/fd/0`…`2`: reads
+    /// and writes go to that standard stream of the guest.
+    stream: Option<i32>,
     /// A directory being read: its listing ([`super::readdir`]).
     listing: Option<super::readdir::Listing>,
 }
@@ -70,7 +73,8 @@ struct Open {
 impl Open {
     fn new(area: Area, rel: PathBuf, size: Option<u64>) -> Self {
         let random = area == Area::Skeleton && is_random_device(&rel);
-        Self { area, rel, size, random, listing: None }
+        let stream = if area == Area::Skeleton { standard_stream(&rel) } else { None };
+        Self { area, rel, size, random, stream, listing: None }
     }
 }
 
@@ -236,6 +240,19 @@ fn read_str(mem: &GuestMemory<'_>, ptr: i32, len: i32) -> Option<String> {
     let (start, len) = (ptr as u32 as usize, len as u32 as usize);
     let slice = bytes.get(start..start.checked_add(len)?)?;
     std::str::from_utf8(slice).ok().map(str::to_owned)
+}
+
+/// The standard stream `rel` (in the skeleton) names: `dev/stdin`,
+/// `dev/stdout`, `dev/stderr`, `dev/fd/0`, `dev/fd/1`, `dev/fd/2`.
+fn standard_stream(rel: &Path) -> Option<i32> {
+    let rel = rel.strip_prefix(".").unwrap_or(rel);
+    let name = rel.to_str()?;
+    match name {
+        "dev/stdin" | "dev/fd/0" => Some(0),
+        "dev/stdout" | "dev/fd/1" => Some(1),
+        "dev/stderr" | "dev/fd/2" => Some(2),
+        _ => None,
+    }
 }
 
 /// Whether `rel` (in the skeleton) is `dev/urandom` or `dev/random`.
@@ -423,6 +440,18 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
                 let path = read_str(&mem, path_ptr, path_len);
+                // A standard stream by name (`/dev/stdout`): the skeleton's
+                // placeholder, opened to read; its reads and writes go to
+                // the stream (`fd_read`, `fd_write` below).
+                let stream = matches!(
+                    state.guard().target(fd, path.clone()),
+                    Ok(Some((Area::Skeleton, ref rel))) if standard_stream(rel).is_some()
+                );
+                let (oflags, base, fdflags) = if stream {
+                    (oflags & !(O_CREAT | O_TRUNC), base & !RIGHTS_WRITE, fdflags & !FDFLAGS_APPEND)
+                } else {
+                    (oflags, base, fdflags)
+                };
                 let writes = oflags & (O_CREAT | O_TRUNC) != 0
                     || base & RIGHTS_WRITE != 0
                     || fdflags & FDFLAGS_APPEND != 0;
@@ -518,10 +547,15 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
-                if !state.guard().fds.get(&(fd as u32)).is_some_and(|o| o.random) {
-                    return p1::fd_read(state.wasi(), &mut mem, fd, iovs, count, out).await;
+                let (random, stream) = match state.guard().fds.get(&(fd as u32)) {
+                    Some(o) => (o.random, o.stream),
+                    None => (false, None),
+                };
+                if random {
+                    return Ok(fill_random(&mut mem, iovs, count, out));
                 }
-                Ok(fill_random(&mut mem, iovs, count, out))
+                let fd = stream.unwrap_or(fd);
+                p1::fd_read(state.wasi(), &mut mem, fd, iovs, count, out).await
             })
         },
     )?;
@@ -595,6 +629,10 @@ pub fn add_to_linker<T: Guarded>(linker: &mut Linker<T>) -> wasmtime::Result<()>
         |mut caller: Caller<'_, T>, (fd, iovs, count, out): (i32, i32, i32, i32)| {
             Box::new(async move {
                 let (mut mem, state) = split(&mut caller)?;
+                // A standard stream by name writes to the stream's descriptor,
+                // under the same accounting as a write to it (a guest may
+                // have closed its stdout and opened a file in its place).
+                let fd = state.guard().fds.get(&(fd as u32)).and_then(|o| o.stream).unwrap_or(fd);
                 let tracked = state.guard().fds.get(&(fd as u32)).is_some_and(|o| o.size.is_some());
                 if tracked {
                     if let Err(errno) = check_write(state, fd, iovec_len(&mem, iovs, count)) {

@@ -102,6 +102,12 @@ impl Scratch {
         for name in ["dev/urandom", "dev/random"] {
             std::fs::File::create(skel.join(name))?.set_len(DEV_ZERO_BYTES)?;
         }
+        // The standard streams by name: placeholders, whose reads and
+        // writes the guard sends to the guest's stdin, stdout and stderr.
+        std::fs::create_dir_all(skel.join("dev/fd"))?;
+        for name in ["dev/stdin", "dev/stdout", "dev/stderr", "dev/fd/0", "dev/fd/1", "dev/fd/2"] {
+            std::fs::File::create(skel.join(name))?;
+        }
         // The bundled python3's start-up hook (`exec::quirks`).
         let hook = skel.join(PYTHON_HOOK_DIR.trim_start_matches('/'));
         std::fs::create_dir_all(&hook)?;

@@ -291,6 +291,29 @@ async fn python() {
     assert_eq!(f.exit_code, 3);
 }
 
+/// Guests open the standard streams by name, as on Linux.
+#[tokio::test]
+async fn standard_streams_by_name() {
+    let Some(s) = server().await else { return };
+    let cases: &[(&str, &str)] = &[
+        ("echo dup | tee /dev/stdout | wc -l", "2\n"),
+        ("echo e | tee /dev/stderr 2>/dev/null | wc -l", "1\n"),
+        ("echo e | tee /dev/fd/2 2>&1 >/dev/null | wc -l", "1\n"),
+        ("python3 -c 'open(\"/dev/stdout\", \"w\").write(\"py\\n\")'", "py\n"),
+        (
+            "echo '{\"a\": 1}' | python3 -c 'import json; print(json.load(open(\"/dev/stdin\"))[\"a\"])'",
+            "1\n",
+        ),
+        ("echo from-fd0 | cat /dev/fd/0", "from-fd0\n"),
+        ("perl -e 'open my $e, \">\", \"/dev/stderr\" or die; print $e \"x\\n\"' 2>&1", "x\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    // The placeholders stay empty and read-only.
+    expect(&s, "wc -c < /dev/fd/1; cat /dev/stdout < /dev/null | wc -c", "0\n0\n", 0).await;
+}
+
 /// xxd is vim's, compiled from its C source.
 #[tokio::test]
 async fn xxd() {
