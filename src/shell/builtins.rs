@@ -14,6 +14,10 @@ const BUILTINS: &[&str] = &[
     "[",
     "alias",
     "break",
+    "builtin",
+    "dirs",
+    "popd",
+    "pushd",
     "cd",
     "command",
     "continue",
@@ -82,9 +86,23 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
         "[" => super::cond::test(sh, io, args, Some("]")).await,
         "cd" => cd(sh, io, args).await,
         "pwd" => {
-            io.out(format!("{}\n", sh.cwd).as_bytes()).await?;
+            // `-P`: the directory with its links resolved (inside the
+            // workspace; the logical one when that fails).
+            let physical = args.iter().any(|a| a == "-P");
+            let uri = crate::fs::to_file_uri(&sh.cwd);
+            let shown = match physical.then(|| sh.exec.workspace.canonicalize(&uri)) {
+                Some(Ok(u)) => crate::fs::parse_file_uri(&u).unwrap_or_else(|_| sh.cwd.clone()),
+                _ => sh.cwd.clone(),
+            };
+            io.out(format!("{shown}\n").as_bytes()).await?;
             Ok(0)
         }
+        "builtin" => match args.first() {
+            None => Ok(0),
+            Some(b) if is_builtin(b) => Box::pin(run(sh, io, args.to_vec())).await,
+            Some(b) => complain(sh, io, "builtin", &format!("{b}: not a shell builtin"), 1).await,
+        },
+        "pushd" | "popd" | "dirs" => dir_stack(sh, io, name, args).await,
         PROBE => {
             io.out(crate::worker::probe(args).as_bytes()).await?;
             Ok(0)
@@ -196,6 +214,65 @@ pub async fn run(sh: &mut Shell, io: &Io, argv: Vec<String>) -> Outcome {
         }
         "getopts" => getopts(sh, io, args).await,
         _ => super::compose::run(sh, io, name, args).await,
+    }
+}
+
+/// `pushd DIR`, `popd`, `dirs`: the directory stack (in a variable of the
+/// shell's own, `DIRSTACK`, newline-separated; bash's is an array), with
+/// the working directory on top.
+async fn dir_stack(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
+    let stack: Vec<String> = sh
+        .get("DIRSTACK")
+        .map(|s| s.split('\n').filter(|d| !d.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let show = |sh: &Shell, stack: &[String]| {
+        let home = sh.get("HOME").unwrap_or("").to_owned();
+        let tilde = |d: &str| match d.strip_prefix(home.as_str()) {
+            Some(rest) if !home.is_empty() && (rest.is_empty() || rest.starts_with('/')) => {
+                format!("~{rest}")
+            }
+            _ => d.to_owned(),
+        };
+        let mut all = vec![tilde(&sh.cwd)];
+        all.extend(stack.iter().map(|d| tilde(d)));
+        all.join(" ") + "\n"
+    };
+    match name {
+        "dirs" => {
+            io.out(show(sh, &stack).as_bytes()).await?;
+            Ok(0)
+        }
+        "pushd" => {
+            let Some(dir) = args.iter().find(|a| !a.starts_with('-') || *a == "-") else {
+                return complain(sh, io, "pushd", "no other directory", 1).await;
+            };
+            let old = sh.cwd.clone();
+            let status = cd(sh, io, std::slice::from_ref(dir)).await?;
+            if status != 0 {
+                return Ok(status);
+            }
+            let mut stack = stack;
+            stack.insert(0, old);
+            if let Err(msg) = sh.set("DIRSTACK", &stack.join("\n")) {
+                return complain(sh, io, "pushd", &msg, 1).await;
+            }
+            io.out(show(sh, &stack).as_bytes()).await?;
+            Ok(0)
+        }
+        _ => {
+            let Some((top, rest)) = stack.split_first() else {
+                return complain(sh, io, "popd", "directory stack empty", 1).await;
+            };
+            let status = cd(sh, io, std::slice::from_ref(top)).await?;
+            if status != 0 {
+                return Ok(status);
+            }
+            if let Err(msg) = sh.set("DIRSTACK", &rest.join("\n")) {
+                return complain(sh, io, "popd", &msg, 1).await;
+            }
+            io.out(show(sh, rest).as_bytes()).await?;
+            Ok(0)
+        }
     }
 }
 
@@ -503,9 +580,10 @@ async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
 }
 
 /// `trap [-p] ['ACTION'|-|''] SIGNAL…`: an EXIT (or `0`) action runs when
-/// the shell or subshell ends ([`super::interp::run_exit_trap`]). No
-/// signal ever reaches a sandboxed line, so actions for the others are
-/// accepted and never run.
+/// the shell or subshell ends ([`super::interp::run_exit_trap`]), an ERR
+/// action after a command fails where `set -e` would stop. No signal ever
+/// reaches a sandboxed line, so actions for the others are accepted and
+/// never run.
 async fn trap(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     let args: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != "--").collect();
     if args.is_empty() || args == ["-p"] || args.first() == Some(&"-p") {
@@ -514,6 +592,11 @@ async fn trap(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             && (wanted.is_empty() || wanted.iter().any(|s| is_exit_signal(s)))
         {
             io.out(format!("trap -- {} EXIT\n", quote_set(action)).as_bytes()).await?;
+        }
+        if let Some(action) = &sh.err_trap.0
+            && (wanted.is_empty() || wanted.contains(&"ERR"))
+        {
+            io.out(format!("trap -- {} ERR\n", quote_set(action)).as_bytes()).await?;
         }
         return Ok(0);
     }
@@ -555,12 +638,17 @@ async fn trap(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             return complain(sh, io, "trap", &format!("{sig}: invalid signal specification"), 1)
                 .await;
         }
-        if is_exit_signal(name) {
-            sh.exit_trap.0 = match action {
-                "-" => None,
-                a => Some(a.into()),
-            };
-        }
+        let slot = if is_exit_signal(name) {
+            &mut sh.exit_trap
+        } else if name == "ERR" {
+            &mut sh.err_trap
+        } else {
+            continue;
+        };
+        slot.0 = match action {
+            "-" | "" => None,
+            a => Some(a.into()),
+        };
     }
     Ok(0)
 }
@@ -744,7 +832,9 @@ async fn source(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
     };
     let saved = (args.len() > 1).then(|| sh.positional.replace(args[1..].to_vec()));
+    let outer = sh.enter_source(file);
     let r = interp::run_text(sh, io, &text, file).await;
+    sh.leave_source(outer);
     if let Some(p) = saved {
         sh.positional = p;
     }

@@ -438,8 +438,21 @@ async fn run_pipeline(sh: &mut Shell, p: &ast::Pipeline, io: &Io, in_condition: 
     let status = r?;
     let status = if p.bang { (status == 0) as i32 } else { status };
     sh.status = status;
-    if !quiet && status != 0 && sh.opts.errexit && sh.in_condition == 0 {
-        return Err(Unwind::Exit(status));
+    if !quiet && status != 0 && sh.in_condition == 0 {
+        // `trap … ERR`, before `set -e` ends the shell; not while it runs.
+        if sh.in_function == 0 {
+            if let Some(action) = sh.err_trap.0.take() {
+                let r = Box::pin(run_text(sh, io, &action, "trap")).await;
+                sh.err_trap.0 = Some(action);
+                sh.status = status;
+                if let Err(u @ Unwind::Exit(_)) = r {
+                    return Err(u);
+                }
+            }
+        }
+        if sh.opts.errexit {
+            return Err(Unwind::Exit(status));
+        }
     }
     Ok(status)
 }

@@ -90,6 +90,8 @@ pub async fn run_line(exec: &Executor, line: &str, spec: CommandSpec) -> i32 {
 }
 
 async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
+    // `-n`: read the script for syntax errors, run nothing.
+    let mut noexec = false;
     for flag in &inv.set {
         let on = flag.starts_with('-');
         match flag.split_once(' ') {
@@ -101,6 +103,7 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
                 "u" => sh.opts.nounset = on,
                 "x" => sh.opts.xtrace = on,
                 "f" => sh.opts.noglob = on,
+                "n" => noexec = on,
                 _ => {}
             },
         }
@@ -120,7 +123,27 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
             (String::from_utf8_lossy(&data).into_owned(), "-c".to_owned())
         }
     };
+    if noexec {
+        return match super::parse::program(&text) {
+            Ok(_) => 0,
+            Err(e) => {
+                let name = match &inv.script {
+                    Script::File(f) => f.clone(),
+                    _ => sh.arg0.clone(),
+                };
+                io.err(&e.message(&name, &origin)).await;
+                2
+            }
+        };
+    }
+    let outer = match &inv.script {
+        Script::File(f) => Some(sh.enter_source(f)),
+        _ => None,
+    };
     let r = interp::run_text(sh, io, &text, &origin).await;
+    if let Some(outer) = outer {
+        sh.leave_source(outer);
+    }
     let status = interp::exit_status(sh, r);
     interp::run_exit_trap(sh, io, status).await
 }

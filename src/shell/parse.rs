@@ -322,6 +322,7 @@ impl Invocation {
         }
         let mut set = Vec::new();
         let mut inline = false;
+        let mut from_stdin = false;
         let mut i = 1;
         while i < argv.len() {
             let a = argv[i].as_str();
@@ -347,8 +348,9 @@ impl Invocation {
             for c in a[1..].chars() {
                 match c {
                     'c' => inline = true,
-                    'l' | 'i' | 's' | 'p' => {}
-                    'e' | 'u' | 'x' | 'f' | 'v' => set.push(format!("{}{c}", &a[..1])),
+                    's' => from_stdin = true,
+                    'l' | 'i' | 'p' => {}
+                    'e' | 'u' | 'x' | 'f' | 'v' | 'n' => set.push(format!("{}{c}", &a[..1])),
                     _ => return None,
                 }
             }
@@ -360,6 +362,11 @@ impl Invocation {
             let arg0 = argv.get(i + 1).cloned().unwrap_or(shell_name);
             let args = argv.get(i + 2..).map(<[String]>::to_vec).unwrap_or_default();
             return Some(Self { script: Script::Inline(script), arg0, args, set });
+        }
+        // `bash -s ARGS…`: the script is stdin, the arguments are its own.
+        if from_stdin {
+            let args = argv.get(i..).map(<[String]>::to_vec).unwrap_or_default();
+            return Some(Self { script: Script::Stdin, arg0: shell_name, args, set });
         }
         match argv.get(i) {
             Some(file) => Some(Self {

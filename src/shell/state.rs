@@ -591,6 +591,9 @@ pub struct Shell {
     pub jobs: Jobs,
     /// `trap '…' EXIT`: run when this shell (the line, or a subshell) ends.
     pub exit_trap: ExitTrap,
+    /// `trap '…' ERR`: run after a command fails where `set -e` would
+    /// stop (outside functions; subshells start without it).
+    pub err_trap: ExitTrap,
     /// `getopts`' place inside a group of options (`-ab`): the OPTIND it
     /// was at and the next letter's offset in that argument.
     pub getopts_at: (usize, usize),
@@ -599,8 +602,8 @@ pub struct Shell {
     pub substitution_level: usize,
 }
 
-/// A shell's EXIT trap. A subshell starts without its parent's (bash resets
-/// traps in subshells), so cloning gives none.
+/// A shell's EXIT or ERR trap. A subshell starts without its parent's (bash
+/// resets traps in subshells), so cloning gives none.
 #[derive(Default, Debug)]
 pub struct ExitTrap(pub Option<Arc<str>>);
 
@@ -681,6 +684,7 @@ impl Shell {
             pid: next_pid(),
             jobs: Jobs::default(),
             exit_trap: ExitTrap::default(),
+            err_trap: ExitTrap::default(),
             getopts_at: (0, 0),
             substitution_level: 0,
             terminal: false,
@@ -744,6 +748,25 @@ impl Shell {
         let value = items.get(&0).cloned().unwrap_or_default();
         let var = Var { value, array: Some(items), exported, ..Default::default() };
         self.vars.insert(name.to_owned(), var).map_err(|e| e.to_string())
+    }
+
+    /// Puts `file` first in `BASH_SOURCE` (a sourced file or a script
+    /// starts); returns the outer value for [`Shell::leave_source`].
+    pub fn enter_source(&mut self, file: &str) -> Vec<String> {
+        let outer = self.vars.get("BASH_SOURCE").map(|v| v.items()).unwrap_or_default();
+        let items: Array =
+            std::iter::once(file.to_owned()).chain(outer.iter().cloned()).enumerate().collect();
+        let _ = self.set_array("BASH_SOURCE", items);
+        outer
+    }
+
+    /// Puts the outer `BASH_SOURCE` back.
+    pub fn leave_source(&mut self, outer: Vec<String>) {
+        if outer.is_empty() {
+            self.vars.remove("BASH_SOURCE");
+        } else {
+            let _ = self.set_array("BASH_SOURCE", outer.into_iter().enumerate().collect());
+        }
     }
 
     /// Assigns one element of an array (`a[i]=x`): the others stay where
