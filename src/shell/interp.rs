@@ -327,7 +327,24 @@ pub fn run_list<'a>(
 ) -> BoxFuture<'a, Outcome> {
     Box::pin(async move {
         let mut status = sh.status;
+        // `exec` with only redirections changes the streams of the rest of
+        // the list (`exec 3< file`, `exec 2>&1`, `exec > log`).
+        let mut kept: Option<Io> = None;
         for ast::CompoundListItem(and_or, sep) in &list.0 {
+            let io = kept.as_ref().unwrap_or(io);
+            if let (ast::SeparatorOperator::Sequence, Some(redirects)) =
+                (sep, bare_exec_redirects(and_or))
+            {
+                status = match super::redirect::apply_all(sh, io, &redirects).await? {
+                    Some(changed) => {
+                        kept = Some(changed);
+                        0
+                    }
+                    None => 1,
+                };
+                sh.status = status;
+                continue;
+            }
             status = match sep {
                 ast::SeparatorOperator::Async => start_job(sh, and_or, io).await?,
                 ast::SeparatorOperator::Sequence => run_and_or(sh, and_or, io).await?,
@@ -335,6 +352,28 @@ pub fn run_list<'a>(
         }
         Ok(status)
     })
+}
+
+/// The redirections of `exec` with no command (`exec 3< file`), when the
+/// item is that and nothing else.
+fn bare_exec_redirects(and_or: &ast::AndOrList) -> Option<Vec<ast::IoRedirect>> {
+    if !and_or.additional.is_empty() || and_or.first.bang || and_or.first.seq.len() != 1 {
+        return None;
+    }
+    let ast::Command::Simple(simple) = &and_or.first.seq[0] else { return None };
+    if simple.word_or_name.as_ref().map(|w| w.value.as_str()) != Some("exec") {
+        return None;
+    }
+    let items =
+        simple.prefix.iter().flat_map(|p| &p.0).chain(simple.suffix.iter().flat_map(|s| &s.0));
+    let mut redirects = Vec::new();
+    for item in items {
+        match item {
+            ast::CommandPrefixOrSuffixItem::IoRedirect(r) => redirects.push(r.clone()),
+            _ => return None,
+        }
+    }
+    (!redirects.is_empty()).then_some(redirects)
 }
 
 /// `list &`: runs `and_or` in a subshell of its own, concurrently, with

@@ -60,6 +60,7 @@ pub async fn run(exec: &Executor, inv: Invocation, spec: CommandSpec) -> i32 {
         stdout: spec.stdout,
         stderr: spec.stderr,
         extra: Vec::new(),
+        extra_in: Vec::new(),
     };
     let status = run_invocation(&mut sh, &io, &inv).await;
     // Background jobs still running end with the line (their output is

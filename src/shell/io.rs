@@ -194,6 +194,9 @@ pub struct Io {
     pub stderr: Sink,
     /// File descriptors 3–9 opened with `3>file` and the like.
     pub extra: Vec<(i32, Sink)>,
+    /// File descriptors 3–9 opened to read (`exec 3< file`); a copy reads
+    /// on where the other left off, as a shared descriptor does.
+    pub extra_in: Vec<(i32, Input)>,
 }
 
 impl Io {

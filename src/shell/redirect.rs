@@ -222,7 +222,16 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
             let Some(path) = path else { return Ok(Ok(())) };
             let res = match kind {
                 K::Read | K::ReadAndWrite | K::DuplicateInput => {
-                    if fd.unwrap_or(0) != 0 {
+                    if let Some(n) = fd.filter(|&n| n != 0) {
+                        // `3< file`: a descriptor to read from later (`<&3`).
+                        if (3..=9).contains(&n) && matches!(kind, K::Read) {
+                            let f = match open(sh, &path, Mode::Read) {
+                                Ok(f) => f,
+                                Err(m) => return Ok(Err(m)),
+                            };
+                            io.extra_in.retain(|(f, _)| *f != n);
+                            io.extra_in.push((n, Input::file(f)));
+                        }
                         return Ok(Ok(()));
                     }
                     match special(&path) {
@@ -291,12 +300,28 @@ fn dup(io: &mut Io, fd: Option<i32>, kind: &K, word: &str) -> Result<(), String>
         if fd == 0 {
             io.stdin = Input::closed();
         } else {
-            io.set_fd(fd, Sink::Null);
+            io.extra_in.retain(|(f, _)| *f != fd);
+            io.extra.retain(|(f, _)| *f != fd);
+            if fd <= 2 {
+                io.set_fd(fd, Sink::Null);
+            }
         }
         return Ok(());
     }
     let Ok(n) = word.parse::<i32>() else { return Err(format!("{word}: ambiguous redirect")) };
     if input || fd == 0 {
+        // `<&3`: read from a descriptor opened to read (`exec 3< file`).
+        if let Some((_, i)) = io.extra_in.iter().find(|(f, _)| *f == n) {
+            let i = i.clone();
+            if fd == 0 {
+                io.stdin = i;
+            } else {
+                io.extra_in.retain(|(f, _)| *f != fd);
+                io.extra_in.push((fd, i));
+            }
+        } else if n >= 3 && !io.extra.iter().any(|(f, _)| *f == n) {
+            return Err(format!("{n}: Bad file descriptor"));
+        }
         return Ok(());
     }
     match io.out_fd(n) {
