@@ -437,6 +437,14 @@ pub struct GlobOptions {
     pub nullglob: bool,
     /// `*` matches names that start with a dot.
     pub dotglob: bool,
+    /// Pathname patterns match names without regard to case.
+    pub nocaseglob: bool,
+    /// `case` and `[[ == ]]` match without regard to case (the shell's).
+    pub nocasematch: bool,
+    /// A pathname pattern that matches nothing is an error (the shell's).
+    pub failglob: bool,
+    /// Accepted and reported by `shopt`; extended patterns are not parsed.
+    pub extglob: bool,
 }
 
 /// Directory entries one expansion may look at: a `**` over a huge tree
@@ -488,7 +496,13 @@ impl<'a> Glob<'a> {
         let base = if absolute { "/" } else { cwd };
         let segs: Vec<String> =
             pattern.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
-        let toks = segs.iter().map(|s| has_glob(s).then(|| compile(s))).collect();
+        let toks = segs
+            .iter()
+            .map(|s| {
+                has_glob(s)
+                    .then(|| compile(&if opts.nocaseglob { s.to_lowercase() } else { s.clone() }))
+            })
+            .collect();
         let prefix = if absolute { "/" } else { "" };
         Glob {
             ws,
@@ -593,7 +607,12 @@ impl<'a> Glob<'a> {
         };
         let dots = self.opts.dotglob || pat.starts_with('.') || pat.starts_with("\\.");
         for name in self.names(abs_dir, dots) {
-            if !match_toks(&toks, &name) {
+            let matched = if self.opts.nocaseglob {
+                match_toks(&toks, &name.to_lowercase())
+            } else {
+                match_toks(&toks, &name)
+            };
+            if !matched {
                 continue;
             }
             if last {

@@ -662,10 +662,6 @@ fn is_exit_signal(s: &str) -> bool {
 /// nothing (extglob patterns are not supported).
 async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     const ACCEPTED: &[&str] = &[
-        "extglob",
-        "failglob",
-        "nocaseglob",
-        "nocasematch",
         "expand_aliases",
         "checkwinsize",
         "histappend",
@@ -675,13 +671,15 @@ async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     ];
     let mut mode = None;
     let mut quiet = false;
+    let mut print = false;
     let mut names = Vec::new();
     for a in args {
         match a.as_str() {
             "-s" => mode = Some(true),
             "-u" => mode = Some(false),
             "-q" => quiet = true,
-            "-p" | "-o" => {}
+            "-p" => print = true,
+            "-o" => {}
             _ => names.push(a.as_str()),
         }
     }
@@ -691,6 +689,10 @@ async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             "globstar" => Some(g.globstar),
             "nullglob" => Some(g.nullglob),
             "dotglob" => Some(g.dotglob),
+            "nocaseglob" => Some(g.nocaseglob),
+            "nocasematch" => Some(g.nocasematch),
+            "failglob" => Some(g.failglob),
+            "extglob" => Some(g.extglob),
             _ if ACCEPTED.contains(&n) => Some(false),
             _ => None,
         }
@@ -703,18 +705,28 @@ async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             continue;
         }
         match mode {
-            Some(on) => match *n {
-                "globstar" => sh.opts.glob.globstar = on,
-                "nullglob" => sh.opts.glob.nullglob = on,
-                "dotglob" => sh.opts.glob.dotglob = on,
-                _ => {}
-            },
+            Some(on) => {
+                let g = &mut sh.opts.glob;
+                match *n {
+                    "globstar" => g.globstar = on,
+                    "nullglob" => g.nullglob = on,
+                    "dotglob" => g.dotglob = on,
+                    "nocaseglob" => g.nocaseglob = on,
+                    "nocasematch" => g.nocasematch = on,
+                    "failglob" => g.failglob = on,
+                    "extglob" => g.extglob = on,
+                    _ => {}
+                }
+            }
             None => {
                 let on = get(sh, n).unwrap_or(false);
                 if !on {
                     status = 1;
                 }
-                if !quiet {
+                if print {
+                    let flag = if on { 's' } else { 'u' };
+                    io.out(format!("shopt -{flag} {n}\n").as_bytes()).await?;
+                } else if !quiet {
                     let state = if on { "on" } else { "off" };
                     io.out(format!("{n:<15}\t{state}\n").as_bytes()).await?;
                 }

@@ -266,8 +266,13 @@ fn eval<'a>(
                 match op {
                     B::StringExactlyMatchesPattern | B::StringDoesNotExactlyMatchPattern => {
                         let pat = expand::pattern_of(sh, io, &b.value).await?;
-                        pattern::matches_yielding(&pat, &left).await
-                            == matches!(op, B::StringExactlyMatchesPattern)
+                        let hit = if sh.opts.glob.nocasematch {
+                            pattern::matches_yielding(&pat.to_lowercase(), &left.to_lowercase())
+                                .await
+                        } else {
+                            pattern::matches_yielding(&pat, &left).await
+                        };
+                        hit == matches!(op, B::StringExactlyMatchesPattern)
                     }
                     B::StringMatchesRegex => {
                         let re = expand::string(sh, io, &b.value).await?;

@@ -199,6 +199,9 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
                     out.extend(found);
                     continue;
                 }
+                if sh.opts.glob.failglob {
+                    return Err(fail(sh, io, &format!("no match: {}", f.text)).await);
+                }
             }
             out.push(f.text);
         }

@@ -748,7 +748,16 @@ fn run_compound<'a>(
                     if !hit {
                         for p in &item.patterns {
                             let pat = expand::pattern_of(sh, io, &p.value).await?;
-                            if pattern::matches_yielding(&pat, &value).await {
+                            let matched = if sh.opts.glob.nocasematch {
+                                pattern::matches_yielding(
+                                    &pat.to_lowercase(),
+                                    &value.to_lowercase(),
+                                )
+                                .await
+                            } else {
+                                pattern::matches_yielding(&pat, &value).await
+                            };
+                            if matched {
                                 hit = true;
                                 break;
                             }
