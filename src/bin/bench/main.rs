@@ -59,6 +59,10 @@ struct Args {
     /// Idle connections and blocked processes for the memory figures.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     memory_count: usize,
+    /// The density figure (ours only): tenants, idle connections and
+    /// processes blocked on stdin held at once, as `TENANTS,IDLE,BLOCKED`.
+    #[arg(long, default_value = "10,10000,2000", value_name = "T,IDLE,BLOCKED")]
+    density: String,
     /// Server launches for the cold-start figure.
     #[arg(long, default_value_t = 5, value_name = "N")]
     cold_runs: usize,
@@ -70,7 +74,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     server_logs: Option<PathBuf>,
     /// Sections to leave out: latency, throughput, stream, fs, tree, memory,
-    /// cold.
+    /// density, cold.
     #[arg(long, value_delimiter = ',', value_name = "SECTION")]
     skip: Vec<String>,
     /// Size of the tree the `tree` section searches (copied from the cargo
@@ -128,7 +132,7 @@ fn bash(line: &str) -> Vec<String> {
     strings(&["/bin/bash", "-lc", line])
 }
 
-fn file_uri(path: &str) -> Result<String> {
+pub(crate) fn file_uri(path: &str) -> Result<String> {
     ensure!(
         path.starts_with('/')
             && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b)),
@@ -235,6 +239,16 @@ fn targets(table: &Table) -> Vec<String> {
             table.rows.iter().find(|r| r.name.starts_with(prefix)).and_then(|r| r.ours.as_ref())
         {
             verdict(format!("{what}: {:.1} KiB", v.headline()), v.headline() <= limit);
+        }
+    }
+    if let Some(r) = table.rows.iter().find(|r| r.name.starts_with("8. density: benign p50 loaded"))
+    {
+        if let Some(v) = r.ours.as_ref().map(Figure::headline) {
+            let held = r.name.trim_start_matches("8. density: benign p50 loaded / unloaded ");
+            verdict(
+                format!("benign echo p50 ≤ 2× unloaded while holding {held}: {v:.2}×"),
+                v <= 2.0,
+            );
         }
     }
     if let Some(v) = p50("7. cold start: launch → first `bash -lc 'echo hi'` closed", Kind::Ours)
@@ -409,6 +423,29 @@ async fn measure_fresh(args: &Args, t: &Target, launch: &Launch, table: &mut Tab
             n = args.memory_count
         );
         memory(launch, &t.cwd, args.memory_count, table).await?;
+    }
+    if t.kind == Kind::Ours && !skip(args, "density") {
+        let n: Vec<usize> = args
+            .density
+            .split(',')
+            .map(|x| x.trim().parse())
+            .collect::<Result<_, _>>()
+            .context("--density: three numbers, TENANTS,IDLE,BLOCKED")?;
+        let [tenants, idle, blocked] = n[..] else { anyhow::bail!("--density: three numbers") };
+        ensure!(tenants > 0 && idle > 0 && blocked > 0, "--density: each number above 0");
+        eprintln!(
+            "[ours] density ({tenants} tenants, {idle} idle connections, {blocked} blocked processes)"
+        );
+        let d = sections::Density { tenants, idle, blocked };
+        sections::density(
+            &launch.program.display().to_string(),
+            args.bundled.as_deref(),
+            &std::env::temp_dir(),
+            args.server_logs.as_deref(),
+            &d,
+            table,
+        )
+        .await?;
     }
     if !skip(args, "cold") {
         eprintln!("[{}] cold start", t.kind.label());

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail, ensure};
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -693,6 +694,180 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     );
     drop(clients);
     drop(server);
+    Ok(())
+}
+
+/// How many tenants, idle connections and blocked processes the density
+/// figure holds at once.
+pub struct Density {
+    pub tenants: usize,
+    pub idle: usize,
+    pub blocked: usize,
+}
+
+/// Density: many tenants' idle connections and processes blocked on stdin,
+/// held at once on one server (a tenants file, one worker per tenant), with
+/// the server's memory per idle connection and per blocked process, and a
+/// benign client's `bash -lc 'echo hi'` p50 before and while they are held.
+pub async fn density(
+    program: &str,
+    bundled: Option<&Path>,
+    tmp: &Path,
+    logs: Option<&Path>,
+    d: &Density,
+    table: &mut Table,
+) -> Result<()> {
+    let dir = tmp.join(format!("wes-bench-density-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let per_tenant_conns = d.idle.div_ceil(d.tenants) + 16;
+    let per_tenant_procs = d.blocked.div_ceil(d.tenants) + 16;
+    let mut config = format!(
+        "[defaults]\nmax_connections = {per_tenant_conns}\nmax_processes = {per_tenant_procs}\n\
+         max_instances = {}\nrequests_per_second = 100000000\n",
+        per_tenant_procs.max(256)
+    );
+    let mut tokens = vec![];
+    for t in 0..d.tenants {
+        let root = dir.join(format!("t{t}"));
+        std::fs::create_dir_all(&root)?;
+        let token = format!("density-token-{t}");
+        let token_file = dir.join(format!("t{t}.token"));
+        std::fs::write(&token_file, &token)?;
+        config.push_str(&format!(
+            "\n[[tenant]]\nid = \"t{t}\"\ntoken_file = \"{}\"\nroot = \"{}\"\n",
+            token_file.display(),
+            root.display()
+        ));
+        tokens.push((token, crate::file_uri(&root.canonicalize()?.display().to_string())?));
+    }
+    let config_path = dir.join("tenants.toml");
+    std::fs::write(&config_path, config)?;
+    let launch = Launch::ours_tenants(program, &config_path, bundled, logs)?;
+    let server = launch.start(Duration::from_secs(600)).await?;
+    let connect = |i: usize| {
+        let (token, _) = &tokens[i % tokens.len()];
+        let url = server.url.clone();
+        let token = token.clone();
+        async move {
+            let c = Client::connect_with(&url, Some(&token)).await?;
+            c.initialize().await?;
+            anyhow::Ok(c)
+        }
+    };
+    // Every tenant's worker started and warm.
+    let echo = bash("echo hi");
+    let mut warm = vec![];
+    for (t, (_, cwd)) in tokens.iter().enumerate() {
+        let c = connect(t).await?;
+        run(&c, "warm", &echo, cwd, false, true).await?;
+        warm.push(c);
+    }
+    let benign = connect(0).await?;
+    let mut unloaded = vec![];
+    for _ in 0..100 {
+        unloaded.push(run(&benign, "benign", &echo, &tokens[0].1, false, true).await?.total);
+    }
+    let unloaded_p50 = Figure::from_samples(unloaded.clone()).map_or(f64::NAN, |f| f.headline());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = our_rss_kib(server.pid)?;
+    // The idle connections, 100 at a time, spread over the tenants.
+    let mut idle = Vec::with_capacity(d.idle);
+    while idle.len() < d.idle {
+        let from = idle.len();
+        let k = 100.min(d.idle - from);
+        idle.extend(futures::future::try_join_all((from..from + k).map(connect)).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_idle = our_rss_kib(server.pid)?;
+    // The blocked processes: `line-echo` waiting on stdin, spread evenly
+    // over the tenants, at most 50 per connection.
+    let mut holders = vec![]; // (tenant, client, processes)
+    let mut left = d.blocked;
+    for t in 0..d.tenants {
+        let mut mine = (d.blocked / d.tenants + usize::from(t < d.blocked % d.tenants)).min(left);
+        left -= mine;
+        while mine > 0 {
+            let k = mine.min(50);
+            holders.push((t, connect(t).await?, k));
+            mine -= k;
+        }
+    }
+    let argv = Kind::Ours.blocked_argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let starts = holders.iter().map(|(t, c, k)| {
+        let argv = argv.clone();
+        let cwd = tokens[*t].1.clone();
+        async move {
+            for i in 0..*k {
+                c.start(&format!("b{i}"), &argv, &cwd, json!({"pipeStdin": true})).await?;
+            }
+            anyhow::Ok(())
+        }
+    });
+    futures::future::try_join_all(starts).await?;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for (_, c, k) in &holders {
+        let last = k - 1;
+        let r = c
+            .request(
+                "process/read",
+                json!({"processId": format!("b{last}"), "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
+            )
+            .await?;
+        ensure!(r["exited"] != json!(true), "blocked process b{last} has exited: {r}");
+    }
+    let after_blocked = our_rss_kib(server.pid)?;
+    let mut loaded = vec![];
+    for _ in 0..100 {
+        loaded.push(run(&benign, "benign", &echo, &tokens[0].1, false, true).await?.total);
+    }
+    let loaded_p50 = Figure::from_samples(loaded.clone()).map_or(f64::NAN, |f| f.headline());
+    let (t, i, b) = (d.tenants, d.idle, d.blocked);
+    let put = |table: &mut Table, name: String, unit, value: f64| {
+        table.put(Kind::Ours, &name, unit, Better::Lower, Some(Figure::Value(value)));
+    };
+    put(
+        table,
+        format!(
+            "8. density: memory per idle connection ({i} over {t} tenants, server + workers VmRSS delta)"
+        ),
+        Unit::KiB,
+        (after_idle as f64 - before as f64) / i as f64,
+    );
+    put(
+        table,
+        format!(
+            "8. density: memory per blocked process ({b} over {t} tenants, while the {i} are held)"
+        ),
+        Unit::KiB,
+        (after_blocked as f64 - after_idle as f64) / b as f64,
+    );
+    put(
+        table,
+        "8. density: server + workers VmRSS, all held".into(),
+        Unit::KiB,
+        after_blocked as f64,
+    );
+    let lat = |table: &mut Table, name: String, v: Vec<Duration>| {
+        table.put(Kind::Ours, &name, Unit::Time, Better::Lower, Figure::from_samples(v));
+    };
+    lat(table, "8. density: benign `bash -lc 'echo hi'`, unloaded".into(), unloaded);
+    lat(
+        table,
+        format!("8. density: benign `bash -lc 'echo hi'`, with {i} idle + {b} blocked held"),
+        loaded,
+    );
+    put(
+        table,
+        format!(
+            "8. density: benign p50 loaded / unloaded ({i} idle + {b} blocked over {t} tenants)"
+        ),
+        Unit::Ratio,
+        loaded_p50 / unloaded_p50,
+    );
+    drop((idle, holders, warm, benign));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -72,6 +72,32 @@ impl Launch {
         })
     }
 
+    /// Our server with a tenants file instead of one workspace.
+    pub fn ours_tenants(
+        program: &str,
+        config: &Path,
+        bundled: Option<&Path>,
+        logs: Option<&Path>,
+    ) -> Result<Self> {
+        let program = if program.is_empty() {
+            std::env::current_exe()?.with_file_name("wasm-exec-server")
+        } else {
+            PathBuf::from(program)
+        };
+        let mut args = strings(&["serve", "--listen", "ws://127.0.0.1:0", "--config"]);
+        args.push(config.display().to_string());
+        if let Some(b) = bundled {
+            args.extend(["--bundled".into(), b.display().to_string()]);
+        }
+        Ok(Self {
+            kind: Kind::Ours,
+            program,
+            args,
+            env: vec![],
+            log: logs.map(|d| d.join("ours-density.log")),
+        })
+    }
+
     pub fn reference(program: &str, tmp: &Path, logs: Option<&Path>) -> Result<Self> {
         let home = tmp.join("codex-home");
         std::fs::create_dir_all(&home)?;

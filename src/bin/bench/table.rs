@@ -16,6 +16,8 @@ pub enum Unit {
     PerSec,
     MBps,
     KiB,
+    /// A plain ratio (`1.30×`).
+    Ratio,
 }
 
 #[derive(Clone)]
@@ -55,6 +57,7 @@ impl Figure {
             (Figure::Value(v), Unit::PerSec) => format!("{v:.0} /s"),
             (Figure::Value(v), Unit::MBps) => format!("{v:.0} MB/s"),
             (Figure::Value(v), Unit::KiB) => format!("{v:.1} KiB"),
+            (Figure::Value(v), Unit::Ratio) => format!("{v:.2}×"),
             (Figure::Value(v), Unit::Time) => dur(Duration::from_secs_f64(*v)),
             (Figure::Failed(why), _) => why.clone(),
         }
@@ -132,7 +135,7 @@ pub fn ratio(r: &Row) -> String {
     let x = if r.better == Better::Lower { f / o } else { o / f };
     let (good, bad) = match r.unit {
         Unit::Time => ("faster", "slower"),
-        Unit::KiB => ("smaller", "larger"),
+        Unit::KiB | Unit::Ratio => ("smaller", "larger"),
         Unit::PerSec | Unit::MBps => ("higher", "lower"),
     };
     if x >= 1.0 { format!("**{}× {good}**", sig(x)) } else { format!("{}× {bad}", sig(1.0 / x)) }
