@@ -60,6 +60,13 @@ pub fn run_text<'a>(
 }
 
 async fn run_text_here(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
+    let outer = std::mem::replace(&mut sh.origin, std::sync::Arc::from(origin));
+    let r = run_parsed_text(sh, io, text, origin).await;
+    sh.origin = outer;
+    r
+}
+
+async fn run_parsed_text(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
     let program = match parse::program(text) {
         Ok(p) => p,
         Err(e) => {
@@ -588,6 +595,7 @@ pub fn run_command<'a>(
             }
             ast::Command::Function(f) => {
                 sh.funcs.insert(f.fname.value.clone(), std::sync::Arc::new(f.body.clone()));
+                sh.func_origins.insert(f.fname.value.clone(), sh.origin.clone());
                 Ok(0)
             }
             ast::Command::ExtendedTest(t, redirects) => {

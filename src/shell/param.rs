@@ -423,7 +423,12 @@ async fn unset_check(
     match v {
         Some(v) => Ok(v),
         None if sh.opts.nounset && !matches!(p, Parameter::Special(_)) => {
-            expand::fail(sh, io, &format!("{}: unbound variable", name_of(p))).await;
+            // bash names a positional parameter `$1` here.
+            let name = match p {
+                Parameter::Positional(n) => format!("${n}"),
+                _ => name_of(p),
+            };
+            expand::fail(sh, io, &format!("{name}: unbound variable")).await;
             Err(Unwind::Exit(127))
         }
         None => Ok(Value::Str(String::new())),

@@ -356,7 +356,16 @@ async fn call_function_here(
     sh.depth += 1;
     sh.in_function += 1;
     sh.locals.push(Vec::new());
+    // Errors inside are named after where the function was defined: its
+    // file, or `environment` for one from a `-c` line (as bash does).
+    let named = match sh.func_origins.get(&argv[0]) {
+        Some(o) if &**o == "-c" => Some(std::sync::Arc::from("environment")),
+        Some(o) if &**o != "trap" => Some(o.clone()),
+        _ => sh.err_name.clone(),
+    };
+    let outer_name = std::mem::replace(&mut sh.err_name, named);
     let r = super::interp::run_body(sh, &body, io).await;
+    sh.err_name = outer_name;
     if let Some(frame) = sh.locals.pop() {
         for saved in frame.into_iter().rev() {
             sh.restore(saved);

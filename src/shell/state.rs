@@ -600,6 +600,13 @@ pub struct Shell {
     /// Command substitutions this shell runs inside (`set -x` repeats the
     /// first character of PS4 once more for each).
     pub substitution_level: usize,
+    /// Where the text being run came from (`-c`, a script's or sourced
+    /// file's name), and where each function was defined: bash names a
+    /// function's errors after it (`environment` for a `-c` line's).
+    pub origin: Arc<str>,
+    pub func_origins: HashMap<String, Arc<str>>,
+    /// The name errors start with inside a function call (else `$0`).
+    pub err_name: Option<Arc<str>>,
 }
 
 /// A shell's EXIT or ERR trap. A subshell starts without its parent's (bash
@@ -687,6 +694,9 @@ impl Shell {
             err_trap: ExitTrap::default(),
             getopts_at: (0, 0),
             substitution_level: 0,
+            origin: Arc::from("-c"),
+            func_origins: HashMap::new(),
+            err_name: None,
             terminal: false,
         };
         sh.set_exported("PWD", &cwd);
@@ -820,7 +830,7 @@ impl Shell {
 
     /// `bash: line N: ` — the prefix bash puts on runtime errors.
     pub fn err_prefix(&self) -> String {
-        format!("{}: line {}: ", self.arg0, self.line)
+        format!("{}: line {}: ", self.err_name.as_deref().unwrap_or(&self.arg0), self.line)
     }
 
     /// The root-relative path of a (possibly relative) path the script
