@@ -72,6 +72,13 @@ CSOURCE=(
   "sqlite3|debian:sqlite3|3.46.1|sha256:d0cdd2ece271b29e7ce18095745d892517ee26d0f270065b3a25c2e9eb11639c|http://deb.debian.org/debian/pool/main/s/sqlite3/sqlite3_3.46.1.orig.tar.xz|cd sqlite3-3.46.1 && ./configure --disable-tcl && make sqlite3.c shell.c|sqlite3-3.46.1/sqlite3.c,sqlite3-3.46.1/shell.c,shim:no_processes.c|$SQLITE_FLAGS"
 )
 
+# Tools of our own in tools/crates/<dir>, thin command lines over
+# well-kept crates (each with its committed Cargo.lock): output name |
+# crate directory | version | the command names it answers to.
+LOCAL=(
+  "archive|archive|0.1.0|tar gzip gunzip zcat"
+)
+
 # Release settings for every tool, overriding the crates' own (fat LTO and one
 # codegen unit would make a first build take hours on two cores). Part of the
 # stamp: changing them rebuilds everything.
@@ -281,6 +288,12 @@ write_aliases() {
     [ -f "$OUT/xxd.wasm" ] && echo "xxd xxd.wasm"
     [ -f "$OUT/sqlite3.wasm" ] && echo "sqlite3 sqlite3.wasm"
     [ -f "$OUT/bc.wasm" ] && echo "bc bc.wasm"
+    local line name names n
+    for line in "${LOCAL[@]}"; do
+      IFS='|' read -r name _ _ names <<<"$line"
+      [ -f "$OUT/$name.wasm" ] || continue
+      for n in $names; do echo "$n $name.wasm"; done
+    done
     true
   } >"$a"
   if cmp -s "$a" "$OUT/aliases.txt"; then rm "$a"; else mv "$a" "$OUT/aliases.txt"; fi
@@ -291,6 +304,10 @@ write_aliases() {
     for line in "${RECIPE[@]}" "${PREBUILT[@]}" "${CSOURCE[@]}"; do
       IFS='|' read -r name crate version _ <<<"$line"
       [ -f "$OUT/$name.wasm" ] && echo "$name.wasm $crate $version"
+    done
+    for line in "${LOCAL[@]}"; do
+      IFS='|' read -r name crate version _ <<<"$line"
+      [ -f "$OUT/$name.wasm" ] && echo "$name.wasm tools/crates/$crate $version"
     done
     true
   } >"$v"
@@ -404,6 +421,42 @@ build_c_tool() { # index total line
   log "[$1/$2] built $name: $(du -h "$out" | cut -f1)"
 }
 
+# One tool of our own (LOCAL), built like the crates.io ones from its
+# directory with its committed lock and the PWD shim.
+build_local_tool() { # index total line
+  local name crate version names src dir out stamp t0
+  IFS='|' read -r name crate version names <<<"$3"
+  src=$HERE/crates/$crate
+  dir=$BUILD/$name
+  out=$OUT/$name.wasm
+  stamp=$({
+    printf '%s\n' "$3" "$TOOLCHAIN" "$PWD_SHIM"
+    cat "$src/Cargo.toml" "$src/Cargo.lock"
+    find "$src/src" -type f -name '*.rs' | sort | xargs cat
+  } | sha256sum | cut -c1-16)
+  if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
+    log "[$1/$2] $name (tools/crates/$crate) up to date"
+    return 0
+  fi
+  log "[$1/$2] building $name (tools/crates/$crate)… log: $dir/build.log"
+  t0=$(secs)
+  mkdir -p "$dir"
+  if ! (
+    cd "$src"
+    RUSTUP_TOOLCHAIN="$TOOLCHAIN" \
+      CARGO_TARGET_DIR="$dir/target" \
+      CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$(link_args "$name")" \
+      cargo build --release --locked -j "$JOBS" --target "$TARGET"
+  ) >"$dir/build.log" 2>&1; then
+    log "[$1/$2] FAILED $name; last lines of $dir/build.log:"
+    tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2
+    return 1
+  fi
+  cp "$dir/target/$TARGET/release/$name.wasm" "$out.tmp" && mv "$out.tmp" "$out"
+  printf '%s\n' "$stamp" >"$dir/stamp"
+  log "[$1/$2] built $name in $(fmt_time $(($(secs) - t0))): $(du -h "$out" | cut -f1)"
+}
+
 # `build.sh lock NAME`: put the crate's published Cargo.lock into tools/locks/
 # (the starting point when adding a tool or bumping a version).
 lock_tool() {
@@ -442,7 +495,7 @@ main() {
   write_cc_wrapper
   build_shims
 
-  local selected=() prebuilt=() csource=() line name
+  local selected=() prebuilt=() csource=() local_tools=() line name
   for line in "${RECIPE[@]}"; do
     name=${line%%|*}
     if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
@@ -455,14 +508,20 @@ main() {
       csource+=("$line")
     fi
   done
+  for line in "${LOCAL[@]}"; do
+    name=${line%%|*}
+    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+      local_tools+=("$line")
+    fi
+  done
   for line in "${PREBUILT[@]}"; do
     name=${line%%|*}
     if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
       prebuilt+=("$line")
     fi
   done
-  local total=$((${#selected[@]} + ${#prebuilt[@]} + ${#csource[@]}))
-  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}" "${CSOURCE[@]%%|*}"))"
+  local total=$((${#selected[@]} + ${#prebuilt[@]} + ${#csource[@]} + ${#local_tools[@]}))
+  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}" "${CSOURCE[@]%%|*}" "${LOCAL[@]%%|*}"))"
 
   local i=0 failed=()
   for line in "${selected[@]}"; do
@@ -476,6 +535,10 @@ main() {
   for line in "${csource[@]}"; do
     i=$((i + 1))
     build_c_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
+  done
+  for line in "${local_tools[@]}"; do
+    i=$((i + 1))
+    build_local_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
   done
   check_coreutils_names
   write_aliases

@@ -314,6 +314,73 @@ async fn standard_streams_by_name() {
     expect(&s, "wc -c < /dev/fd/1; cat /dev/stdout < /dev/null | wc -c", "0\n0\n", 0).await;
 }
 
+/// tar, gzip, gunzip and zcat: tools/crates/archive (the tar and flate2
+/// crates behind GNU-style command lines).
+#[tokio::test]
+async fn tar_and_gzip() {
+    let Some(s) = server().await else { return };
+    let cases: &[(&str, &str)] = &[
+        (
+            "tar -czf s.tgz src && tar -tzf s.tgz | sort",
+            "src/\nsrc/lib/\nsrc/lib/util.rs\nsrc/main.rs\n",
+        ),
+        (
+            "tar cf d.tar data && mkdir out && tar xf d.tar -C out && cmp data/words.txt out/data/words.txt && echo same",
+            "same\n",
+        ),
+        ("tar -cf - src | tar -xf - -C data --strip-components=1 && ls data/lib", "util.rs\n"),
+        (
+            "cd data && tar -czf ../w.tgz words.txt && cd .. && tar -xzOf w.tgz | sort -u | head -1",
+            "apple\n",
+        ),
+        ("gzip -c README.md | gzip -dc | head -1", "# demo\n"),
+        (
+            "cp data/words.txt v && gzip v && ls v* && zcat v.gz | wc -l && gunzip v.gz && ls v*",
+            "v.gz\n4\nv\n",
+        ),
+        ("echo hello | gzip | gunzip", "hello\n"),
+        ("gzip -k data/old.txt && ls data/old.txt*", "data/old.txt\ndata/old.txt.gz\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    let f = sh(&s, "gzip nope").await;
+    assert_eq!(
+        (f.exit_code, f.stderr_str()),
+        (1, "gzip: nope: No such file or directory\n".into())
+    );
+    let f = sh(&s, "tar -xjf x.tar.bz2").await;
+    assert_eq!(f.exit_code, 2);
+    assert!(f.stderr_str().contains("gzip (-z) only"), "{}", f.stderr_str());
+    // A member that climbs out of the destination is skipped, not written.
+    std::fs::write(s.root().join("evil.tar"), tar_member("../evil.txt", b"bad")).expect("write");
+    let f = sh(&s, "mkdir in && tar -xf evil.tar -C in; ls in; ls evil.txt").await;
+    assert!(f.stderr_str().contains("Member name contains '..'"), "{}", f.stderr_str());
+    assert!(!s.root().join("evil.txt").exists());
+}
+
+/// A one-member tar archive (a ustar header, the data, the end blocks),
+/// written by hand so that it can hold what a hostile archive would.
+fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(data);
+    out.resize(512 + data.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
 /// xxd is vim's, compiled from its C source.
 #[tokio::test]
 async fn xxd() {
@@ -516,6 +583,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("xxd").contains("bundled: debian:vim 9.0.1378"), "{text}");
     assert!(line("sqlite3").contains("bundled: debian:sqlite3 3.46.1"), "{text}");
     assert!(line("bc").contains("bundled: debian:bc 1.07.1"), "{text}");
+    assert!(line("tar").contains("bundled: tools/crates/archive 0.1.0"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
