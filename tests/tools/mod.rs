@@ -259,6 +259,8 @@ async fn awk() {
         // `length` without parentheses is length($0) (tools/patches/awk).
         ("awk 'length > 4' data/words.txt", "apple\napple\n"),
         ("awk '{ print length }' data/words.txt", "4\n5\n3\n5\n"),
+        // A reference creates the element (tools/patches/awk).
+        ("awk 'NR == FNR { a[$0]; next } $0 in a' data/old.txt data/new.txt", "one\nthree\n"),
     ];
     for (line, out) in cases {
         expect(&s, line, out, 0).await;
