@@ -261,6 +261,8 @@ async fn awk() {
         ("awk '{ print length }' data/words.txt", "4\n5\n3\n5\n"),
         // A reference creates the element (tools/patches/awk).
         ("awk 'NR == FNR { a[$0]; next } $0 in a' data/old.txt data/new.txt", "one\nthree\n"),
+        // `-v` sets the special variables too.
+        ("echo a,b | awk -F, -v OFS='|' '{ $1 = $1; print }'", "a|b\n"),
     ];
     for (line, out) in cases {
         expect(&s, line, out, 0).await;
