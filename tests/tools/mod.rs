@@ -139,6 +139,11 @@ async fn sed() {
     expect(&s, "echo 'bar barn' | sed -n 's/\\<bar\\>/Y/gp'", "Y barn\n", 0).await;
     expect(&s, "echo 'hello world' | sed -E 's/o\\b/0/g'", "hell0 world\n", 0).await;
     expect(&s, "echo abc | sed 's/\\`a/S/'", "Sbc\n", 0).await;
+    // GNU's case conversion in replacements (tools/patches/sed).
+    expect(&s, "echo make_this_camel | sed -E 's/(^|_)([a-z])/\\U\\2/g'", "MakeThisCamel\n", 0)
+        .await;
+    expect(&s, "echo 'ab cd' | sed -E 's/(a)(b)/\\U\\1\\E\\2/; s/c/\\u&/'", "Ab Cd\n", 0).await;
+    expect(&s, "echo 'ABC' | sed 's/.*/\\L&/'", "abc\n", 0).await;
     // An unreadable file is reported, the others still read, and the status is 2.
     let f = sh(&s, "sed -n 1p missing.txt data/words.txt").await;
     assert_eq!(f.exit_code, 2);
