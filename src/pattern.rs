@@ -281,6 +281,16 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     match_toks(&compile(pattern), text)
 }
 
+/// A test of single characters against `pattern`, compiled once (for
+/// `${x^^[aeiou]}`, which asks it of every character of a value).
+pub fn char_matcher(pattern: &str) -> impl Fn(char) -> bool {
+    let toks = compile(pattern);
+    move |c| {
+        let mut buf = [0u8; 4];
+        match_toks(&toks, c.encode_utf8(&mut buf))
+    }
+}
+
 /// Whether `text` matches the whole `pattern`, yielding in a long search.
 pub async fn matches_yielding(pattern: &str, text: &str) -> bool {
     let toks = compile(pattern);

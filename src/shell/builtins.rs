@@ -321,6 +321,30 @@ fn quote_value(v: &str) -> String {
     )
 }
 
+/// `declare -p`'s line for one variable: its flags, and an array as
+/// `([0]="a" [1]="b")`.
+fn declare_line(name: &str, v: &super::state::Var) -> String {
+    let mut flags = String::new();
+    if v.array.is_some() {
+        flags.push('a');
+    }
+    if v.readonly {
+        flags.push('r');
+    }
+    if v.exported {
+        flags.push('x');
+    }
+    let flags = if flags.is_empty() { "--".to_owned() } else { format!("-{flags}") };
+    match &v.array {
+        Some(items) => {
+            let body: Vec<String> =
+                items.iter().map(|(i, s)| format!("[{i}]={}", quote_value(s))).collect();
+            format!("declare {flags} {name}=({})\n", body.join(" "))
+        }
+        None => format!("declare {flags} {name}={}\n", quote_value(&v.value)),
+    }
+}
+
 async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcome {
     let mut export = name == "export";
     let mut readonly = name == "readonly";
@@ -354,13 +378,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
         list.sort_by(|a, b| a.0.cmp(b.0));
         let mut out = String::new();
         for (k, v) in list {
-            let flag = match (v.exported, v.readonly) {
-                (true, true) => "-rx",
-                (true, false) => "-x",
-                (false, true) => "-r",
-                _ => "--",
-            };
-            out.push_str(&format!("declare {flag} {k}={}\n", quote_value(&v.value)));
+            out.push_str(&declare_line(k, v));
         }
         io.out(out.as_bytes()).await?;
         return Ok(0);
@@ -382,10 +400,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
         }
         if print {
             match sh.vars.get(&var) {
-                Some(v) => {
-                    io.out(format!("declare -- {var}={}\n", quote_value(&v.value)).as_bytes())
-                        .await?
-                }
+                Some(v) => io.out(declare_line(&var, v).as_bytes()).await?,
                 None => status = complain(sh, io, name, &format!("{var}: not found"), 1).await?,
             }
             continue;

@@ -59,6 +59,25 @@ fn name_of(p: &Parameter) -> String {
     }
 }
 
+/// `${x^^}` / `${x,,}`, or with a pattern (`${x^^[aeiou]}`) only the
+/// characters it matches.
+fn change_case(s: &str, only: Option<&str>, upper: bool) -> String {
+    let convert = |c: char, out: &mut String| {
+        if upper { out.extend(c.to_uppercase()) } else { out.extend(c.to_lowercase()) }
+    };
+    let mut out = String::with_capacity(s.len());
+    match only {
+        None => s.chars().for_each(|c| convert(c, &mut out)),
+        Some(p) => {
+            let hit = pattern::char_matcher(p);
+            for c in s.chars() {
+                if hit(c) { convert(c, &mut out) } else { out.push(c) }
+            }
+        }
+    }
+    out
+}
+
 /// What `"$*"` and `"${a[*]}"` join with: the first character of IFS (a
 /// space when IFS is unset, nothing when it is empty).
 fn star_separator(sh: &Shell) -> String {
@@ -327,9 +346,14 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             Ok(unset_check(sh, io, parameter, v).await?.map(capitalize))
         }
-        P::UppercasePattern { parameter, indirect, .. } => {
+        P::UppercasePattern { parameter, indirect, pattern } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
-            Ok(unset_check(sh, io, parameter, v).await?.map(|s| s.to_uppercase()))
+            let v = unset_check(sh, io, parameter, v).await?;
+            let only = match pattern.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => Some(pattern_value(sh, io, p).await?),
+                None => None,
+            };
+            Ok(v.map(|s| change_case(s, only.as_deref(), true)))
         }
         P::LowercaseFirstChar { parameter, indirect, .. } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
@@ -340,9 +364,14 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                     .unwrap_or_default()
             }))
         }
-        P::LowercasePattern { parameter, indirect, .. } => {
+        P::LowercasePattern { parameter, indirect, pattern } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
-            Ok(unset_check(sh, io, parameter, v).await?.map(|s| s.to_lowercase()))
+            let v = unset_check(sh, io, parameter, v).await?;
+            let only = match pattern.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => Some(pattern_value(sh, io, p).await?),
+                None => None,
+            };
+            Ok(v.map(|s| change_case(s, only.as_deref(), false)))
         }
         P::ReplaceSubstring { parameter, indirect, pattern, replacement, match_kind } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;

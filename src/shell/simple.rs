@@ -64,6 +64,27 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         match item {
             Item::IoRedirect(r) => redirects.push(r),
             Item::Word(w) => push_fields(sh, io, &w.value, &mut argv, &mut held).await?,
+            // `declare -a arr=(1 2)`, `local xs=(…)`: the array is assigned
+            // here (after `local` saved the outer value), and the builtin
+            // gets the name for its flags.
+            Item::AssignmentWord(
+                a @ ast::Assignment {
+                    name: ast::AssignmentName::VariableName(name),
+                    value: ast::AssignmentValue::Array(_),
+                    ..
+                },
+                _,
+            ) if declaration => {
+                if argv.first().is_some_and(|b| b == "local") {
+                    if sh.in_function == 0 {
+                        argv.push(name.clone());
+                        continue;
+                    }
+                    sh.make_local(name);
+                }
+                assignment(sh, io, a).await?;
+                argv.push(name.clone());
+            }
             Item::AssignmentWord(_, w) if declaration => {
                 argv.push(expand::string(sh, io, &w.value).await?)
             }

@@ -786,6 +786,34 @@ impl Shell {
     }
 
     pub fn unset(&mut self, name: &str) -> Result<(), String> {
+        // `unset 'a[i]'`: one element of an array (the others keep their
+        // indices, as bash's sparse arrays do).
+        if let Some((base, rest)) = name.split_once('[')
+            && let Some(index) = rest.strip_suffix(']')
+        {
+            if self.vars.get(base).is_some_and(|v| v.readonly) {
+                return Err(format!("{base}: cannot unset: readonly variable"));
+            }
+            let i = super::arith::eval(self, index)?;
+            let Some(mut var) = self.vars.get(base).cloned() else { return Ok(()) };
+            let len = var.array.as_ref().map_or(1, |a| a.keys().next_back().map_or(0, |k| k + 1));
+            let i = if i < 0 { i + len as i64 } else { i };
+            let Ok(i) = usize::try_from(i) else {
+                return Err(format!("{base}[{index}]: bad array subscript"));
+            };
+            match &mut var.array {
+                Some(items) => {
+                    items.remove(&i);
+                    var.value = items.get(&0).cloned().unwrap_or_default();
+                }
+                None if i == 0 => {
+                    self.vars.remove(base);
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+            return self.vars.insert(base.to_owned(), var).map_err(|e| e.to_string());
+        }
         if self.vars.get(name).is_some_and(|v| v.readonly) {
             return Err(format!("{name}: cannot unset: readonly variable"));
         }
