@@ -368,6 +368,54 @@ async fn tar_and_gzip() {
     assert!(!s.root().join("evil.txt").exists());
 }
 
+/// patch and column: tools/crates/textutils (patch over the diffy crate).
+#[tokio::test]
+async fn patch_and_column() {
+    let Some(s) = server().await else { return };
+    s.write("a.txt", "one\ntwo\nthree\nfour\n");
+    s.write("b.txt", "one\n2\nthree\nfour\nfive\n");
+    let cases: &[(&str, &str)] = &[
+        (
+            "diff -u a.txt b.txt > p.diff; cp a.txt c.txt; patch c.txt < p.diff && cmp c.txt b.txt && echo same",
+            "patching file c.txt\nsame\n",
+        ),
+        (
+            "diff -u a.txt b.txt > p.diff; cp b.txt d.txt; patch -R d.txt -i p.diff && cmp d.txt a.txt && echo back",
+            "patching file d.txt\nback\n",
+        ),
+        // A hunk found a few lines away from where the header says.
+        (
+            "printf 'x\\ny\\n' > e.txt; cat a.txt >> e.txt; diff -u a.txt b.txt | patch e.txt >/dev/null && sed -n 4p e.txt",
+            "2\n",
+        ),
+        // New and deleted files, with -p1.
+        (
+            "printf -- '--- /dev/null\\n+++ b/new/f.txt\\n@@ -0,0 +1,2 @@\\n+hi\\n+there\\n' | patch -p1 && cat new/f.txt",
+            "patching file new/f.txt\nhi\nthere\n",
+        ),
+        (
+            "printf -- '--- a/new/f.txt\\n+++ /dev/null\\n@@ -1,2 +0,0 @@\\n-hi\\n-there\\n' | patch -p1 && ls new",
+            "patching file new/f.txt\n",
+        ),
+        ("printf 'k=v\\nkey2=value2\\n' | column -t -s=", "k     v\nkey2  value2\n"),
+        ("printf 'a b c\\nlonger x\\n' | column -t -o ' | '", "a      | b | c\nlonger | x | \n"),
+        ("printf 'a\\nb\\nc\\n' | column -c 30", "a\tb\tc\n"),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+    // A hunk that does not apply: reported, the file unchanged, status 1.
+    let f = sh(
+        &s,
+        "diff -u a.txt b.txt > p.diff; printf 'other\\n' > g.txt; patch g.txt < p.diff; cat g.txt",
+    )
+    .await;
+    assert!(f.stdout_str().contains("Hunk #1 FAILED"), "{}", f.stdout_str());
+    assert!(f.stdout_str().ends_with("other\n"), "{}", f.stdout_str());
+    let f = sh(&s, "echo garbage | patch").await;
+    assert_eq!(f.exit_code, 2);
+}
+
 /// A one-member tar archive (a ustar header, the data, the end blocks),
 /// written by hand so that it can hold what a hostile archive would.
 fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
@@ -593,6 +641,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("sqlite3").contains("bundled: debian:sqlite3 3.46.1"), "{text}");
     assert!(line("bc").contains("bundled: debian:bc 1.07.1"), "{text}");
     assert!(line("tar").contains("bundled: tools/crates/archive 0.1.0"), "{text}");
+    assert!(line("patch").contains("bundled: tools/crates/textutils 0.1.0"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");
