@@ -77,7 +77,7 @@ CSOURCE=(
 # crate directory | version | the command names it answers to.
 LOCAL=(
   "archive|archive|0.1.0|tar gzip gunzip zcat"
-  "textutils|textutils|0.1.0|patch column"
+  "textutils|textutils|0.1.0|patch column file"
 )
 
 # Release settings for every tool, overriding the crates' own (fat LTO and one

@@ -416,6 +416,33 @@ async fn patch_and_column() {
     assert_eq!(f.exit_code, 2);
 }
 
+/// file: libmagic's words for common types (tools/crates/textutils).
+#[tokio::test]
+async fn file_names_common_types() {
+    let Some(s) = server().await else { return };
+    s.write("s.sh", "#!/usr/bin/env bash\necho hi\n");
+    s.write("crlf.txt", "a\r\nb\r\n");
+    s.write("empty", "");
+    let cases: &[(&str, &str)] = &[
+        ("file README.md", "README.md: ASCII text\n"),
+        ("file -b s.sh", "Bourne-Again shell script, ASCII text executable\n"),
+        (
+            "file -b crlf.txt empty src",
+            "ASCII text, with CRLF line terminators\nempty\ndirectory\n",
+        ),
+        ("file --mime-type -b data/config.json scripts/sum.py", "application/json\ntext/plain\n"),
+        ("gzip -k README.md && file -b README.md.gz", "gzip compressed data\n"),
+        ("file --mime README.md", "README.md: text/plain; charset=us-ascii\n"),
+        (
+            "file data/words.txt nope",
+            "data/words.txt: ASCII text\nnope:           cannot open `nope' (No such file or directory)\n",
+        ),
+    ];
+    for (line, out) in cases {
+        expect(&s, line, out, 0).await;
+    }
+}
+
 /// A one-member tar archive (a ustar header, the data, the end blocks),
 /// written by hand so that it can hold what a hostile archive would.
 fn tar_member(name: &str, data: &[u8]) -> Vec<u8> {
@@ -642,6 +669,7 @@ fn the_tools_command_lists_origins_and_versions() {
     assert!(line("bc").contains("bundled: debian:bc 1.07.1"), "{text}");
     assert!(line("tar").contains("bundled: tools/crates/archive 0.1.0"), "{text}");
     assert!(line("patch").contains("bundled: tools/crates/textutils 0.1.0"), "{text}");
+    assert!(line("file").contains("bundled: tools/crates/textutils 0.1.0"), "{text}");
     assert!(line("cat").contains("bundled: coreutils 0.12.0"), "{text}");
     assert!(line("git").contains("host: read-only git"), "{text}");
     assert!(text.contains("ls -l            host: long listings"), "{text}");

@@ -1,9 +1,12 @@
-//! `patch` and `column` for the sandbox's toolset, picked by `argv[0]`.
+//! `patch`, `column` and `file` for the sandbox's toolset, picked by
+//! `argv[0]`.
 //! `patch` is a GNU-style command line over the `diffy` crate, which parses
 //! unified diffs and applies them (finding each hunk's place as GNU patch
 //! does, without fuzz); `column` lays out tables (`-t`) and lists as
-//! util-linux does. Built for `wasm32-wasip1` by `tools/build.sh`; see
-//! `tools/README.md`.
+//! util-linux does; `file` names common types in libmagic's words (binary
+//! formats recognised by the `infer` crate's magic numbers, text and
+//! scripts by their contents). Built for `wasm32-wasip1` by
+//! `tools/build.sh`; see `tools/README.md`.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,8 +20,9 @@ fn main() -> ExitCode {
     let status = match name.as_str() {
         "patch" => patch(rest),
         "column" => column(rest),
+        "file" => file(rest),
         other => {
-            eprintln!("{other}: not a command of textutils.wasm (patch, column)");
+            eprintln!("{other}: not a command of textutils.wasm (patch, column, file)");
             2
         }
     };
@@ -381,6 +385,228 @@ fn column(args: &[String]) -> u8 {
                 end += col_width;
             }
             out.push('\n');
+        }
+    }
+    let mut stdout = io::stdout().lock();
+    if stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).is_err() {
+        return 1;
+    }
+    0
+}
+
+// --------------------------------------------------------------- file ----
+
+/// What `file` says of one file: libmagic's description and MIME type.
+fn classify(path: &Path, follow: bool) -> (String, String) {
+    let meta = if follow { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) };
+    let meta = match meta {
+        Ok(m) => m,
+        Err(e) => {
+            let shown = path.display();
+            return (format!("cannot open `{shown}' ({})", why(&e)), "cannot open".into());
+        }
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+        return (format!("symbolic link to {target}"), "inode/symlink".into());
+    }
+    if meta.is_dir() {
+        return ("directory".into(), "inode/directory".into());
+    }
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(1 << 16).read_to_end(&mut head));
+    if let Err(e) = read {
+        return (format!("cannot open `{}' ({})", path.display(), why(&e)), "cannot open".into());
+    }
+    if head.is_empty() {
+        return ("empty".into(), "inode/x-empty".into());
+    }
+    // Binary formats by their magic numbers; text (scripts too) below.
+    if let Some(kind) = infer::get(&head).filter(|k| k.matcher_type() != infer::MatcherType::Text) {
+        let mime = kind.mime_type();
+        let what = match mime {
+            "image/png" => png_description(&head),
+            "image/jpeg" => "JPEG image data".into(),
+            "image/gif" => "GIF image data".into(),
+            "image/webp" => "RIFF (little-endian) data, Web/P image".into(),
+            "application/gzip" => "gzip compressed data".into(),
+            "application/zip" => "Zip archive data".into(),
+            "application/x-tar" => "POSIX tar archive".into(),
+            "application/x-bzip2" => "bzip2 compressed data".into(),
+            "application/x-xz" => "XZ compressed data".into(),
+            "application/zstd" => "Zstandard compressed data".into(),
+            "application/pdf" => "PDF document".into(),
+            "application/wasm" => "WebAssembly (wasm) binary module".into(),
+            "application/x-executable" => "ELF executable".into(),
+            "application/vnd.sqlite3" | "application/x-sqlite3" => "SQLite 3.x database".into(),
+            other => other.to_owned(),
+        };
+        return (what, mime.to_owned());
+    }
+    if head.contains(&0) {
+        return ("data".into(), "application/octet-stream".into());
+    }
+    let Ok(text) = std::str::from_utf8(&head) else {
+        // Cut in the middle of a character at the 64 KiB mark is still text.
+        let valid = std::str::from_utf8(&head).map_err(|e| e.valid_up_to()).unwrap_err();
+        if head.len() - valid >= 4 || head.len() < 1 << 16 {
+            return ("ISO-8859 text".into(), "text/plain".into());
+        }
+        return describe_text(std::str::from_utf8(&head[..valid]).unwrap_or(""), &meta);
+    };
+    describe_text(text, &meta)
+}
+
+fn png_description(head: &[u8]) -> String {
+    match (head.get(16..20), head.get(20..24)) {
+        (Some(w), Some(h)) => {
+            let n = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            format!("PNG image data, {} x {}", n(w), n(h))
+        }
+        _ => "PNG image data".into(),
+    }
+}
+
+fn describe_text(text: &str, meta: &std::fs::Metadata) -> (String, String) {
+    let ascii = text.is_ascii();
+    let (charset, kind) =
+        if ascii { ("us-ascii", "ASCII text") } else { ("utf-8", "Unicode text, UTF-8 text") };
+    let mut suffix = String::new();
+    if text.contains("\r\n") {
+        suffix.push_str(", with CRLF line terminators");
+    } else if !text.contains('\n') {
+        suffix.push_str(", with no line terminators");
+    }
+    // Scripts, by their `#!` line.
+    if let Some(line) = text.strip_prefix("#!").and_then(|t| t.lines().next()) {
+        let mut words = line.split_whitespace();
+        let mut program = words.next().map(|p| p.rsplit('/').next().unwrap_or(p)).unwrap_or("");
+        if program == "env" {
+            program = words.find(|w| !w.starts_with('-')).unwrap_or("");
+        }
+        let program = program.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        let (name, mime) = match program {
+            "bash" => ("Bourne-Again shell script", "text/x-shellscript"),
+            "sh" | "dash" => ("POSIX shell script", "text/x-shellscript"),
+            "zsh" => ("Paul Falstad's zsh script", "text/x-shellscript"),
+            "python" => ("Python script", "text/x-script.python"),
+            "perl" => ("Perl script text", "text/x-perl"),
+            "ruby" => ("Ruby script text", "text/x-ruby"),
+            "node" => ("Node.js script text", "application/javascript"),
+            _ => ("", ""),
+        };
+        if !name.is_empty() {
+            let what = if name.ends_with(" text") {
+                format!("{name} executable{suffix}")
+            } else {
+                format!("{name}, {kind} executable{suffix}")
+            };
+            return (what, mime.into());
+        }
+        let _ = meta;
+    }
+    let t = text.trim();
+    let json = (t.starts_with('{') && t.ends_with('}')) || (t.starts_with('[') && t.ends_with(']'));
+    if json && looks_like_json(t) {
+        return ("JSON text data".into(), "application/json".into());
+    }
+    (format!("{kind}{suffix}"), format!("text/plain; charset={charset}"))
+}
+
+/// A shallow check that `t` is JSON: balanced brackets outside strings, and
+/// quoted keys after `{` and `,` inside objects.
+fn looks_like_json(t: &str) -> bool {
+    let mut stack = vec![];
+    let (mut in_str, mut escaped, mut expect_key) = (false, false, false);
+    for c in t.chars() {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        if expect_key && !c.is_whitespace() {
+            if c != '"' && c != '}' {
+                return false;
+            }
+            expect_key = false;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' => {
+                stack.push('}');
+                expect_key = true;
+            }
+            '[' => stack.push(']'),
+            '}' | ']' if stack.pop() != Some(c) => return false,
+            ',' => expect_key = stack.last() == Some(&'}'),
+            _ => {}
+        }
+    }
+    stack.is_empty() && !in_str
+}
+
+fn file(args: &[String]) -> u8 {
+    let (mut brief, mut mime, mut mime_type, mut follow) = (false, false, false, false);
+    let mut names = vec![];
+    for a in args {
+        match a.as_str() {
+            "-b" | "--brief" => brief = true,
+            "-i" | "--mime" => mime = true,
+            "--mime-type" => mime_type = true,
+            "-L" | "--dereference" => follow = true,
+            "-h" | "--no-dereference" => follow = false,
+            _ if a.starts_with('-') && a.len() > 1 && !a.starts_with("--") => {
+                for c in a[1..].chars() {
+                    match c {
+                        'b' => brief = true,
+                        'i' => mime = true,
+                        'L' => follow = true,
+                        'h' => follow = false,
+                        _ => {
+                            eprintln!("file: invalid option -- '{c}'");
+                            return 1;
+                        }
+                    }
+                }
+            }
+            _ if a.starts_with("--") => {
+                eprintln!("file: unrecognized option '{a}'");
+                return 1;
+            }
+            _ => names.push(a.clone()),
+        }
+    }
+    if names.is_empty() {
+        eprintln!("Usage: file [-bchiLNpsvz0] [--mime-type] [--mime-encoding] file ...");
+        return 1;
+    }
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for n in &names {
+        let (what, mime_full) = classify(Path::new(n), follow);
+        let shown = if mime_type {
+            mime_full.split(';').next().unwrap_or("").to_owned()
+        } else if mime {
+            if mime_full.contains(';') || mime_full == "cannot open" {
+                mime_full.clone()
+            } else {
+                format!("{mime_full}; charset=binary")
+            }
+        } else {
+            what
+        };
+        if brief {
+            out.push_str(&format!("{shown}\n"));
+        } else {
+            let label = format!("{n}:");
+            out.push_str(&format!(
+                "{label:<w$} {shown}\n",
+                w = if names.len() > 1 { width } else { 0 }
+            ));
         }
     }
     let mut stdout = io::stdout().lock();
