@@ -328,6 +328,9 @@ fn declare_line(name: &str, v: &super::state::Var) -> String {
     if v.array.is_some() {
         flags.push('a');
     }
+    if v.integer {
+        flags.push('i');
+    }
     if v.readonly {
         flags.push('r');
     }
@@ -350,6 +353,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
     let mut readonly = name == "readonly";
     let mut unexport = false;
     let mut print = false;
+    let mut integer = false;
     let mut names = Vec::new();
     for a in args {
         if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty() && !a.contains('=')) {
@@ -357,6 +361,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
                 match c {
                     'x' => export = true,
                     'r' => readonly = true,
+                    'i' => integer = true,
                     'n' if name == "export" => unexport = true,
                     'p' => print = true,
                     _ => {}
@@ -408,8 +413,16 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
         if name == "local" {
             sh.make_local(&var);
         }
+        if integer {
+            sh.vars.flags(&var, |v| v.integer = true);
+        }
         if let Some((v, append)) = value {
-            let v = if append { format!("{}{v}", sh.get(&var).unwrap_or("")) } else { v };
+            let integer = sh.vars.get(&var).is_some_and(|x| x.integer);
+            let v = match (append, integer) {
+                (true, true) => format!("{} + ({v})", sh.get(&var).unwrap_or("0")),
+                (true, false) => format!("{}{v}", sh.get(&var).unwrap_or("")),
+                _ => v,
+            };
             if let Err(msg) = sh.set(&var, &v) {
                 status = complain(sh, io, name, &msg, 1).await?;
                 continue;

@@ -211,7 +211,13 @@ async fn assignment(
         }
         return Ok(None);
     }
-    let value = if a.append { format!("{}{}", sh.get(&name).unwrap_or(""), value) } else { value };
+    let integer = sh.vars.get(&name).is_some_and(|v| v.integer);
+    let value = match (a.append, integer) {
+        // `declare -i n; n+=3` adds.
+        (true, true) => format!("{} + ({value})", sh.get(&name).unwrap_or("0")),
+        (true, false) => format!("{}{}", sh.get(&name).unwrap_or(""), value),
+        _ => value,
+    };
     if value.len() > super::state::MAX_VALUE {
         return Err(expand::fail(sh, io, &format!("{name}: value too large")).await);
     }

@@ -68,6 +68,8 @@ pub struct Var {
     pub exported: bool,
     /// `readonly`: assignments and `unset` fail.
     pub readonly: bool,
+    /// `declare -i`: assignments are arithmetic.
+    pub integer: bool,
     /// What it is charged against the budget as it stands in [`Vars`].
     cost: usize,
 }
@@ -741,6 +743,11 @@ impl Shell {
     /// Assigns a variable; fails (with bash's message) when it is readonly
     /// or the value does not fit the line's memory budget.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        // `declare -i`: the value is an arithmetic expression.
+        if self.vars.get(name).is_some_and(|v| v.integer) {
+            let n = super::arith::eval(self, value)?;
+            return self.vars.set_value(name, n.to_string()).map_err(|e| e.message(name));
+        }
         self.vars.set_value(name, value.to_owned()).map_err(|e| e.message(name))
     }
 
