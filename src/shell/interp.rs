@@ -488,7 +488,9 @@ async fn run_pipeline(sh: &mut Shell, p: &ast::Pipeline, io: &Io, in_condition: 
         // `trap … ERR`, before `set -e` ends the shell; not while it runs.
         if sh.in_function == 0 {
             if let Some(action) = sh.err_trap.0.take() {
+                let outer = std::mem::replace(&mut sh.in_trap, true);
                 let r = Box::pin(run_text(sh, io, &action, "trap")).await;
+                sh.in_trap = outer;
                 sh.err_trap.0 = Some(action);
                 sh.status = status;
                 if let Err(u @ Unwind::Exit(_)) = r {
@@ -599,7 +601,7 @@ pub fn run_command<'a>(
                 Ok(0)
             }
             ast::Command::ExtendedTest(t, redirects) => {
-                if let Some(loc) = t.location() {
+                if let Some(loc) = t.location().filter(|_| !sh.in_trap) {
                     sh.line = loc.start.line;
                 }
                 let Some(io) = with_redirects(sh, io, redirects.as_ref()).await? else {

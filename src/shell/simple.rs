@@ -16,7 +16,7 @@ use brush_parser::ast::{self, CommandPrefixOrSuffixItem as Item, SourceLocation}
 const DECLARATIONS: &[&str] = &["export", "local", "declare", "typeset", "readonly"];
 
 pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
-    if let Some(loc) = cmd.location() {
+    if let Some(loc) = cmd.location().filter(|_| !sh.in_trap) {
         sh.line = loc.start.line;
     }
     let Some(n) = sh.budget.take() else {

@@ -609,6 +609,10 @@ pub struct Shell {
     pub func_origins: HashMap<String, Arc<str>>,
     /// The name errors start with inside a function call (else `$0`).
     pub err_name: Option<Arc<str>>,
+    /// Running an ERR trap's action: `$LINENO` and messages keep the line
+    /// of the command that failed (an EXIT trap's count from its own, as
+    /// bash's do).
+    pub in_trap: bool,
 }
 
 /// A shell's EXIT or ERR trap. A subshell starts without its parent's (bash
@@ -699,6 +703,7 @@ impl Shell {
             origin: Arc::from("-c"),
             func_origins: HashMap::new(),
             err_name: None,
+            in_trap: false,
             terminal: false,
         };
         sh.set_exported("PWD", &cwd);
