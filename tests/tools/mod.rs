@@ -86,6 +86,15 @@ async fn coreutils() {
 #[tokio::test]
 async fn grep() {
     let Some(s) = server().await else { return };
+    // GNU's messages (tools/patches/grep): -q does not hide errors, -s does;
+    // a directory without -r is "Is a directory".
+    let f = sh(&s, "grep -q x nope.txt; echo $?; grep -s x nope.txt; echo $?; grep x src; echo $?")
+        .await;
+    assert_eq!(f.stdout_str(), "2\n2\n2\n");
+    assert_eq!(
+        f.stderr_str(),
+        "grep: nope.txt: No such file or directory\ngrep: src: Is a directory\n"
+    );
     expect(
         &s,
         "grep -rn TODO src | sort",
