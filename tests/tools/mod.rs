@@ -163,6 +163,12 @@ async fn sed() {
 #[tokio::test]
 async fn find() {
     let Some(s) = server().await else { return };
+    // GNU's wording for a missing start point (tools/patches/find).
+    let f = sh(&s, "find nope").await;
+    assert_eq!(
+        (f.exit_code, f.stderr_str()),
+        (1, "find: \u{2018}nope\u{2019}: No such file or directory\n".into())
+    );
     expect(&s, "find src -name '*.rs' | sort", "src/lib/util.rs\nsrc/main.rs\n", 0).await;
     expect(&s, "find data -type f -name '*.txt' | wc -l", "3\n", 0).await;
     expect(
