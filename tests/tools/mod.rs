@@ -95,6 +95,8 @@ async fn grep() {
         f.stderr_str(),
         "grep: nope.txt: No such file or directory\ngrep: src: Is a directory\n"
     );
+    let f = sh(&s, "grep -E '(' README.md").await;
+    assert_eq!((f.exit_code, f.stderr_str()), (2, "grep: Unmatched ( or \\(\n".into()));
     expect(
         &s,
         "grep -rn TODO src | sort",
