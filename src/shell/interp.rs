@@ -421,6 +421,48 @@ async fn start_job(sh: &mut Shell, and_or: &ast::AndOrList, io: &Io) -> Outcome 
     Ok(0)
 }
 
+/// `> >(list)`: runs `list` as a job of this shell reading `reader` (what
+/// the redirected command writes), its output where this one's goes.
+pub async fn start_reader_job(
+    sh: &mut Shell,
+    io: &Io,
+    cmd: &ast::SubshellCommand,
+    reader: crate::exec::PipeReader,
+) -> Result<(), Unwind> {
+    reap_jobs(sh).await;
+    if sh.jobs.running.len() >= super::state::MAX_JOBS {
+        let msg = format!(
+            "fork: background job limit reached ({} running; a limit of this sandbox)",
+            super::state::MAX_JOBS
+        );
+        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+        return Err(Unwind::Exit(137));
+    }
+    let slot = match sh.budget.subshell() {
+        Ok(slot) => slot,
+        Err(msg) => {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            return Err(Unwind::Exit(137));
+        }
+    };
+    let mut sub = sh.clone();
+    sub.pid = super::state::next_pid();
+    let pid = sub.pid;
+    let mut jio = io.clone();
+    jio.stdin = Input::pipe(reader);
+    let list = cmd.list.clone();
+    let done = crate::exec::spawn_part(async move {
+        let _slot = slot;
+        let r = run_list(&mut sub, &list, &jio).await;
+        let status = exit_status(&sub, r);
+        wait_jobs(&mut sub).await;
+        status
+    });
+    sh.jobs.running.push(super::state::Job { pid, done: std::sync::Mutex::new(Box::pin(done)) });
+    sh.jobs.last = Some(pid);
+    Ok(())
+}
+
 /// Forgets the jobs that have ended.
 async fn reap_jobs(sh: &mut Shell) {
     let mut running = Vec::with_capacity(sh.jobs.running.len());

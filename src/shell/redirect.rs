@@ -211,10 +211,21 @@ async fn apply(sh: &mut Shell, io: &mut Io, r: &IoRedirect) -> Result<Result<(),
                     io.stdin = Input::bytes(out);
                     return Ok(Ok(()));
                 }
+                // `> >(list)`: what the command writes goes down a pipe to
+                // the list, which runs beside it as a job (the line waits
+                // for it before it ends).
+                Target::ProcessSubstitution(ast::ProcessSubstitutionKind::Write, list)
+                    if matches!(kind, K::Write | K::Append | K::Clobber) =>
+                {
+                    let (sink, reader) = crate::exec::pipe();
+                    super::interp::start_reader_job(sh, io, list, reader).await?;
+                    io.set_fd(fd.unwrap_or(1), sink);
+                    return Ok(Ok(()));
+                }
                 Target::ProcessSubstitution(..) => {
                     return Ok(Err(
-                        "this process substitution is not supported; `< <(…)`, `cmd <(…)` and \
-                         `cmd >(…)` are"
+                        "this process substitution is not supported; `< <(…)`, `> >(…)`, \
+                         `cmd <(…)` and `cmd >(…)` are"
                             .into(),
                     ));
                 }
