@@ -496,50 +496,28 @@ main() {
   write_cc_wrapper
   build_shims
 
-  local selected=() prebuilt=() csource=() local_tools=() line name
-  for line in "${RECIPE[@]}"; do
-    name=${line%%|*}
-    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
-      selected+=("$line")
-    fi
+  # Each recipe list with the function that builds one of its lines, in
+  # build order; the lines asked for (all when none were) become jobs.
+  local jobs=() kinds=(RECIPE:build_tool PREBUILT:fetch_prebuilt CSOURCE:build_c_tool LOCAL:build_local_tool)
+  local kind ref line name known=()
+  for kind in "${kinds[@]}"; do
+    ref="${kind%%:*}[@]"
+    for line in "${!ref}"; do
+      name=${line%%|*}
+      known+=("$name")
+      if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
+        jobs+=("${kind#*:} $line")
+      fi
+    done
   done
-  for line in "${CSOURCE[@]}"; do
-    name=${line%%|*}
-    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
-      csource+=("$line")
-    fi
-  done
-  for line in "${LOCAL[@]}"; do
-    name=${line%%|*}
-    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
-      local_tools+=("$line")
-    fi
-  done
-  for line in "${PREBUILT[@]}"; do
-    name=${line%%|*}
-    if [ ${#only[@]} -eq 0 ] || printf '%s\n' "${only[@]}" | grep -qx "$name"; then
-      prebuilt+=("$line")
-    fi
-  done
-  local total=$((${#selected[@]} + ${#prebuilt[@]} + ${#csource[@]} + ${#local_tools[@]}))
-  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: $(printf '%s ' "${RECIPE[@]%%|*}" "${PREBUILT[@]%%|*}" "${CSOURCE[@]%%|*}" "${LOCAL[@]%%|*}"))"
+  local total=${#jobs[@]}
+  [ "$total" -gt 0 ] || die "no such tool: ${only[*]} (known: ${known[*]})"
 
-  local i=0 failed=()
-  for line in "${selected[@]}"; do
+  local i=0 failed=() job
+  for job in "${jobs[@]}"; do
     i=$((i + 1))
-    build_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
-  done
-  for line in "${prebuilt[@]}"; do
-    i=$((i + 1))
-    fetch_prebuilt "$i" "$total" "$line" || failed+=("${line%%|*}")
-  done
-  for line in "${csource[@]}"; do
-    i=$((i + 1))
-    build_c_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
-  done
-  for line in "${local_tools[@]}"; do
-    i=$((i + 1))
-    build_local_tool "$i" "$total" "$line" || failed+=("${line%%|*}")
+    line=${job#* }
+    "${job%% *}" "$i" "$total" "$line" || failed+=("${line%%|*}")
   done
   check_coreutils_names
   write_aliases

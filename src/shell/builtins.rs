@@ -524,7 +524,6 @@ async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         sh.get("OPTIND").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1).max(1);
     let mut offset = if sh.getopts_at.0 == optind { sh.getopts_at.1 } else { 0 };
     let arg = argv.get(optind - 1).map(String::as_str);
-    let set = |sh: &mut Shell, k: &str, v: &str| sh.set(k, v);
     let end = |sh: &mut Shell, optind: usize| -> Result<(), String> {
         sh.getopts_at = (0, 0);
         sh.set("OPTIND", &optind.to_string())?;
@@ -554,9 +553,9 @@ async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             known && spec[spec.find(c).unwrap_or(0) + c.len_utf8()..].starts_with(':');
         let mut message = None;
         if !known {
-            set(sh, name, "?")?;
+            sh.set(name, "?")?;
             if silent {
-                set(sh, "OPTARG", &c.to_string())?;
+                sh.set("OPTARG", &c.to_string())?;
             } else {
                 let _ = sh.unset("OPTARG");
                 message = Some(format!("illegal option -- {c}"));
@@ -571,21 +570,21 @@ async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             offset = arg.len();
             match value {
                 Some(v) => {
-                    set(sh, name, &c.to_string())?;
-                    set(sh, "OPTARG", &v)?;
+                    sh.set(name, &c.to_string())?;
+                    sh.set("OPTARG", &v)?;
                 }
                 None if silent => {
-                    set(sh, name, ":")?;
-                    set(sh, "OPTARG", &c.to_string())?;
+                    sh.set(name, ":")?;
+                    sh.set("OPTARG", &c.to_string())?;
                 }
                 None => {
-                    set(sh, name, "?")?;
+                    sh.set(name, "?")?;
                     let _ = sh.unset("OPTARG");
                     message = Some(format!("option requires an argument -- {c}"));
                 }
             }
         } else {
-            set(sh, name, &c.to_string())?;
+            sh.set(name, &c.to_string())?;
             let _ = sh.unset("OPTARG");
         }
         if offset >= arg.len() {
@@ -593,7 +592,7 @@ async fn getopts(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
             offset = 0;
         }
         sh.getopts_at = (optind, offset);
-        set(sh, "OPTIND", &optind.to_string())?;
+        sh.set("OPTIND", &optind.to_string())?;
         Ok((0, message))
     })();
     match result {

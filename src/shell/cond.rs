@@ -6,7 +6,6 @@
 use super::expand;
 use super::io::{Io, complain};
 use super::state::{Outcome, Shell, Unwind};
-use crate::pattern;
 use brush_parser::ast::{BinaryPredicate as B, ExtendedTestExpr as X, UnaryPredicate as U};
 
 fn file_test(sh: &Shell, op: &str, path: &str) -> bool {
@@ -266,12 +265,7 @@ fn eval<'a>(
                 match op {
                     B::StringExactlyMatchesPattern | B::StringDoesNotExactlyMatchPattern => {
                         let pat = expand::pattern_of(sh, io, &b.value).await?;
-                        let hit = if sh.opts.glob.nocasematch {
-                            pattern::matches_yielding(&pat.to_lowercase(), &left.to_lowercase())
-                                .await
-                        } else {
-                            pattern::matches_yielding(&pat, &left).await
-                        };
+                        let hit = expand::matches_case(sh, &pat, &left).await;
                         hit == matches!(op, B::StringExactlyMatchesPattern)
                     }
                     B::StringMatchesRegex => {

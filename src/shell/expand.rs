@@ -422,6 +422,16 @@ async fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
     }
 }
 
+/// Whether `text` matches the whole `pattern` in `case` and `[[ == ]]`,
+/// without regard to case under `shopt -s nocasematch`.
+pub async fn matches_case(sh: &Shell, pattern: &str, text: &str) -> bool {
+    if sh.opts.glob.nocasematch {
+        pattern::matches_yielding(&pattern.to_lowercase(), &text.to_lowercase()).await
+    } else {
+        pattern::matches_yielding(pattern, text).await
+    }
+}
+
 /// `$(…)`: runs the text in a subshell and returns its output without
 /// trailing newlines.
 async fn substitute(sh: &mut Shell, io: &Io, cmd: &str) -> Result<String, Unwind> {

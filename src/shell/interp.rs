@@ -9,7 +9,6 @@ use super::expand;
 use super::io::{Input, Io};
 use super::parse;
 use super::state::{MAX_DEPTH, MAX_VALUE, MemoryLimit, Outcome, Shell, Unwind};
-use crate::pattern;
 use brush_parser::ast::{self, CompoundCommand, SourceLocation};
 use futures::future::BoxFuture;
 
@@ -118,6 +117,17 @@ fn lone_input_redirect(text: &str) -> Option<ast::IoRedirect> {
         .then_some(r)
 }
 
+/// Ends the line: a command substitution gave more than a value may hold.
+async fn output_too_large(sh: &Shell, io: &Io) -> Unwind {
+    io.err(&format!(
+        "{}command substitution: output larger than {} MiB\n",
+        sh.err_prefix(),
+        MAX_VALUE >> 20
+    ))
+    .await;
+    Unwind::Exit(1)
+}
+
 /// `$(…)`: runs `text` in a subshell with stdout captured.
 pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i32), Unwind> {
     let _slot = match sh.budget.subshell() {
@@ -137,13 +147,7 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
         };
         let data = rio.stdin.read_all(MAX_VALUE).await;
         if data.len() > MAX_VALUE {
-            io.err(&format!(
-                "{}command substitution: output larger than {} MiB\n",
-                sh.err_prefix(),
-                MAX_VALUE >> 20
-            ))
-            .await;
-            return Err(Unwind::Exit(1));
+            return Err(output_too_large(sh, io).await);
         }
         if let Err(m) = lease.grow_to(data.len()) {
             return Err(super::expand::out_of_memory(sh, io, m).await);
@@ -184,13 +188,7 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
         return Err(super::expand::out_of_memory(sh, io, m).await);
     }
     if overflow.is_some() {
-        io.err(&format!(
-            "{}command substitution: output larger than {} MiB\n",
-            sh.err_prefix(),
-            MAX_VALUE >> 20
-        ))
-        .await;
-        return Err(Unwind::Exit(1));
+        return Err(output_too_large(sh, io).await);
     }
     Ok((out, status))
 }
@@ -387,37 +385,7 @@ fn bare_exec_redirects(and_or: &ast::AndOrList) -> Option<Vec<ast::IoRedirect>> 
 /// stdin from nothing (as bash does without job control). Its status is
 /// `wait`'s; the line waits for it before it ends ([`wait_jobs`]).
 async fn start_job(sh: &mut Shell, and_or: &ast::AndOrList, io: &Io) -> Outcome {
-    reap_jobs(sh).await;
-    if sh.jobs.running.len() >= super::state::MAX_JOBS {
-        let msg = format!(
-            "fork: background job limit reached ({} running; a limit of this sandbox)",
-            super::state::MAX_JOBS
-        );
-        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
-        return Err(Unwind::Exit(137));
-    }
-    let slot = match sh.budget.subshell() {
-        Ok(slot) => slot,
-        Err(msg) => {
-            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
-            return Err(Unwind::Exit(137));
-        }
-    };
-    let mut sub = sh.clone();
-    sub.pid = super::state::next_pid();
-    let pid = sub.pid;
-    let mut jio = io.clone();
-    jio.stdin = Input::closed();
-    let and_or = and_or.clone();
-    let done = crate::exec::spawn_part(async move {
-        let _slot = slot;
-        let r = run_and_or(&mut sub, &and_or, &jio).await;
-        let status = exit_status(&sub, r);
-        wait_jobs(&mut sub).await;
-        status
-    });
-    sh.jobs.running.push(super::state::Job { pid, done: std::sync::Mutex::new(Box::pin(done)) });
-    sh.jobs.last = Some(pid);
+    spawn_job(sh, io, Input::closed(), JobBody::AndOr(and_or.clone())).await?;
     Ok(0)
 }
 
@@ -429,6 +397,18 @@ pub async fn start_reader_job(
     cmd: &ast::SubshellCommand,
     reader: crate::exec::PipeReader,
 ) -> Result<(), Unwind> {
+    spawn_job(sh, io, Input::pipe(reader), JobBody::List(cmd.list.clone())).await
+}
+
+/// What a job runs.
+enum JobBody {
+    AndOr(ast::AndOrList),
+    List(ast::CompoundList),
+}
+
+/// Starts `body` as a background job of `sh` (a subshell with `stdin`,
+/// under the job and subshell limits), recorded for `wait` and `$!`.
+async fn spawn_job(sh: &mut Shell, io: &Io, stdin: Input, body: JobBody) -> Result<(), Unwind> {
     reap_jobs(sh).await;
     if sh.jobs.running.len() >= super::state::MAX_JOBS {
         let msg = format!(
@@ -449,11 +429,13 @@ pub async fn start_reader_job(
     sub.pid = super::state::next_pid();
     let pid = sub.pid;
     let mut jio = io.clone();
-    jio.stdin = Input::pipe(reader);
-    let list = cmd.list.clone();
+    jio.stdin = stdin;
     let done = crate::exec::spawn_part(async move {
         let _slot = slot;
-        let r = run_list(&mut sub, &list, &jio).await;
+        let r = match &body {
+            JobBody::AndOr(and_or) => run_and_or(&mut sub, and_or, &jio).await,
+            JobBody::List(list) => run_list(&mut sub, list, &jio).await,
+        };
         let status = exit_status(&sub, r);
         wait_jobs(&mut sub).await;
         status
@@ -800,15 +782,7 @@ fn run_compound<'a>(
                     if !hit {
                         for p in &item.patterns {
                             let pat = expand::pattern_of(sh, io, &p.value).await?;
-                            let matched = if sh.opts.glob.nocasematch {
-                                pattern::matches_yielding(
-                                    &pat.to_lowercase(),
-                                    &value.to_lowercase(),
-                                )
-                                .await
-                            } else {
-                                pattern::matches_yielding(&pat, &value).await
-                            };
+                            let matched = expand::matches_case(sh, &pat, &value).await;
                             if matched {
                                 hit = true;
                                 break;

@@ -667,14 +667,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     // Every one of them is still running (blocked on its stdin), or the
     // figure would count processes that failed to start.
     for (ci, c) in clients.iter().enumerate() {
-        let last = per.min(n - ci * per).saturating_sub(1);
-        let r = c
-            .request(
-                "process/read",
-                json!({"processId": format!("b{last}"), "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
-            )
-            .await?;
-        ensure!(r["exited"] != json!(true), "blocked process b{last} has exited: {r}");
+        ensure_running(c, per.min(n - ci * per).saturating_sub(1)).await?;
     }
     let after = rss(server.pid)?;
     let children = descendants(server.pid).saturating_sub(children_before);
@@ -694,6 +687,19 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
     );
     drop(clients);
     drop(server);
+    Ok(())
+}
+
+/// Fails unless blocked process `b{last}` on `c` is still running (a
+/// memory figure must not count processes that failed to start).
+async fn ensure_running(c: &Client, last: usize) -> Result<()> {
+    let r = c
+        .request(
+            "process/read",
+            json!({"processId": format!("b{last}"), "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
+        )
+        .await?;
+    ensure!(r["exited"] != json!(true), "blocked process b{last} has exited: {r}");
     Ok(())
 }
 
@@ -807,14 +813,7 @@ pub async fn density(
     futures::future::try_join_all(starts).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     for (_, c, k) in &holders {
-        let last = k - 1;
-        let r = c
-            .request(
-                "process/read",
-                json!({"processId": format!("b{last}"), "afterSeq": 0, "maxBytes": null, "waitMs": 0}),
-            )
-            .await?;
-        ensure!(r["exited"] != json!(true), "blocked process b{last} has exited: {r}");
+        ensure_running(c, k - 1).await?;
     }
     let after_blocked = our_rss_kib(server.pid)?;
     let mut loaded = vec![];

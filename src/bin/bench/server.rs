@@ -32,6 +32,16 @@ impl Drop for Server {
     }
 }
 
+/// Our server binary: the given path, or the `wasm-exec-server` next to
+/// this one.
+fn our_program(program: &str) -> Result<PathBuf> {
+    Ok(if program.is_empty() {
+        std::env::current_exe()?.with_file_name("wasm-exec-server")
+    } else {
+        PathBuf::from(program)
+    })
+}
+
 impl Launch {
     pub fn ours(
         program: &str,
@@ -39,11 +49,7 @@ impl Launch {
         bundled: Option<&Path>,
         logs: Option<&Path>,
     ) -> Result<Self> {
-        let program = if program.is_empty() {
-            std::env::current_exe()?.with_file_name("wasm-exec-server")
-        } else {
-            PathBuf::from(program)
-        };
+        let program = our_program(program)?;
         let mut args = strings(&["serve", "--listen", "ws://127.0.0.1:0", "--workspace"]);
         args.push(workspace.display().to_string());
         if let Some(b) = bundled {
@@ -79,11 +85,7 @@ impl Launch {
         bundled: Option<&Path>,
         logs: Option<&Path>,
     ) -> Result<Self> {
-        let program = if program.is_empty() {
-            std::env::current_exe()?.with_file_name("wasm-exec-server")
-        } else {
-            PathBuf::from(program)
-        };
+        let program = our_program(program)?;
         let mut args = strings(&["serve", "--listen", "ws://127.0.0.1:0", "--config"]);
         args.push(config.display().to_string());
         if let Some(b) = bundled {
