@@ -86,6 +86,14 @@ const BOMBS: &[Bomb] = &[
     bomb("while [[ 1 ]]; do [[ a == a ]]; done", 137, CPU),
     bomb("until ((0)); do if ((1)); then ((y++)); fi; done", 137, CPU),
     bomb("while :; do :; done", 137, CPU),
+    // Case conversion of a long value with a pattern yields as it goes.
+    bomb("x=$(yes | head -c 15000000); while :; do y=${x^^[y]}; done", 137, CPU),
+    // Removing elements one by one is not quadratic (in place).
+    bomb(
+        "a=($(seq 10000)); for ((i = 0; i < 10000; i++)); do unset 'a[i]'; done; echo ${#a[@]}",
+        0,
+        "0\n",
+    ),
     bomb("while true; do x=$((x + 1)); done", 137, CPU),
     bomb("eval 'while :; do :; done'", 137, CPU),
     bomb("bash -c 'while :; do :; done'", 137, CPU),

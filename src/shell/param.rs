@@ -60,22 +60,41 @@ fn name_of(p: &Parameter) -> String {
 }
 
 /// `${x^^}` / `${x,,}`, or with a pattern (`${x^^[aeiou]}`) only the
-/// characters it matches.
-fn change_case(s: &str, only: Option<&str>, upper: bool) -> String {
-    let convert = |c: char, out: &mut String| {
-        if upper { out.extend(c.to_uppercase()) } else { out.extend(c.to_lowercase()) }
-    };
-    let mut out = String::with_capacity(s.len());
-    match only {
-        None => s.chars().for_each(|c| convert(c, &mut out)),
-        Some(p) => {
-            let hit = pattern::char_matcher(p);
-            for c in s.chars() {
-                if hit(c) { convert(c, &mut out) } else { out.push(c) }
+/// characters it matches; of every element of a list. Yields as it goes
+/// (a value may hold 64 MiB).
+async fn change_case(
+    sh: &mut Shell,
+    v: Value,
+    only: Option<&str>,
+    upper: bool,
+) -> Result<Value, Unwind> {
+    let hit = only.map(pattern::char_matcher);
+    let mut seen = 0usize;
+    let mut one = async |sh: &mut Shell, s: &str| -> Result<String, Unwind> {
+        let mut out = String::with_capacity(s.len());
+        for c in s.chars() {
+            seen += 1;
+            if seen.is_multiple_of(1 << 16) {
+                sh.pause().await?;
+            }
+            match (&hit, upper) {
+                (Some(h), _) if !h(c) => out.push(c),
+                (_, true) => out.extend(c.to_uppercase()),
+                (_, false) => out.extend(c.to_lowercase()),
             }
         }
-    }
-    out
+        Ok(out)
+    };
+    Ok(match v {
+        Value::Str(s) => Value::Str(one(sh, &s).await?),
+        Value::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for s in &items {
+                out.push(one(sh, s).await?);
+            }
+            Value::List(out)
+        }
+    })
 }
 
 /// What `"$*"` and `"${a[*]}"` join with: the first character of IFS (a
@@ -346,14 +365,16 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             Ok(unset_check(sh, io, parameter, v).await?.map(capitalize))
         }
-        P::UppercasePattern { parameter, indirect, pattern } => {
+        P::UppercasePattern { parameter, indirect, pattern }
+        | P::LowercasePattern { parameter, indirect, pattern } => {
+            let upper = matches!(expr, P::UppercasePattern { .. });
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
             let v = unset_check(sh, io, parameter, v).await?;
             let only = match pattern.as_deref().filter(|p| !p.is_empty()) {
                 Some(p) => Some(pattern_value(sh, io, p).await?),
                 None => None,
             };
-            Ok(v.map(|s| change_case(s, only.as_deref(), true)))
+            change_case(sh, v, only.as_deref(), upper).await
         }
         P::LowercaseFirstChar { parameter, indirect, .. } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
@@ -363,15 +384,6 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
                     .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
                     .unwrap_or_default()
             }))
-        }
-        P::LowercasePattern { parameter, indirect, pattern } => {
-            let v = resolve(sh, io, parameter, *indirect, in_dq).await?;
-            let v = unset_check(sh, io, parameter, v).await?;
-            let only = match pattern.as_deref().filter(|p| !p.is_empty()) {
-                Some(p) => Some(pattern_value(sh, io, p).await?),
-                None => None,
-            };
-            Ok(v.map(|s| change_case(s, only.as_deref(), false)))
         }
         P::ReplaceSubstring { parameter, indirect, pattern, replacement, match_kind } => {
             let v = resolve(sh, io, parameter, *indirect, in_dq).await?;

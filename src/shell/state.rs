@@ -264,6 +264,20 @@ impl Vars {
         v.cost = cost;
         Ok(())
     }
+
+    /// Removes element `i` of an array in place (`unset 'a[i]'`), giving
+    /// its bytes back; `$a` follows element 0.
+    fn remove_element(&mut self, name: &str, i: usize) {
+        let Some(v) = self.map.get_mut(name) else { return };
+        let Some(removed) = v.array.as_mut().and_then(|a| a.remove(&i)) else { return };
+        let old_scalar = v.value.len();
+        if i == 0 {
+            v.value.clear();
+        }
+        let freed = item_bytes(&removed) + old_scalar - v.value.len();
+        v.cost -= freed;
+        let _ = self.recharge(freed, 0);
+    }
 }
 
 /// The positional parameters (`$1…`), charged like variables: a copy (a
@@ -807,24 +821,22 @@ impl Shell {
                 return Err(format!("{base}: cannot unset: readonly variable"));
             }
             let i = super::arith::eval(self, index)?;
-            let Some(mut var) = self.vars.get(base).cloned() else { return Ok(()) };
+            let Some(var) = self.vars.get(base) else { return Ok(()) };
             let len = var.array.as_ref().map_or(1, |a| a.keys().next_back().map_or(0, |k| k + 1));
+            let is_array = var.array.is_some();
             let i = if i < 0 { i + len as i64 } else { i };
             let Ok(i) = usize::try_from(i) else {
                 return Err(format!("{base}[{index}]: bad array subscript"));
             };
-            match &mut var.array {
-                Some(items) => {
-                    items.remove(&i);
-                    var.value = items.get(&0).cloned().unwrap_or_default();
-                }
-                None if i == 0 => {
+            // In place: a loop of these over a large array is not quadratic.
+            match (is_array, i) {
+                (true, _) => self.vars.remove_element(base, i),
+                (false, 0) => {
                     self.vars.remove(base);
-                    return Ok(());
                 }
-                None => return Ok(()),
+                (false, _) => {}
             }
-            return self.vars.insert(base.to_owned(), var).map_err(|e| e.to_string());
+            return Ok(());
         }
         if self.vars.get(name).is_some_and(|v| v.readonly) {
             return Err(format!("{name}: cannot unset: readonly variable"));
@@ -925,6 +937,23 @@ impl Shell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_an_element_gives_its_bytes_back() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let mut vars = Vars::new(budget.clone());
+        vars.set_element("a", 0, "x".repeat(500)).expect("fits");
+        vars.set_element("a", 7, "y".repeat(300)).expect("fits");
+        let both = budget.used();
+        vars.remove_element("a", 0);
+        assert_eq!(vars.get("a").map(|v| v.value.as_str()), Some(""));
+        assert_eq!(vars.get("a").map(Var::indices), Some(vec![7]));
+        assert!(budget.used() <= both - 1000, "element 0 and $a given back");
+        assert_eq!(vars.get("a").map(|v| v.cost), vars.get("a").map(Var::bytes).map(|b| b + 1));
+        vars.remove_element("a", 7);
+        vars.remove("a");
+        assert_eq!(budget.used(), 0);
+    }
 
     #[test]
     fn variables_are_charged_and_given_back() {
