@@ -195,17 +195,25 @@ pub async fn capture(sh: &mut Shell, io: &Io, text: &str) -> Result<(Vec<u8>, i3
 
 /// Files made for `<(…)` and `>(…)` arguments, removed when the command is
 /// done; for `>(…)`, the lists that read what the command wrote.
+/// The files count against the disk quota like any other file in `/tmp`:
+/// charged as they are written, given back when they are removed.
 #[derive(Default)]
 pub struct ProcSubFiles {
     files: Vec<(cap_std::fs::Dir, String)>,
     /// `>(list)`: the file's index in `files`, and the list's text.
     writers: Vec<(usize, String)>,
+    quota: Option<std::sync::Arc<crate::fs::quota::DiskQuota>>,
 }
 
 impl Drop for ProcSubFiles {
     fn drop(&mut self) {
         for (dir, name) in &self.files {
-            let _ = dir.remove_file(name);
+            let size = dir.symlink_metadata(name).map_or(0, |m| crate::fs::quota::occupied(&m));
+            if dir.remove_file(name).is_ok()
+                && let Some(q) = &self.quota
+            {
+                q.add(-(size as i64));
+            }
         }
     }
 }
@@ -223,6 +231,9 @@ pub async fn process_substitution(
     cmd: &ast::SubshellCommand,
     files: &mut ProcSubFiles,
 ) -> Result<Result<String, String>, Unwind> {
+    if files.quota.is_none() {
+        files.quota = sh.exec.workspace.quota().cloned();
+    }
     let Some(tmp) = sh.exec.workspace.scratch().and_then(|s| s.tmp_dir()) else {
         return Ok(Err("process substitution: there is no private /tmp".into()));
     };
@@ -285,9 +296,21 @@ impl ProcSubFiles {
         what: &str,
         data: &[u8],
     ) -> Result<String, String> {
+        use crate::fs::quota;
         let name = format!(".wes-{what}-{}", uuid::Uuid::new_v4().simple());
-        tmp.write(&name, data).map_err(|e| crate::fs::strerror(&e))?;
+        if let Some(q) = &self.quota {
+            q.check(quota::ENTRY.max(data.len() as u64 + quota::WRITE_SLACK))
+                .map_err(|e| e.to_string())?;
+        }
+        let written = tmp.write(&name, data);
+        // Charged for what it occupies (also when the write failed part way).
+        if let Some(q) = &self.quota
+            && let Ok(m) = tmp.symlink_metadata(&name)
+        {
+            q.add(quota::occupied(&m) as i64);
+        }
         self.files.push((tmp, name.clone()));
+        written.map_err(|e| crate::fs::strerror(&e))?;
         Ok(format!("/tmp/{name}"))
     }
 }

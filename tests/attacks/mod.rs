@@ -590,6 +590,44 @@ async fn disk_quota_counts_every_writer() {
 }
 
 #[tokio::test]
+async fn process_substitution_files_count_against_the_disk_quota() {
+    const QUOTA: u64 = 100_000;
+    let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
+    let c = s.client().await;
+    // A <(…) file larger than the quota is refused, naming the limit.
+    let f = c
+        .run("big", &[BASH, "-lc", "wc -c <(head -c 200000 /dev/zero); echo status=$?"], &s.uri(""))
+        .await
+        .expect("run");
+    assert!(f.stderr_str().contains("(max-disk)"), "{} {}", f.stdout_str(), f.stderr_str());
+    assert!(!f.stdout_str().contains("200000"), "{}", f.stdout_str());
+    // One that fits works, and what it took is given back when the command
+    // is done: five in a row, each over half the quota, all fit.
+    for i in 0..5 {
+        let f = c
+            .run(
+                &format!("fits{i}"),
+                &[BASH, "-lc", "wc -c < <(cat <(head -c 60000 /dev/zero))"],
+                &s.uri(""),
+            )
+            .await
+            .expect("run");
+        assert_eq!(f.stdout_str().trim(), "60000", "{}", f.stderr_str());
+    }
+    // So is what a command wrote into a >(…) file.
+    for i in 0..3 {
+        let f = c
+            .run(&format!("w{i}"), &[BASH, "-lc", "head -c 60000 /dev/zero > >(wc -c)"], &s.uri(""))
+            .await
+            .expect("run");
+        assert_eq!(f.stdout_str().trim(), "60000", "{}", f.stderr_str());
+    }
+    // And the room is still there for a file of the workspace.
+    c.write_file(&s.uri("after"), &[b'a'; 60_000]).await.expect("the quota was given back");
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
 async fn disk_quota_counts_entries_and_blocks_not_lengths() {
     const QUOTA: u64 = 100_000;
     let s = TestServer::start_with(Limits { max_disk: QUOTA, ..Limits::default() }, None).await;
