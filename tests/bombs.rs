@@ -56,6 +56,17 @@ const BOMBS: &[Bomb] = &[
     bomb("x=$(yes | head -c 15000000); y=$x$x$x$x$x$x", 137, MEM),
     bomb("x=$(yes | head -c 15000000); echo $x $x $x $x $x $x | wc -c", 137, MEM),
     bomb("x=$(yes | head -c 15000000); a=($x $x $x $x $x)", 137, MEM),
+    // Associative arrays are charged by key and value.
+    bomb(
+        "x=$(yes | head -c 15000000); declare -A m; for k in a b c d e; do m[$k]=$x; done",
+        137,
+        MEM,
+    ),
+    bomb(
+        "x=$(yes | head -c 100000); declare -A m; for ((i = 0; 1; i++)); do m[k$i]=$x; done",
+        137,
+        MEM,
+    ),
     bomb(
         "x=$(yes | head -c 15000000); set -- \"$x\" \"$x\" \"$x\" \"$x\" \"$x\"; echo $#",
         137,

@@ -188,6 +188,37 @@ patches_of() { # name
   true
 }
 
+# Our patches to the crates a tool depends on: tools/patches/<name>/<crate>/
+# *.patch. The crate is the one the tool's lock file pins.
+dep_patches_of() { # name
+  local p
+  for p in "$HERE/patches/$1"/*/*.patch; do [ -f "$p" ] && printf '%s\n' "$p"; done
+  true
+}
+
+# Vendors the locked dependency graph of the crate in $dir/src into
+# $dir/vendor (cargo's checksums verify every crate) and applies the
+# dependency patches there; the build then takes its crates from that
+# directory (cargo's source replacement), so the lock file stays as
+# committed and --locked holds. A patched crate keeps the published
+# package checksum the lock pins; its per-file checksums are dropped, as
+# its files are no longer the published ones.
+vendor_with_patches() { # name dir
+  local name=$1 dir=$2 p crate version vdir sum
+  rm -rf "$dir/vendor"
+  (cd "$dir/src" && RUSTUP_TOOLCHAIN="$TOOLCHAIN" cargo vendor -q --locked --versioned-dirs "$dir/vendor" >/dev/null)
+  for p in "$HERE/patches/$name"/*/*.patch; do
+    [ -f "$p" ] || continue
+    crate=$(basename "$(dirname "$p")")
+    version=$(awk -v c="$crate" '$0 == "name = \"" c "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$dir/src/Cargo.lock")
+    vdir=$dir/vendor/$crate-$version
+    [ -n "$version" ] && [ -d "$vdir" ] || { log "$name: $crate is not in the lock file ($p)"; return 1; }
+    patch -s -p1 -d "$vdir" <"$p" || { log "$name: $p does not apply"; return 1; }
+    sum=$(sed -n 's/.*"package": *"\([0-9a-f]*\)".*/\1/p' "$vdir/.cargo-checksum.json")
+    printf '{"files":{},"package":"%s"}' "$sum" >"$vdir/.cargo-checksum.json"
+  done
+}
+
 # Unpacks the published .crate of crate@version into $dir/src. `cargo fetch`
 # on a throwaway manifest downloads it (checksum-verified) into cargo's cache.
 unpack_crate() { # crate version dir
@@ -226,9 +257,10 @@ build_tool() { # index total recipe-line
     rustflags="$rustflags -C target-feature=+simd128"
     tuned=(CARGO_PROFILE_RELEASE_OPT_LEVEL=3)
   fi
-  local patches=()
+  local patches=() dep_patches=() vendored=()
   mapfile -t patches < <(patches_of "$name")
-  stamp=$(stamp_of "$line" "$lock" "$rustflags" "${patches[@]}")
+  mapfile -t dep_patches < <(dep_patches_of "$name")
+  stamp=$(stamp_of "$line" "$lock" "$rustflags" "${patches[@]}" "${dep_patches[@]}")
   if [ -f "$out" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$stamp" ]; then
     log "[$i/$n] $name ($crate $version) up to date"
     return 0
@@ -246,6 +278,10 @@ build_tool() { # index total recipe-line
     patch -s -p1 -d "$dir/src" <"$p" || { log "[$i/$n] $name: $p does not apply"; return 1; }
   done
   cp "$lock" "$dir/src/Cargo.lock"
+  if [ ${#dep_patches[@]} -gt 0 ]; then
+    vendor_with_patches "$name" "$dir" || return 1
+    vendored=(--config "source.crates-io.replace-with='wes-vendored'" --config "source.wes-vendored.directory='$dir/vendor'")
+  fi
   # shellcheck disable=SC2086 # $features is a word list by design
   if ! (
     cd "$dir/src"
@@ -255,7 +291,7 @@ build_tool() { # index total recipe-line
       CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS="$rustflags" \
       CC_wasm32_wasip1="$BUILD/shim/wasi-clang" \
       AR_wasm32_wasip1=llvm-ar \
-      cargo build --release --locked -j "$JOBS" --target "$TARGET" --bin "$bin" $features
+      cargo build --release --locked "${vendored[@]}" -j "$JOBS" --target "$TARGET" --bin "$bin" $features
   ) >"$dir/build.log" 2>&1; then
     log "[$i/$n] FAILED $name after $(fmt_time $(($(secs) - t0))); last lines of $dir/build.log:"
     tail -n 25 "$dir/build.log" | sed 's/^/    /' >&2

@@ -66,6 +66,15 @@ pub fn parse_int(s: &str) -> Option<i64> {
     Some(if neg { v.wrapping_neg() } else { v })
 }
 
+/// An associative array's key in arithmetic (`count[$w]`, `m[key]`): the
+/// subscript's text, as bash takes it, not its value.
+fn key_of(i: &E) -> String {
+    match i {
+        E::Reference(ArithmeticTarget::Variable(n)) => n.clone(),
+        other => other.to_string(),
+    }
+}
+
 struct Eval<'a> {
     sh: &'a mut Shell,
     depth: usize,
@@ -73,6 +82,12 @@ struct Eval<'a> {
 
 impl Eval<'_> {
     fn read(&mut self, t: &ArithmeticTarget) -> Result<i64, String> {
+        if let ArithmeticTarget::ArrayElement(n, i) = t
+            && self.sh.is_assoc(n)
+        {
+            let raw = self.sh.vars.get(n).and_then(|v| v.by_key(&key_of(i))).map(str::to_owned);
+            return self.number(n, raw);
+        }
         let (name, index) = match t {
             ArithmeticTarget::Variable(n) => (n.clone(), None),
             ArithmeticTarget::ArrayElement(n, i) => (n.clone(), Some(self.eval(i)?)),
@@ -87,6 +102,12 @@ impl Eval<'_> {
                 e.map(str::to_owned)
             }),
         };
+        self.number(&name, raw)
+    }
+
+    /// A variable's value as a number (unset or empty: 0; otherwise an
+    /// expression of its own).
+    fn number(&mut self, name: &str, raw: Option<String>) -> Result<i64, String> {
         let Some(raw) = raw else {
             if self.sh.opts.nounset {
                 return Err(format!("{name}: unbound variable"));
@@ -105,6 +126,9 @@ impl Eval<'_> {
     fn write(&mut self, t: &ArithmeticTarget, v: i64) -> Result<i64, String> {
         match t {
             ArithmeticTarget::Variable(n) => self.sh.set(n, &v.to_string())?,
+            ArithmeticTarget::ArrayElement(n, i) if self.sh.is_assoc(n) => {
+                self.sh.set_key(n, key_of(i), v.to_string())?;
+            }
             ArithmeticTarget::ArrayElement(n, i) => {
                 let i = usize::try_from(self.eval(i)?)
                     .map_err(|_| format!("{n}: bad array subscript"))?;

@@ -294,10 +294,11 @@ async fn cd(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         return complain(sh, io, "cd", "too many arguments", 1).await;
     }
     let abs = crate::fs::path::normalize_absolute(&sh.absolute(&target));
-    let Some(rel) = sh.exec.workspace.relative(&abs) else {
+    // The workspace, or the command's private /tmp (`cd "$(mktemp -d)"`).
+    let Some((dir, rel)) = sh.locate(&abs) else {
         return complain(sh, io, "cd", &format!("{target}: Permission denied"), 1).await;
     };
-    match sh.exec.workspace.dir().metadata(&rel) {
+    match dir.metadata(&rel) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return complain(sh, io, "cd", &format!("{target}: Not a directory"), 1).await,
         Err(e) => {
@@ -328,6 +329,9 @@ fn declare_line(name: &str, v: &super::state::Var) -> String {
     if v.array.is_some() {
         flags.push('a');
     }
+    if v.keyed.is_some() {
+        flags.push('A');
+    }
     if v.integer {
         flags.push('i');
     }
@@ -338,6 +342,11 @@ fn declare_line(name: &str, v: &super::state::Var) -> String {
         flags.push('x');
     }
     let flags = if flags.is_empty() { "--".to_owned() } else { format!("-{flags}") };
+    if let Some(items) = &v.keyed {
+        let body: String =
+            items.iter().map(|(k, s)| format!("[{k}]={} ", quote_value(s))).collect();
+        return format!("declare {flags} {name}=({body})\n");
+    }
     match &v.array {
         Some(items) => {
             let body: Vec<String> =
@@ -354,6 +363,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
     let mut unexport = false;
     let mut print = false;
     let mut integer = false;
+    let mut assoc = false;
     let mut names = Vec::new();
     for a in args {
         if let Some(flags) = a.strip_prefix('-').filter(|f| !f.is_empty() && !a.contains('=')) {
@@ -362,6 +372,7 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
                     'x' => export = true,
                     'r' => readonly = true,
                     'i' => integer = true,
+                    'A' => assoc = true,
                     'n' if name == "export" => unexport = true,
                     'p' => print = true,
                     _ => {}
@@ -415,6 +426,10 @@ async fn declare(sh: &mut Shell, io: &Io, name: &str, args: &[String]) -> Outcom
         }
         if integer {
             sh.vars.flags(&var, |v| v.integer = true);
+        }
+        if assoc && let Err(msg) = sh.make_assoc(&var) {
+            status = complain(sh, io, name, &msg, 1).await?;
+            continue;
         }
         if let Some((v, append)) = value {
             let integer = sh.vars.get(&var).is_some_and(|x| x.integer);

@@ -149,6 +149,13 @@ async fn lookup(
                 return Ok(None);
             }
             let idx = expand::string(sh, io, index).await?;
+            if sh.is_assoc(name) {
+                return Ok(sh
+                    .vars
+                    .get(name)
+                    .and_then(|v| v.by_key(&idx))
+                    .map(|s| Value::Str(s.to_owned())));
+            }
             let i = match super::arith::eval(sh, &idx) {
                 Ok(i) => i,
                 Err(msg) => return Err(expand::fail(sh, io, &msg).await),
@@ -424,8 +431,7 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             Ok(Value::List(names))
         }
         P::MemberKeys { variable_name, .. } => {
-            let keys = sh.vars.get(variable_name).map_or(Vec::new(), |v| v.indices());
-            Ok(Value::List(keys.iter().map(|i| i.to_string()).collect()))
+            Ok(Value::List(sh.vars.get(variable_name).map_or(Vec::new(), |v| v.keys())))
         }
     }
 }

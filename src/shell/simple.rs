@@ -82,6 +82,12 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
                     }
                     sh.make_local(name);
                 }
+                // `declare -A m=(…)`: the keys are taken as keys.
+                if argv.iter().skip(1).any(|f| f.starts_with('-') && f.contains('A')) {
+                    if let Err(msg) = sh.make_assoc(name) {
+                        io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                    }
+                }
                 assignment(sh, io, a).await?;
                 argv.push(name.clone());
             }
@@ -159,6 +165,19 @@ async fn push_fields(
     }
 }
 
+/// Whether `ls -l` (a host command, which sees the workspace only) is
+/// asked about the command's private `/tmp`, from there or by a path into
+/// it: the bundled `ls` answers instead, through WASI, which sees `/tmp`
+/// (with WASI's view of modes and owners). `stat` and `du` have no bundled
+/// tool to fall back on, and report such paths as missing.
+fn in_private_tmp(sh: &Shell, tool: &str, args: &[String]) -> bool {
+    if tool != "ls" {
+        return false;
+    }
+    let outside = |p: &str| sh.resolve(p).is_none() && sh.locate(p).is_some();
+    sh.resolve(".").is_none() || args.iter().any(|a| !a.starts_with('-') && outside(a))
+}
+
 /// `NAME=value` or `NAME+=value`; `NAME=(a b c)` and `NAME[i]=v` are
 /// applied at once (and return `None`).
 async fn assignment(
@@ -172,11 +191,35 @@ async fn assignment(
     };
     let value = match &a.value {
         ast::AssignmentValue::Scalar(w) => expand::string(sh, io, &w.value).await?,
-        ast::AssignmentValue::Array(items) => {
-            let mut all = Vec::new();
-            for (_, w) in items {
-                all.extend(expand::fields(sh, io, &w.value).await?);
+        ast::AssignmentValue::Array(items) if sh.is_assoc(&name) => {
+            // `m=([k]=v …)`: each element names its key.
+            let mut keyed = match sh.vars.get(&name).and_then(|v| v.keyed.as_ref()) {
+                Some(prev) if a.append => prev.clone(),
+                _ => Default::default(),
+            };
+            let mut held = 0;
+            for (key, w) in items {
+                let value = expand::string(sh, io, &w.value).await?;
+                let Some(key) = key else {
+                    let msg = format!(
+                        "{name}: {value}: must use subscript when assigning associative array"
+                    );
+                    io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+                    continue;
+                };
+                let key = expand::string(sh, io, &key.value).await?;
+                held += key.len() + super::state::item_bytes(&value);
+                if let Err(m) = sh.budget.fits(held) {
+                    return Err(expand::out_of_memory(sh, io, m).await);
+                }
+                keyed.insert(key, value);
             }
+            if let Err(msg) = sh.set_assoc(&name, keyed) {
+                io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+            }
+            return Ok(None);
+        }
+        ast::AssignmentValue::Array(items) => {
             let mut array = Array::new();
             if a.append {
                 if let Some(prev) = sh.vars.get(&name) {
@@ -186,14 +229,44 @@ async fn assignment(
                         .unwrap_or_else(|| prev.items().into_iter().enumerate().collect());
                 }
             }
-            let next = array.keys().next_back().map_or(0, |k| k + 1);
-            array.extend((next..).zip(all));
+            let mut next = array.keys().next_back().map_or(0, |k| k + 1);
+            for (key, w) in items {
+                // `a=([3]=x y)`: an element with an index, the next after it.
+                if let Some(key) = key {
+                    let i = expand::string(sh, io, &key.value).await?;
+                    let i = super::arith::eval(sh, &i).unwrap_or(0).max(0) as usize;
+                    next = match super::state::array_index(&name, i) {
+                        Ok(i) => i,
+                        Err(msg) => return Err(expand::fail(sh, io, &msg).await),
+                    };
+                    array.insert(next, expand::string(sh, io, &w.value).await?);
+                    next = next.saturating_add(1);
+                    continue;
+                }
+                for value in expand::fields(sh, io, &w.value).await? {
+                    array.insert(next, value);
+                    next = next.saturating_add(1);
+                }
+            }
             if let Err(msg) = sh.set_array(&name, array) {
                 io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
             }
             return Ok(None);
         }
     };
+    if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name
+        && sh.is_assoc(n)
+    {
+        let key = expand::string(sh, io, idx).await?;
+        let value = match sh.vars.get(n).and_then(|v| v.by_key(&key)) {
+            Some(prev) if a.append => format!("{prev}{value}"),
+            _ => value,
+        };
+        if let Err(msg) = sh.set_key(n, key, value) {
+            io.err(&format!("{}{msg}\n", sh.err_prefix())).await;
+        }
+        return Ok(None);
+    }
     if let ast::AssignmentName::ArrayElementName(n, idx) = &a.name {
         let i = expand::string(sh, io, idx).await?;
         let i = super::arith::eval(sh, &i).unwrap_or(0).max(0) as usize;
@@ -266,7 +339,9 @@ async fn dispatch(
         return Ok(super::invoke::nested(sh, io, &argv, &assigns).await);
     }
     let tool_name = crate::exec::command_name(&name).to_owned();
-    if let Some(run) = hostcmd::lookup_for(&tool_name, &argv[1..]) {
+    if let Some(run) = hostcmd::lookup_for(&tool_name, &argv[1..])
+        && !in_private_tmp(sh, &tool_name, &argv[1..])
+    {
         let saved = set_temp_vars(sh, &assigns);
         let stdio = (&io.stdin as &dyn hostcmd::StdinSource, &io.stdout, &io.stderr);
         let cx = hostcmd::Context::new(&sh.exec.workspace, &sh.cwd, stdio, &*sh.budget);

@@ -33,6 +33,10 @@ const ENTRY_BYTES: usize = 64;
 /// Indexed array elements, sparse: `a[1000000000]=x` holds one element.
 pub type Array = BTreeMap<usize, String>;
 
+/// Associative array elements (`declare -A`), in key order (bash keeps
+/// them in hash order, which no script can rely on).
+pub type Keyed = BTreeMap<String, String>;
+
 /// An array from a list (`a=(x y z)`), indexed from 0.
 pub fn array_of(items: Vec<String>) -> Array {
     items.into_iter().enumerate().collect()
@@ -53,6 +57,10 @@ fn array_bytes(a: &Array) -> usize {
     a.values().map(|s| item_bytes(s)).sum()
 }
 
+fn keyed_bytes(k: &Keyed) -> usize {
+    k.iter().map(|(k, v)| k.len() + item_bytes(v)).sum()
+}
+
 /// Host work the interpreter does between two yields at most (compound
 /// commands check it; simple commands yield every time): the server's other
 /// tasks, stop requests and the host-time meter get in at least this often.
@@ -64,6 +72,8 @@ pub struct Var {
     pub value: String,
     /// Indexed array elements when the variable is an array (`a=(x y)`).
     pub array: Option<Array>,
+    /// Elements by key when the variable is an associative array.
+    pub keyed: Option<Keyed>,
     /// Passed to guests in their environment.
     pub exported: bool,
     /// `readonly`: assignments and `unset` fail.
@@ -77,11 +87,22 @@ pub struct Var {
 impl Var {
     /// What the variable costs against the command's memory budget.
     fn bytes(&self) -> usize {
-        ENTRY_BYTES + self.value.len() + self.array.as_ref().map_or(0, array_bytes)
+        ENTRY_BYTES
+            + self.value.len()
+            + self.array.as_ref().map_or(0, array_bytes)
+            + self.keyed.as_ref().map_or(0, keyed_bytes)
+    }
+
+    /// The element named `key` of an associative array.
+    pub fn by_key(&self, key: &str) -> Option<&str> {
+        self.keyed.as_ref()?.get(key).map(String::as_str)
     }
 
     /// Element `i` (a plain variable is element 0).
     pub fn element(&self, i: usize) -> Option<&str> {
+        if self.keyed.is_some() {
+            return self.by_key(&i.to_string());
+        }
         match &self.array {
             Some(a) => a.get(&i).map(String::as_str),
             None => (i == 0).then_some(self.value.as_str()),
@@ -100,17 +121,23 @@ impl Var {
 
     /// The values in index order (`"${a[@]}"`).
     pub fn items(&self) -> Vec<String> {
+        if let Some(k) = &self.keyed {
+            return k.values().cloned().collect();
+        }
         match &self.array {
             Some(a) => a.values().cloned().collect(),
             None => vec![self.value.clone()],
         }
     }
 
-    /// The indices that are set (`"${!a[@]}"`).
-    pub fn indices(&self) -> Vec<usize> {
+    /// The indices or keys that are set (`"${!a[@]}"`).
+    pub fn keys(&self) -> Vec<String> {
+        if let Some(k) = &self.keyed {
+            return k.keys().cloned().collect();
+        }
         match &self.array {
-            Some(a) => a.keys().copied().collect(),
-            None => vec![0],
+            Some(a) => a.keys().map(usize::to_string).collect(),
+            None => vec!["0".to_owned()],
         }
     }
 }
@@ -224,8 +251,34 @@ impl Vars {
         let v = self.map.entry(name.to_owned()).or_default();
         v.value = value;
         v.array = None;
+        v.keyed = None;
         v.cost = new;
         Ok(())
+    }
+
+    /// Sets the element named `key` of an associative array (`m[k]=v`).
+    fn set_key(&mut self, name: &str, key: String, value: String) -> Result<(), SetError> {
+        let Some(v) = self.map.get(name) else { return Ok(()) };
+        if v.readonly {
+            return Err(SetError::Readonly);
+        }
+        let old = v.by_key(&key).map_or(0, |s| key.len() + item_bytes(s));
+        let new = key.len() + item_bytes(&value);
+        let cost = v.cost - old + new;
+        self.recharge(old, new)?;
+        let v = self.map.get_mut(name).expect("looked up above");
+        v.keyed.get_or_insert_default().insert(key, value);
+        v.cost = cost;
+        Ok(())
+    }
+
+    /// Removes the element named `key` of an associative array.
+    fn remove_key(&mut self, name: &str, key: &str) {
+        let Some(v) = self.map.get_mut(name) else { return };
+        let Some(removed) = v.keyed.as_mut().and_then(|k| k.remove(key)) else { return };
+        let freed = key.len() + item_bytes(&removed);
+        v.cost -= freed;
+        let _ = self.recharge(freed, 0);
     }
 
     /// Sets element `i` of an array (a scalar becomes element 0 of one).
@@ -786,6 +839,36 @@ impl Shell {
         self.vars.insert(name.to_owned(), var).map_err(|e| e.to_string())
     }
 
+    /// Whether `name` is an associative array (`declare -A`).
+    pub fn is_assoc(&self, name: &str) -> bool {
+        self.vars.get(name).is_some_and(|v| v.keyed.is_some())
+    }
+
+    /// Makes `name` an associative array (`declare -A name`), empty unless
+    /// it is one already.
+    pub fn make_assoc(&mut self, name: &str) -> Result<(), String> {
+        if self.is_assoc(name) {
+            return Ok(());
+        }
+        self.set_assoc(name, Keyed::new())
+    }
+
+    /// Assigns a whole associative array (`m=([k]=v …)`).
+    pub fn set_assoc(&mut self, name: &str, items: Keyed) -> Result<(), String> {
+        let old = self.vars.get(name);
+        if old.is_some_and(|v| v.readonly) {
+            return Err(format!("{name}: readonly variable"));
+        }
+        let exported = old.is_some_and(|v| v.exported);
+        let var = Var { keyed: Some(items), exported, ..Default::default() };
+        self.vars.insert(name.to_owned(), var).map_err(|e| e.to_string())
+    }
+
+    /// Assigns one element of an associative array (`m[k]=v`).
+    pub fn set_key(&mut self, name: &str, key: String, value: String) -> Result<(), String> {
+        self.vars.set_key(name, key, value).map_err(|e| e.message(name))
+    }
+
     /// Puts `file` first in `BASH_SOURCE` (a sourced file or a script
     /// starts); returns the outer value for [`Shell::leave_source`].
     pub fn enter_source(&mut self, file: &str) -> Vec<String> {
@@ -819,6 +902,10 @@ impl Shell {
         {
             if self.vars.get(base).is_some_and(|v| v.readonly) {
                 return Err(format!("{base}: cannot unset: readonly variable"));
+            }
+            if self.is_assoc(base) {
+                self.vars.remove_key(base, index);
+                return Ok(());
             }
             let i = super::arith::eval(self, index)?;
             let Some(var) = self.vars.get(base) else { return Ok(()) };
@@ -947,11 +1034,31 @@ mod tests {
         let both = budget.used();
         vars.remove_element("a", 0);
         assert_eq!(vars.get("a").map(|v| v.value.as_str()), Some(""));
-        assert_eq!(vars.get("a").map(Var::indices), Some(vec![7]));
+        assert_eq!(vars.get("a").map(Var::keys), Some(vec!["7".to_owned()]));
         assert!(budget.used() <= both - 1000, "element 0 and $a given back");
         assert_eq!(vars.get("a").map(|v| v.cost), vars.get("a").map(Var::bytes).map(|b| b + 1));
         vars.remove_element("a", 7);
         vars.remove("a");
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn associative_elements_are_charged_and_given_back() {
+        let budget = Arc::new(Budget::new(1 << 20));
+        let mut vars = Vars::new(budget.clone());
+        let var = Var { keyed: Some(Keyed::new()), ..Default::default() };
+        vars.insert("m".into(), var).expect("fits");
+        let empty = budget.used();
+        vars.set_key("m", "k".repeat(100), "v".repeat(1000)).expect("fits");
+        assert!(budget.used() >= empty + 1100);
+        // Replacing a value charges only the difference.
+        vars.set_key("m", "k".repeat(100), "w".into()).expect("fits");
+        assert!(budget.used() < empty + 1000);
+        assert!(vars.set_key("m", "x".into(), "b".repeat(2 << 20)).is_err());
+        vars.remove_key("m", &"k".repeat(100));
+        assert_eq!(budget.used(), empty);
+        assert_eq!(vars.get("m").map(Var::keys), Some(Vec::new()));
+        vars.remove("m");
         assert_eq!(budget.used(), 0);
     }
 
@@ -965,7 +1072,10 @@ mod tests {
         // Sparse: a huge index is one element.
         vars.set_element("a", 1 << 40, "y".into()).expect("fits");
         vars.set_element("a", 3, "z".into()).expect("fits");
-        assert_eq!(vars.get("a").map(Var::indices), Some(vec![3, 1 << 40]));
+        assert_eq!(
+            vars.get("a").map(Var::keys),
+            Some(vec!["3".to_owned(), (1u64 << 40).to_string()])
+        );
         assert!(budget.used() < one + 1000);
         // A copy is charged again; dropping it gives it back.
         let copy = vars.clone();

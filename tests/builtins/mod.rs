@@ -119,6 +119,44 @@ async fn git_grep_and_hunk_context_match_git() {
     expect(&s, "git grep no-such-text; echo $?", "1\n", 0).await;
 }
 
+/// `git blame` in git's own format: the root commit as a boundary (`^`),
+/// the author column as wide as the widest name, options, ranges, and the
+/// work tree's uncommitted lines.
+#[tokio::test]
+async fn git_blame_matches_git() {
+    let s = repo().await;
+    let root = s.root();
+    host_git(&root, &["commit", "-q", "--author=Grace Hopper <grace@example.com>", "-m", "two"]);
+    for args in [
+        &["blame", "src/lib.rs"][..],
+        &["blame", "README.md"],
+        &["blame", "-L", "2,5", "src/lib.rs"],
+        &["blame", "-L5", "src/lib.rs"],
+        &["blame", "-s", "src/lib.rs"],
+        &["blame", "-e", "src/lib.rs"],
+        &["blame", "-l", "src/lib.rs"],
+        &["blame", "HEAD~1", "--", "src/lib.rs"],
+        &["blame", "HEAD~1", "src/main.rs"],
+    ] {
+        let line =
+            format!("git {}", args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" "));
+        expect(&s, &line, &reference(&s, args), 0).await;
+    }
+    expect(&s, "cd src && git blame lib.rs", &reference(&s, &["blame", "src/lib.rs"]), 0).await;
+    // src/main.rs has an uncommitted change on line 2: git's own output,
+    // but for the time of that line, which is now.
+    let f = sh(&s, "git blame src/main.rs").await;
+    let want = reference(&s, &["blame", "src/main.rs"]);
+    let out = f.stdout_str();
+    let (got, want): (Vec<&str>, Vec<&str>) = (out.lines().collect(), want.lines().collect());
+    assert_eq!(got.len(), 3, "{}", f.stdout_str());
+    assert_eq!((got[0], got[2]), (want[0], want[2]));
+    assert!(got[1].starts_with("00000000 (Not Committed Yet "), "{}", got[1]);
+    assert!(got[1].ends_with(" 2)     println!(\"hello\");"), "{}", got[1]);
+    expect_err(&s, "git blame nosuch.txt", "no such path 'nosuch.txt' in HEAD", 128).await;
+    expect_err(&s, "git blame -L 9,2 src/lib.rs", "invalid -L argument", 128).await;
+}
+
 #[tokio::test]
 async fn git_diff_cached_stat_and_paths() {
     let s = repo().await;

@@ -21,6 +21,7 @@ const SUPPORTED: &[&str] = &[
     "branch",
     "ls-files",
     "grep",
+    "blame",
     "tag",
     "remote",
     "config",
@@ -63,6 +64,7 @@ fn dispatch(
         "status" => super::status::status(&mut git, args),
         "ls-files" => super::status::ls_files(&mut git, args),
         "grep" => super::grep::grep(&mut git, args),
+        "blame" => super::blame::blame(&mut git, args),
         "diff" => super::diff::diff(&mut git, args),
         "log" => super::history::log(&mut git, args),
         "show" => super::history::show(&mut git, args),
@@ -96,7 +98,7 @@ fn dispatch(
 
 const HELP: &str = "usage: git [-C <path>] <command> [<args>]\n\n\
 This sandbox serves read-only git from the host:\n\
-   status, diff, log, show, rev-parse, rev-list, branch, ls-files, tag, remote, config (reading)\n\
+   status, diff, log, show, rev-parse, rev-list, branch, ls-files, grep, blame, tag, remote, config (reading)\n\
 Commands that change the repository are not supported.\n";
 
 /// Sets its flag when dropped: the command's future went away (terminate,

@@ -8,11 +8,13 @@
 //! subcommand, [`repo`] finds and opens the repository through the
 //! workspace capability and holds the per-command context, [`status`] the
 //! status and listing commands, [`history`] the commands that read commits
-//! (`log`, `show`, `rev-parse`, `branch`, …), and [`diff`] change lists and
-//! their rendering (patch, `--stat`, `--name-status`). Every subcommand
+//! (`log`, `show`, `rev-parse`, `branch`, …), [`diff`] change lists and
+//! their rendering (patch, `--stat`, `--name-status`), [`grep`] `git grep`
+//! and [`blame`] `git blame`. Every subcommand
 //! that would write answers `git: '<sub>' is not supported in this sandbox
 //! (read-only git)` with status 1.
 
+mod blame;
 mod command;
 mod diff;
 mod grep;
