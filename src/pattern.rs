@@ -6,6 +6,10 @@
 //! backslash (expansion does that), so `"*".txt` is `\*.txt`. Directory
 //! listings go through the workspace capability only.
 
+mod extglob;
+
+pub use extglob::has_extglob;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Lit(char),
@@ -281,6 +285,12 @@ pub fn matches(pattern: &str, text: &str) -> bool {
     match_toks(&compile(pattern), text)
 }
 
+/// Whether `text` matches the whole `pattern` read as an extended pattern
+/// (`extglob`), for short texts (the fuzz targets).
+pub fn matches_extended(pattern: &str, text: &str) -> bool {
+    extglob::matches(pattern, text)
+}
+
 /// A test of single characters against `pattern`, compiled once (for
 /// `${x^^[aeiou]}`, which asks it of every character of a value).
 pub fn char_matcher(pattern: &str) -> impl Fn(char) -> bool {
@@ -291,11 +301,51 @@ pub fn char_matcher(pattern: &str) -> impl Fn(char) -> bool {
     }
 }
 
-/// Whether `text` matches the whole `pattern`, yielding in a long search.
-pub async fn matches_yielding(pattern: &str, text: &str) -> bool {
-    let toks = compile(pattern);
-    let search = Search::new(&toks, text, 0, false);
-    matches!(search.finish(true).await, Some((0, e)) if e == text.len())
+/// Whether `text` matches the whole `pattern`, yielding in a long search;
+/// `ext`: extended patterns (`extglob`) are recognised.
+pub async fn matches_yielding(pattern: &str, text: &str, ext: bool) -> bool {
+    let search = Searcher::new(pattern, ext, text, 0, false);
+    matches!(search.finish().await, Some((0, e)) if e == text.len())
+}
+
+/// A search by the plain engine or, for a pattern with extended groups
+/// when `extglob` is on, the extended one.
+enum Searcher<'a> {
+    Plain(Search<'a>),
+    Ext(Box<extglob::ExtSearch<'a>>),
+}
+
+impl<'a> Searcher<'a> {
+    fn new(pattern: &str, ext: bool, text: &'a str, from: usize, backward: bool) -> Self {
+        if ext && has_extglob(pattern) {
+            let prog = extglob::Prog::new(pattern, backward);
+            Searcher::Ext(Box::new(extglob::ExtSearch::new(prog, text, from, backward)))
+        } else {
+            Searcher::Plain(Search::new(&compile(pattern), text, from, backward))
+        }
+    }
+
+    /// Sets how the search runs (see [`Search`]).
+    fn with(mut self, anchored: bool, want: Want, nonempty: bool) -> Self {
+        match &mut self {
+            Searcher::Plain(s) => (s.anchored, s.want, s.nonempty) = (anchored, want, nonempty),
+            Searcher::Ext(s) => (s.anchored, s.want, s.nonempty) = (anchored, want, nonempty),
+        }
+        self
+    }
+
+    /// Runs to the end, yielding to the runtime between slices.
+    async fn finish(self) -> Option<(usize, usize)> {
+        match self {
+            Searcher::Plain(s) => s.finish(true).await,
+            Searcher::Ext(mut s) => loop {
+                if let Some(r) = s.run(SLICE) {
+                    return r;
+                }
+                tokio::task::yield_now().await;
+            },
+        }
+    }
 }
 
 /// Whether the pattern has an unescaped `*`, `?` or `[…]`. Scans the text
@@ -340,12 +390,13 @@ pub fn unescape(pattern: &str) -> String {
 
 /// Escapes pattern characters so the text matches only itself.
 pub fn escape(text: &str) -> String {
-    if !text.bytes().any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\')) {
+    // `(` too: with `extglob`, `@(`, `!(`, `+(` open groups.
+    if !text.bytes().any(|b| matches!(b, b'*' | b'?' | b'[' | b']' | b'\\' | b'(')) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '(') {
             out.push('\\');
         }
         out.push(c);
@@ -364,16 +415,15 @@ pub enum Trim {
 
 /// `${X#p}`, `${X##p}`, `${X%p}`, `${X%%p}`: one anchored search, forward
 /// for a prefix and backward for a suffix.
-pub async fn trim(value: &str, pattern: &str, how: Trim) -> String {
-    let toks = compile(pattern);
+pub async fn trim(value: &str, pattern: &str, how: Trim, ext: bool) -> String {
     let (backward, want) = match how {
         Trim::ShortPrefix => (false, Want::Shortest),
         Trim::LongPrefix => (false, Want::Longest),
         Trim::ShortSuffix => (true, Want::Shortest),
         Trim::LongSuffix => (true, Want::Longest),
     };
-    let search = Search { want, ..Search::new(&toks, value, 0, backward) };
-    match search.finish(true).await {
+    let search = Searcher::new(pattern, ext, value, 0, backward).with(true, want, false);
+    match search.finish().await {
         Some((_, k)) if backward => value[..value.len() - k].to_owned(),
         Some((_, k)) => value[k..].to_owned(),
         None => value.to_owned(),
@@ -391,23 +441,23 @@ pub async fn replace(
     all: bool,
     anchor: Option<bool>,
     max: usize,
+    ext: bool,
 ) -> Option<String> {
-    let toks = compile(pattern);
-    if toks.is_empty() {
+    if pattern.is_empty() {
         return Some(value.to_owned());
     }
 
     match anchor {
         Some(true) => {
-            let search = Search::new(&toks, value, 0, false);
-            return match search.finish(true).await {
+            let search = Searcher::new(pattern, ext, value, 0, false);
+            return match search.finish().await {
                 Some((_, k)) => bounded(format!("{with}{}", &value[k..]), max),
                 None => Some(value.to_owned()),
             };
         }
         Some(false) => {
-            let search = Search::new(&toks, value, 0, true);
-            return match search.finish(true).await {
+            let search = Searcher::new(pattern, ext, value, 0, true);
+            return match search.finish().await {
                 Some((_, k)) => bounded(format!("{}{with}", &value[..value.len() - k]), max),
                 None => Some(value.to_owned()),
             };
@@ -417,9 +467,8 @@ pub async fn replace(
     let mut out = String::new();
     let mut i = 0;
     while i < value.len() {
-        let search =
-            Search { anchored: false, nonempty: true, ..Search::new(&toks, value, i, false) };
-        let Some((s, e)) = search.finish(true).await else { break };
+        let search = Searcher::new(pattern, ext, value, i, false).with(false, Want::Longest, true);
+        let Some((s, e)) = search.finish().await else { break };
         if out.len() + (s - i) + with.len() > max {
             return None;
         }
@@ -453,7 +502,7 @@ pub struct GlobOptions {
     pub nocasematch: bool,
     /// A pathname pattern that matches nothing is an error (the shell's).
     pub failglob: bool,
-    /// Accepted and reported by `shopt`; extended patterns are not parsed.
+    /// Extended patterns: `?(…)`, `*(…)`, `+(…)`, `@(…)`, `!(…)`.
     pub extglob: bool,
 }
 
@@ -467,6 +516,13 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+
+/// One segment of a pathname pattern, compiled.
+enum Segment {
+    Plain(Vec<Tok>),
+    /// With extended groups: matched by [`extglob`] (names are short).
+    Ext(String),
 }
 
 /// One directory still to look at.
@@ -492,7 +548,7 @@ pub struct Glob<'a> {
     cwd: String,
     segs: Vec<String>,
     /// Each segment compiled, or `None` when it has no pattern characters.
-    toks: Vec<Option<Vec<Tok>>>,
+    toks: Vec<Option<Segment>>,
     trailing_slash: bool,
     /// Entries left to look at.
     budget: usize,
@@ -509,8 +565,12 @@ impl<'a> Glob<'a> {
         let toks = segs
             .iter()
             .map(|s| {
-                has_glob(s)
-                    .then(|| compile(&if opts.nocaseglob { s.to_lowercase() } else { s.clone() }))
+                let s = if opts.nocaseglob { s.to_lowercase() } else { s.clone() };
+                if opts.extglob && has_extglob(&s) {
+                    Some(Segment::Ext(s))
+                } else {
+                    has_glob(&s).then(|| Segment::Plain(compile(&s)))
+                }
             })
             .collect();
         let prefix = if absolute { "/" } else { "" };
@@ -617,10 +677,10 @@ impl<'a> Glob<'a> {
         };
         let dots = self.opts.dotglob || pat.starts_with('.') || pat.starts_with("\\.");
         for name in self.names(abs_dir, dots) {
-            let matched = if self.opts.nocaseglob {
-                match_toks(&toks, &name.to_lowercase())
-            } else {
-                match_toks(&toks, &name)
+            let name_cased = if self.opts.nocaseglob { name.to_lowercase() } else { name.clone() };
+            let matched = match &toks {
+                Segment::Plain(toks) => match_toks(toks, &name_cased),
+                Segment::Ext(pattern) => extglob::matches(pattern, &name_cased),
             };
             if !matched {
                 continue;
@@ -690,30 +750,52 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn trims_and_replacements() {
-        assert_eq!(trim("src/main.rs", "*/", Trim::ShortPrefix).await, "main.rs");
-        assert_eq!(trim("a/b/c", "*/", Trim::LongPrefix).await, "c");
-        assert_eq!(trim("file.tar.gz", ".*", Trim::ShortSuffix).await, "file.tar");
-        assert_eq!(trim("file.tar.gz", ".*", Trim::LongSuffix).await, "file");
-        assert_eq!(trim("héllo wörld", "*ö", Trim::LongPrefix).await, "rld");
+    async fn extended_trims_and_replacements() {
+        assert_eq!(trim("000123", "+(0)", Trim::LongPrefix, true).await, "123");
+        assert_eq!(trim("000123", "+(0)", Trim::ShortPrefix, true).await, "00123");
+        assert_eq!(trim("a.tar.gz", ".@(gz|bz2)", Trim::ShortSuffix, true).await, "a.tar");
+        assert_eq!(trim("x.rs.bak", ".!(rs)", Trim::ShortSuffix, true).await, "x.rs");
+        // Off, the same text is a plain pattern.
+        assert_eq!(trim("000123", "+(0)", Trim::LongPrefix, false).await, "000123");
         assert_eq!(
-            replace("a-b-c", "-", "+", false, None, usize::MAX).await.expect("fits"),
+            replace("a1b22c333", "+([0-9])", "#", true, None, usize::MAX, true).await,
+            Some("a#b#c#".to_owned())
+        );
+        assert!(matches_yielding("*.@(md|toml)", "Cargo.toml", true).await);
+        assert!(!matches_yielding("*.@(md|toml)", "Cargo.toml", false).await);
+    }
+
+    #[tokio::test]
+    async fn trims_and_replacements() {
+        assert_eq!(trim("src/main.rs", "*/", Trim::ShortPrefix, false).await, "main.rs");
+        assert_eq!(trim("a/b/c", "*/", Trim::LongPrefix, false).await, "c");
+        assert_eq!(trim("file.tar.gz", ".*", Trim::ShortSuffix, false).await, "file.tar");
+        assert_eq!(trim("file.tar.gz", ".*", Trim::LongSuffix, false).await, "file");
+        assert_eq!(trim("héllo wörld", "*ö", Trim::LongPrefix, false).await, "rld");
+        assert_eq!(
+            replace("a-b-c", "-", "+", false, None, usize::MAX, false).await.expect("fits"),
             "a+b-c"
         );
         assert_eq!(
-            replace("a-b-c", "-", "+", true, None, usize::MAX).await.expect("fits"),
+            replace("a-b-c", "-", "+", true, None, usize::MAX, false).await.expect("fits"),
             "a+b+c"
         );
         assert_eq!(
-            replace("abc", "a", "X", false, Some(true), usize::MAX).await.expect("fits"),
+            replace("abc", "a", "X", false, Some(true), usize::MAX, false).await.expect("fits"),
             "Xbc"
         );
         assert_eq!(
-            replace("abc", "c", "X", false, Some(false), usize::MAX).await.expect("fits"),
+            replace("abc", "c", "X", false, Some(false), usize::MAX, false).await.expect("fits"),
             "abX"
         );
-        assert_eq!(replace("aXbXc", "X*", "-", true, None, usize::MAX).await.expect("fits"), "a-");
-        assert_eq!(replace("ééé", "?", "z", true, None, usize::MAX).await.expect("fits"), "zzz");
+        assert_eq!(
+            replace("aXbXc", "X*", "-", true, None, usize::MAX, false).await.expect("fits"),
+            "a-"
+        );
+        assert_eq!(
+            replace("ééé", "?", "z", true, None, usize::MAX, false).await.expect("fits"),
+            "zzz"
+        );
     }
 
     /// The backtracking matcher this module had, kept as the reference
@@ -800,12 +882,16 @@ mod tests {
                 for how in
                     [Trim::ShortPrefix, Trim::LongPrefix, Trim::ShortSuffix, Trim::LongSuffix]
                 {
-                    assert_eq!(trim(t, p, how).await, reference_trim(t, p, how), "{p:?} {t:?}");
+                    assert_eq!(
+                        trim(t, p, how, false).await,
+                        reference_trim(t, p, how),
+                        "{p:?} {t:?}"
+                    );
                 }
                 if !p.is_empty() {
                     let want = reference_replace_all(t, p, "-");
                     assert_eq!(
-                        replace(t, p, "-", true, None, usize::MAX).await.expect("fits"),
+                        replace(t, p, "-", true, None, usize::MAX, false).await.expect("fits"),
                         want,
                         "{p:?} // {t:?}"
                     );
@@ -819,11 +905,11 @@ mod tests {
         // Cubic for the backtracking matcher (every prefix length, each
         // tried at every star split): here one pass each.
         let long = "a".repeat(200_000);
-        assert_eq!(trim(&long, "*z", Trim::LongPrefix).await, long);
+        assert_eq!(trim(&long, "*z", Trim::LongPrefix, false).await, long);
         assert_eq!(
-            replace(&long, "?", "z", true, None, usize::MAX).await.expect("fits").len(),
+            replace(&long, "?", "z", true, None, usize::MAX, false).await.expect("fits").len(),
             long.len()
         );
-        assert!(!matches_yielding("*a*a*a*a*b", &long).await);
+        assert!(!matches_yielding("*a*a*a*a*b", &long, false).await);
     }
 }

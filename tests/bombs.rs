@@ -99,6 +99,12 @@ const BOMBS: &[Bomb] = &[
     bomb("while :; do :; done", 137, CPU),
     // Case conversion of a long value with a pattern yields as it goes.
     bomb("x=$(yes | head -c 15000000); while :; do y=${x^^[y]}; done", 137, CPU),
+    // Extended patterns run on the same linear, yielding search.
+    bomb(
+        "shopt -s extglob\nx=$(yes | head -c 15000000); while :; do y=${x##*(y|?)!(z)}; done",
+        137,
+        CPU,
+    ),
     // Removing elements one by one is not quadratic (in place).
     bomb(
         "a=($(seq 10000)); for ((i = 0; i < 10000; i++)); do unset 'a[i]'; done; echo ${#a[@]}",

@@ -238,12 +238,14 @@ fn check_mapping(map: &PathMap, path: &str) {
 /// and a pattern.
 pub fn shell_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    match parse::program(text) {
-        Ok(_) => {}
-        Err(e) => {
-            let m = e.message("bash", "-c");
-            assert!(m.starts_with("bash: -c: line "), "odd syntax error message {m:?}");
-            assert!(m.ends_with('\n'), "syntax error message without newline {m:?}");
+    for extglob in [false, true] {
+        match parse::program(text, extglob) {
+            Ok(_) => {}
+            Err(e) => {
+                let m = e.message("bash", "-c");
+                assert!(m.starts_with("bash: -c: line "), "odd syntax error message {m:?}");
+                assert!(m.ends_with('\n'), "syntax error message without newline {m:?}");
+            }
         }
     }
     // brush-parser's own panics are caught by `parse::guarded`, as in the
@@ -277,6 +279,13 @@ pub fn shell_line(data: &[u8]) {
     assert!(
         pattern::matches(&pattern::escape(subject), subject),
         "escaped {subject:?} does not match itself"
+    );
+    // Extended patterns (`extglob`): any text compiles and matches in
+    // bounded time, and an escaped text is only itself.
+    let _ = pattern::matches_extended(pat, subject);
+    assert!(
+        pattern::matches_extended(&pattern::escape(subject), subject),
+        "escaped {subject:?} does not match itself as an extended pattern"
     );
 }
 

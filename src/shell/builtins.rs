@@ -699,9 +699,10 @@ fn is_exit_signal(s: &str) -> bool {
     matches!(s, "EXIT" | "exit" | "0" | "SIGEXIT")
 }
 
-/// `shopt [-s|-u|-q] [name…]`: globstar, nullglob and dotglob change
-/// pathname expansion; the other common options are accepted and change
-/// nothing (extglob patterns are not supported).
+/// `shopt [-s|-u|-q] [name…]`: globstar, nullglob, dotglob, nocaseglob,
+/// failglob and extglob change pathname expansion (extglob also pattern
+/// matching, and how later lines parse), nocasematch `case` and `[[ ]]`;
+/// the other common options are accepted and change nothing.
 async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
     const ACCEPTED: &[&str] = &[
         "expand_aliases",

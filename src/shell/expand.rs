@@ -193,7 +193,9 @@ pub async fn fields(sh: &mut Shell, io: &Io, text: &str) -> Result<Vec<String>, 
         for f in b.into_fields() {
             // No file name is longer than PATH_MAX: a longer word (a long
             // value) is not a pathname pattern, and is not compiled as one.
-            if !sh.opts.noglob && f.pat.len() <= 4096 && pattern::has_glob(&f.pat) {
+            let is_pattern =
+                pattern::has_glob(&f.pat) || sh.opts.glob.extglob && pattern::has_extglob(&f.pat);
+            if !sh.opts.noglob && f.pat.len() <= 4096 && is_pattern {
                 let found = glob(sh, &f.pat).await?;
                 if !found.is_empty() || sh.opts.glob.nullglob {
                     out.extend(found);
@@ -425,10 +427,11 @@ async fn push_value(sh: &Shell, b: &mut Builder, v: Value, in_dq: bool) {
 /// Whether `text` matches the whole `pattern` in `case` and `[[ == ]]`,
 /// without regard to case under `shopt -s nocasematch`.
 pub async fn matches_case(sh: &Shell, pattern: &str, text: &str) -> bool {
+    let ext = sh.opts.glob.extglob;
     if sh.opts.glob.nocasematch {
-        pattern::matches_yielding(&pattern.to_lowercase(), &text.to_lowercase()).await
+        pattern::matches_yielding(&pattern.to_lowercase(), &text.to_lowercase(), ext).await
     } else {
-        pattern::matches_yielding(pattern, text).await
+        pattern::matches_yielding(pattern, text, ext).await
     }
 }
 

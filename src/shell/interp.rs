@@ -66,7 +66,7 @@ async fn run_text_here(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Out
 }
 
 async fn run_parsed_text(sh: &mut Shell, io: &Io, text: &str, origin: &str) -> Outcome {
-    let program = match parse::program(text) {
+    let program = match parse::program(text, sh.opts.glob.extglob) {
         Ok(p) => p,
         Err(e) => {
             io.err(&e.message(&sh.arg0, origin)).await;
@@ -96,7 +96,7 @@ fn lone_input_redirect(text: &str) -> Option<ast::IoRedirect> {
     if !text.trim_start().starts_with('<') {
         return None;
     }
-    let mut program = parse::program(text).ok()?;
+    let mut program = parse::program(text, false).ok()?;
     let [list] = program.complete_commands.as_mut_slice() else { return None };
     let [ast::CompoundListItem(and_or, ast::SeparatorOperator::Sequence)] = list.0.as_mut_slice()
     else {

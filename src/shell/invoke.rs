@@ -125,7 +125,7 @@ async fn run_invocation(sh: &mut Shell, io: &Io, inv: &Invocation) -> i32 {
         }
     };
     if noexec {
-        return match super::parse::program(&text) {
+        return match super::parse::program(&text, false) {
             Ok(_) => 0,
             Err(e) => {
                 let name = match &inv.script {

@@ -327,7 +327,7 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let (items, list) = v.into_parts();
             let mut out = Vec::with_capacity(items.len());
             for s in &items {
-                out.push(pattern::trim(s, &pat, how).await);
+                out.push(pattern::trim(s, &pat, how, sh.opts.glob.extglob).await);
             }
             Ok(Value::from_parts(out, list))
         }
@@ -410,7 +410,8 @@ pub async fn expand(sh: &mut Shell, io: &Io, expr: &P, in_dq: bool) -> Result<Va
             let (items, list) = v.into_parts();
             let mut out = Vec::with_capacity(items.len());
             for s in &items {
-                match pattern::replace(s, &pat, &with, all, anchor, max).await {
+                match pattern::replace(s, &pat, &with, all, anchor, max, sh.opts.glob.extglob).await
+                {
                     Some(r) => out.push(r),
                     None => {
                         let msg = format!(

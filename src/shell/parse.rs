@@ -61,7 +61,13 @@ impl SyntaxError {
 /// How every brush-parser call of the shell is configured (bash without
 /// `extglob`).
 pub fn parse_options() -> brush_parser::ParserOptions {
-    brush_parser::ParserOptions { enable_extended_globbing: false, ..Default::default() }
+    options_with(false)
+}
+
+/// As [`parse_options`], with extended patterns (`shopt -s extglob`) read
+/// as parts of words when `extglob`.
+pub fn options_with(extglob: bool) -> brush_parser::ParserOptions {
+    brush_parser::ParserOptions { enable_extended_globbing: extglob, ..Default::default() }
 }
 
 /// Parser steps one parse may take. A step is about a character or a piece
@@ -213,16 +219,38 @@ pub fn tokens(text: &str) -> Option<Vec<brush_parser::Token>> {
     guarded(&input, || brush_parser::uncached_tokenize_str(&input, &options))
 }
 
-/// Parses a whole script.
-pub fn program(text: &str) -> Result<Program, SyntaxError> {
+/// Parses a whole script, with extended patterns when `extglob` is on.
+/// bash reads a script line by line, so `shopt -s extglob` on one line
+/// lets the lines after it use extended patterns (not its own line): a
+/// script that does not parse without them, where a line before the error
+/// turns them on, is parsed again with them.
+pub fn program(text: &str, extglob: bool) -> Result<Program, SyntaxError> {
+    match program_with(text, extglob) {
+        Err(e) if !extglob && enables_extglob_before(text, e.line) => program_with(text, true),
+        r => r,
+    }
+}
+
+/// Whether a line before `line` (1-based) runs `shopt -s … extglob`.
+fn enables_extglob_before(text: &str, line: usize) -> bool {
+    text.lines().take(line.saturating_sub(1)).any(|l| {
+        l.split([';', '&', '|']).any(|cmd| {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            words.first() == Some(&"shopt") && words.contains(&"-s") && words.contains(&"extglob")
+        })
+    })
+}
+
+fn program_with(text: &str, extglob: bool) -> Result<Program, SyntaxError> {
     if text.len() > MAX_SCRIPT {
         return Err(SyntaxError { line: 1, kind: ErrorKind::TooLong, source_line: None });
     }
     let input = tokenizer_input(text);
     let lines = text.lines().count().max(1);
     let parse = || {
+        let options = options_with(extglob);
         let mut parser =
-            brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &parse_options());
+            brush_parser::Parser::new(std::io::BufReader::new(input.as_bytes()), &options);
         parser.parse_program()
     };
     // As `guarded`, but the error is kept: it makes the message.
@@ -238,8 +266,14 @@ pub fn program(text: &str) -> Result<Program, SyntaxError> {
     };
     Err(match err {
         ParseError::ParsingNear(pos) => {
-            let tok = token_at(text, pos.index).unwrap_or_else(|| "newline".into());
             let src = text.lines().nth(pos.line.saturating_sub(1)).map(str::to_owned);
+            // An extended pattern without `extglob` (`echo !(x).rs`): bash
+            // stops at its `(`, a word's end it did not expect.
+            let tok = if !extglob && src.as_deref().is_some_and(crate::pattern::has_extglob) {
+                "(".into()
+            } else {
+                token_at(text, pos.index).unwrap_or_else(|| "newline".into())
+            };
             SyntaxError { line: pos.line, kind: ErrorKind::Near(tok), source_line: src }
         }
         ParseError::ParsingAtEndOfInput if stray_closer(text).is_some() => {
@@ -405,17 +439,17 @@ mod tests {
 
     #[test]
     fn syntax_errors_read_like_bash() {
-        let e = program("echo )").expect_err("syntax error");
+        let e = program("echo )", false).expect_err("syntax error");
         assert_eq!(
             e.message("bash", "-c"),
             "bash: -c: line 1: syntax error near unexpected token `)'\nbash: -c: line 1: `echo )'\n"
         );
-        let e = program("if true; then").expect_err("eof");
+        let e = program("if true; then", false).expect_err("eof");
         assert_eq!(
             e.message("bash", "-c"),
             "bash: -c: line 2: syntax error: unexpected end of file\n"
         );
-        let e = program("echo \"abc").expect_err("quote");
+        let e = program("echo \"abc", false).expect_err("quote");
         assert_eq!(
             e.message("bash", "-c"),
             "bash: -c: line 1: unexpected EOF while looking for matching `\"'\n"
@@ -429,9 +463,9 @@ mod tests {
         // reads each as a here-document delimited by the end of the script
         // (with a warning), so they parse; `$[` left open is an error.
         for text in ["<<\x0c ", "cat <<\"\" ", "cat <<'' x ", "cat <<\"\" \t", "cat <<\r "] {
-            assert!(program(text).is_ok(), "{text:?}");
+            assert!(program(text, false).is_ok(), "{text:?}");
         }
-        assert!(program("<<E$[\t\t").is_err());
-        assert!(program("cat <<EOF\nhello\nEOF").is_ok());
+        assert!(program("<<E$[\t\t", false).is_err());
+        assert!(program("cat <<EOF\nhello\nEOF", false).is_ok());
     }
 }
