@@ -130,6 +130,55 @@ enum Want {
     Longest,
 }
 
+/// What a search looks for and how far it got, the same for both engines
+/// (the plain [`Search`] and the extended one). Positions are byte offsets
+/// into `text`; a backward search walks from the end and counts from it.
+struct Scan<'a> {
+    text: &'a str,
+    backward: bool,
+    /// Threads start only at `from` (else at every position).
+    anchored: bool,
+    want: Want,
+    /// An empty match does not count.
+    nonempty: bool,
+    from: usize,
+    /// Offset (from the search's own end) reached.
+    pos: usize,
+    best: Option<(usize, usize)>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str, from: usize, backward: bool) -> Self {
+        let (anchored, want, nonempty, pos, best) = (true, Want::Longest, false, from, None);
+        Scan { text, backward, anchored, want, nonempty, from, pos, best }
+    }
+
+    /// The next character from offset `pos` on.
+    fn char_at(&self, pos: usize) -> Option<char> {
+        if self.backward {
+            self.text[..self.text.len() - pos].chars().next_back()
+        } else {
+            self.text[pos..].chars().next()
+        }
+    }
+
+    /// Whether new threads start at `pos`.
+    fn starts_at(&self, pos: usize) -> bool {
+        self.best.is_none() && (!self.anchored || pos == self.from)
+    }
+
+    /// Offers a match from `start` to `end`: leftmost first, and from the
+    /// same start the later end. `true` when the search is over (the
+    /// shortest was wanted, and this match taken).
+    fn offer(&mut self, start: usize, end: usize) -> bool {
+        if (self.nonempty && end <= start) || self.best.is_some_and(|(bs, _)| start > bs) {
+            return false;
+        }
+        self.best = Some((start, end));
+        self.want == Want::Shortest
+    }
+}
+
 /// A search of `text` for the pattern's tokens, run as an NFA whose states
 /// are positions in the token list (state `j`: tokens `..j` matched), with
 /// every live thread tracked at once (Thompson's construction, with the
@@ -144,19 +193,9 @@ enum Want {
 /// counted from the end.
 struct Search<'a> {
     toks: Vec<Tok>,
-    text: &'a str,
-    backward: bool,
-    /// Threads start only at `from` (else at every position).
-    anchored: bool,
-    want: Want,
-    /// An empty match does not count.
-    nonempty: bool,
-    from: usize,
-    /// Offset (from the search's own end) reached.
-    pos: usize,
+    scan: Scan<'a>,
     starts: Vec<usize>,
     next: Vec<usize>,
-    best: Option<(usize, usize)>,
 }
 
 impl<'a> Search<'a> {
@@ -168,25 +207,9 @@ impl<'a> Search<'a> {
         let m = toks.len();
         Search {
             toks,
-            text,
-            backward,
-            anchored: true,
-            want: Want::Longest,
-            nonempty: false,
-            from,
-            pos: from,
+            scan: Scan::new(text, from, backward),
             starts: vec![DEAD; m + 1],
             next: vec![DEAD; m + 1],
-            best: None,
-        }
-    }
-
-    /// The next character from offset `pos` on, and its length.
-    fn char_at(&self, pos: usize) -> Option<char> {
-        if self.backward {
-            self.text[..self.text.len() - pos].chars().next_back()
-        } else {
-            self.text[pos..].chars().next()
         }
     }
 
@@ -203,25 +226,18 @@ impl<'a> Search<'a> {
     /// `None` when it has more to do.
     fn run(&mut self, mut fuel: usize) -> Option<Option<(usize, usize)>> {
         let m = self.toks.len();
-        let len = self.text.len();
+        let len = self.scan.text.len();
         loop {
-            let pos = self.pos;
-            if self.best.is_none() && (!self.anchored || pos == self.from) && self.starts[0] > pos {
+            let pos = self.scan.pos;
+            if self.scan.starts_at(pos) && self.starts[0] > pos {
                 self.starts[0] = pos;
                 Self::close(&self.toks, &mut self.starts);
             }
             let s = self.starts[m];
-            if s != DEAD && (!self.nonempty || pos > s) {
-                // Leftmost first; from the same start, the later end.
-                let better = self.best.is_none_or(|(bs, _)| s <= bs);
-                if better {
-                    self.best = Some((s, pos));
-                    if self.want == Want::Shortest {
-                        return Some(self.best);
-                    }
-                }
+            if s != DEAD && self.scan.offer(s, pos) {
+                return Some(self.scan.best);
             }
-            if let Some((bs, _)) = self.best {
+            if let Some((bs, _)) = self.scan.best {
                 for st in self.starts.iter_mut() {
                     if *st != DEAD && *st > bs {
                         *st = DEAD;
@@ -229,11 +245,11 @@ impl<'a> Search<'a> {
                 }
             }
             let alive = self.starts[..m].iter().any(|&st| st != DEAD);
-            let more = !self.anchored && self.best.is_none();
+            let more = !self.scan.anchored && self.scan.best.is_none();
             if pos >= len || (!alive && !more) {
-                return Some(self.best);
+                return Some(self.scan.best);
             }
-            let Some(c) = self.char_at(pos) else { return Some(self.best) };
+            let Some(c) = self.scan.char_at(pos) else { return Some(self.scan.best) };
             self.next.iter_mut().for_each(|n| *n = DEAD);
             for j in 0..m {
                 let st = self.starts[j];
@@ -251,7 +267,7 @@ impl<'a> Search<'a> {
             }
             Self::close(&self.toks, &mut self.next);
             std::mem::swap(&mut self.starts, &mut self.next);
-            self.pos = pos + c.len_utf8();
+            self.scan.pos = pos + c.len_utf8();
             fuel = fuel.saturating_sub(m + 1);
             if fuel == 0 {
                 return None;
@@ -327,10 +343,11 @@ impl<'a> Searcher<'a> {
 
     /// Sets how the search runs (see [`Search`]).
     fn with(mut self, anchored: bool, want: Want, nonempty: bool) -> Self {
-        match &mut self {
-            Searcher::Plain(s) => (s.anchored, s.want, s.nonempty) = (anchored, want, nonempty),
-            Searcher::Ext(s) => (s.anchored, s.want, s.nonempty) = (anchored, want, nonempty),
-        }
+        let scan = match &mut self {
+            Searcher::Plain(s) => &mut s.scan,
+            Searcher::Ext(s) => &mut s.scan,
+        };
+        (scan.anchored, scan.want, scan.nonempty) = (anchored, want, nonempty);
         self
     }
 

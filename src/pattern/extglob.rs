@@ -11,7 +11,7 @@
 //! leftmost start kept per thread, O(text × threads) steps whatever the
 //! input, in slices, so the shell yields in a long search.
 
-use super::{Tok, Want, compile_class, tok_matches};
+use super::{Scan, Tok, compile_class, tok_matches};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the `!(…)` machines of one pattern may hold in all (threads in
@@ -340,16 +340,9 @@ impl Prog {
 /// plain `Search` (positions are byte offsets, counted from the end when
 /// `backward`).
 pub struct ExtSearch<'a> {
-    pub prog: Prog,
-    pub text: &'a str,
-    pub backward: bool,
-    pub anchored: bool,
-    pub want: Want,
-    pub nonempty: bool,
-    pub from: usize,
-    pos: usize,
+    prog: Prog,
+    pub(super) scan: Scan<'a>,
     threads: BTreeMap<Th, usize>,
-    best: Option<(usize, usize)>,
     /// A machine grew past [`MAX_DFA_SIZE`]: the search finds nothing.
     failed: bool,
 }
@@ -358,37 +351,22 @@ impl<'a> ExtSearch<'a> {
     pub fn new(prog: Prog, text: &'a str, from: usize, backward: bool) -> Self {
         ExtSearch {
             prog,
-            text,
-            backward,
-            anchored: true,
-            want: Want::Longest,
-            nonempty: false,
-            from,
-            pos: from,
+            scan: Scan::new(text, from, backward),
             threads: BTreeMap::new(),
-            best: None,
             failed: false,
-        }
-    }
-
-    fn char_at(&self, pos: usize) -> Option<char> {
-        if self.backward {
-            self.text[..self.text.len() - pos].chars().next_back()
-        } else {
-            self.text[pos..].chars().next()
         }
     }
 
     /// As the plain search's `run`: `Some(result)` when over, `None` when
     /// there is more to do after `fuel` steps.
     pub fn run(&mut self, mut fuel: usize) -> Option<Option<(usize, usize)>> {
-        let len = self.text.len();
+        let len = self.scan.text.len();
         loop {
             if self.failed {
                 return Some(None);
             }
-            let pos = self.pos;
-            if self.best.is_none() && (!self.anchored || pos == self.from) {
+            let pos = self.scan.pos;
+            if self.scan.starts_at(pos) {
                 let start = Th::At(self.prog.start);
                 if self.prog.close(&mut self.threads, start, pos).is_none() {
                     self.failed = true;
@@ -396,25 +374,19 @@ impl<'a> ExtSearch<'a> {
                 }
             }
             if let Some(&s) = self.threads.get(&Th::At(self.prog.accept))
-                && (!self.nonempty || pos > s)
+                && self.scan.offer(s, pos)
             {
-                let better = self.best.is_none_or(|(bs, _)| s <= bs);
-                if better {
-                    self.best = Some((s, pos));
-                    if self.want == Want::Shortest {
-                        return Some(self.best);
-                    }
-                }
+                return Some(self.scan.best);
             }
-            if let Some((bs, _)) = self.best {
+            if let Some((bs, _)) = self.scan.best {
                 self.threads.retain(|_, st| *st <= bs);
             }
             let alive = self.threads.keys().any(|t| *t != Th::At(self.prog.accept));
-            let more = !self.anchored && self.best.is_none();
+            let more = !self.scan.anchored && self.scan.best.is_none();
             if pos >= len || (!alive && !more) {
-                return Some(self.best);
+                return Some(self.scan.best);
             }
-            let Some(c) = self.char_at(pos) else { return Some(self.best) };
+            let Some(c) = self.scan.char_at(pos) else { return Some(self.scan.best) };
             let work = self.threads.len() + 1;
             match self.prog.step(&self.threads, c) {
                 Some(next) => self.threads = next,
@@ -423,7 +395,7 @@ impl<'a> ExtSearch<'a> {
                     continue;
                 }
             }
-            self.pos = pos + c.len_utf8();
+            self.scan.pos = pos + c.len_utf8();
             fuel = fuel.saturating_sub(work);
             if fuel == 0 {
                 return None;
