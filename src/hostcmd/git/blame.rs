@@ -8,6 +8,7 @@
 
 use super::repo::{Git, GitResult, fatal, usage};
 use gix::bstr::{BStr, ByteSlice};
+use gix::prelude::ObjectIdExt;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -170,9 +171,16 @@ fn print(git: &mut Git, outcome: &gix::blame::Outcome, opts: &Options) -> GitRes
     let last = outcome.entries.iter().map(|e| e.range_in_blamed_file().end).max().unwrap_or(0);
     let digits = last.to_string().len();
     let widest = authors.values().map(|a| a.name.chars().count()).max().unwrap_or(0);
-    // git's default: one more than the abbreviation, so that a boundary's
-    // `^` still leaves seven hex digits.
-    let hex_len = if opts.long { 40 } else { 8 };
+    // git's default: one more than the repository's abbreviation (7 in a
+    // small one, more in a large one), so that a boundary's `^` still
+    // leaves it whole.
+    let abbrev = outcome
+        .entries
+        .iter()
+        .find(|e| !e.commit_id.is_null())
+        .and_then(|e| e.commit_id.attach(&git.repo).shorten().ok())
+        .map_or(7, |p| p.hex_len());
+    let hex_len = if opts.long { 40 } else { (abbrev + 1).min(40) };
     for e in &outcome.entries {
         let a = &authors[&e.commit_id];
         let hex = e.commit_id.to_hex().to_string();
