@@ -697,6 +697,33 @@ impl Workspace {
             Mapped::Outside => None,
         }
     }
+
+    /// Where a visible absolute path lives: in the workspace, or below the
+    /// sandbox's private `/tmp` (the only place outside it that exists), as
+    /// the capability to open it through and the path below that. `None`:
+    /// nowhere visible. The host commands and the shell find files with it.
+    pub fn locate(&self, abs: &str) -> Option<(&Dir, PathBuf)> {
+        if let Some(rel) = self.relative(abs) {
+            return Some((self.dir(), rel));
+        }
+        let abs = super::path::normalize_absolute(abs);
+        let tmp = self.scratch().and_then(|s| s.tmp_dir())?;
+        // When the workspace itself lives under /tmp, the directories on
+        // the way to it are not scratch space.
+        let beside_workspace = self
+            .visible_root()
+            .strip_prefix("/tmp/")
+            .and_then(|r| r.split('/').next())
+            .is_some_and(|top| {
+                abs.strip_prefix("/tmp/")
+                    .is_some_and(|b| b == top || b.starts_with(&format!("{top}/")))
+            });
+        if beside_workspace {
+            return None;
+        }
+        let below = abs.strip_prefix("/tmp/").or_else(|| (abs == "/tmp").then_some("."))?;
+        Some((tmp, PathBuf::from(below)))
+    }
 }
 
 /// The path part of a URI for messages (best effort).

@@ -1,7 +1,8 @@
 //! `stat`, `du` and `chmod`, run by the host because WASI hides what they
 //! need (inode metadata, block counts, permission bits). Every path goes
-//! through the workspace capability; a path outside the workspace is
-//! reported as missing, the way the `fs/*` reads report it.
+//! through the workspace capability, or the private `/tmp`'s for a path
+//! there; any other path is reported as missing, the way the `fs/*` reads
+//! report it.
 //!
 //! `chmod` changes the permission bits (`rwx` for user, group and others)
 //! of files in the workspace, outside read-only areas such as `.git`, so
@@ -13,25 +14,26 @@
 //! shown in UTC; owners as numbers (no user database is read).
 
 use super::context::{Context, Status};
-use cap_std::fs::{Metadata, MetadataExt};
+use cap_std::fs::{Dir, Metadata, MetadataExt};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// A path a command names: as the user wrote it and root-relative.
-pub(super) fn locate(cx: &Context<'_>, arg: &str) -> Option<PathBuf> {
-    cx.resolve(&crate::fs::path::normalize_absolute(&cx.absolute(arg)))
+/// Where a path a command names lives: the capability (the workspace's,
+/// or the private `/tmp`'s) and the path below it.
+pub(super) fn locate<'a>(cx: &Context<'a>, arg: &str) -> Option<(&'a Dir, PathBuf)> {
+    cx.workspace.locate(&crate::fs::path::normalize_absolute(&cx.absolute(arg)))
 }
 
-pub(super) fn lookup(
-    cx: &Context<'_>,
+pub(super) fn lookup<'a>(
+    cx: &Context<'a>,
     arg: &str,
     follow: bool,
-) -> std::io::Result<(PathBuf, Metadata)> {
-    let rel = locate(cx, arg).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    let dir = cx.workspace.dir();
+) -> std::io::Result<(&'a Dir, PathBuf, Metadata)> {
+    let (dir, rel) =
+        locate(cx, arg).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel.as_path() };
     let meta = if follow { dir.metadata(probe)? } else { dir.symlink_metadata(probe)? };
-    Ok((rel, meta))
+    Ok((dir, rel, meta))
 }
 
 fn file_type(m: &Metadata) -> &'static str {
@@ -102,9 +104,14 @@ pub(super) fn human_time(secs: i64, nanos: i64) -> String {
     )
 }
 
+/// A name as `stat -c %N` quotes it (GNU's default quoting style,
+/// `shell-escape-always`): in single quotes, or in double quotes when it
+/// holds a single quote and nothing a double quote would expand.
 fn shell_quote(s: &str) -> String {
-    if s.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c)) {
-        s.to_owned()
+    if !s.contains('\'') {
+        format!("'{s}'")
+    } else if !s.contains(['"', '$', '`', '\\', '!']) {
+        format!("\"{s}\"")
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
@@ -274,7 +281,7 @@ pub async fn stat(cx: &Context<'_>, args: &[String]) -> Status {
     }
     let mut status = 0;
     for f in &files {
-        let (rel, meta) = match lookup(cx, f, follow) {
+        let (dir, rel, meta) = match lookup(cx, f, follow) {
             Ok(x) => x,
             Err(e) => {
                 cx.err(&format!("stat: cannot stat '{f}': {}\n", crate::fs::strerror(&e))).await;
@@ -283,11 +290,7 @@ pub async fn stat(cx: &Context<'_>, args: &[String]) -> Status {
             }
         };
         let link = if meta.file_type().is_symlink() {
-            cx.workspace
-                .dir()
-                .read_link_contents(&rel)
-                .ok()
-                .map(|t| t.to_string_lossy().into_owned())
+            dir.read_link_contents(&rel).ok().map(|t| t.to_string_lossy().into_owned())
         } else {
             None
         };
@@ -348,7 +351,7 @@ pub(super) fn human_size(bytes: u64) -> String {
 /// Walks `rel` (shown as `shown`), appending lines, and returns its
 /// (blocks, apparent bytes). Symlinks are not followed.
 fn du_walk(
-    cx: &Context<'_>,
+    dir: &Dir,
     rel: &Path,
     shown: &str,
     depth: usize,
@@ -356,7 +359,6 @@ fn du_walk(
     out: &mut String,
     errors: &mut Vec<String>,
 ) -> (u64, u64) {
-    let dir = cx.workspace.dir();
     let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     let Ok(meta) = dir.symlink_metadata(probe) else {
         errors.push(format!("du: cannot access '{shown}': No such file or directory\n"));
@@ -387,7 +389,8 @@ fn du_walk(
                 } else {
                     format!("{shown}/{name}")
                 };
-                let (b, a) = du_walk(cx, &rel.join(&name), &child_shown, depth + 1, o, out, errors);
+                let (b, a) =
+                    du_walk(dir, &rel.join(&name), &child_shown, depth + 1, o, out, errors);
                 blocks += b;
                 apparent += a;
             }
@@ -484,8 +487,8 @@ pub async fn du(cx: &Context<'_>, args: &[String]) -> Status {
         let mut out = String::new();
         let mut errors = Vec::new();
         match locate(cx, p) {
-            Some(rel) => {
-                let (b, a) = du_walk(cx, &rel, p, 0, &o, &mut out, &mut errors);
+            Some((dir, rel)) => {
+                let (b, a) = du_walk(dir, &rel, p, 0, &o, &mut out, &mut errors);
                 total_b += b;
                 total_a += a;
             }
@@ -643,10 +646,14 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
     for f in files {
         let msg = match lookup(cx, f, true) {
             Err(e) => Some(format!("chmod: cannot access '{f}': {}\n", crate::fs::strerror(&e))),
-            Ok((rel, _)) if cx.workspace.check_writable(&rel).is_err() => {
+            // Read-only areas are the workspace's (the private /tmp has none).
+            Ok((dir, rel, _))
+                if std::ptr::eq(dir, cx.workspace.dir())
+                    && cx.workspace.check_writable(&rel).is_err() =>
+            {
                 Some(format!("chmod: changing permissions of '{f}': Operation not permitted\n"))
             }
-            Ok((rel, meta)) => change(cx, &rel, &meta, &mode, recursive)
+            Ok((dir, rel, meta)) => change(cx, dir, &rel, &meta, &mode, recursive)
                 .await
                 .err()
                 .map(|e| format!("chmod: changing permissions of '{f}': {e}\n")),
@@ -666,13 +673,13 @@ pub async fn chmod(cx: &Context<'_>, args: &[String]) -> Status {
 /// following symlinks, at most [`MAX_RECURSIVE`] entries).
 async fn change(
     cx: &Context<'_>,
+    dir: &Dir,
     rel: &Path,
     meta: &Metadata,
     mode: &Mode,
     recursive: bool,
 ) -> Result<(), String> {
     use cap_std::fs::PermissionsExt;
-    let dir = cx.workspace.dir();
     let set = |rel: &Path, meta: &Metadata| -> Result<(), String> {
         let bits = apply_mode(mode, meta.mode(), meta.is_dir());
         let probe = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };

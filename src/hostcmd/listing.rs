@@ -97,7 +97,16 @@ pub async fn ls(cx: &Context<'_>, args: &[String]) -> Status {
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for op in &operands {
-        match lookup(cx, op, true).or_else(|_| lookup(cx, op, false)) {
+        // Only the workspace: the shell gives `ls` in the private /tmp to
+        // the bundled tool.
+        let in_workspace = |(dir, rel, meta): (&cap_std::fs::Dir, _, _)| {
+            if std::ptr::eq(dir, cx.workspace.dir()) {
+                Ok((rel, meta))
+            } else {
+                Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+            }
+        };
+        match lookup(cx, op, true).or_else(|_| lookup(cx, op, false)).and_then(in_workspace) {
             Ok((rel, meta)) if meta.is_dir() && !f.directory => dirs.push((op.clone(), rel)),
             Ok((rel, _)) => {
                 if let Some(row) = row(cx, &rel, op.clone()) {

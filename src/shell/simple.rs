@@ -165,11 +165,11 @@ async fn push_fields(
     }
 }
 
-/// Whether `ls -l` (a host command, which sees the workspace only) is
-/// asked about the command's private `/tmp`, from there or by a path into
-/// it: the bundled `ls` answers instead, through WASI, which sees `/tmp`
-/// (with WASI's view of modes and owners). `stat` and `du` have no bundled
-/// tool to fall back on, and report such paths as missing.
+/// Whether `ls -l` (a host command, whose listing sees the workspace
+/// only) is asked about the command's private `/tmp`, from there or by a
+/// path into it: the bundled `ls` answers instead, through WASI, which
+/// sees `/tmp` (with WASI's view of modes and owners). `stat`, `du` and
+/// `chmod` find `/tmp` paths themselves.
 fn in_private_tmp(sh: &Shell, tool: &str, args: &[String]) -> bool {
     if tool != "ls" {
         return false;

@@ -990,29 +990,9 @@ impl Shell {
     }
 
     /// Where `path` lives: in the workspace, or below the sandbox's private
-    /// `/tmp` (the only place outside it that exists), as the capability to
-    /// open it through and the path below that. `None`: nowhere visible.
+    /// `/tmp` ([`crate::fs::Workspace::locate`]).
     pub fn locate(&self, path: &str) -> Option<(&cap_std::fs::Dir, std::path::PathBuf)> {
-        let ws = &self.exec.workspace;
-        if let Some(rel) = self.resolve(path) {
-            return Some((ws.dir(), rel));
-        }
-        let abs = crate::fs::path::normalize_absolute(&self.absolute(path));
-        let tmp = ws.scratch().and_then(|s| s.tmp_dir())?;
-        // When the workspace itself lives under /tmp, the directories on
-        // the way to it are not scratch space.
-        let beside_workspace =
-            ws.visible_root().strip_prefix("/tmp/").and_then(|r| r.split('/').next()).is_some_and(
-                |top| {
-                    abs.strip_prefix("/tmp/")
-                        .is_some_and(|b| b == top || b.starts_with(&format!("{top}/")))
-                },
-            );
-        if beside_workspace {
-            return None;
-        }
-        let below = abs.strip_prefix("/tmp/").or_else(|| (abs == "/tmp").then_some("."))?;
-        Some((tmp, std::path::PathBuf::from(below)))
+        self.exec.workspace.locate(&self.absolute(path))
     }
 
     /// A path made absolute against the working directory (not normalized).

@@ -266,6 +266,28 @@ async fn stat_builtin() {
     expect_err(&s, "stat", "stat: missing operand", 1).await;
 }
 
+/// `stat`, `du` and `chmod` see the command's private `/tmp` too (`cd
+/// "$(mktemp -d)"` is how agents make scratch space), and `stat -c %N`
+/// quotes as GNU does.
+#[tokio::test]
+async fn stat_du_and_chmod_in_the_private_tmp() {
+    let s = TestServer::start().await;
+    expect(
+        &s,
+        "d=$(mktemp -d); cd \"$d\"; printf hello > f; stat -c '%s %F %a' f; du -b f; \
+         chmod 700 f; stat -c %A \"$d/f\"; ln -s f l; stat -c %N l; mkdir sub; touch sub/x; \
+         chmod -R u+x sub; stat -c '%a %n' sub/x; du -sb . | wc -l; ls",
+        "5 regular file 644\n5\tf\n-rwx------\n'l' -> 'f'\n744 sub/x\n1\nf\nl\nsub\n",
+        0,
+    )
+    .await;
+    expect_err(&s, "stat /tmp/nope", "stat: cannot stat '/tmp/nope': No such file or directory", 1)
+        .await;
+    // Still nothing outside the workspace and /tmp.
+    expect_err(&s, "du /etc", "du: cannot access '/etc': No such file or directory", 1).await;
+    expect_err(&s, "chmod +x /etc/passwd", "chmod: cannot access '/etc/passwd'", 1).await;
+}
+
 #[tokio::test]
 async fn du_builtin() {
     let s = TestServer::start().await;
