@@ -320,27 +320,52 @@ pub fn char_matcher(pattern: &str) -> impl Fn(char) -> bool {
 /// Whether `text` matches the whole `pattern`, yielding in a long search;
 /// `ext`: extended patterns (`extglob`) are recognised.
 pub async fn matches_yielding(pattern: &str, text: &str, ext: bool) -> bool {
-    let search = Searcher::new(pattern, ext, text, 0, false);
-    matches!(search.finish().await, Some((0, e)) if e == text.len())
+    let found = Compiled::new(pattern, ext, false).search(text, 0).finish().await;
+    matches!(found, Some((0, e)) if e == text.len())
 }
 
-/// A search by the plain engine or, for a pattern with extended groups
-/// when `extglob` is on, the extended one.
+/// A pattern compiled for searches in one direction, by the plain engine
+/// or, for a pattern with extended groups when `extglob` is on, the
+/// extended one (whose `!(…)` machines grow as searches use them). One
+/// compiled pattern serves every search of a replacement.
+struct Compiled {
+    engine: Engine,
+    backward: bool,
+}
+
+enum Engine {
+    Plain(Vec<Tok>),
+    Ext(extglob::Prog),
+}
+
+impl Compiled {
+    fn new(pattern: &str, ext: bool, backward: bool) -> Self {
+        let engine = if ext && has_extglob(pattern) {
+            Engine::Ext(extglob::Prog::new(pattern, backward))
+        } else {
+            Engine::Plain(compile(pattern))
+        };
+        Compiled { engine, backward }
+    }
+
+    /// A search of `text` from `from`.
+    fn search<'a>(&'a mut self, text: &'a str, from: usize) -> Searcher<'a> {
+        match &mut self.engine {
+            Engine::Plain(toks) => Searcher::Plain(Search::new(toks, text, from, self.backward)),
+            Engine::Ext(prog) => {
+                Searcher::Ext(Box::new(extglob::ExtSearch::new(prog, text, from, self.backward)))
+            }
+        }
+    }
+}
+
+/// A search by one of the two engines.
 enum Searcher<'a> {
     Plain(Search<'a>),
     Ext(Box<extglob::ExtSearch<'a>>),
 }
 
 impl<'a> Searcher<'a> {
-    fn new(pattern: &str, ext: bool, text: &'a str, from: usize, backward: bool) -> Self {
-        if ext && has_extglob(pattern) {
-            let prog = extglob::Prog::new(pattern, backward);
-            Searcher::Ext(Box::new(extglob::ExtSearch::new(prog, text, from, backward)))
-        } else {
-            Searcher::Plain(Search::new(&compile(pattern), text, from, backward))
-        }
-    }
-
     /// Sets how the search runs (see [`Search`]).
     fn with(mut self, anchored: bool, want: Want, nonempty: bool) -> Self {
         let scan = match &mut self {
@@ -439,8 +464,8 @@ pub async fn trim(value: &str, pattern: &str, how: Trim, ext: bool) -> String {
         Trim::ShortSuffix => (true, Want::Shortest),
         Trim::LongSuffix => (true, Want::Longest),
     };
-    let search = Searcher::new(pattern, ext, value, 0, backward).with(true, want, false);
-    match search.finish().await {
+    let mut compiled = Compiled::new(pattern, ext, backward);
+    match compiled.search(value, 0).with(true, want, false).finish().await {
         Some((_, k)) if backward => value[..value.len() - k].to_owned(),
         Some((_, k)) => value[k..].to_owned(),
         None => value.to_owned(),
@@ -466,25 +491,24 @@ pub async fn replace(
 
     match anchor {
         Some(true) => {
-            let search = Searcher::new(pattern, ext, value, 0, false);
-            return match search.finish().await {
+            return match Compiled::new(pattern, ext, false).search(value, 0).finish().await {
                 Some((_, k)) => bounded(format!("{with}{}", &value[k..]), max),
                 None => Some(value.to_owned()),
             };
         }
         Some(false) => {
-            let search = Searcher::new(pattern, ext, value, 0, true);
-            return match search.finish().await {
+            return match Compiled::new(pattern, ext, true).search(value, 0).finish().await {
                 Some((_, k)) => bounded(format!("{}{with}", &value[..value.len() - k]), max),
                 None => Some(value.to_owned()),
             };
         }
         None => {}
     }
+    let mut compiled = Compiled::new(pattern, ext, false);
     let mut out = String::new();
     let mut i = 0;
     while i < value.len() {
-        let search = Searcher::new(pattern, ext, value, i, false).with(false, Want::Longest, true);
+        let search = compiled.search(value, i).with(false, Want::Longest, true);
         let Some((s, e)) = search.finish().await else { break };
         if out.len() + (s - i) + with.len() > max {
             return None;
@@ -521,6 +545,22 @@ pub struct GlobOptions {
     pub failglob: bool,
     /// Extended patterns: `?(…)`, `*(…)`, `+(…)`, `@(…)`, `!(…)`.
     pub extglob: bool,
+}
+
+impl GlobOptions {
+    /// The option `shopt` calls `name`, if it is one of these.
+    pub fn flag(&mut self, name: &str) -> Option<&mut bool> {
+        Some(match name {
+            "globstar" => &mut self.globstar,
+            "nullglob" => &mut self.nullglob,
+            "dotglob" => &mut self.dotglob,
+            "nocaseglob" => &mut self.nocaseglob,
+            "nocasematch" => &mut self.nocasematch,
+            "failglob" => &mut self.failglob,
+            "extglob" => &mut self.extglob,
+            _ => return None,
+        })
+    }
 }
 
 /// Directory entries one expansion may look at: a `**` over a huge tree

@@ -340,7 +340,7 @@ impl Prog {
 /// plain `Search` (positions are byte offsets, counted from the end when
 /// `backward`).
 pub struct ExtSearch<'a> {
-    prog: Prog,
+    prog: &'a mut Prog,
     pub(super) scan: Scan<'a>,
     threads: BTreeMap<Th, usize>,
     /// A machine grew past [`MAX_DFA_SIZE`]: the search finds nothing.
@@ -348,7 +348,7 @@ pub struct ExtSearch<'a> {
 }
 
 impl<'a> ExtSearch<'a> {
-    pub fn new(prog: Prog, text: &'a str, from: usize, backward: bool) -> Self {
+    pub fn new(prog: &'a mut Prog, text: &'a str, from: usize, backward: bool) -> Self {
         ExtSearch {
             prog,
             scan: Scan::new(text, from, backward),
@@ -406,7 +406,8 @@ impl<'a> ExtSearch<'a> {
 
 /// Whether `text` matches all of the extended `pattern`.
 pub fn matches(pattern: &str, text: &str) -> bool {
-    let mut s = ExtSearch::new(Prog::new(pattern, false), text, 0, false);
+    let mut prog = Prog::new(pattern, false);
+    let mut s = ExtSearch::new(&mut prog, text, 0, false);
     matches!(s.run(usize::MAX), Some(Some((0, e))) if e == text.len())
 }
 
@@ -452,7 +453,8 @@ mod tests {
         // its bound instead of growing without end.
         let wide = format!("!({})", "*a*b".repeat(2000));
         let text = "ab".repeat(5000);
-        let mut s = ExtSearch::new(Prog::new(&wide, false), &text, 0, false);
+        let mut prog = Prog::new(&wide, false);
+        let mut s = ExtSearch::new(&mut prog, &text, 0, false);
         assert_eq!(s.run(usize::MAX), Some(None));
         assert!(s.failed, "the machine should have hit its bound");
         assert!(s.prog.made <= MAX_DFA_SIZE);
@@ -462,7 +464,8 @@ mod tests {
     fn backward_is_the_reverse() {
         let rev = |s: &str| s.chars().rev().collect::<String>();
         for (p, t) in [("!(lib).rs", "main.rs"), ("+(ab)c", "ababc"), ("x!(y*)", "xz")] {
-            let mut s = ExtSearch::new(Prog::new(p, true), t, 0, true);
+            let mut prog = Prog::new(p, true);
+            let mut s = ExtSearch::new(&mut prog, t, 0, true);
             let got = matches!(s.run(usize::MAX), Some(Some((0, e))) if e == t.len());
             assert_eq!(got, matches(p, t), "{p} on {t}");
             assert!(got, "{p} on {}", rev(t));
@@ -472,7 +475,8 @@ mod tests {
     #[test]
     fn long_texts_take_linear_steps() {
         let text = "a".repeat(200_000) + "b";
-        let mut s = ExtSearch::new(Prog::new("*(a|aa)!(c)", false), &text, 0, false);
+        let mut prog = Prog::new("*(a|aa)!(c)", false);
+        let mut s = ExtSearch::new(&mut prog, &text, 0, false);
         let mut slices = 0;
         while s.run(1 << 16).is_none() {
             slices += 1;

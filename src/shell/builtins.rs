@@ -727,18 +727,8 @@ async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
     }
     let get = |sh: &Shell, n: &str| -> Option<bool> {
-        let g = sh.opts.glob;
-        match n {
-            "globstar" => Some(g.globstar),
-            "nullglob" => Some(g.nullglob),
-            "dotglob" => Some(g.dotglob),
-            "nocaseglob" => Some(g.nocaseglob),
-            "nocasematch" => Some(g.nocasematch),
-            "failglob" => Some(g.failglob),
-            "extglob" => Some(g.extglob),
-            _ if ACCEPTED.contains(&n) => Some(false),
-            _ => None,
-        }
+        let mut g = sh.opts.glob;
+        g.flag(n).map(|f| *f).or_else(|| ACCEPTED.contains(&n).then_some(false))
     };
     let mut status = 0;
     for n in &names {
@@ -749,16 +739,8 @@ async fn shopt(sh: &mut Shell, io: &Io, args: &[String]) -> Outcome {
         }
         match mode {
             Some(on) => {
-                let g = &mut sh.opts.glob;
-                match *n {
-                    "globstar" => g.globstar = on,
-                    "nullglob" => g.nullglob = on,
-                    "dotglob" => g.dotglob = on,
-                    "nocaseglob" => g.nocaseglob = on,
-                    "nocasematch" => g.nocasematch = on,
-                    "failglob" => g.failglob = on,
-                    "extglob" => g.extglob = on,
-                    _ => {}
+                if let Some(f) = sh.opts.glob.flag(n) {
+                    *f = on;
                 }
             }
             None => {
