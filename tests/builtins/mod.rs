@@ -6,6 +6,7 @@
 use crate::common::{TestServer, expect, sh};
 use pretty_assertions::assert_eq;
 use std::path::Path;
+use wasm_exec_server::config::Limits;
 
 /// Runs `line` and checks the status and that stderr contains `needle`.
 async fn expect_err(s: &TestServer, line: &str, needle: &str, status: i32) {
@@ -155,6 +156,27 @@ async fn git_blame_matches_git() {
     assert!(got[1].ends_with(" 2)     println!(\"hello\");"), "{}", got[1]);
     expect_err(&s, "git blame nosuch.txt", "no such path 'nosuch.txt' in HEAD", 128).await;
     expect_err(&s, "git blame -L 9,2 src/lib.rs", "invalid -L argument", 128).await;
+}
+
+/// Blame does its work in whole-file diffs between few object reads; on a
+/// long file rewritten commit after commit it still stops at max-cpu,
+/// with the limit named, and the server goes on serving.
+#[tokio::test]
+async fn git_blame_of_a_long_history_stops_at_max_cpu() {
+    let limits = Limits { max_cpu: std::time::Duration::from_millis(200), ..Limits::default() };
+    let s = TestServer::start_with(limits, None).await;
+    let root = s.root();
+    host_git(&root, &["init", "-q"]);
+    for round in 0..8 {
+        let text: String = (0..100_000).map(|i| format!("{}\n", i * 7 + round * (i % 3))).collect();
+        s.write("big.txt", &text);
+        host_git(&root, &["add", "."]);
+        host_git(&root, &["commit", "-q", "-m", &format!("round {round}")]);
+    }
+    let f = sh(&s, "git blame big.txt | tail -1").await;
+    assert_eq!(f.exit_code, 137, "{}", f.stderr_str());
+    assert!(f.stderr_str().contains("CPU time limit exceeded (max-cpu"), "{}", f.stderr_str());
+    expect(&s, "echo still here", "still here\n", 0).await;
 }
 
 #[tokio::test]

@@ -219,7 +219,11 @@ struct Watched<'a> {
 
 impl Watched<'_> {
     fn check(&self, more: usize) {
-        self.git.borrow_mut().check(more);
+        let mut git = self.git.borrow_mut();
+        git.check(more);
+        // Blame reads few objects and diffs whole files between them: each
+        // read charges the time since the last.
+        git.charge_cpu();
     }
 }
 

@@ -107,10 +107,17 @@ impl Git {
         self.checks += 1;
         if self.checks >= 256 {
             self.checks = 0;
-            if let Some(cpu) = &mut self.cpu {
-                if !cpu.charge() {
-                    std::panic::resume_unwind(Box::new(Stop::Cpu));
-                }
+            self.charge_cpu();
+        }
+    }
+
+    /// Charges the CPU time used so far, and stops the command when it is
+    /// over max-cpu: for work whose checks are few and far apart (`git
+    /// blame` diffs whole files between two object reads).
+    pub fn charge_cpu(&mut self) {
+        if let Some(cpu) = &mut self.cpu {
+            if !cpu.charge() {
+                std::panic::resume_unwind(Box::new(Stop::Cpu));
             }
         }
     }
