@@ -39,7 +39,7 @@ RECIPE=(
   "grep|uu_grep|0.2.0|grep||fast"
   "rg|ripgrep|15.2.0|rg||fast"
   "sed|sed|0.3.0|sed|"
-  "find|findutils|0.11.0|find|"
+  "find|findutils|0.11.0|find||fast"
   "diff|diffutils|0.6.0|diffutils|"
   "jq|jaq|1.5.1|jaq|--no-default-features"
   "awk|awk-rs|0.2.0|awk-rs|"
