@@ -307,15 +307,10 @@ async fn fresh_listing<T: Guarded>(
     let guard = state.guard();
     let open = guard.fds.get(&(fd as u32))?;
     let root = guard.dir(open.area)?;
-    let dir = if open.rel.as_os_str().is_empty() || open.rel == Path::new(".") {
-        root.try_clone().ok()?
-    } else {
-        root.open_dir(&open.rel).ok()?
-    };
     let cached: usize =
         guard.fds.values().filter_map(|o| o.listing.as_ref()).map(|l| l.len()).sum();
     let room = super::readdir::MAX_CACHED_ENTRIES.saturating_sub(cached);
-    super::readdir::list(&dir, stat.ino, room)
+    super::readdir::list(root, &open.rel, stat.ino, room)
 }
 
 /// `subscription` (48 bytes): userdata u64, then the tag (u8 at 8: 0 is

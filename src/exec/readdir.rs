@@ -62,53 +62,55 @@ pub fn ino_hash(dev: u64, ino: u64) -> u64 {
     h.finish()
 }
 
-/// Lists `dir`, if its identity hashes to `expected_ino` (the guest's
-/// descriptor's `ino`) and it is small enough. `None`: let wasmtime-wasi
-/// answer.
-pub fn list(dir: &cap_std::fs::Dir, expected_ino: u64, room: usize) -> Option<Listing> {
-    use cap_std::fs::{FileTypeExt, MetadataExt};
-    use rustix::fs::DirEntryExt;
-    let meta = dir.dir_metadata().ok()?;
+/// Lists the directory at `rel` beneath `root`, if its identity hashes to
+/// `expected_ino` (the guest's descriptor's `ino`) and it is small enough.
+/// `None`: let wasmtime-wasi answer.
+///
+/// The directory is opened once, to read, through cap-std, and its entries
+/// are read from that descriptor (cap-std's `entries()` would open it twice
+/// more, as `.`): one open, one stat and the reads per directory.
+pub fn list(
+    root: &cap_std::fs::Dir,
+    rel: &std::path::Path,
+    expected_ino: u64,
+    room: usize,
+) -> Option<Listing> {
+    use cap_std::fs::{MetadataExt, OpenOptionsExt};
+    let rel = if rel.as_os_str().is_empty() { std::path::Path::new(".") } else { rel };
+    let mut opts = cap_std::fs::OpenOptions::new();
+    opts.read(true).custom_flags(libc::O_DIRECTORY);
+    let file = root.open_with(rel, &opts).ok()?;
+    let meta = file.metadata().ok()?;
     let dev = meta.dev();
     let dir_ino = ino_hash(dev, meta.ino());
     if dir_ino != expected_ino {
         return None;
     }
+    let fd: std::os::fd::OwnedFd = file.into_std().into();
+    let mut dir = rustix::fs::Dir::new(fd).ok()?;
     let mut entries = Vec::new();
-    for entry in dir.entries().ok()? {
+    while let Some(entry) = dir.read() {
         let entry = entry.ok()?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
         if entries.len() >= room {
             return None;
         }
-        let name = entry.file_name().into_string().ok()?;
-        let mut ft = entry.file_type().ok()?;
-        let known = ft.is_dir()
-            || ft.is_file()
-            || ft.is_symlink()
-            || ft.is_fifo()
-            || ft.is_socket()
-            || ft.is_char_device()
-            || ft.is_block_device();
-        if !known {
-            // No `d_type` from this filesystem: ask, as wasmtime-wasi does.
-            ft = entry.metadata().ok()?.file_type();
-        }
-        let code = if ft.is_dir() {
-            FILETYPE_DIRECTORY
-        } else if ft.is_file() {
-            FILETYPE_REGULAR_FILE
-        } else if ft.is_symlink() {
-            FILETYPE_SYMBOLIC_LINK
-        } else if ft.is_char_device() {
-            FILETYPE_CHARACTER_DEVICE
-        } else if ft.is_block_device() {
-            FILETYPE_BLOCK_DEVICE
-        } else if ft.is_socket() {
+        let name = std::str::from_utf8(name).ok()?.to_owned();
+        let code = match entry.file_type() {
+            rustix::fs::FileType::Directory => FILETYPE_DIRECTORY,
+            rustix::fs::FileType::RegularFile => FILETYPE_REGULAR_FILE,
+            rustix::fs::FileType::Symlink => FILETYPE_SYMBOLIC_LINK,
+            rustix::fs::FileType::CharacterDevice => FILETYPE_CHARACTER_DEVICE,
+            rustix::fs::FileType::BlockDevice => FILETYPE_BLOCK_DEVICE,
             // wasmtime-wasi traps on a socket in a directory; a guest
-            // listing one gets "unknown" here instead.
-            FILETYPE_UNKNOWN
-        } else {
-            FILETYPE_UNKNOWN
+            // listing one gets "unknown" here instead (and a fifo is
+            // "unknown" to it as well).
+            rustix::fs::FileType::Socket | rustix::fs::FileType::Fifo => FILETYPE_UNKNOWN,
+            // No `d_type` from this filesystem: wasmtime-wasi asks.
+            rustix::fs::FileType::Unknown => return None,
         };
         entries.push((ino_hash(dev, entry.ino()), code, name));
     }
