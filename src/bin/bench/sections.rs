@@ -416,8 +416,13 @@ impl LoadConn {
         self.ws.send(Message::text(f.start)).await?;
         let mut stdout = vec![];
         let mut exit_code = None;
-        loop {
-            let Message::Text(text) = self.ws.next().await.context("connection closed")?? else {
+        let mut closed = false;
+        // Until both `process/exited` and `process/closed` are in: the
+        // reference sometimes sends them the other way round.
+        while !(closed && exit_code.is_some()) {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(30), self.ws.next());
+            let next = next.await.with_context(|| format!("{}: no exit status in 30 s", f.id))?;
+            let Message::Text(text) = next.context("connection closed")?? else {
                 continue;
             };
             let m: Incoming =
@@ -438,7 +443,7 @@ impl LoadConn {
                     stdout.extend(wasm_exec_server::b64::decode(p.chunk.unwrap_or("").as_bytes())?);
                 }
                 Some("process/exited") => exit_code = p.exit_code,
-                Some("process/closed") => break,
+                Some("process/closed") => closed = true,
                 _ => {}
             }
         }
