@@ -205,6 +205,7 @@ dep_patches_of() { # name
 # its files are no longer the published ones.
 vendor_with_patches() { # name dir
   local name=$1 dir=$2 p crate version vdir sum
+  PATCHED_CRATES=()
   rm -rf "$dir/vendor"
   (cd "$dir/src" && RUSTUP_TOOLCHAIN="$TOOLCHAIN" cargo vendor -q --locked --versioned-dirs "$dir/vendor" >/dev/null)
   for p in "$HERE/patches/$name"/*/*.patch; do
@@ -216,6 +217,7 @@ vendor_with_patches() { # name dir
     patch -s -p1 -d "$vdir" <"$p" || { log "$name: $p does not apply"; return 1; }
     sum=$(sed -n 's/.*"package": *"\([0-9a-f]*\)".*/\1/p' "$vdir/.cargo-checksum.json")
     printf '{"files":{},"package":"%s"}' "$sum" >"$vdir/.cargo-checksum.json"
+    PATCHED_CRATES+=("$crate@$version")
   done
 }
 
@@ -281,6 +283,15 @@ build_tool() { # index total recipe-line
   if [ ${#dep_patches[@]} -gt 0 ]; then
     vendor_with_patches "$name" "$dir" || return 1
     vendored=(--config "source.crates-io.replace-with='wes-vendored'" --config "source.wes-vendored.directory='$dir/vendor'")
+    # A patched crate keeps its published checksum, which is all cargo
+    # looks at to call a vendored crate fresh: what an earlier build made of
+    # it (with other patches, or none) is removed, so it and everything
+    # that depends on it is built again from the patched source.
+    local c
+    for c in "${PATCHED_CRATES[@]}"; do
+      (cd "$dir/src" && RUSTUP_TOOLCHAIN="$TOOLCHAIN" CARGO_TARGET_DIR="$dir/target" \
+        cargo clean -q --release --locked "${vendored[@]}" --target "$TARGET" -p "$c") >"$dir/clean.log" 2>&1 || log "[$i/$n] $name: could not clean $c (see $dir/clean.log)"
+    done
   fi
   # shellcheck disable=SC2086 # $features is a word list by design
   if ! (
