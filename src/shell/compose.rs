@@ -393,10 +393,12 @@ pub struct FindExec {
     pub in_dir: bool,
 }
 
-/// Splits `find ARGS` into the arguments for the find tool (each exec action
-/// replaced by `-print0`) and the actions the shell must run, because a
-/// guest cannot spawn. `None` when there is no exec action.
-pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> {
+/// Splits `find ARGS` into the arguments for the find tool and the actions
+/// the shell must run, because a guest cannot spawn. Each exec action
+/// becomes `-printf '\0WMARKER:K:%p\0'` (K its index), so that its paths
+/// come in find's output stream in their place among what `-print` and
+/// the like write. `None` when there is no exec action.
+pub fn split_find_exec(args: &[String], marker: &str) -> Option<(Vec<String>, Vec<FindExec>)> {
     let mut tool_args = Vec::new();
     let mut actions = Vec::new();
     let mut i = 0;
@@ -412,12 +414,14 @@ pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> 
                 end += 1;
             }
             let batch = args.get(end).is_some_and(|t| t == "+");
+            tool_args.push("-printf".to_owned());
+            // `W` first: find reads `\0` and up to three octal digits as one escape.
+            tool_args.push(format!("\\0W{marker}:{}:%p\\0", actions.len()));
             actions.push(FindExec {
                 command: args[start..end.min(args.len())].to_vec(),
                 batch,
                 in_dir: a.ends_with("dir"),
             });
-            tool_args.push("-print0".to_owned());
             i = end + 1;
             continue;
         }
@@ -427,15 +431,41 @@ pub fn split_find_exec(args: &[String]) -> Option<(Vec<String>, Vec<FindExec>)> 
     (!actions.is_empty()).then_some((tool_args, actions))
 }
 
-/// `find … -exec cmd {} \;`: runs the find tool for the paths, then each
-/// command through the shell, as find would have spawned it.
+/// Where `needle` (which starts with a NUL) first occurs in `buf`.
+fn find_marker(buf: &[u8], needle: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|&b| b == 0) {
+        let at = from + i;
+        let end = (at + needle.len()).min(buf.len());
+        if buf[at..end] == needle[..end - at] {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Longest a marker's path may be before its bytes are taken as output.
+const MAX_MARKED_PATH: usize = 1 << 20;
+
+/// `find … -exec cmd {} \;`: runs the find tool and reads its output as it
+/// comes: what it prints is passed on, and each path marked for an exec
+/// action runs that command through the shell, in its place, as find would
+/// have spawned it (find waits meanwhile: its pipe is full). `{} +`
+/// actions run once at the end with every path, as GNU find runs a short
+/// list; those paths are charged to the line's memory budget.
+///
+/// The marker holds a random nonce, so no file name can forge one. An exec
+/// action's status does not decide the rest of the expression (find cannot
+/// wait for it): the action is true.
 pub async fn find_exec(
     sh: &mut Shell,
     io: &Io,
     argv: &[String],
     assigns: &[(String, String)],
 ) -> Option<Outcome> {
-    let (tool_args, actions) = split_find_exec(&argv[1..])?;
+    let marker = uuid::Uuid::new_v4().simple().to_string();
+    let (tool_args, actions) = split_find_exec(&argv[1..], &marker)?;
     let (sink, mut reader) = crate::exec::pipe();
     let mut find_argv = vec![argv[0].clone()];
     find_argv.extend(tool_args);
@@ -446,62 +476,113 @@ pub async fn find_exec(
         drop(sub_io);
         r
     };
-    let collect = async {
-        let mut out = Vec::new();
-        while let Some(c) = reader.next_chunk().await {
-            out.extend_from_slice(&c);
+    let needle = format!("\0W{marker}:").into_bytes();
+    let saved_cwd = sh.cwd.clone();
+    let mut batches: Vec<Vec<String>> = actions.iter().map(|_| Vec::new()).collect();
+    let read = async {
+        let mut lease = match sh.budget.lease(0) {
+            Ok(l) => l,
+            Err(m) => return Err(expand::out_of_memory(sh, io, m).await),
+        };
+        let mut held = 0;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut done = false;
+        while !done {
+            match reader.next_chunk().await {
+                Some(chunk) => buf.extend_from_slice(&chunk),
+                None => done = true,
+            }
+            loop {
+                let Some(at) = find_marker(&buf, &needle) else {
+                    // All of it is output, but for what may begin a marker.
+                    let keep = if done { 0 } else { (needle.len() - 1).min(buf.len()) };
+                    let upto = buf.len() - keep;
+                    io.out(&buf[..upto]).await?;
+                    buf.drain(..upto);
+                    break;
+                };
+                io.out(&buf[..at]).await?;
+                buf.drain(..at);
+                let body = needle.len();
+                let Some(len) = buf.get(body..).and_then(|r| r.iter().position(|&b| b == 0)) else {
+                    if buf.len() < body + MAX_MARKED_PATH && !done {
+                        break;
+                    }
+                    // Not a marker after all: a NUL of the output.
+                    io.out(&buf[..1]).await?;
+                    buf.drain(..1);
+                    continue;
+                };
+                let entry = String::from_utf8_lossy(&buf[body..body + len]).into_owned();
+                buf.drain(..body + len + 1);
+                let Some((k, path)) = entry.split_once(':') else { continue };
+                let Some(action) =
+                    k.parse::<usize>().ok().and_then(|k| actions.get(k).map(|a| (k, a)))
+                else {
+                    continue;
+                };
+                let (k, action) = action;
+                if action.batch {
+                    held += path.len() + std::mem::size_of::<String>();
+                    if let Err(m) = lease.grow_to(held) {
+                        return Err(expand::out_of_memory(sh, io, m).await);
+                    }
+                    batches[k].push(path.to_owned());
+                    continue;
+                }
+                let (dir, name) = match path.rsplit_once('/') {
+                    Some((d, n)) if action.in_dir => (
+                        Some(if d.is_empty() { "/".to_owned() } else { d.to_owned() }),
+                        format!("./{n}"),
+                    ),
+                    _ => (None, path.to_owned()),
+                };
+                let cmd: Vec<String> =
+                    action.command.iter().map(|w| w.replace("{}", &name)).collect();
+                if cmd.is_empty() {
+                    continue;
+                }
+                let mut sub = sh.clone();
+                if let Some(d) = dir {
+                    sub.cwd = crate::fs::path::normalize_absolute(&sub.absolute(&d));
+                }
+                let _ = run_argv(&mut sub, io, cmd, Vec::new()).await;
+                if sh.budget.halted() {
+                    return Err(Unwind::Exit(137));
+                }
+            }
         }
-        out
+        drop(reader);
+        Ok(lease)
     };
-    let (r, out) = futures::join!(run, collect);
+    let (r, read) = futures::join!(run, read);
     let mut status = match r {
         Ok(s) => s,
         Err(u) => return Some(Err(u)),
     };
-    let text = String::from_utf8_lossy(&out);
-    let paths: Vec<&str> = text.split('\0').filter(|p| !p.is_empty()).collect();
-    let saved_cwd = sh.cwd.clone();
-    for action in &actions {
-        let runs: Vec<(Option<String>, Vec<String>)> = if action.batch {
-            let mut cmd = Vec::new();
-            for w in &action.command {
-                if w == "{}" {
-                    cmd.extend(paths.iter().map(|p| p.to_string()));
-                } else {
-                    cmd.push(w.clone());
-                }
+    let _lease = match read {
+        Ok(lease) => lease,
+        Err(u) => return Some(Err(u)),
+    };
+    for (action, paths) in actions.iter().zip(&batches) {
+        if !action.batch || paths.is_empty() {
+            continue;
+        }
+        let mut cmd = Vec::new();
+        for w in &action.command {
+            if w == "{}" {
+                cmd.extend(paths.iter().cloned());
+            } else {
+                cmd.push(w.clone());
             }
-            vec![(None, cmd)]
-        } else {
-            paths
-                .iter()
-                .map(|p| {
-                    let (dir, name) = match p.rsplit_once('/') {
-                        Some((d, n)) if action.in_dir => (
-                            Some(if d.is_empty() { "/".to_owned() } else { d.to_owned() }),
-                            format!("./{n}"),
-                        ),
-                        _ => (None, p.to_string()),
-                    };
-                    (dir, action.command.iter().map(|w| w.replace("{}", &name)).collect())
-                })
-                .collect()
+        }
+        let mut sub = sh.clone();
+        let s = match run_argv(&mut sub, io, cmd, Vec::new()).await {
+            Ok(s) | Err(Unwind::Exit(s)) => s,
+            Err(_) => 1,
         };
-        for (dir, cmd) in runs {
-            if cmd.is_empty() {
-                continue;
-            }
-            let mut sub = sh.clone();
-            if let Some(d) = dir {
-                sub.cwd = crate::fs::path::normalize_absolute(&sub.absolute(&d));
-            }
-            let s = match run_argv(&mut sub, io, cmd, Vec::new()).await {
-                Ok(s) | Err(Unwind::Exit(s)) => s,
-                Err(_) => 1,
-            };
-            if action.batch && s != 0 {
-                status = 1;
-            }
+        if s != 0 {
+            status = 1;
         }
     }
     sh.cwd = saved_cwd;
@@ -516,8 +597,8 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let (tool, actions) = split_find_exec(&args).expect("has exec");
-        assert_eq!(tool, vec![".", "-name", "*.rs", "-print0"]);
+        let (tool, actions) = split_find_exec(&args, "M").expect("has exec");
+        assert_eq!(tool, vec![".", "-name", "*.rs", "-printf", "\\0WM:0:%p\\0"]);
         assert_eq!(
             actions,
             vec![FindExec {
@@ -528,9 +609,9 @@ mod tests {
         );
         let args: Vec<String> =
             ["src", "-execdir", "grep", "x", "{}", "+"].iter().map(|s| s.to_string()).collect();
-        let (_, actions) = split_find_exec(&args).expect("has execdir");
+        let (_, actions) = split_find_exec(&args, "M").expect("has execdir");
         assert!(actions[0].batch && actions[0].in_dir);
-        assert!(split_find_exec(&["-name".to_string(), "x".to_string()]).is_none());
+        assert!(split_find_exec(&["-name".to_string(), "x".to_string()], "M").is_none());
     }
 
     use super::*;
