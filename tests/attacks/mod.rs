@@ -847,6 +847,34 @@ async fn shell_redirections_cannot_leave_the_workspace() {
 }
 
 #[tokio::test]
+async fn guest_stats_answer_inside_and_refuse_links_out() {
+    // A guest's stat of a path (`path_filestat_get`) is answered by the
+    // guard from one stat through cap-std: a link out of the workspace is
+    // refused when followed, and stat-ed as a link when not; a link inside
+    // is followed.
+    let s = TestServer::start().await;
+    plant(&s);
+    std::fs::write(s.root().join("f"), "12345").expect("write");
+    std::os::unix::fs::symlink("f", s.root().join("in-link")).expect("symlink");
+    for line in [
+        "find -L . -name abs-link -printf '%s\\n'",
+        "find -L . -name rel-link -printf '%s\\n'",
+        "find -L dir-link -printf '%s\\n'",
+    ] {
+        let f = crate::common::sh(&s, line).await;
+        assert_eq!(f.stdout_str(), "", "{line}: {}", f.stderr_str());
+        assert!(f.stderr_str().contains("not permitted"), "{line}: {}", f.stderr_str());
+    }
+    let f = crate::common::sh(&s, "wc -c abs-link rel-link dir-link/secret").await;
+    assert_eq!(f.stdout_str(), "0 total\n", "{}", f.stderr_str());
+    // Every link, as a link (each one's own size is under 1000 bytes).
+    crate::common::expect(&s, "find . -type l -size -1000c | wc -l", "4\n", 0).await;
+    crate::common::expect(&s, "find -L in-link -printf '%s\\n'", "5\n", 0).await;
+    crate::common::expect(&s, "find . -name in-link -printf '%s %y\\n'", "1 l\n", 0).await;
+    crate::common::expect(&s, "find . -name f -size -6c -size +4c", "./f\n", 0).await;
+}
+
+#[tokio::test]
 async fn guests_cannot_escape_or_see_the_servers_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
