@@ -29,13 +29,14 @@ use wiggle::GuestMemory;
 
 /// WASI errno values (witx `errno`).
 const ERRNO_SUCCESS: i32 = 0;
-/// `lookupflags`: follow a symbolic link at the end of the path.
-const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
 const ERRNO_ACCES: i32 = 2;
 const ERRNO_BADF: i32 = 8;
 const ERRNO_DQUOT: i32 = 19;
 const ERRNO_FAULT: i32 = 21;
 const ERRNO_IO: i32 = 29;
+
+/// `lookupflags`: follow a symbolic link at the end of the path.
+const LOOKUP_SYMLINK_FOLLOW: i32 = 1;
 
 /// `oflags`.
 const O_CREAT: i32 = 1;
@@ -323,7 +324,7 @@ async fn fresh_listing<T: Guarded>(
 /// wasmtime-wasi answer (another descriptor, an absolute path or one with
 /// `..` or a trailing `/`, any error, a time before 1970, a socket).
 fn quick_filestat<T: Guarded>(state: &mut T, fd: i32, flags: i32, path: &str) -> Option<[u8; 64]> {
-    use cap_std::fs::{FileTypeExt, MetadataExt};
+    use cap_std::fs::MetadataExt;
     let guard = state.guard();
     let open = guard.fds.get(&(fd as u32))?;
     if open.rel != Path::new(".") {
@@ -343,23 +344,12 @@ fn quick_filestat<T: Guarded>(state: &mut T, fd: i32, flags: i32, path: &str) ->
         dir.symlink_metadata(path)
     }
     .ok()?;
-    let ft = meta.file_type();
-    let filetype: u8 = if ft.is_dir() {
-        3
-    } else if ft.is_symlink() {
-        7
-    } else if ft.is_file() {
-        4
-    } else if ft.is_block_device() {
-        1
-    } else if ft.is_char_device() {
-        2
-    } else if ft.is_socket() {
+    let ft = rustix::fs::FileType::from_raw_mode(meta.mode());
+    if ft == rustix::fs::FileType::Socket {
         // wasmtime-wasi traps on a socket; leave that to it.
         return None;
-    } else {
-        0
-    };
+    }
+    let filetype = super::readdir::filetype_code(ft)?;
     // Nanoseconds since 1970, as wasmtime-wasi converts them; a time it
     // cannot have is zero there.
     let nanos = |t: std::io::Result<cap_std::time::SystemTime>| -> Option<u64> {

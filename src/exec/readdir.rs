@@ -62,6 +62,21 @@ pub fn ino_hash(dev: u64, ino: u64) -> u64 {
     h.finish()
 }
 
+/// The p1 `filetype` wasmtime-wasi reports for a file of type `ft` (a fifo
+/// and a socket are "unknown"); `None` for a type the kernel did not say.
+pub fn filetype_code(ft: rustix::fs::FileType) -> Option<u8> {
+    use rustix::fs::FileType;
+    Some(match ft {
+        FileType::Directory => FILETYPE_DIRECTORY,
+        FileType::RegularFile => FILETYPE_REGULAR_FILE,
+        FileType::Symlink => FILETYPE_SYMBOLIC_LINK,
+        FileType::CharacterDevice => FILETYPE_CHARACTER_DEVICE,
+        FileType::BlockDevice => FILETYPE_BLOCK_DEVICE,
+        FileType::Socket | FileType::Fifo => FILETYPE_UNKNOWN,
+        FileType::Unknown => return None,
+    })
+}
+
 /// Lists the directory at `rel` beneath `root`, if its identity hashes to
 /// `expected_ino` (the guest's descriptor's `ino`) and it is small enough.
 /// `None`: let wasmtime-wasi answer.
@@ -99,19 +114,10 @@ pub fn list(
             return None;
         }
         let name = std::str::from_utf8(name).ok()?.to_owned();
-        let code = match entry.file_type() {
-            rustix::fs::FileType::Directory => FILETYPE_DIRECTORY,
-            rustix::fs::FileType::RegularFile => FILETYPE_REGULAR_FILE,
-            rustix::fs::FileType::Symlink => FILETYPE_SYMBOLIC_LINK,
-            rustix::fs::FileType::CharacterDevice => FILETYPE_CHARACTER_DEVICE,
-            rustix::fs::FileType::BlockDevice => FILETYPE_BLOCK_DEVICE,
-            // wasmtime-wasi traps on a socket in a directory; a guest
-            // listing one gets "unknown" here instead (and a fifo is
-            // "unknown" to it as well).
-            rustix::fs::FileType::Socket | rustix::fs::FileType::Fifo => FILETYPE_UNKNOWN,
-            // No `d_type` from this filesystem: wasmtime-wasi asks.
-            rustix::fs::FileType::Unknown => return None,
-        };
+        // wasmtime-wasi traps on a socket in a directory; a guest listing
+        // one gets "unknown" here instead. No `d_type` from this filesystem
+        // (`None`): wasmtime-wasi asks.
+        let code = filetype_code(entry.file_type())?;
         entries.push((ino_hash(dev, entry.ino()), code, name));
     }
     Some(Listing { dir_ino, entries })

@@ -431,7 +431,8 @@ pub fn split_find_exec(args: &[String], marker: &str) -> Option<(Vec<String>, Ve
     (!actions.is_empty()).then_some((tool_args, actions))
 }
 
-/// Where `needle` (which starts with a NUL) first occurs in `buf`.
+/// Where `needle` (which starts with a NUL) first occurs in `buf`, or
+/// begins at its end (the rest of it may come in the next chunk).
 fn find_marker(buf: &[u8], needle: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = buf[from..].iter().position(|&b| b == 0) {
@@ -477,7 +478,6 @@ pub async fn find_exec(
         r
     };
     let needle = format!("\0W{marker}:").into_bytes();
-    let saved_cwd = sh.cwd.clone();
     let mut batches: Vec<Vec<String>> = actions.iter().map(|_| Vec::new()).collect();
     let read = async {
         let mut lease = match sh.budget.lease(0) {
@@ -493,12 +493,10 @@ pub async fn find_exec(
                 None => done = true,
             }
             loop {
+                // No marker, and none begun at the end: all of it is output.
                 let Some(at) = find_marker(&buf, &needle) else {
-                    // All of it is output, but for what may begin a marker.
-                    let keep = if done { 0 } else { (needle.len() - 1).min(buf.len()) };
-                    let upto = buf.len() - keep;
-                    io.out(&buf[..upto]).await?;
-                    buf.drain(..upto);
+                    io.out(&buf).await?;
+                    buf.clear();
                     break;
                 };
                 io.out(&buf[..at]).await?;
@@ -516,12 +514,10 @@ pub async fn find_exec(
                 let entry = String::from_utf8_lossy(&buf[body..body + len]).into_owned();
                 buf.drain(..body + len + 1);
                 let Some((k, path)) = entry.split_once(':') else { continue };
-                let Some(action) =
-                    k.parse::<usize>().ok().and_then(|k| actions.get(k).map(|a| (k, a)))
-                else {
+                let Some(k) = k.parse::<usize>().ok().filter(|&k| k < actions.len()) else {
                     continue;
                 };
-                let (k, action) = action;
+                let action = &actions[k];
                 if action.batch {
                     held += path.len() + std::mem::size_of::<String>();
                     if let Err(m) = lease.grow_to(held) {
@@ -585,7 +581,6 @@ pub async fn find_exec(
             status = 1;
         }
     }
-    sh.cwd = saved_cwd;
     Some(Ok(status))
 }
 

@@ -1263,6 +1263,33 @@ async fn dollar_dollar_is_not_the_servers_pid() {
 // ------------------------------------------------- numbers from the line
 
 #[tokio::test]
+async fn find_exec_batches_are_charged_to_the_line_budget() {
+    // `find … -exec cmd {} +` holds every path on the host until find ends:
+    // 2,000 names of 200 bytes, walked 40 times over, are 16 MB of paths
+    // against a 16 MiB budget. The line stops at the limit, and the next
+    // command is served.
+    let s =
+        TestServer::start_with(Limits { max_memory: 16 << 20, ..Limits::default() }, None).await;
+    let tree = s.root().join("tree");
+    std::fs::create_dir(&tree).expect("mkdir");
+    for i in 0..2000 {
+        std::fs::write(tree.join(format!("{i:0200}")), "").expect("write");
+    }
+    let f = crate::common::sh(
+        &s,
+        "find $(printf 'tree %.0s' $(seq 40)) -type f -exec true {} +; echo after",
+    )
+    .await;
+    assert_eq!(f.exit_code, 137, "{}", f.stderr_str());
+    assert!(f.stderr_str().contains("max-memory is 16 MiB"), "{}", f.stderr_str());
+    assert!(!f.stdout_str().contains("after"), "{}", f.stdout_str());
+    // The same walk once fits, and -exec … \; holds no paths at all.
+    crate::common::expect(&s, "find tree -type f -exec true {} + && echo ok", "ok\n", 0).await;
+    crate::common::expect(&s, "find tree -name 00007 -exec echo {} \\; | wc -l", "0\n", 0).await;
+    benign_echo_is_prompt(&s).await;
+}
+
+#[tokio::test]
 async fn numbers_from_the_line_are_checked_before_they_size_anything() {
     // Each of these grew the server by gigabytes, panicked its task or
     // aborted the whole server (a capacity overflow) before.
