@@ -662,6 +662,9 @@ async fn paths_outside_the_workspace_fail_like_bash() {
 
 #[tokio::test]
 async fn a_writer_stops_when_its_reader_is_gone() {
+    // The tools are compiled before the clock starts (a changed toolset
+    // takes a minute on a cold module cache).
+    let _ = common::runtime();
     let started = Instant::now();
     let (_t, _r, got) =
         run_line("while true; do echo y; done | { read -r l; echo \"$l\"; }; echo after").await;
@@ -673,6 +676,7 @@ async fn a_writer_stops_when_its_reader_is_gone() {
 
 #[tokio::test]
 async fn dropping_the_future_stops_every_stage() {
+    let _ = common::runtime();
     let (_tmp, root) = fresh_fixture();
     for line in [
         "while true; do :; done",

@@ -104,6 +104,44 @@ impl StdinStream for PipeIn {
     }
 }
 
+/// A closed stdin: reads see end-of-file at once.
+struct ClosedIn;
+
+impl IsTerminal for ClosedIn {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for ClosedIn {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        Box::new(tokio::io::empty())
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
+        Box::new(wasmtime_wasi::p2::pipe::ClosedInputStream)
+    }
+}
+
+/// A regular file as a guest's stdin, read from the guest's thread
+/// ([`super::stdio::FileStream`]).
+struct FileIn(Arc<std::fs::File>);
+
+impl IsTerminal for FileIn {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for FileIn {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
+        // Only WASIp3 asks for this; p1 guests read through `p2_stream`.
+        Box::new(tokio::io::empty())
+    }
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
+        Box::new(super::stdio::FileStream::new(self.0.clone()))
+    }
+}
+
 /// A [`Sink`] as a guest's stdout or stderr: writes go straight into it
 /// from the guest's thread ([`super::stdio::SinkStream`]).
 struct SinkOut(Sink);
@@ -317,14 +355,21 @@ fn build_store(
             preopens.push(Area::Tmp);
         }
     }
+    // Each stdin is read on the guest's thread, with no task behind it,
+    // except a `< file` that is not a regular file (a fifo may block).
+    // wasmtime-wasi's `AsyncStdinStream` spawns a reader task per guest,
+    // and waking a pool thread for that task took a part of every short
+    // command's time.
+    let tty = req.tty;
     match req.stdin {
         Stdin::Pipe(pipe) => {
-            b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty: req.tty })
+            b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty })
         }
-        other => b.stdin(Terminal {
-            inner: AsyncStdinStream::new(other.into_async_read()),
-            tty: req.tty,
-        }),
+        Stdin::Closed => b.stdin(Terminal { inner: ClosedIn, tty }),
+        Stdin::File(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
+            b.stdin(Terminal { inner: FileIn(Arc::new(f)), tty })
+        }
+        other => b.stdin(Terminal { inner: AsyncStdinStream::new(other.into_async_read()), tty }),
     };
     b.stdout(Terminal { inner: SinkOut(req.stdout), tty: req.tty });
     b.stderr(Terminal { inner: SinkOut(req.stderr), tty: req.tty });

@@ -437,6 +437,50 @@ impl wasmtime_wasi::p2::Pollable for PipeStream {
     }
 }
 
+/// The most a guest's read of a `< file` stdin takes at once.
+const FILE_READ_CHUNK: usize = 64 * 1024;
+
+/// A regular workspace file as a guest's stdin (`< file`), read on the
+/// guest's own thread as the guest's other files are. wasmtime-wasi's
+/// `AsyncStdinStream` would spawn a reader task for it, which hands every
+/// read to the blocking pool.
+pub struct FileStream {
+    file: Arc<std::fs::File>,
+}
+
+impl FileStream {
+    pub fn new(file: Arc<std::fs::File>) -> Self {
+        Self { file }
+    }
+}
+
+impl wasmtime_wasi::p2::InputStream for FileStream {
+    fn read(&mut self, size: usize) -> wasmtime_wasi::p2::StreamResult<Bytes> {
+        use std::io::Read;
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0; size.min(FILE_READ_CHUNK)];
+        loop {
+            return match (&*self.file).read(&mut buf) {
+                Ok(0) => Err(wasmtime_wasi::p2::StreamError::Closed),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(Bytes::from(buf))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(wasmtime_wasi::p2::StreamError::LastOperationFailed(e.into())),
+            };
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for FileStream {
+    /// A regular file is always ready: a read returns what is there.
+    async fn ready(&mut self) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
