@@ -84,61 +84,34 @@ impl<S: StdinStream> StdinStream for Terminal<S> {
     }
 }
 
-/// A pipe as a guest's stdin, read from the guest's thread
-/// ([`super::stdio::PipeStream`]).
-struct PipeIn(super::stdio::PipeStream);
+/// A guest's stdin read on the guest's own thread, with no task in between
+/// (wasmtime-wasi's `AsyncStdinStream` spawns a reader task per guest).
+enum ThreadStdin {
+    /// A pipe ([`super::stdio::PipeStream`]).
+    Pipe(super::stdio::PipeStream),
+    /// Closed: reads see end-of-file at once.
+    Closed,
+    /// A regular file ([`super::stdio::FileStream`]).
+    File(Arc<std::fs::File>),
+}
 
-impl IsTerminal for PipeIn {
+impl IsTerminal for ThreadStdin {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl StdinStream for PipeIn {
+impl StdinStream for ThreadStdin {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
         // Only WASIp3 asks for this; p1 guests read through `p2_stream`.
         Box::new(tokio::io::empty())
     }
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
-        Box::new(self.0.share())
-    }
-}
-
-/// A closed stdin: reads see end-of-file at once.
-struct ClosedIn;
-
-impl IsTerminal for ClosedIn {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdinStream for ClosedIn {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
-        Box::new(tokio::io::empty())
-    }
-    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
-        Box::new(wasmtime_wasi::p2::pipe::ClosedInputStream)
-    }
-}
-
-/// A regular file as a guest's stdin, read from the guest's thread
-/// ([`super::stdio::FileStream`]).
-struct FileIn(Arc<std::fs::File>);
-
-impl IsTerminal for FileIn {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdinStream for FileIn {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncRead + Send + Sync> {
-        // Only WASIp3 asks for this; p1 guests read through `p2_stream`.
-        Box::new(tokio::io::empty())
-    }
-    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::InputStream> {
-        Box::new(super::stdio::FileStream::new(self.0.clone()))
+        match self {
+            ThreadStdin::Pipe(pipe) => Box::new(pipe.share()),
+            ThreadStdin::Closed => Box::new(wasmtime_wasi::p2::pipe::ClosedInputStream),
+            ThreadStdin::File(file) => Box::new(super::stdio::FileStream::new(file.clone())),
+        }
     }
 }
 
@@ -361,15 +334,19 @@ fn build_store(
     // and waking a pool thread for that task took a part of every short
     // command's time.
     let tty = req.tty;
-    match req.stdin {
-        Stdin::Pipe(pipe) => {
-            b.stdin(Terminal { inner: PipeIn(super::stdio::PipeStream::new(pipe)), tty })
-        }
-        Stdin::Closed => b.stdin(Terminal { inner: ClosedIn, tty }),
+    let on_thread = match req.stdin {
+        Stdin::Pipe(pipe) => Ok(ThreadStdin::Pipe(super::stdio::PipeStream::new(pipe))),
+        Stdin::Closed => Ok(ThreadStdin::Closed),
         Stdin::File(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
-            b.stdin(Terminal { inner: FileIn(Arc::new(f)), tty })
+            Ok(ThreadStdin::File(Arc::new(f)))
         }
-        other => b.stdin(Terminal { inner: AsyncStdinStream::new(other.into_async_read()), tty }),
+        other => Err(other),
+    };
+    match on_thread {
+        Ok(inner) => b.stdin(Terminal { inner, tty }),
+        Err(other) => {
+            b.stdin(Terminal { inner: AsyncStdinStream::new(other.into_async_read()), tty })
+        }
     };
     b.stdout(Terminal { inner: SinkOut(req.stdout), tty: req.tty });
     b.stderr(Terminal { inner: SinkOut(req.stderr), tty: req.tty });
