@@ -571,8 +571,9 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
         stage_ios.push(sio);
     }
     drop(next_in);
-    // Every stage but the last in a task of its own (on another core if
-    // one is free); the last in this one.
+    // Every stage but the first in a task of its own (on another core if
+    // one is free); the first, which the others wait on, in this one, so
+    // that it starts at once.
     let mut slots = Vec::with_capacity(n);
     for _ in 0..n {
         match sh.budget.subshell() {
@@ -585,22 +586,25 @@ async fn run_stages(sh: &mut Shell, p: &ast::Pipeline, io: &Io) -> i32 {
     }
     let mut stage_ios = stage_ios.into_iter();
     let mut slots = slots.into_iter();
+    let first_io = stage_ios.next().expect("one Io per stage");
+    let first_slot = slots.next();
     let mut spawned = Vec::with_capacity(n - 1);
-    for (cmd, sio) in p.seq[..n - 1].iter().zip(stage_ios.by_ref()) {
+    for (cmd, sio) in p.seq[1..].iter().zip(stage_ios) {
         let (sub, cmd, slot) = (sh.clone(), cmd.clone(), slots.next());
         spawned.push(crate::exec::spawn_part(async move {
             let _slot = slot;
             run_stage(sub, &cmd, sio).await
         }));
     }
-    let sio = stage_ios.next().expect("one Io per stage");
-    let _slot = slots.next();
-    let last = run_stage(sh.clone(), &p.seq[n - 1], sio);
-    let (statuses, last) = futures::join!(futures::future::join_all(spawned), last);
+    let first = async {
+        let _slot = first_slot;
+        run_stage(sh.clone(), &p.seq[0], first_io).await
+    };
+    let (first, rest) = futures::join!(first, futures::future::join_all(spawned));
     // A stage that panicked failed as a guest that trapped would.
-    let mut statuses: Vec<i32> =
-        statuses.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)).collect();
-    statuses.push(last);
+    let statuses: Vec<i32> = std::iter::once(first)
+        .chain(rest.into_iter().map(|s| s.unwrap_or(crate::exec::STATUS_TRAP)))
+        .collect();
     let _ = sh.set_array(
         "PIPESTATUS",
         super::state::array_of(statuses.iter().map(|s| s.to_string()).collect()),
