@@ -32,15 +32,14 @@ pub async fn run(sh: &mut Shell, cmd: &ast::SimpleCommand, io: &Io) -> Outcome {
         return Err(Unwind::Exit(137));
     }
     // Let other stages, the session and cancellation in between commands
-    // once [`YIELD_EVERY`](super::state::YIELD_EVERY) has passed since the
-    // last time (as loops do, `Shell::pause`); not before the line's first
+    // when a yield is due, as loops do; not before the line's first
     // command, so that a line of one builtin (`echo hi`) finishes in its
     // first poll and its output goes out with the start's answer. Not
     // before every command: a yield requeues the task and the runtime wakes
     // the pool's other thread to take it, a hand-off that cost each short
     // tool in a loop about a wake-up and a context switch.
-    if n > 0 && sh.last_yield.elapsed() >= super::state::YIELD_EVERY {
-        sh.yield_now().await;
+    if n > 0 {
+        sh.yield_if_due().await;
     }
 
     let items: Vec<&Item> = cmd.prefix.iter().flat_map(|p| p.0.iter()).collect();

@@ -797,14 +797,20 @@ impl Shell {
                 .is_some_and(|s| s.cpu_limit_hit.load(Ordering::Relaxed))
     }
 
-    /// Yields when [`YIELD_EVERY`] of work has passed since the last time:
-    /// a loop of compound commands (`while ((1)); do ((i++)); done`) never
-    /// holds a thread for longer, and stays stoppable. Fails once the line
-    /// is over its memory budget.
-    pub async fn pause(&mut self) -> Result<(), Unwind> {
+    /// Yields when [`YIELD_EVERY`] of work has passed since the last time,
+    /// and only then: each yield hands the task to the pool's other thread.
+    pub async fn yield_if_due(&mut self) {
         if self.last_yield.elapsed() >= YIELD_EVERY {
             self.yield_now().await;
         }
+    }
+
+    /// Yields when it is due ([`Shell::yield_if_due`]): a loop of compound
+    /// commands (`while ((1)); do ((i++)); done`) never holds a thread for
+    /// longer, and stays stoppable. Fails once the line is over its memory
+    /// budget.
+    pub async fn pause(&mut self) -> Result<(), Unwind> {
+        self.yield_if_due().await;
         if self.halted() { Err(Unwind::Exit(137)) } else { Ok(()) }
     }
 
