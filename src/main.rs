@@ -926,6 +926,41 @@ fn tools(cmd: ToolsCmd) -> Result<()> {
 /// carry no event at this level.
 const DEFAULT_LOG_FILTER: &str = "info,wasmtime_wasi=warn";
 
+/// Panics are logged as events of the log (one JSON object per line with
+/// `--log-format json`), not printed as raw text beside it. Most are caught
+/// where they happen (a dependency's panic inside a host command becomes
+/// that command's error) and the server goes on, so the line is all that is
+/// left of them; RUST_BACKTRACE=1 adds the backtrace to it.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(a panic payload that is not text)");
+        let thread = std::thread::current();
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(
+                thread = thread.name().unwrap_or("unnamed"),
+                %location,
+                panic = message,
+                %backtrace,
+                "a thread panicked"
+            );
+        } else {
+            tracing::error!(
+                thread = thread.name().unwrap_or("unnamed"),
+                %location,
+                panic = message,
+                "a thread panicked"
+            );
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     wasm_exec_server::release::start_background();
@@ -943,6 +978,7 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    log_panics();
     let runtime = || wasm_exec_server::release::runtime().context("cannot start the async runtime");
     let result = match cli.command {
         Command::Serve(args) => {

@@ -98,9 +98,45 @@ fn write_config(h: &Host, tenants: &[(&str, &str)]) -> PathBuf {
 
 /// Starts the server on the two tenants (tokens `token-a`, `token-b`).
 async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let mut child = command(h, args, envs)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn server");
+    // A cold module cache is compiled before the server listens.
+    let url = server_url(&mut child, Duration::from_secs(900)).await;
+    (child, url)
+}
+
+/// [`serve`] with `--log-format json`, keeping every line the server and
+/// its workers log (each is also passed on to this test's stderr).
+async fn serve_json_logs(
+    h: &Host,
+) -> (tokio::process::Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command(h, &["--log-format", "json"], &[])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    tokio::spawn({
+        let logs = logs.clone();
+        async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                logs.lock().expect("logs").push(line);
+            }
+        }
+    });
+    let url = server_url(&mut child, Duration::from_secs(900)).await;
+    (child, url, logs)
+}
+
+/// The server's command line on the two tenants, stdout piped for its URL.
+fn command(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> tokio::process::Command {
     let config = write_config(h, &[("a", "token-a"), ("b", "token-b")]);
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"))
-        .arg("serve")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_wasm-exec-server"));
+    cmd.arg("serve")
         .args(args)
         .arg("--config")
         .arg(&config)
@@ -110,13 +146,8 @@ async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::proces
         .arg(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("module-cache"))
         .envs(envs.iter().copied())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn server");
-    // A cold module cache is compiled before the server listens.
-    let url = server_url(&mut child, Duration::from_secs(900)).await;
-    (child, url)
+        .kill_on_drop(true);
+    cmd
 }
 
 async fn client(url: &str, tenant: &str) -> Client {
@@ -348,10 +379,16 @@ async fn a_worker_cannot_open_sockets_run_programs_or_read_outside_its_root() {
 
 /// `sub/.git` flips between a real directory and a link to `b`'s `.git`
 /// for five seconds while `a` runs git on it again and again.
+///
+/// The server logs JSON here: gitoxide's status reopens the object store by
+/// path and panics (`arc conversion always works`) when `.git` is missing at
+/// that moment, which this race makes happen a few times a run. The panic
+/// is caught (that git fails) and must reach the log as one of its JSON
+/// lines, not as raw text beside them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_git_dir_swapped_with_an_outward_link_in_a_loop_leaks_nothing() {
     let h = host();
-    let (_server, url) = serve(&h, &[], &[]).await;
+    let (mut server, url, logs) = serve_json_logs(&h).await;
     let sub = h.root("a").join("sub");
     copy_dir(&h.dir.path().join("a/clean"), &sub);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -384,6 +421,19 @@ async fn a_git_dir_swapped_with_an_outward_link_in_a_loop_leaks_nothing() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let swaps = swapper.join().expect("swapper");
     assert!(swaps > 100, "only {swaps} swaps");
+    // Stopped, so that its log is complete (the reader ends at its close).
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = logs.lock().expect("logs");
+    assert!(!logs.is_empty(), "the server logged nothing");
+    for line in logs.iter() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        assert!(v.is_object(), "a log line that is not a JSON object: {line}");
+    }
+    let panics = logs.iter().filter(|l| l.contains("a thread panicked")).count();
+    eprintln!("{runs} runs, {swaps} swaps, {panics} panics logged as JSON");
 }
 
 /// Killing one tenant's worker mid-command ends only that tenant's sessions;

@@ -136,6 +136,12 @@ pub async fn tree(t: &Target, mb: u64) -> Result<String> {
             (t0.elapsed(), o.map(|o| o.stdout).unwrap_or_default())
         };
         let has_native = !cmd.starts_with("rg") || which("rg");
+        if !has_native {
+            eprintln!(
+                "[tree] no native rg on this host: install ripgrep (apt-get install ripgrep) \
+                 for the native figure and the ratio"
+            );
+        }
         let mut native_times = vec![];
         let mut native_out = vec![];
         if has_native {
@@ -169,7 +175,7 @@ pub async fn tree(t: &Target, mb: u64) -> Result<String> {
             )
         } else {
             format!(
-                "| `{}` | (no native rg) | {:.0} ms | – | – |\n",
+                "| `{}` | (no native rg: install ripgrep) | {:.0} ms | – | – |\n",
                 cmd.replace('|', "\\|"),
                 ours.as_secs_f64() * 1e3
             )
