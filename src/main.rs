@@ -963,6 +963,7 @@ fn log_panics() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    wasm_exec_server::release::no_huge_pages();
     wasm_exec_server::release::start_background();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into());
