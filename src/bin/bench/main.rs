@@ -339,7 +339,9 @@ async fn bench(args: &Args, tmp: &Path, workspace: &Path) -> Result<()> {
         let pid = server.as_ref().map(|s: &server::Server| s.pid);
         let target = Target { kind, url, cwd: file_uri(&dir.display().to_string())?, dir, pid };
         measure(args, &target, &mut table).await?;
-        drop(server);
+        if let Some(server) = server {
+            server.stop().await;
+        }
         // Memory and cold start need servers of their own.
         if let Source::Spawn(l) = &source {
             measure_fresh(args, &target, l, &mut table).await?;

@@ -634,7 +634,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
         Some(Figure::Value(per_conn)),
     );
     drop(idle);
-    drop(server);
+    server.stop().await;
 
     // Processes blocked on stdin, spread over a few connections, on another
     // fresh server (the allocator may still return what the idle phase used).
@@ -691,7 +691,7 @@ pub async fn memory(launch: &Launch, cwd: &str, n: usize, table: &mut Table) -> 
         Some(Figure::Value(per_proc + children as f64 / n as f64)),
     );
     drop(clients);
-    drop(server);
+    server.stop().await;
     Ok(())
 }
 
@@ -870,7 +870,7 @@ pub async fn density(
         loaded_p50 / unloaded_p50,
     );
     drop((idle, holders, warm, benign));
-    drop(server);
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -878,7 +878,7 @@ pub async fn density(
 /// Server launch → first `bash -lc 'echo hi'` closed, on fresh servers.
 pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Table) -> Result<()> {
     // One launch first, so the module cache and the page cache are warm.
-    drop(launch.start(Duration::from_secs(900)).await?);
+    launch.start(Duration::from_secs(900)).await?.stop().await;
     let (mut first, mut listening) = (vec![], vec![]);
     let mut compiled = 0;
     for _ in 0..runs {
@@ -896,10 +896,19 @@ pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Tab
         if launch.kind == Kind::Ours {
             compiled += modules_compiled(&server.url).await?;
         }
-        drop(server);
+        server.stop().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let kind = launch.kind;
+    let list = |v: &[Duration]| {
+        v.iter().map(|d| format!("{:.1}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
+    };
+    table.notes.push(format!(
+        "Cold starts ({}), in order, ms: URL printed {}; first command closed {}.",
+        kind.label(),
+        list(&listening),
+        list(&first)
+    ));
     table.put(
         kind,
         "7. cold start: launch → URL printed",
