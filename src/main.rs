@@ -942,22 +942,16 @@ fn log_panics() {
         let thread = std::thread::current();
         let location = info.location().map(|l| l.to_string()).unwrap_or_default();
         let backtrace = std::backtrace::Backtrace::capture();
-        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-            tracing::error!(
-                thread = thread.name().unwrap_or("unnamed"),
-                %location,
-                panic = message,
-                %backtrace,
-                "a thread panicked"
-            );
-        } else {
-            tracing::error!(
-                thread = thread.name().unwrap_or("unnamed"),
-                %location,
-                panic = message,
-                "a thread panicked"
-            );
-        }
+        // Recorded only when captured (RUST_BACKTRACE): a `None` field is left out.
+        let backtrace = (backtrace.status() == std::backtrace::BacktraceStatus::Captured)
+            .then(|| backtrace.to_string());
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            %location,
+            panic = message,
+            backtrace = backtrace.as_deref(),
+            "a thread panicked"
+        );
     }));
 }
 
