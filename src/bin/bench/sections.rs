@@ -897,7 +897,6 @@ pub async fn cold_start(launch: &Launch, cwd: &str, runs: usize, table: &mut Tab
             compiled += modules_compiled(&server.url).await?;
         }
         server.stop().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let kind = launch.kind;
     let list = |v: &[Duration]| {

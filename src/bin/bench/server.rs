@@ -42,12 +42,9 @@ impl Server {
         let kids = children(self.pid);
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        // Not gone, and not a zombie its new parent has yet to reap.
         let alive = |pid: &u32| {
-            // Gone, or a zombie its new parent has not reaped yet.
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned()))
-                .is_some_and(|rest| !rest.starts_with('Z'))
+            stat_fields(&pid.to_string()).is_some_and(|f| f.split_whitespace().next() != Some("Z"))
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while kids.iter().any(alive) && std::time::Instant::now() < deadline {
@@ -250,11 +247,9 @@ pub fn descendants_pss_kib(pid: u32) -> u64 {
     let mut parent = std::collections::HashMap::<u32, Vec<u32>>::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        // The field after the `(comm)` is the state, then the parent pid.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok());
+        // The state, then the parent pid.
+        let ppid =
+            stat_fields(&p.to_string()).and_then(|f| f.split_whitespace().nth(1)?.parse().ok());
         if let Some(pp) = ppid {
             parent.entry(pp).or_default().push(p);
         }
@@ -277,13 +272,19 @@ pub fn descendants_pss_kib(pid: u32) -> u64 {
 /// CPU time a process and its reaped children have used (`self` for this
 /// one), from `/proc/PID/stat`.
 pub fn cpu_time(pid: &str) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
+    let rest = stat_fields(pid)?;
     // After `(comm)`: state is field 3, utime 14, stime 15, cutime 16, cstime 17,
     // in USER_HZ ticks, which Linux fixes at 100 per second for user space.
     let ticks: u64 =
         rest.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// The fields of `/proc/PID/stat` after `(comm)` (which may hold blanks and
+/// parentheses), from the state on; `None` once the process is gone.
+fn stat_fields(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.rsplit_once(')')?.1.to_owned())
 }
 
 /// `module_cache{result="miss"}` from our `/metrics`: modules compiled since start.
