@@ -107,26 +107,25 @@ async fn serve(h: &Host, args: &[&str], envs: &[(&str, &str)]) -> (tokio::proces
     (child, url)
 }
 
-/// [`serve`] with `--log-format json`, keeping every line the server and
-/// its workers log (each is also passed on to this test's stderr).
+/// [`serve`] with `--log-format json`. The task returned reads every line
+/// the server and its workers log (passing each on to this test's stderr)
+/// and gives them all once the last of them has closed its stderr.
 async fn serve_json_logs(
     h: &Host,
-) -> (tokio::process::Child, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+) -> (tokio::process::Child, String, tokio::task::JoinHandle<Vec<String>>) {
     use tokio::io::AsyncBufReadExt;
     let mut child = command(h, &["--log-format", "json"], &[])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn server");
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    tokio::spawn({
-        let logs = logs.clone();
-        async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("{line}");
-                logs.lock().expect("logs").push(line);
-            }
+    let logs = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+            all.push(line);
         }
+        all
     });
     let url = server_url(&mut child, Duration::from_secs(900)).await;
     (child, url, logs)
@@ -421,11 +420,14 @@ async fn a_git_dir_swapped_with_an_outward_link_in_a_loop_leaks_nothing() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let swaps = swapper.join().expect("swapper");
     assert!(swaps > 100, "only {swaps} swaps");
-    // Stopped, so that its log is complete (the reader ends at its close).
+    // Stopped, so that its log is complete: the reader ends when the server
+    // and its workers have all closed their stderr.
     let _ = server.start_kill();
     let _ = server.wait().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = logs.lock().expect("logs");
+    let logs = tokio::time::timeout(Duration::from_secs(30), logs)
+        .await
+        .expect("the workers' stderr closed within 30 s of the server's end")
+        .expect("log reader");
     assert!(!logs.is_empty(), "the server logged nothing");
     for line in logs.iter() {
         let v: serde_json::Value = serde_json::from_str(line)
