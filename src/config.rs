@@ -180,6 +180,12 @@ pub struct WorkspaceConfig {
     /// Where the guests' `/tmp` and the skeleton above the root are made
     /// [default: the system's temporary directory].
     pub scratch_parent: Option<std::path::PathBuf>,
+    /// The scratch directory itself, instead of a fresh one in
+    /// `scratch_parent`: a worker's, chosen by the front, which removes it
+    /// once the worker has exited (a confined worker may empty it but not
+    /// remove it from its parent).
+    #[serde(default)]
+    pub scratch_dir: Option<std::path::PathBuf>,
 }
 
 impl WorkspaceConfig {
@@ -192,6 +198,7 @@ impl WorkspaceConfig {
             read_only: vec![".git".into()],
             max_disk: 0,
             scratch_parent: None,
+            scratch_dir: None,
         }
     }
 }

@@ -450,6 +450,7 @@ fn tenant_specs(args: &ServeArgs) -> Result<Vec<TenantSpec>> {
         read_only: args.read_only.clone(),
         max_disk: limits.max_disk,
         scratch_parent: None,
+        scratch_dir: None,
     };
     Ok(vec![TenantSpec { id: "default".into(), digest, workspace, limits }])
 }

@@ -513,6 +513,55 @@ async fn a_killed_worker_ends_only_its_tenants_sessions() {
     assert!(metrics.contains("wasm_exec_server_worker_resident_bytes{tenant=\"b\"}"), "{metrics}");
 }
 
+/// The names in `dir`.
+fn entries(dir: &Path) -> Vec<String> {
+    let list = std::fs::read_dir(dir).expect("read_dir");
+    list.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect()
+}
+
+/// A confined worker may not remove its guests' scratch directory (their
+/// `/tmp` and the skeleton above the root) from the system's temporary
+/// directory, so the front does once the worker is gone: when it crashed,
+/// and when the server shuts down. Nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_scratch_directory_goes_with_it() {
+    let h = host();
+    let tmp = h.dir.path().join("system-tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let tmp_env = tmp.to_string_lossy().into_owned();
+    let (mut server, url) =
+        serve(&h, &[], &[("WES_TEST_HOOKS", "1"), ("TMPDIR", tmp_env.as_str())]).await;
+    let a = client(&url, "a").await;
+    let b = client(&url, "b").await;
+    let (probe, status) = sh(&a, &h.root("a"), "echo left > /tmp/left; __wes_probe").await;
+    assert_eq!(status, 0, "{probe}");
+    let pid = probe.lines().find_map(|l| l.strip_prefix("pid: ")).expect("pid").to_owned();
+    assert_eq!(sh(&b, &h.root("b"), "echo b > /tmp/b").await.1, 0);
+    let made = entries(&tmp);
+    assert_eq!(made.len(), 2, "one scratch directory per worker: {made:?}");
+    // a's worker dies: its directory goes, b's stays.
+    let killed = std::process::Command::new("kill").args(["-9", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let mut left = made.clone();
+    for _ in 0..100 {
+        left = entries(&tmp);
+        if left.len() < 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left.len(), 1, "the crashed worker's scratch directory stayed: {left:?}");
+    assert_eq!(sh(&b, &h.root("b"), "cat /tmp/b").await, ("b\n".to_owned(), 0));
+    // The server shuts down: b's worker stops and its directory goes too.
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.id().expect("pid").to_string()])
+        .status();
+    assert!(term.expect("kill").success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), server.wait()).await;
+    assert!(exit.expect("the server stopped in time").expect("wait").success());
+    assert_eq!(entries(&tmp), Vec::<String>::new(), "scratch left after shutdown");
+}
+
 /// An initialized raw WebSocket connection of `tenant`'s.
 async fn raw_ws(
     url: &str,

@@ -17,5 +17,5 @@ pub mod workspace;
 
 pub use path::{Mapped, PathMap, UriError, parse_file_uri, to_file_uri};
 pub use quota::{DiskQuota, QuotaExceeded};
-pub use scratch::{Scratch, sweep_stale_scratch};
+pub use scratch::{Scratch, fresh_scratch_dir, remove_scratch_dir, sweep_stale_scratch};
 pub use workspace::{DirEntry, FsError, FsResult, Metadata, Workspace, strerror};

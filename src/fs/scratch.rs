@@ -30,11 +30,32 @@ const SCRATCH_PREFIX: &str = "wasm-exec-server-";
 /// guest sees it).
 const SCRATCH_LOCK: &str = ".lock";
 
+/// How old an empty scratch directory must be before a sweep takes it: a
+/// directory being made is empty only until its lock file is written.
+const EMPTY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A fresh scratch directory's path in `parent` (not yet made).
+pub fn fresh_scratch_dir(parent: &Path) -> PathBuf {
+    parent.join(format!("{SCRATCH_PREFIX}{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Removes the scratch directory `dir` of a worker that has exited, all of
+/// it (whatever its guests left there: links are removed, not followed).
+/// Gone already is fine.
+pub fn remove_scratch_dir(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Removes the scratch directories in `parent` that no live server holds:
 /// those of servers that were killed or crashed. A directory is taken only
 /// when it is ours (a real directory, not a link, owned by this user) and
-/// its lock can be taken; one without a lock file is left alone (it may be
-/// being made). Returns how many were removed.
+/// its lock can be taken. One without a lock file is removed only when it
+/// is empty and older than a minute (a confined worker empties its own but
+/// may not remove it; a younger one may be being made). Returns how many
+/// were removed.
 pub fn sweep_stale_scratch(parent: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(parent) else { return 0 };
     let mut removed = 0;
@@ -51,7 +72,14 @@ pub fn sweep_stale_scratch(parent: &Path) -> usize {
         if !ours {
             continue;
         }
-        let Ok(lock) = std::fs::File::open(path.join(SCRATCH_LOCK)) else { continue };
+        let Ok(lock) = std::fs::File::open(path.join(SCRATCH_LOCK)) else {
+            let old = meta.modified().ok().and_then(|m| m.elapsed().ok()) >= Some(EMPTY_GRACE);
+            // `remove_dir` removes only an empty directory.
+            if old && std::fs::remove_dir(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        };
         if lock.try_lock().is_ok() && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
         }
@@ -78,8 +106,9 @@ const PYTHON_HOOK: &str = include_str!("sitecustomize.py");
 const DEV_ZERO_BYTES: u64 = 1 << 30;
 
 impl Scratch {
-    pub(super) fn create(parent: &Path, visible: &str) -> io::Result<Self> {
-        let base = parent.join(format!("{SCRATCH_PREFIX}{}", uuid::Uuid::new_v4().simple()));
+    /// Makes the scratch directory `base` (which must not exist yet) for a
+    /// workspace visible at `visible`.
+    pub(super) fn create(base: PathBuf, visible: &str) -> io::Result<Self> {
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -170,6 +199,17 @@ mod tests {
         // One being made (no lock file yet), and other people's files.
         let young = parent.join(format!("{SCRATCH_PREFIX}young"));
         std::fs::create_dir(&young).expect("mkdir young");
+        // A confined worker's, emptied but left in place, a while ago; and
+        // one as old that is not empty.
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let emptied = parent.join(format!("{SCRATCH_PREFIX}emptied"));
+        let full = parent.join(format!("{SCRATCH_PREFIX}full"));
+        std::fs::create_dir_all(full.join("tmp")).expect("mkdir full");
+        std::fs::create_dir(&emptied).expect("mkdir emptied");
+        for dir in [&emptied, &full] {
+            let handle = std::fs::File::open(dir).expect("open dir");
+            handle.set_modified(an_hour_ago).expect("age the directory");
+        }
         let other = parent.join("unrelated");
         std::fs::create_dir(&other).expect("mkdir other");
         std::fs::write(other.join(SCRATCH_LOCK), "").expect("other lock");
@@ -181,8 +221,10 @@ mod tests {
         std::os::unix::fs::symlink(&victim, parent.join(format!("{SCRATCH_PREFIX}link")))
             .expect("symlink");
 
-        assert_eq!(sweep_stale_scratch(&parent), 1);
+        assert_eq!(sweep_stale_scratch(&parent), 2);
         assert!(!dead.exists(), "the dead server's directory is gone");
+        assert!(!emptied.exists(), "the emptied one is gone");
+        assert!(full.join("tmp").is_dir(), "an old one without a lock is not emptied");
         assert!(live_dir.join("tmp").is_dir(), "the live workspace keeps its /tmp");
         assert!(young.is_dir() && other.is_dir() && victim.join(SCRATCH_LOCK).is_file());
         drop(live);

@@ -125,8 +125,11 @@ impl Workspace {
     /// Opens a workspace as configured: the root, where it is visible, its
     /// read-only areas and its disk quota.
     pub fn from_config(cfg: &crate::config::WorkspaceConfig) -> io::Result<Self> {
-        let scratch = cfg.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
-        let ws = Self::open_in(&cfg.root, cfg.visible.as_deref(), &scratch)?
+        let scratch = cfg.scratch_dir.clone().unwrap_or_else(|| {
+            let parent = cfg.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
+            super::scratch::fresh_scratch_dir(&parent)
+        });
+        let ws = Self::open_with_scratch(&cfg.root, cfg.visible.as_deref(), scratch)?
             .with_read_only(&cfg.read_only);
         Ok(if cfg.max_disk > 0 { ws.with_quota(cfg.max_disk) } else { ws })
     }
@@ -144,6 +147,20 @@ impl Workspace {
         visible: Option<&str>,
         scratch_parent: &Path,
     ) -> io::Result<Self> {
+        Self::open_with_scratch(
+            host_dir,
+            visible,
+            super::scratch::fresh_scratch_dir(scratch_parent),
+        )
+    }
+
+    /// Like [`Workspace::open_in`], with the scratch directory made at
+    /// `scratch` exactly.
+    fn open_with_scratch(
+        host_dir: &Path,
+        visible: Option<&str>,
+        scratch: PathBuf,
+    ) -> io::Result<Self> {
         let host_root = std::fs::canonicalize(host_dir)?;
         let root = Dir::open_ambient_dir(&host_root, ambient_authority())?;
         let visible = match visible {
@@ -158,7 +175,7 @@ impl Workspace {
                 format!("visible path `{visible}` must be absolute"),
             ));
         }
-        let scratch = match Scratch::create(scratch_parent, &visible) {
+        let scratch = match Scratch::create(scratch, &visible) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 tracing::warn!(error = %e, "no /tmp or parent directories for guests");

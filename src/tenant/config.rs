@@ -143,6 +143,7 @@ impl ConfigFile {
                 read_only: t.read_only.clone().unwrap_or_else(|| vec![".git".into()]),
                 max_disk: limits.max_disk,
                 scratch_parent: None,
+                scratch_dir: None,
             };
             specs.push(TenantSpec { id: t.id.clone(), digest: Some(digest), workspace, limits });
         }

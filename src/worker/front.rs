@@ -84,6 +84,9 @@ struct Worker {
     /// Admin questions waiting for the worker's answer, by id.
     admin: Mutex<HashMap<u64, oneshot::Sender<String>>>,
     admin_seq: AtomicU64,
+    /// The guests' scratch directory (their `/tmp` and the skeleton above
+    /// the root), which the front removes once the worker has exited.
+    scratch: PathBuf,
 }
 
 /// What the clients of a worker ended for `max-tenant-memory` are told.
@@ -363,7 +366,14 @@ impl Front {
     /// Starts `tenant`'s worker and waits until it is confined and ready.
     async fn start(self: &Arc<Self>, tenant: &str) -> anyhow::Result<Arc<Worker>> {
         use anyhow::Context;
-        let spec = self.tenants().specs.get(tenant).context("unknown tenant")?.clone();
+        let mut spec = self.tenants().specs.get(tenant).context("unknown tenant")?.clone();
+        // The front names the worker's scratch directory: a confined worker
+        // empties its own when it stops but may not remove it from its
+        // parent, so the front does, once the worker is gone.
+        let workspace = &mut spec.tenant.workspace;
+        let parent = workspace.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
+        let scratch = crate::fs::fresh_scratch_dir(&parent);
+        workspace.scratch_dir = Some(scratch.clone());
         let (ours, theirs) = control::pair().context("cannot make a control socket")?;
         let started = std::time::Instant::now();
         let mut cmd = tokio::process::Command::new(&self.exe);
@@ -386,19 +396,13 @@ impl Front {
         let mut child = cmd.spawn().context("cannot start the worker process")?;
         let pid = child.id().unwrap_or_default();
         let channel = Channel::new(ours).context("control socket")?;
-        channel.send(&ToWorker::Start(Box::new(spec)), None).await.context("worker start")?;
-        let ready = tokio::select! {
-            r = tokio::time::timeout(START_TIMEOUT, channel.recv::<FromWorker>()) => r,
-            status = child.wait() => {
-                let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                anyhow::bail!("the worker exited during start-up ({status}); see its log above")
+        let confinement = match handshake(&channel, &mut child, spec).await {
+            Ok(confinement) => confinement,
+            Err(e) => {
+                let _ = child.kill().await;
+                remove_scratch(scratch).await;
+                return Err(e);
             }
-        };
-        let confinement = match ready {
-            Ok(Ok(Some((FromWorker::Ready { confinement }, _)))) => confinement,
-            Ok(Ok(other)) => anyhow::bail!("unexpected first message from the worker: {other:?}"),
-            Ok(Err(e)) => anyhow::bail!("the worker's control socket failed: {e}"),
-            Err(_) => anyhow::bail!("the worker did not start within {START_TIMEOUT:?}"),
         };
         tracing::info!(
             tenant,
@@ -420,6 +424,7 @@ impl Front {
             killed_for: Mutex::new(None),
             admin: Mutex::new(HashMap::new()),
             admin_seq: AtomicU64::new(0),
+            scratch,
         });
         self.stat(tenant, |s| s.starts += 1);
         self.supervisors.spawn(self.clone().supervise(worker.clone(), child));
@@ -461,6 +466,7 @@ impl Front {
         };
         let tenant = worker.tenant.as_str();
         self.clear_slot(&worker).await;
+        remove_scratch(worker.scratch.clone()).await;
         let cpu = worker.usage.lock().map(|u| u.1).unwrap_or_default();
         self.stat(tenant, |s| s.cpu_done += cpu);
         let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -922,5 +928,41 @@ pub fn check_kernel(mode: super::Mode) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// Sends the worker its spec and waits for its `Ready`: the confinement it
+/// reached.
+async fn handshake(
+    channel: &Channel,
+    child: &mut tokio::process::Child,
+    spec: WorkerSpec,
+) -> anyhow::Result<String> {
+    use anyhow::Context;
+    channel.send(&ToWorker::Start(Box::new(spec)), None).await.context("worker start")?;
+    let ready = tokio::select! {
+        r = tokio::time::timeout(START_TIMEOUT, channel.recv::<FromWorker>()) => r,
+        status = child.wait() => {
+            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            anyhow::bail!("the worker exited during start-up ({status}); see its log above")
+        }
+    };
+    match ready {
+        Ok(Ok(Some((FromWorker::Ready { confinement }, _)))) => Ok(confinement),
+        Ok(Ok(other)) => anyhow::bail!("unexpected first message from the worker: {other:?}"),
+        Ok(Err(e)) => anyhow::bail!("the worker's control socket failed: {e}"),
+        Err(_) => anyhow::bail!("the worker did not start within {START_TIMEOUT:?}"),
+    }
+}
+
+/// Removes an exited worker's scratch directory, off the async threads
+/// (its guests' `/tmp` may hold many files).
+async fn remove_scratch(dir: PathBuf) {
+    let removed = tokio::task::spawn_blocking(move || {
+        crate::fs::remove_scratch_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+    })
+    .await;
+    if let Ok(Err(e)) = removed {
+        tracing::warn!(error = %e, "could not remove a worker's scratch directory");
     }
 }
