@@ -101,6 +101,9 @@ pub struct Tuning {
     /// (the code then checks bounds explicitly, a little slower) even when
     /// the address-space limit would allow the full 4 GiB layout.
     pub compact: bool,
+    /// Threads that serve a tenant's worker's connections (`serve
+    /// --connection-threads`); 0: one per core.
+    pub connection_threads: u32,
 }
 
 impl Default for Tuning {
@@ -112,6 +115,7 @@ impl Default for Tuning {
             pool_slots: MAX_POOL_SLOTS,
             memory_limit: None,
             compact: false,
+            connection_threads: 1,
         }
     }
 }

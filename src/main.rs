@@ -244,6 +244,15 @@ struct ServeArgs {
     )]
     confinement: String,
 
+    /// Threads that serve connections (WebSocket, JSON-RPC, handing commands
+    /// to the guest threads) in each tenant's worker, or in the one-process
+    /// server; 0: one per core. Commands run on threads of their own either
+    /// way. One busy thread hands work over with fewer wake-ups than several
+    /// that keep parking; raise it when one tenant's connections keep a
+    /// core busy.
+    #[arg(long, default_value_t = 1, value_name = "N", env = "WES_CONNECTION_THREADS")]
+    connection_threads: u32,
+
     /// Serve the admin API (list tenants, sessions and processes with their
     /// usage; terminate a process; drain a tenant) on this address, as
     /// `IP:PORT`; keep it on loopback or a private network. Needs
@@ -622,6 +631,7 @@ fn front_tenants(
         tools.tuning.pool_slots =
             u32::try_from(spec.limits.max_instances).unwrap_or(u32::MAX).min(MAX_POOL_SLOTS);
         tools.tuning.memory_limit = Some(spec.limits.max_memory as u64);
+        tools.tuning.connection_threads = args.connection_threads;
         let worker = WorkerSpec {
             tenant: spec.clone(),
             tools,
@@ -975,23 +985,25 @@ fn main() -> ExitCode {
         logs.init();
     }
     log_panics();
-    let runtime = || wasm_exec_server::release::runtime().context("cannot start the async runtime");
+    let runtime = |threads| {
+        wasm_exec_server::release::runtime(threads).context("cannot start the async runtime")
+    };
     let result = match cli.command {
-        Command::Serve(args) => {
-            runtime().and_then(|rt| rt.block_on(serve(*args, cli.log_format))).map(|()| 0)
-        }
+        Command::Serve(args) => runtime(args.connection_threads)
+            .and_then(|rt| rt.block_on(serve(*args, cli.log_format)))
+            .map(|()| 0),
         // No async runtime before the worker has confined itself.
         Command::Worker => wasm_exec_server::worker::child::main().map(|()| 0),
         Command::Tools(args) => tools(args).map(|()| 0),
         // As ssh: 255 says the client failed, not the command.
-        Command::Exec(args) => match runtime().and_then(|rt| rt.block_on(exec(args))) {
+        Command::Exec(args) => match runtime(0).and_then(|rt| rt.block_on(exec(args))) {
             Err(e) => {
                 eprintln!("wasm-exec-server exec: {e:#}");
                 return ExitCode::from(255);
             }
             ok => ok,
         },
-        Command::Run(args) => runtime().and_then(|rt| rt.block_on(run(args))),
+        Command::Run(args) => runtime(0).and_then(|rt| rt.block_on(run(args))),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

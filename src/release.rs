@@ -75,8 +75,12 @@ pub fn collect() {
 }
 
 /// The multi-threaded async runtime every command of the binary runs on
-/// (`serve`, `exec`, `run`, and each tenant's worker), parking through
-/// [`on_park`].
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().on_thread_park(on_park).enable_all().build()
+/// (`serve`, `exec`, `run`, and each tenant's worker), with `threads`
+/// worker threads (0: one per core), parking through [`on_park`].
+pub fn runtime(threads: u32) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads as usize);
+    }
+    builder.on_thread_park(on_park).enable_all().build()
 }

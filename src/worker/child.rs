@@ -63,7 +63,8 @@ pub fn main() -> Result<()> {
             bail!("--confinement required, but Landlock is {}", status.landlock);
         }
     }
-    let rt = crate::release::runtime().context("cannot start the async runtime")?;
+    let rt = crate::release::runtime(spec.tools.tuning.connection_threads)
+        .context("cannot start the async runtime")?;
     rt.block_on(serve(spec, runtime, workspace, control, status))
 }
 
