@@ -1328,6 +1328,38 @@ async fn binary_prints_its_url_first_and_serves() {
     child.kill().await.expect("kill");
 }
 
+/// One thread serves connections by default; more (or one per core, 0)
+/// serve as well, in workers and in one process, connections side by side.
+#[tokio::test]
+async fn the_server_serves_with_any_number_of_connection_threads() {
+    for args in [
+        &["--connection-threads", "0"][..],
+        &["--connection-threads", "3"][..],
+        &["--connection-threads", "3", "--confinement", "off"][..],
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = spawn_server(args, dir.path(), &[]);
+        let url = server_url(&mut child, Duration::from_secs(60)).await;
+        let cwd = format!("file://{}", std::fs::canonicalize(dir.path()).expect("canon").display());
+        let runs = (0..4).map(|i| {
+            let (url, cwd) = (url.clone(), cwd.clone());
+            async move {
+                let c = Client::connect(&url).await.expect("connect");
+                let mut out = Vec::new();
+                for j in 0..2 {
+                    let f = c.run(&format!("p{i}-{j}"), &["hello"], &cwd).await.expect("run");
+                    out.push(f.stdout_str());
+                }
+                out
+            }
+        });
+        for out in futures::future::join_all(runs).await {
+            assert_eq!(out, vec!["hello from wasm\n"; 2], "{args:?}");
+        }
+        child.kill().await.expect("kill");
+    }
+}
+
 #[tokio::test]
 async fn stdio_transport_speaks_newline_delimited_json() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
