@@ -64,15 +64,6 @@ pub enum Outbound {
 /// (`None` while it serves): sent to each client in its close frame.
 pub type Shutdown = tokio::sync::watch::Receiver<Option<Arc<str>>>;
 
-impl Outbound {
-    fn len(&self) -> usize {
-        match self {
-            Outbound::Text(t) => t.len(),
-            Outbound::Ping | Outbound::Close(_) => 0,
-        }
-    }
-}
-
 /// Serves an upgraded WebSocket.
 pub async fn serve_websocket(
     socket: axum::extract::ws::WebSocket,
@@ -159,7 +150,7 @@ async fn serve<S, K, E, F>(
     }
     let keepalive = peer.is_some();
     async move {
-        let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTBOUND_QUEUE);
+        let (out_tx, mut out_rx) = mpsc::channel::<rpc::Queued>(OUTBOUND_QUEUE);
         // Set when the server closes the connection: the close frame's reason,
         // sent after everything queued.
         let close_reason: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
@@ -170,26 +161,25 @@ async fn serve<S, K, E, F>(
                 PING_INTERVAL,
             );
             loop {
-                let out = tokio::select! {
+                let first = tokio::select! {
                     msg = out_rx.recv() => match msg {
-                        Some(text) => Outbound::Text(text),
+                        Some(queued) => Some(queued),
                         None => break,
                     },
-                    _ = ping.tick(), if keepalive => Outbound::Ping,
+                    _ = ping.tick(), if keepalive => None,
                 };
                 // Everything already queued goes out with one flush (one
-                // write for a command's output, exit and close).
+                // write for a command's answer, output, exit and close).
                 // Bulk output is flushed as it comes (the client reads one
                 // message while the next is written).
-                let mut pending = out.len();
-                let mut result = sink.feed(out).await.map_err(|e| e.to_string());
+                let mut pending = 0;
+                let mut result = match first {
+                    Some(queued) => feed(&mut sink, queued, &mut pending).await,
+                    None => sink.feed(Outbound::Ping).await.map_err(|e| e.to_string()),
+                };
                 while result.is_ok() && pending < FLUSH_BYTES {
                     match out_rx.try_recv() {
-                        Ok(text) => {
-                            pending += text.len();
-                            result =
-                                sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string());
-                        }
+                        Ok(queued) => result = feed(&mut sink, queued, &mut pending).await,
                         Err(_) => break,
                     }
                 }
@@ -239,7 +229,7 @@ async fn serve<S, K, E, F>(
                         let msg = rpc::parse_error_text(
                             "failed to parse JSON-RPC message: binary frame is not UTF-8".into(),
                         );
-                        if out_tx.send(msg).await.is_err() {
+                        if out_tx.send(msg.into()).await.is_err() {
                             break;
                         }
                         continue;
@@ -260,7 +250,7 @@ async fn serve<S, K, E, F>(
             };
             match rpc::decode(&text) {
                 Incoming::Malformed(message) => {
-                    if out_tx.send(rpc::parse_error_text(message)).await.is_err() {
+                    if out_tx.send(rpc::parse_error_text(message).into()).await.is_err() {
                         break;
                     }
                 }
@@ -284,7 +274,7 @@ async fn serve<S, K, E, F>(
                                     span_has_session = true;
                                 }
                             }
-                            if out_tx.send(rpc::response_text(id, result)).await.is_err() {
+                            if out_tx.send(rpc::response_text(id, result).into()).await.is_err() {
                                 break;
                             }
                             if let Some(after) = after {
@@ -295,7 +285,8 @@ async fn serve<S, K, E, F>(
                             hand_over(crate::session::Responder::new(out_tx.clone(), id))
                         }
                         Reply::Raw(result) => {
-                            if out_tx.send(rpc::raw_response_text(id, result)).await.is_err() {
+                            if out_tx.send(rpc::raw_response_text(id, result).into()).await.is_err()
+                            {
                                 break;
                             }
                         }
@@ -306,7 +297,7 @@ async fn serve<S, K, E, F>(
                             let tx = out_tx.clone();
                             deferred.spawn(async move {
                                 let result = fut.await;
-                                let _ = tx.send(rpc::response_text(id, result)).await;
+                                let _ = tx.send(rpc::response_text(id, result).into()).await;
                             });
                         }
                     }
@@ -322,6 +313,24 @@ async fn serve<S, K, E, F>(
     }
     .instrument(span)
     .await
+}
+
+/// Feeds what was queued to `sink` (one frame per message, unflushed) and
+/// adds its bytes to `pending`.
+async fn feed<K, F>(sink: &mut K, queued: rpc::Queued, pending: &mut usize) -> Result<(), String>
+where
+    K: Sink<Outbound, Error = F> + Unpin,
+    F: std::fmt::Display,
+{
+    let (first, rest) = match queued {
+        rpc::Queued::One(text) => (Some(text), Vec::new()),
+        rpc::Queued::Batch(texts) => (None, texts),
+    };
+    for text in first.into_iter().chain(rest) {
+        *pending += text.len();
+        sink.feed(Outbound::Text(text)).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Runs `f` when dropped (keeps the open-connections gauge right on every

@@ -11,6 +11,21 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::io;
 
+/// What a connection's writer is handed: one serialized message, or several
+/// that go out together (one flush, so one write for a command's answer,
+/// output, exit and close).
+#[derive(Debug)]
+pub enum Queued {
+    One(String),
+    Batch(Vec<String>),
+}
+
+impl From<String> for Queued {
+    fn from(text: String) -> Self {
+        Queued::One(text)
+    }
+}
+
 /// An error answer: a stable code and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} ({code})")]

@@ -196,6 +196,10 @@ impl Process {
         let seq = self.push(Event::Closed);
         let n = ProcessClosedNotification { process_id: &self.id, seq };
         emitter.send(method::PROCESS_CLOSED, n).await;
+    }
+
+    /// Its last notification has gone out (to the connection's queue).
+    pub(super) fn mark_finished(&self) {
         self.finished.store(true, Ordering::Release);
     }
 

@@ -20,5 +20,5 @@ pub mod pump;
 pub mod tty;
 
 pub use handle::{Process, Stop, stdin_slots, summary};
-pub use notifier::Notifier;
+pub use notifier::{Answer, Notifier};
 pub use pump::{Output, Owner, StartAck, Started};

@@ -10,13 +10,12 @@
 //! ([`crate::exec::run_demotable`]); the two stay on one thread either way.
 
 use super::handle::{Process, Stop, lock, stream_name};
-use super::notifier::{Emitter, Notifier};
+use super::notifier::{Answer, Emitter, Notifier};
 use super::tty::crlf;
 use crate::exec::{CommandStats, OutputChunk, STATUS_KILLED};
 use crate::metrics::{Metrics, Outcome, OutcomeLabels};
 use crate::protocol::ProcessUsage;
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,9 +33,10 @@ pub struct Started {
     pub process_id: String,
 }
 
-/// Sends the start's answer (made by the session); the pump awaits it before
-/// it sends anything the command produced.
-pub type StartAck = Box<dyn FnOnce(Started) -> BoxFuture<'static, ()> + Send>;
+/// Makes the start's answer (the session serializes it); the pump sends it
+/// before anything the command produced, together with all of it when the
+/// command finishes in its first poll.
+pub type StartAck = Box<dyn FnOnce(Started) -> Answer + Send>;
 
 /// Where a process runs and whom it reports to: given by its session.
 pub struct Owner {
@@ -137,7 +137,7 @@ impl Pump {
     {
         let Pump { process, owner, output, stats, mut answer } = self;
         let Output { mut rx, note } = output;
-        let emitter = Emitter(owner.notifier.clone());
+        let emitter = Emitter::new(owner.notifier.clone());
         let started = Instant::now();
         let scoped = crate::exec::with_scope(stats.clone(), owner.batch.clone(), runner);
         let (cpu_note, max_cpu) = (note.clone(), owner.max_cpu);
@@ -178,9 +178,10 @@ impl Pump {
         // `biased` order below polls it before the last branch), ahead of
         // anything the command produced: a command that finishes in its
         // first poll reaches the client in one write with its answer.
+        let started_ack = || Started { process_id: process.id.clone() };
         let answer_first = async |answer: &mut Option<StartAck>| {
             if let Some(ack) = answer.take() {
-                ack(Started { process_id: process.id.clone() }).await;
+                ack(started_ack()).send().await;
             }
         };
         loop {
@@ -203,7 +204,11 @@ impl Pump {
                     }
                 },
                 (status, outcome) = &mut command, if !exited => {
-                    answer_first(&mut answer).await;
+                    // Finished in its first poll: the answer, the output,
+                    // the exit and the close go to the client together.
+                    if let Some(ack) = answer.take() {
+                        emitter.open_batch(ack(started_ack()));
+                    }
                     exited = true;
                     {
                         let mut stdin = lock(&process.stdin);
@@ -224,7 +229,14 @@ impl Pump {
                     };
                     record(&owner, &process, status, outcome, &usage, started.elapsed());
                     process.emit_exited(&emitter, status, usage).await;
+                    // Its output has all been read (a finished command holds
+                    // no sender): the close follows at once, in the batch.
+                    if rx.is_closed() && rx.is_empty() {
+                        rx_open = false;
+                    }
                     if !rx_open { break; }
+                    // Something may still write: what the batch holds goes now.
+                    emitter.flush().await;
                     if matches!(outcome, Outcome::Terminated | Outcome::Interrupted) || outcome.is_limit() {
                         drain_until = Some(tokio::time::Instant::now() + STOP_DRAIN);
                     }
@@ -246,6 +258,8 @@ impl Pump {
         // already applied.
         owner.notifier.retire(&process);
         process.emit_closed(&emitter).await;
+        emitter.flush().await;
+        process.mark_finished();
         // This task is ending: its handle (and the task's memory with it)
         // need not live as long as the entry.
         drop(lock(&process.task).take());

@@ -30,14 +30,14 @@ pub struct Handler {
     stage: Stage,
     session: Option<Arc<Session>>,
     /// The writer's queue, given to the session for notifications.
-    outbound: mpsc::Sender<String>,
+    outbound: mpsc::Sender<crate::rpc::Queued>,
 }
 
 impl Handler {
     pub fn new(
         tenant: Arc<Tenant>,
         registry: Arc<Registry>,
-        outbound: mpsc::Sender<String>,
+        outbound: mpsc::Sender<crate::rpc::Queued>,
     ) -> Self {
         Self { tenant, registry, stage: Stage::New, session: None, outbound }
     }

@@ -6,7 +6,7 @@ use super::session::{EXITED_TTL, Session};
 use super::{AfterReply, Reply, env, lock};
 use crate::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
 use crate::metrics::Metrics;
-use crate::process::{Output, Owner, Process, StartAck, Started, Stop, stdin_slots};
+use crate::process::{Answer, Output, Owner, Process, StartAck, Started, Stop, stdin_slots};
 use crate::protocol::*;
 use crate::rpc::{self, RpcError};
 use crate::tenant::Tenant;
@@ -137,13 +137,10 @@ impl Session {
         // the answer on the wire is made here.
         Ok(Reply::Handoff(Box::new(move |responder| {
             let ack: StartAck = Box::new(move |started: Started| {
-                Box::pin(async move {
-                    let answer = ProcessStartResponse {
-                        process_id: started.process_id,
-                        sandbox_type: "none",
-                    };
-                    responder.send(rpc::to_value(answer)).await;
-                })
+                let answer =
+                    ProcessStartResponse { process_id: started.process_id, sandbox_type: "none" };
+                let (queue, text) = responder.into_text(rpc::to_value(answer));
+                Answer { queue, text }
             });
             let _ = go_tx.send(ack);
         })))

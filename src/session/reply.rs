@@ -2,7 +2,7 @@
 //! request (now, later, or by someone it hands a [`Responder`] to), and what
 //! to do after a notification.
 
-use crate::rpc::{self, RpcError};
+use crate::rpc::{self, Queued, RpcError};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -14,19 +14,25 @@ pub type AfterReply = Box<dyn FnOnce() + Send>;
 /// Where the answer to one request goes, when it is sent by someone other
 /// than the connection's request loop.
 pub struct Responder {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::Sender<Queued>,
     id: crate::protocol::RequestId,
 }
 
 impl Responder {
-    pub fn new(tx: mpsc::Sender<String>, id: crate::protocol::RequestId) -> Self {
+    pub fn new(tx: mpsc::Sender<Queued>, id: crate::protocol::RequestId) -> Self {
         Self { tx, id }
     }
 
     /// Queues the answer on the connection that asked (dropped if it has
     /// gone, also when the session has moved to another connection since).
     pub async fn send(self, result: Result<Value, RpcError>) {
-        let _ = self.tx.send(rpc::response_text(self.id, result)).await;
+        let _ = self.tx.send(rpc::response_text(self.id, result).into()).await;
+    }
+
+    /// The answer, serialized, and the queue it is for: for a sender that
+    /// writes it together with what follows it.
+    pub fn into_text(self, result: Result<Value, RpcError>) -> (mpsc::Sender<Queued>, String) {
+        (self.tx, rpc::response_text(self.id, result))
     }
 }
 

@@ -66,7 +66,7 @@ const MAX_CLOSED_PROCESSES: usize = 1024;
 #[derive(Default)]
 struct Attachment {
     /// The attached connection's queue; `None` while detached.
-    outbound: Option<mpsc::Sender<String>>,
+    outbound: Option<mpsc::Sender<crate::rpc::Queued>>,
     /// Bumped on every attach, so a stale expiry timer does nothing.
     generation: u64,
     /// Ends the session when the grace period after a detach runs out.
@@ -78,7 +78,7 @@ impl Session {
     pub(super) fn new(
         tenant: Arc<Tenant>,
         registry: Arc<Registry>,
-        outbound: mpsc::Sender<String>,
+        outbound: mpsc::Sender<crate::rpc::Queued>,
     ) -> Arc<Self> {
         let s = Arc::new(Session {
             id: uuid::Uuid::new_v4().to_string(),
@@ -94,7 +94,10 @@ impl Session {
     }
 
     /// Reattaches a detached session to a new connection.
-    pub(super) fn attach(&self, outbound: mpsc::Sender<String>) -> Result<(), RpcError> {
+    pub(super) fn attach(
+        &self,
+        outbound: mpsc::Sender<crate::rpc::Queued>,
+    ) -> Result<(), RpcError> {
         let mut a = lock(&self.attachment);
         if a.closed {
             return Err(RpcError::invalid_request(format!("unknown session id {}", self.id)));
@@ -223,7 +226,7 @@ impl Session {
 
 /// Processes reach their client through their session.
 impl Notifier for Session {
-    fn queue(&self) -> Option<mpsc::Sender<String>> {
+    fn queue(&self) -> Option<mpsc::Sender<crate::rpc::Queued>> {
         lock(&self.attachment).outbound.clone()
     }
 
