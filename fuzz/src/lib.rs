@@ -301,6 +301,24 @@ pub const EVAL_SLACK: std::time::Duration = std::time::Duration::from_secs(1);
 /// The host memory one evaluated line may hold (the shell's max-memory).
 pub const EVAL_MEMORY: usize = 64 << 20;
 
+/// The scratch workspace of [`shell_eval`]: this, then the process id.
+const EVAL_DIR: &str = "wes-fuzz-eval-";
+
+/// Removes the scratch workspaces of [`shell_eval`] whose process has ended.
+fn remove_dead_eval_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(EVAL_DIR)) else { continue };
+        let dead = pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Evaluates `data` as a `bash -c` line in a shell with no tools: only
 /// builtins run (everything else is "command not found"), in a scratch
 /// workspace, with stdin closed, under a memory budget of [`EVAL_MEMORY`]
@@ -317,7 +335,10 @@ pub fn shell_eval(data: &[u8]) {
     let Ok(line) = std::str::from_utf8(data) else { return };
     static EXEC: OnceLock<Executor> = OnceLock::new();
     let exec = EXEC.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("wes-fuzz-eval-{}", std::process::id()));
+        // The workspace lives as long as this process (a static is never
+        // dropped): those of processes that have ended go first.
+        remove_dead_eval_dirs();
+        let dir = std::env::temp_dir().join(format!("{EVAL_DIR}{}", std::process::id()));
         let root = dir.join("root");
         std::fs::create_dir_all(&root).expect("scratch workspace");
         let workspace = Workspace::open_in(&root, Some("/work"), &dir).expect("workspace");
