@@ -34,11 +34,18 @@ impl Answer {
     }
 }
 
-/// Messages kept to go out together.
-#[derive(Default)]
+/// Messages kept to go out together: an answer and what follows it.
 struct Batch {
-    answer: Option<Answer>,
+    answer: Answer,
     texts: Vec<String>,
+}
+
+/// Where a message goes now.
+enum Route {
+    /// Into the open batch.
+    Batch,
+    /// To the attached connection.
+    Queue(mpsc::Sender<Queued>),
 }
 
 /// Sends notifications through a [`Notifier`]. While a batch is open they
@@ -55,7 +62,7 @@ impl Emitter {
 
     /// Keeps what is sent from now on, after `answer`, until [`Emitter::flush`].
     pub fn open_batch(&self, answer: Answer) {
-        *self.batch() = Some(Batch { answer: Some(answer), texts: Vec::new() });
+        *self.batch() = Some(Batch { answer, texts: Vec::new() });
     }
 
     /// Sends what the open batch holds, if there is one: together, when
@@ -64,11 +71,9 @@ impl Emitter {
     pub async fn flush(&self) {
         let Some(Batch { answer, mut texts }) = self.batch().take() else { return };
         let queue = self.notifier.queue();
-        if let Some(answer) = answer {
-            match &queue {
-                Some(q) if q.same_channel(&answer.queue) => texts.insert(0, answer.text),
-                _ => answer.send().await,
-            }
+        match &queue {
+            Some(q) if q.same_channel(&answer.queue) => texts.insert(0, answer.text),
+            _ => answer.send().await,
         }
         if let (Some(q), false) = (queue, texts.is_empty()) {
             let _ = q.send(Queued::Batch(texts)).await;
@@ -78,24 +83,39 @@ impl Emitter {
     /// Sends a notification already serialized (see
     /// [`crate::protocol::process_output_json`]).
     pub async fn send_text(&self, text: String) {
-        if let Some(batch) = self.batch().as_mut() {
-            batch.texts.push(text);
-            return;
-        }
-        if let Some(tx) = self.notifier.queue() {
-            let _ = tx.send(Queued::One(text)).await;
+        if let Some(route) = self.route() {
+            self.deliver(route, text).await;
         }
     }
 
     /// Serializes and sends a notification.
     pub async fn send<P: Serialize>(&self, method: &str, params: P) {
         // Detached: nothing to serialize for.
-        if self.batch().is_none() && self.notifier.queue().is_none() {
-            return;
-        }
+        let Some(route) = self.route() else { return };
         match serde_json::to_string(&Notification { method, params }) {
-            Ok(text) => self.send_text(text).await,
+            Ok(text) => self.deliver(route, text).await,
             Err(e) => tracing::error!(error = %e, "could not serialize a notification"),
+        }
+    }
+
+    /// Where a message goes now; `None` while detached, with no batch open.
+    fn route(&self) -> Option<Route> {
+        if self.batch().is_some() {
+            return Some(Route::Batch);
+        }
+        self.notifier.queue().map(Route::Queue)
+    }
+
+    async fn deliver(&self, route: Route, text: String) {
+        match route {
+            Route::Queue(tx) => {
+                let _ = tx.send(Queued::One(text)).await;
+            }
+            Route::Batch => {
+                if let Some(batch) = self.batch().as_mut() {
+                    batch.texts.push(text);
+                }
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use super::session::{EXITED_TTL, Session};
 use super::{AfterReply, Reply, env, lock};
 use crate::exec::{CommandSpec, PipeReader, Sink, Stdin, StreamKind};
 use crate::metrics::Metrics;
-use crate::process::{Answer, Output, Owner, Process, StartAck, Started, Stop, stdin_slots};
+use crate::process::{Output, Owner, Process, StartAck, Started, Stop, stdin_slots};
 use crate::protocol::*;
 use crate::rpc::{self, RpcError};
 use crate::tenant::Tenant;
@@ -139,8 +139,7 @@ impl Session {
             let ack: StartAck = Box::new(move |started: Started| {
                 let answer =
                     ProcessStartResponse { process_id: started.process_id, sandbox_type: "none" };
-                let (queue, text) = responder.into_text(rpc::to_value(answer));
-                Answer { queue, text }
+                responder.answer(rpc::to_value(answer))
             });
             let _ = go_tx.send(ack);
         })))

@@ -2,6 +2,7 @@
 //! request (now, later, or by someone it hands a [`Responder`] to), and what
 //! to do after a notification.
 
+use crate::process::Answer;
 use crate::rpc::{self, Queued, RpcError};
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -23,16 +24,11 @@ impl Responder {
         Self { tx, id }
     }
 
-    /// Queues the answer on the connection that asked (dropped if it has
-    /// gone, also when the session has moved to another connection since).
-    pub async fn send(self, result: Result<Value, RpcError>) {
-        let _ = self.tx.send(rpc::response_text(self.id, result).into()).await;
-    }
-
-    /// The answer, serialized, and the queue it is for: for a sender that
-    /// writes it together with what follows it.
-    pub fn into_text(self, result: Result<Value, RpcError>) -> (mpsc::Sender<Queued>, String) {
-        (self.tx, rpc::response_text(self.id, result))
+    /// The answer, serialized, for the connection that asked (dropped if it
+    /// has gone, also when the session has moved to another connection
+    /// since): sent on its own, or with what follows it.
+    pub fn answer(self, result: Result<Value, RpcError>) -> Answer {
+        Answer { queue: self.tx, text: rpc::response_text(self.id, result) }
     }
 }
 
