@@ -13,6 +13,7 @@
 pub mod path;
 pub mod quota;
 pub mod scratch;
+pub mod tree;
 pub mod workspace;
 
 pub use path::{Mapped, PathMap, UriError, parse_file_uri, to_file_uri};

@@ -40,10 +40,10 @@ pub fn fresh_scratch_dir(parent: &Path) -> PathBuf {
 }
 
 /// Removes the scratch directory `dir` of a worker that has exited, all of
-/// it (whatever its guests left there: links are removed, not followed).
+/// it, however deep its guests nested it (links are removed, not followed).
 /// Gone already is fine.
 pub fn remove_scratch_dir(dir: &Path) -> io::Result<()> {
-    match std::fs::remove_dir_all(dir) {
+    match super::tree::remove_tree(dir) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -80,7 +80,7 @@ pub fn sweep_stale_scratch(parent: &Path) -> usize {
             }
             continue;
         };
-        if lock.try_lock().is_ok() && std::fs::remove_dir_all(&path).is_ok() {
+        if lock.try_lock().is_ok() && super::tree::remove_tree(&path).is_ok() {
             removed += 1;
         }
     }
@@ -174,7 +174,7 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
+        let _ = super::tree::remove_tree(&self.base);
     }
 }
 

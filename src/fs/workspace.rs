@@ -564,7 +564,12 @@ impl Workspace {
     ) -> FsResult<()> {
         if meta.is_dir() {
             if recursive {
-                self.root.remove_dir_all(rel)?;
+                // Not cap-std's `remove_dir_all`, which recurses once per
+                // level: a guest's tree can be deep enough to overflow the
+                // stack. (`open_dir` stays beneath the root.)
+                let dir = self.root.open_dir(rel)?;
+                super::tree::remove_contents(std::os::fd::AsFd::as_fd(&dir))?;
+                self.root.remove_dir(rel)?;
             } else {
                 self.root.remove_dir(rel)?;
             }
